@@ -1,0 +1,158 @@
+//! `qtm strategy …`: scaffold, build, componentize and inspect strategy components.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::Subcommand;
+use serde::Serialize;
+
+use crate::model::StrategyInfo;
+use crate::sandbox::gate::GateReport;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::toolchain;
+
+#[derive(Debug, Subcommand)]
+pub enum StrategyCommand {
+    /// Create a strategy crate that builds as it is.
+    New {
+        /// Folder to create; its name is the strategy's name.
+        dir: PathBuf,
+        /// Path of the qtm-guest-sdk crate (default: the one this binary was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a strategy crate for wasm32-unknown-unknown and componentize it; prints the path.
+    Build {
+        /// The strategy crate's folder.
+        dir: PathBuf,
+        /// Cargo target directory (default: the crate's own).
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+    },
+    /// Turn a core module built with the guest SDK into a component.
+    Componentize {
+        /// The core module (`.wasm` from cargo).
+        input: PathBuf,
+        /// Where to write the component.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Show what a component declares: description, contract, imports, size, compile time.
+    Inspect {
+        /// The component.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cmd: StrategyCommand) -> Result<()> {
+    match cmd {
+        StrategyCommand::New { dir, sdk } => {
+            toolchain::scaffold_strategy(&dir, sdk.as_deref())?;
+            println!("created {}", dir.display());
+            println!("build it with: qtm strategy build {}", dir.display());
+            Ok(())
+        }
+        StrategyCommand::Build { dir, target_dir } => {
+            for out in toolchain::build_strategy(&dir, target_dir.as_deref())? {
+                println!("{}", out.component.display());
+            }
+            Ok(())
+        }
+        StrategyCommand::Componentize { input, output } => {
+            let module =
+                std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+            let component = toolchain::componentize(&module)?;
+            std::fs::write(&output, component)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("{}", output.display());
+            Ok(())
+        }
+        StrategyCommand::Inspect { file, json } => inspect(file, json),
+    }
+}
+
+#[derive(Serialize)]
+struct Inspection<'a> {
+    file: String,
+    sha256: &'a str,
+    size: usize,
+    contract: &'a str,
+    imports: &'a [String],
+    exports: &'a [String],
+    functions: u32,
+    compile_ms: f64,
+    describe: &'a StrategyInfo,
+}
+
+fn inspect(file: PathBuf, json: bool) -> Result<()> {
+    let sandbox = Sandbox::new(SandboxConfig::default())?;
+    let code = sandbox.load_file(&file)?;
+    let GateReport {
+        size,
+        contract,
+        imports,
+        exports,
+        functions,
+        ..
+    } = code.gate();
+    let report = Inspection {
+        file: file.display().to_string(),
+        sha256: code.sha256(),
+        size: *size,
+        contract,
+        imports,
+        exports,
+        functions: *functions,
+        compile_ms: code.compile_time().as_secs_f64() * 1e3,
+        describe: code.info(),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let info = report.describe;
+    println!("{} {}  ({})", info.name, info.version, report.file);
+    if !info.description.is_empty() {
+        println!("  {}", info.description);
+    }
+    println!("contract   {}", report.contract);
+    println!(
+        "size       {} bytes, {} functions",
+        report.size, report.functions
+    );
+    println!("compile    {:.1} ms", report.compile_ms);
+    println!("sha256     {}", report.sha256);
+    println!("imports    {}", report.imports.join(", "));
+    println!(
+        "symbols    {}",
+        if info.symbols.is_empty() {
+            "-".into()
+        } else {
+            info.symbols.join(", ")
+        }
+    );
+    println!("parameters");
+    for p in &info.params {
+        let kind = match &p.kind {
+            crate::model::ParamKind::Int { min, max, step } => {
+                format!("int {min}..={max} step {step}")
+            }
+            crate::model::ParamKind::Float { min, max, step } => {
+                format!("float {min}..={max} step {step}")
+            }
+            crate::model::ParamKind::Boolean => "bool".into(),
+            crate::model::ParamKind::Choice { choices } => format!("one of {}", choices.join("|")),
+        };
+        println!(
+            "  {:<12} {:<28} default {:<10} {}",
+            p.name,
+            kind,
+            p.default.to_string(),
+            p.description
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! The `qtm` binary.
+
+fn main() -> std::process::ExitCode {
+    qtm_runtime::cli::main()
+}

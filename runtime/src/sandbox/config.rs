@@ -1,0 +1,91 @@
+//! Sandbox configuration: resource limits per instance and engine-wide settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Resource limits applied to every strategy instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Fuel (≈ wasm instructions) for one call, re-armed before every call.
+    pub fuel_per_call: u64,
+    /// Extra fuel per bar for a batched call, so a batch gets the budget its bars would get.
+    pub fuel_per_bar: u64,
+    /// Wall-clock backstop for one call (epoch interruption); catches what fuel cannot, such as
+    /// a guest spending its time in host calls.
+    pub deadline: Duration,
+    /// Linear memory cap per instance, in bytes. Growing past it traps.
+    pub memory_bytes: usize,
+    /// Table elements cap per table.
+    pub table_elements: usize,
+    /// Core instances, tables and memories a component may create.
+    pub instances: usize,
+    pub tables: usize,
+    pub memories: usize,
+    /// Orders (submit, cancel, modify) one call may place before the instance is disabled.
+    pub orders_per_call: u32,
+    /// Host calls of any kind one call may make before the instance is disabled.
+    pub host_calls_per_call: u32,
+    /// Log lines kept per call; the rest are dropped and counted.
+    pub log_lines_per_call: u32,
+    /// Longest log line kept, in bytes; longer lines are cut.
+    pub log_line_bytes: usize,
+    /// Largest snapshot accepted, in bytes.
+    pub snapshot_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel_per_call: 10_000_000,
+            fuel_per_bar: 100_000,
+            deadline: Duration::from_millis(500),
+            memory_bytes: 64 << 20,
+            table_elements: 20_000,
+            instances: 16,
+            tables: 16,
+            memories: 4,
+            orders_per_call: 1_000,
+            host_calls_per_call: 100_000,
+            log_lines_per_call: 100,
+            log_line_bytes: 1024,
+            snapshot_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SandboxConfig {
+    pub limits: Limits,
+    /// Where compiled components (`.cwasm`) are cached by content hash; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Use the pooling allocator (fast instantiation on slot reuse) with this many instance slots;
+    /// 0 uses on-demand allocation.
+    pub pool_slots: u32,
+    /// How often the epoch advances; the deadline is counted in these ticks.
+    pub epoch_tick: Duration,
+    /// Largest component accepted by the upload gate, in bytes.
+    pub max_component_bytes: usize,
+    /// Most functions (core, across all modules) a component may define or import.
+    pub max_functions: u32,
+    /// Most imports a component may declare.
+    pub max_imports: u32,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            cache_dir: None,
+            pool_slots: 0,
+            epoch_tick: Duration::from_millis(1),
+            max_component_bytes: 32 << 20,
+            max_functions: 100_000,
+            max_imports: 64,
+        }
+    }
+}

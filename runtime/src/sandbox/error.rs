@@ -1,0 +1,54 @@
+//! Errors of the sandbox and the reasons an instance is disabled.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Why an instance was stopped: recorded, broadcast, and shown to users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Error)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum TrapReason {
+    #[error("fuel exhausted: the call used its whole budget of {0} fuel")]
+    OutOfFuel(u64),
+    #[error("deadline exceeded: the call ran longer than {0} ms of wall-clock time")]
+    Deadline(u64),
+    #[error("memory limit: {0}")]
+    Memory(String),
+    #[error("stack overflow")]
+    StackOverflow,
+    #[error("the strategy panicked or reached unreachable code")]
+    Panic,
+    #[error("host limit: {0}")]
+    HostLimit(String),
+    #[error("trap: {0}")]
+    Other(String),
+}
+
+/// Everything that can go wrong between the host and a strategy component.
+#[derive(Debug, Error)]
+pub enum SandboxError {
+    #[error("component refused: {0}")]
+    Refused(String),
+    #[error("compiling the component failed: {0}")]
+    Compile(String),
+    #[error("instantiating the component failed: {0}")]
+    Instantiate(String),
+    #[error("the strategy refused its configuration: {0}")]
+    Configure(String),
+    #[error("the strategy trapped: {0}")]
+    Trapped(TrapReason),
+    #[error("the instance is disabled: {0}")]
+    Disabled(TrapReason),
+    #[error("restore failed: {0}")]
+    Restore(String),
+    #[error("snapshot refused: {0}")]
+    Snapshot(String),
+    #[error("the engine could not be set up: {0}")]
+    Engine(String),
+    #[error("cache: {0}")]
+    Cache(String),
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}

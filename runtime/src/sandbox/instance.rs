@@ -1,0 +1,573 @@
+//! A running strategy: its own Store, limits re-armed before every call, accounting, and the
+//! hot-swap and clone operations.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use wasmtime::{Store, StoreLimitsBuilder, Trap};
+
+use super::bindings::Strategy as Bindings;
+use super::code::StrategyCode;
+use super::convert;
+use super::error::{SandboxError, TrapReason};
+use super::host::{DetachedHost, HostAbort, HostState, StrategyHost, params_to_wit};
+use crate::model::{Bar, Fill, Param, Tick};
+
+/// Bytes per bar in a batch: symbol id, ts, open, high, low, close, volume as little-endian f64.
+pub const BAR_BYTES: usize = 56;
+
+/// Bars encoded for the contract's `load-bars` (flat little-endian f64, 7 per bar).
+#[derive(Debug, Default, Clone)]
+pub struct BarBatch {
+    bytes: Vec<u8>,
+}
+
+impl BarBatch {
+    /// An empty batch with room for `bars` bars.
+    pub fn with_capacity(bars: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(bars * BAR_BYTES),
+        }
+    }
+    /// Append one bar of the instance's symbol `symbol_id`.
+    #[inline]
+    pub fn push(&mut self, symbol_id: u32, bar: &Bar) {
+        for v in [
+            symbol_id as f64,
+            bar.ts as f64,
+            bar.open,
+            bar.high,
+            bar.low,
+            bar.close,
+            bar.volume,
+        ] {
+            self.bytes.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    /// Number of bars.
+    pub fn len(&self) -> usize {
+        self.bytes.len() / BAR_BYTES
+    }
+    /// Whether the batch has no bars.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+    /// Remove all bars, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+    }
+    /// The encoded bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Whether an instance still runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum InstanceStatus {
+    Active,
+    /// Stopped by a trap or a broken limit; the reason is kept for users.
+    Disabled {
+        reason: TrapReason,
+    },
+}
+
+/// Per-instance accounting.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InstanceStats {
+    /// Calls into the guest, of every kind.
+    pub calls: u64,
+    /// Bars delivered (one per `on-bar`, each bar consumed by `resume`).
+    pub bars: u64,
+    /// Fuel consumed in total.
+    pub fuel: u64,
+    /// Fuel consumed by the most recent call.
+    pub last_call_fuel: u64,
+    /// Wall time spent inside the guest, nanoseconds.
+    pub wall_ns: u64,
+    /// Traps (0 or 1: a trap disables the instance).
+    pub traps: u64,
+    /// Host calls, orders (submit, cancel, modify) and log lines dropped over the cap.
+    pub host_calls: u64,
+    pub orders: u64,
+    pub logs_dropped: u64,
+}
+
+/// The Store, the bindings and the status of one guest; no knowledge of the code it came from.
+struct Guest {
+    store: Store<HostState>,
+    bindings: Bindings,
+    status: InstanceStatus,
+    stats: InstanceStats,
+}
+
+impl Guest {
+    fn new(code: &StrategyCode) -> Result<Self, SandboxError> {
+        let limits = code.config.limits.clone();
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(limits.memory_bytes)
+            .table_elements(limits.table_elements)
+            .instances(limits.instances)
+            .tables(limits.tables)
+            .memories(limits.memories)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(&code.engine, HostState::new(limits, store_limits));
+        store.limiter(|s| &mut s.store_limits);
+        store.epoch_deadline_trap();
+        // Instantiation runs guest start code, so it gets a budget like any call.
+        store
+            .set_fuel(code.config.limits.fuel_per_call)
+            .map_err(|e| SandboxError::Instantiate(format!("{e:#}")))?;
+        store.set_epoch_deadline(deadline_ticks(code));
+        let bindings = code
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| SandboxError::Instantiate(format!("{e:#}")))?;
+        Ok(Self {
+            store,
+            bindings,
+            status: InstanceStatus::Active,
+            stats: InstanceStats::default(),
+        })
+    }
+}
+
+fn deadline_ticks(code: &StrategyCode) -> u64 {
+    let tick = code.config.epoch_tick.as_nanos().max(1);
+    (code.config.limits.deadline.as_nanos() / tick).max(1) as u64
+}
+
+/// One sandboxed strategy instance: the safe handle the rest of the host uses.
+pub struct StrategyInstance {
+    code: Arc<StrategyCode>,
+    guest: Guest,
+    params: Vec<Param>,
+    symbols: Vec<String>,
+    /// Host copy of the loaded batch and how many bars the guest consumed, so a swap can hand
+    /// the rest to the new code.
+    loaded: Vec<u8>,
+    consumed: usize,
+    /// Index in `loaded` of the guest's first bar: non-zero after a swap handed over the rest.
+    guest_start: usize,
+}
+
+impl std::fmt::Debug for StrategyInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StrategyInstance")
+            .field("code", &self.code.sha256())
+            .field("status", &self.guest.status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StrategyInstance {
+    /// An unconfigured instance for `describe` (no Arc exists yet at load time).
+    pub(super) fn bare(code: &StrategyCode) -> Result<BareInstance, SandboxError> {
+        Ok(BareInstance {
+            guest: Guest::new(code)?,
+            fuel: code.config.limits.fuel_per_call,
+        })
+    }
+
+    pub(super) fn configured(
+        code: Arc<StrategyCode>,
+        params: Vec<Param>,
+        symbols: Vec<String>,
+    ) -> Result<Self, SandboxError> {
+        let guest = Guest::new(&code)?;
+        let mut inst = Self {
+            code,
+            guest,
+            params,
+            symbols,
+            loaded: Vec::new(),
+            consumed: 0,
+            guest_start: 0,
+        };
+        inst.guest.store.data_mut().params = inst.params.clone();
+        let (wparams, wsymbols) = (params_to_wit(&inst.params), inst.symbols.clone());
+        let fuel = inst.code.config.limits.fuel_per_call;
+        inst.call(&mut DetachedHost, fuel, 0, |b, s| {
+            b.qtm_strategy_guest()
+                .call_configure(s, &wparams, &wsymbols)
+        })?
+        .map_err(SandboxError::Configure)?;
+        Ok(inst)
+    }
+
+    /// The code this instance runs.
+    pub fn code(&self) -> &Arc<StrategyCode> {
+        &self.code
+    }
+    /// Its validated parameters (defaults filled in).
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+    /// Its symbols; a symbol id indexes this list.
+    pub fn symbols(&self) -> &[String] {
+        &self.symbols
+    }
+    /// Active, or disabled with the reason.
+    pub fn status(&self) -> &InstanceStatus {
+        &self.guest.status
+    }
+    /// Whether the instance still runs.
+    pub fn is_active(&self) -> bool {
+        self.guest.status == InstanceStatus::Active
+    }
+    /// Accounting so far.
+    pub fn stats(&self) -> InstanceStats {
+        let mut s = self.guest.stats.clone();
+        let d = self.guest.store.data();
+        s.host_calls = d.host_calls;
+        s.orders = d.orders;
+        s.logs_dropped = d.logs_dropped;
+        s
+    }
+
+    /// Run one guest call under fresh limits; a trap disables the instance.
+    fn call<R>(
+        &mut self,
+        host: &mut dyn StrategyHost,
+        fuel: u64,
+        bars: u64,
+        f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, SandboxError> {
+        call_guest(&mut self.guest, &self.code, host, fuel, bars, f)
+    }
+
+    /// Deliver one bar of symbol `symbol_id`.
+    pub fn on_bar(
+        &mut self,
+        host: &mut dyn StrategyHost,
+        symbol_id: u32,
+        bar: &Bar,
+    ) -> Result<(), SandboxError> {
+        let b = convert::bar_to_wit(bar);
+        let fuel = self.code.config.limits.fuel_per_call;
+        self.call(host, fuel, 1, |g, s| {
+            g.qtm_strategy_guest().call_on_bar(s, symbol_id, b)
+        })
+    }
+
+    /// Deliver one tick of symbol `symbol_id`.
+    pub fn on_tick(
+        &mut self,
+        host: &mut dyn StrategyHost,
+        symbol_id: u32,
+        tick: &Tick,
+    ) -> Result<(), SandboxError> {
+        let t = convert::tick_to_wit(symbol_id, tick);
+        let fuel = self.code.config.limits.fuel_per_call;
+        self.call(host, fuel, 0, |g, s| {
+            g.qtm_strategy_guest().call_on_tick(s, t)
+        })
+    }
+
+    /// Report a fill of one of the instance's orders in symbol `symbol_id`.
+    pub fn on_fill(
+        &mut self,
+        host: &mut dyn StrategyHost,
+        symbol_id: u32,
+        fill: &Fill,
+    ) -> Result<(), SandboxError> {
+        let f = convert::fill_to_wit(symbol_id, fill);
+        let fuel = self.code.config.limits.fuel_per_call;
+        self.call(host, fuel, 0, |g, s| {
+            g.qtm_strategy_guest().call_on_fill(s, &f)
+        })
+    }
+
+    /// Fire the instance's timer.
+    pub fn on_timer(
+        &mut self,
+        host: &mut dyn StrategyHost,
+        now_ns: i64,
+    ) -> Result<(), SandboxError> {
+        let fuel = self.code.config.limits.fuel_per_call;
+        self.call(host, fuel, 0, |g, s| {
+            g.qtm_strategy_guest().call_on_timer(s, now_ns)
+        })
+    }
+
+    /// Hand the guest a batch of bars; [`StrategyInstance::resume`] then works through it.
+    pub fn load_bars(&mut self, batch: &BarBatch) -> Result<(), SandboxError> {
+        self.loaded.clear();
+        self.loaded.extend_from_slice(batch.as_bytes());
+        self.consumed = 0;
+        self.guest_start = 0;
+        self.push_loaded()
+    }
+
+    fn push_loaded(&mut self) -> Result<(), SandboxError> {
+        let fuel = self.code.config.limits.fuel_per_call;
+        let Self {
+            guest,
+            code,
+            loaded,
+            consumed,
+            ..
+        } = self;
+        let rest = &loaded[*consumed * BAR_BYTES..];
+        // The guest sees `rest` from its index 0.
+        call_guest(guest, code, &mut DetachedHost, fuel, 0, |g, s| {
+            g.qtm_strategy_guest().call_load_bars(s, rest)
+        })
+    }
+
+    /// Bars loaded and not yet handled.
+    pub fn bars_pending(&self) -> usize {
+        self.loaded.len() / BAR_BYTES - self.consumed
+    }
+
+    /// Handle loaded bars up to and including the first one on which the strategy placed,
+    /// cancelled or modified an order; returns how many bars were handled (0: batch used up).
+    /// Batch indices passed to [`StrategyHost::at_bar`] count from the start of the batch.
+    pub fn resume(&mut self, host: &mut dyn StrategyHost) -> Result<u32, SandboxError> {
+        let pending = self.bars_pending() as u64;
+        if pending == 0 {
+            return Ok(0);
+        }
+        let l = &self.code.config.limits;
+        let fuel = l
+            .fuel_per_call
+            .saturating_add(l.fuel_per_bar.saturating_mul(pending));
+        let offset = self.guest_start as u32;
+        let mut shifted = OffsetHost {
+            inner: host,
+            offset,
+        };
+        let n = self.call(&mut shifted, fuel, 0, |g, s| {
+            g.qtm_strategy_guest().call_resume(s)
+        })?;
+        if n as u64 > pending {
+            let reason = TrapReason::Other(format!(
+                "bad return: resume reported {n} bars handled but only {pending} were loaded"
+            ));
+            self.disable(reason.clone());
+            return Err(SandboxError::Trapped(reason));
+        }
+        self.consumed += n as usize;
+        self.guest.stats.bars += n as u64;
+        Ok(n)
+    }
+
+    fn disable(&mut self, reason: TrapReason) {
+        self.guest.stats.traps += 1;
+        self.guest.status = InstanceStatus::Disabled { reason };
+    }
+
+    /// The guest's state, for a hot swap or persistence. Refused (without disabling the
+    /// instance) when it exceeds the snapshot cap.
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, SandboxError> {
+        let fuel = self.code.config.limits.fuel_per_call;
+        let state = self.call(&mut DetachedHost, fuel, 0, |g, s| {
+            g.qtm_strategy_guest().call_snapshot(s)
+        })?;
+        let cap = self.code.config.limits.snapshot_bytes;
+        if state.len() > cap {
+            return Err(SandboxError::Snapshot(format!(
+                "snapshot of {} bytes exceeds the {cap} byte limit",
+                state.len()
+            )));
+        }
+        Ok(state)
+    }
+
+    /// Take over state written by `snapshot` (possibly by another version of the code).
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), SandboxError> {
+        let fuel = self.code.config.limits.fuel_per_call;
+        self.call(&mut DetachedHost, fuel, 0, |g, s| {
+            g.qtm_strategy_guest().call_restore(s, state)
+        })?
+        .map_err(SandboxError::Restore)
+    }
+
+    /// Build an instance of `code` with this instance's parameters and symbols, ready to be
+    /// swapped in. This is the slow part of a swap (instantiate + configure) and may run on
+    /// another thread; the running instance is untouched.
+    pub fn prepare_swap(&self, code: &Arc<StrategyCode>) -> Result<StrategyInstance, SandboxError> {
+        code.instantiate(&self.params, &self.symbols)
+    }
+
+    /// Replace this instance's code between two events: snapshot → restore into `next` → swap.
+    /// Bars loaded but not yet handled move to the new code. On failure nothing changes and
+    /// the old code keeps running. Returns the old instance (drop it off the hot path).
+    pub fn swap(&mut self, mut next: StrategyInstance) -> Result<StrategyInstance, SandboxError> {
+        let state = self.snapshot()?;
+        next.restore(&state)?;
+        if self.bars_pending() > 0 {
+            next.loaded = std::mem::take(&mut self.loaded);
+            next.consumed = self.consumed;
+            next.guest_start = self.consumed;
+            if let Err(e) = next.push_loaded() {
+                self.loaded = std::mem::take(&mut next.loaded);
+                return Err(e);
+            }
+        }
+        std::mem::swap(self, &mut next);
+        Ok(next)
+    }
+
+    /// A new instance of the same code with other parameters (or the same, when `None`),
+    /// starting fresh or from this instance's state.
+    pub fn clone_with(
+        &mut self,
+        params: Option<&[Param]>,
+        with_state: bool,
+    ) -> Result<StrategyInstance, SandboxError> {
+        let params = params.unwrap_or(&self.params).to_vec();
+        let mut copy = self.code.instantiate(&params, &self.symbols)?;
+        if with_state {
+            let state = self.snapshot()?;
+            copy.restore(&state)?;
+        }
+        Ok(copy)
+    }
+}
+
+/// Shifts `at_bar` indices when a batch was re-loaded partly consumed, so the host always sees
+/// indices counted from the start of the batch it loaded.
+struct OffsetHost<'a> {
+    inner: &'a mut dyn StrategyHost,
+    offset: u32,
+}
+
+impl StrategyHost for OffsetHost<'_> {
+    fn log(&mut self, level: crate::model::LogLevel, message: &str) {
+        self.inner.log(level, message)
+    }
+    fn submit_order(&mut self, order: crate::model::OrderRequest) -> Result<u64, String> {
+        self.inner.submit_order(order)
+    }
+    fn cancel_order(&mut self, id: u64) -> Result<(), String> {
+        self.inner.cancel_order(id)
+    }
+    fn modify_order(&mut self, id: u64, change: crate::model::OrderChange) -> Result<(), String> {
+        self.inner.modify_order(id, change)
+    }
+    fn position(&mut self, symbol: &str) -> crate::model::Position {
+        self.inner.position(symbol)
+    }
+    fn cash(&mut self) -> f64 {
+        self.inner.cash()
+    }
+    fn equity(&mut self) -> f64 {
+        self.inner.equity()
+    }
+    fn open_orders(&mut self) -> Vec<crate::model::OpenOrder> {
+        self.inner.open_orders()
+    }
+    fn signal(&mut self, name: &str) -> Option<crate::model::Signal> {
+        self.inner.signal(name)
+    }
+    fn now_ns(&mut self) -> i64 {
+        self.inner.now_ns()
+    }
+    fn recent_bars(&mut self, symbol: &str, count: u32) -> Vec<Bar> {
+        self.inner.recent_bars(symbol, count)
+    }
+    fn at_bar(&mut self, index: u32) {
+        self.inner.at_bar(index.saturating_add(self.offset))
+    }
+}
+
+/// An instance used only to call `describe` while code is being loaded.
+pub(super) struct BareInstance {
+    guest: Guest,
+    fuel: u64,
+}
+
+impl BareInstance {
+    pub(super) fn call<R>(
+        &mut self,
+        host: &mut dyn StrategyHost,
+        bars: u64,
+        f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, SandboxError> {
+        let fuel = self.fuel;
+        let ticks = 1_000; // describe runs once, at load; a generous fixed deadline
+        run(&mut self.guest, host, fuel, ticks, 1, bars, f)
+    }
+}
+
+fn call_guest<R>(
+    guest: &mut Guest,
+    code: &StrategyCode,
+    host: &mut dyn StrategyHost,
+    fuel: u64,
+    bars: u64,
+    f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+) -> Result<R, SandboxError> {
+    let tick_ms = code.config.epoch_tick.as_millis().max(1) as u64;
+    run(guest, host, fuel, deadline_ticks(code), tick_ms, bars, f)
+}
+
+fn run<R>(
+    guest: &mut Guest,
+    host: &mut dyn StrategyHost,
+    fuel: u64,
+    ticks: u64,
+    tick_ms: u64,
+    bars: u64,
+    f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+) -> Result<R, SandboxError> {
+    if let InstanceStatus::Disabled { reason } = &guest.status {
+        return Err(SandboxError::Disabled(reason.clone()));
+    }
+    let Guest {
+        store,
+        bindings,
+        status,
+        stats,
+    } = guest;
+    if let Err(e) = store.set_fuel(fuel) {
+        return Err(SandboxError::Engine(format!("{e:#}")));
+    }
+    store.set_epoch_deadline(ticks);
+    let started = Instant::now();
+    let result = HostState::lend(store, host, |store| f(bindings, store));
+    stats.wall_ns += started.elapsed().as_nanos() as u64;
+    let left = store.get_fuel().unwrap_or(0);
+    stats.last_call_fuel = fuel.saturating_sub(left);
+    stats.fuel += stats.last_call_fuel;
+    stats.calls += 1;
+    stats.bars += bars;
+    match result {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let reason = classify(&e, fuel, ticks * tick_ms);
+            stats.traps += 1;
+            *status = InstanceStatus::Disabled {
+                reason: reason.clone(),
+            };
+            Err(SandboxError::Trapped(reason))
+        }
+    }
+}
+
+fn classify(e: &wasmtime::Error, fuel: u64, deadline_ms: u64) -> TrapReason {
+    if let Some(a) = e.downcast_ref::<HostAbort>() {
+        return TrapReason::HostLimit(a.0.clone());
+    }
+    if let Some(t) = e.downcast_ref::<Trap>() {
+        return match t {
+            Trap::OutOfFuel => TrapReason::OutOfFuel(fuel),
+            Trap::Interrupt => TrapReason::Deadline(deadline_ms),
+            Trap::StackOverflow => TrapReason::StackOverflow,
+            Trap::UnreachableCodeReached => TrapReason::Panic,
+            other => TrapReason::Other(other.to_string()),
+        };
+    }
+    let msg = format!("{e:#}");
+    if msg.contains("forcing trap when growing memory") {
+        TrapReason::Memory(msg)
+    } else if msg.contains("forcing trap when growing table") {
+        TrapReason::HostLimit(msg)
+    } else {
+        TrapReason::Other(msg)
+    }
+}

@@ -1,0 +1,31 @@
+//! The sandbox: the only module that names wasmtime.
+//!
+//! It turns a strategy component into a safe [`StrategyInstance`] handle. Every instance has
+//! its own `Store` with a fuel budget re-armed before each call, a memory cap, table and instance
+//! caps, and an epoch deadline as a wall-clock backstop. Components are checked by a static
+//! [`gate`] before anything is compiled, compiled once and cached on disk by content hash, and
+//! instantiated from a pre-linked `InstancePre`. A trap disables only the instance that trapped.
+//!
+//! The rest of the host talks to strategies through [`StrategyInstance`] and answers their
+//! requests by implementing [`StrategyHost`].
+
+mod bindings;
+mod cache;
+mod code;
+mod config;
+mod convert;
+mod error;
+pub mod gate;
+mod host;
+mod instance;
+
+pub use code::{Sandbox, StrategyCode};
+pub use config::{Limits, SandboxConfig};
+pub use error::{SandboxError, TrapReason};
+pub use host::{DetachedHost, StrategyHost};
+pub use instance::{BarBatch, InstanceStats, InstanceStatus, StrategyInstance};
+
+/// The contract this host implements (`wit/strategy.wit`).
+pub const CONTRACT_PACKAGE: &str = "qtm:strategy";
+/// The contract version this host implements.
+pub const CONTRACT_VERSION: &str = "0.1.0";

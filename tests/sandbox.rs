@@ -1,0 +1,434 @@
+//! The sandbox with real guests: loading, the upload gate, parameters, calls, batching,
+//! limits, snapshots and the compiled-component cache.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use qtm_runtime::model::{Param, ParamKind, ParamValue, Quantity};
+use qtm_runtime::sandbox::{
+    BarBatch, Limits, Sandbox, SandboxConfig, SandboxError, StrategyCode, TrapReason,
+};
+use qtm_tests::{RecordingHost, component, data_dir, guests, read_bars};
+
+fn sandbox() -> Sandbox {
+    Sandbox::new(SandboxConfig::default()).unwrap()
+}
+
+fn load(sb: &Sandbox, guest: &str) -> Arc<StrategyCode> {
+    sb.load(&component(guest)).unwrap()
+}
+
+fn p(name: &str, v: ParamValue) -> Param {
+    Param {
+        name: name.into(),
+        value: v,
+    }
+}
+
+fn sma_params(mode: &str) -> Vec<Param> {
+    vec![
+        p("fast", ParamValue::Int(10)),
+        p("slow", ParamValue::Int(30)),
+        p("mode", ParamValue::Choice(mode.into())),
+        p("quantity", ParamValue::Float(5.0)),
+    ]
+}
+
+#[test]
+fn sma_cross_describes_itself_and_passes_the_gate() {
+    let sb = sandbox();
+    let code = load(&sb, guests::SMA_CROSS);
+    let info = code.info();
+    assert_eq!(info.name, "sma-cross");
+    let names: Vec<&str> = info.params.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["fast", "slow", "mode", "sizing", "quantity"]);
+    assert_eq!(
+        info.params[0].kind,
+        ParamKind::Int {
+            min: 1,
+            max: 500,
+            step: 1
+        }
+    );
+    assert_eq!(
+        info.params[2].default,
+        ParamValue::Choice("long_only".into())
+    );
+    let gate = code.gate();
+    assert_eq!(gate.contract, "qtm:strategy@0.1.0");
+    assert_eq!(
+        gate.imports,
+        ["qtm:strategy/types@0.1.0", "qtm:strategy/host@0.1.0"]
+    );
+    assert_eq!(gate.exports, ["qtm:strategy/guest@0.1.0"]);
+    assert!(gate.functions > 10);
+    assert_eq!(code.sha256().len(), 64);
+}
+
+#[test]
+fn every_example_strategy_loads_and_configures_with_defaults() {
+    let sb = sandbox();
+    for (guest, name) in [
+        (guests::SMA_CROSS, "sma-cross"),
+        (guests::RSI_REVERSION, "rsi-reversion"),
+        (guests::DONCHIAN_BREAKOUT, "donchian-breakout"),
+    ] {
+        let code = load(&sb, guest);
+        assert_eq!(code.info().name, name);
+        let inst = code.instantiate(&[], &["SPY".into()]).unwrap();
+        assert!(inst.is_active());
+        assert_eq!(inst.params().len(), code.info().params.len());
+    }
+}
+
+#[test]
+fn incompatible_contract_version_is_refused_naming_both_versions() {
+    let e = sandbox()
+        .load(&component(guests::WRONG_CONTRACT))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "component refused: component was built for contract qtm:strategy@0.2.0, \
+         but this host implements qtm:strategy@0.1.0"
+    );
+}
+
+#[test]
+fn forbidden_import_is_refused_naming_the_import() {
+    let e = sandbox()
+        .load(&component(guests::FORBIDDEN_IMPORT))
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, SandboxError::Refused(_)), "{msg}");
+    assert!(msg.contains("`qtm:strategy/socket@0.1.0`"), "{msg}");
+    assert!(msg.contains("outside the qtm contract"), "{msg}");
+}
+
+#[test]
+fn core_modules_and_garbage_are_refused_with_a_hint() {
+    let sb = sandbox();
+    let core = std::fs::read(guests::SMA_CROSS).unwrap();
+    let e = sb.load(&core).unwrap_err().to_string();
+    assert!(
+        e.contains("core WebAssembly module, not a component"),
+        "{e}"
+    );
+    assert!(e.contains("qtm strategy componentize"), "{e}");
+    let e = sb.load(b"not wasm at all").unwrap_err().to_string();
+    assert!(e.contains("missing the \\0asm header"), "{e}");
+    let mut truncated = component(guests::SMA_CROSS);
+    truncated.truncate(truncated.len() / 2);
+    let e = sb.load(&truncated).unwrap_err().to_string();
+    assert!(
+        e.starts_with("component refused: malformed component"),
+        "{e}"
+    );
+}
+
+#[test]
+fn oversized_components_are_refused_before_compiling() {
+    let config = SandboxConfig {
+        max_component_bytes: 10_000,
+        ..Default::default()
+    };
+    let e = Sandbox::new(config)
+        .unwrap()
+        .load(&component(guests::SMA_CROSS))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("larger than the 10000 byte limit"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_host_validates_parameters_against_describe() {
+    let sb = sandbox();
+    let code = load(&sb, guests::SMA_CROSS);
+    let e = code
+        .instantiate(&[p("fast", ParamValue::Int(0))], &[])
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the strategy refused its configuration: parameter `fast` = 0 is outside 1..=500"
+    );
+    let e = code
+        .instantiate(&[p("speed", ParamValue::Int(3))], &[])
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("unknown parameter `speed` for sma-cross"),
+        "{e}"
+    );
+    // Valid per spec, refused by the strategy's own rule: its message comes through.
+    let e = code
+        .instantiate(
+            &[
+                p("fast", ParamValue::Int(40)),
+                p("slow", ParamValue::Int(30)),
+            ],
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the strategy refused its configuration: fast (40) must be shorter than slow (30)"
+    );
+}
+
+/// Run sma-cross over real bars one call per bar, and again batched; both must place the
+/// same orders on the same bars, and the same number the native crossover logic finds.
+#[test]
+fn batched_bars_give_exactly_the_per_bar_orders_on_real_data() {
+    let bars = read_bars(&data_dir().join("spy_1m_2011.csv"));
+    let sb = sandbox();
+    let code = load(&sb, guests::SMA_CROSS);
+    let symbols = vec!["SPY".to_string()];
+
+    let mut per_bar_host = RecordingHost {
+        fill_instantly: true,
+        ..Default::default()
+    };
+    let mut per_bar = code.instantiate(&sma_params("flip"), &symbols).unwrap();
+    let mut order_bars = Vec::new();
+    for (i, bar) in bars.iter().enumerate() {
+        let before = per_bar_host.orders.len();
+        per_bar.on_bar(&mut per_bar_host, 0, bar).unwrap();
+        if per_bar_host.orders.len() > before {
+            order_bars.push(i as u32);
+        }
+    }
+
+    let mut host = RecordingHost {
+        fill_instantly: true,
+        ..Default::default()
+    };
+    let mut batched = code.instantiate(&sma_params("flip"), &symbols).unwrap();
+    let mut batch = BarBatch::with_capacity(4096);
+    let mut acted_at = Vec::new();
+    for (chunk_no, chunk) in bars.chunks(4096).enumerate() {
+        batch.clear();
+        for b in chunk {
+            batch.push(0, b);
+        }
+        batched.load_bars(&batch).unwrap();
+        let mut done = 0usize;
+        loop {
+            let before = host.orders.len();
+            let n = batched.resume(&mut host).unwrap() as usize;
+            if n == 0 {
+                break;
+            }
+            done += n;
+            if host.orders.len() > before {
+                // The call returned right after the bar that placed the order.
+                acted_at.push((chunk_no * 4096 + done - 1) as u32);
+            } else {
+                assert_eq!(
+                    done,
+                    chunk.len(),
+                    "a resume without orders must finish the batch"
+                );
+            }
+        }
+        assert_eq!(done, chunk.len());
+    }
+    assert_eq!(host.orders, per_bar_host.orders);
+    assert_eq!(acted_at, order_bars);
+    assert_eq!(batched.stats().bars, bars.len() as u64);
+
+    let mut native = qtm_tests::sma_crossover::Crossover::new(10, 30);
+    let mut last = None;
+    let crosses = bars
+        .iter()
+        .filter_map(|b| native.update(b.close))
+        .filter(|c| last.replace(*c) != Some(*c))
+        .count();
+    // In flip mode every cross that changes the side is one order; a repeated cross in the
+    // same direction (possible after fast == slow) agrees with the side and is ignored.
+    assert_eq!(host.orders.len(), crosses);
+    assert!(
+        crosses > 500,
+        "spy_1m_2011 should cross often, got {crosses}"
+    );
+    // The first signal may open a short; reversals trade twice the quantity.
+    assert!(
+        host.orders
+            .iter()
+            .skip(1)
+            .all(|o| o.quantity == Quantity::Units(10.0))
+    );
+    let first = &host.orders[0];
+    assert_eq!(first.quantity, Quantity::Units(5.0));
+    assert!(host.orders.windows(2).all(|w| w[0].side != w[1].side));
+    // `at-bar` told the host the index of every acting bar within its batch.
+    let expected: Vec<u32> = acted_at.iter().map(|i| i % 4096).collect();
+    assert_eq!(host.at_bar, expected);
+}
+
+#[test]
+fn fuel_is_rearmed_before_every_call() {
+    let limits = Limits {
+        fuel_per_call: 2_000_000,
+        ..Default::default()
+    };
+    let sb = Sandbox::new(SandboxConfig {
+        limits,
+        ..Default::default()
+    })
+    .unwrap();
+    let code = load(&sb, guests::HOSTILE);
+    let burn = |iterations: i64| {
+        code.instantiate(
+            &[
+                p("attack", ParamValue::Choice("burn".into())),
+                p("iterations", ParamValue::Int(iterations)),
+            ],
+            &[],
+        )
+        .unwrap()
+    };
+    let bar = qtm_tests::numbered_bars(1)[0];
+    let mut host = RecordingHost::default();
+    // Calibrate: fuel per loop iteration, from two measured calls.
+    let mut a = burn(10_000);
+    a.on_bar(&mut host, 0, &bar).unwrap();
+    let mut b = burn(20_000);
+    b.on_bar(&mut host, 0, &bar).unwrap();
+    let per_iter = (b.stats().last_call_fuel - a.stats().last_call_fuel) as f64 / 10_000.0;
+    let base = a.stats().last_call_fuel as f64 - 10_000.0 * per_iter;
+    let iterations = ((0.6 * 2_000_000.0 - base) / per_iter) as i64;
+
+    let mut inst = burn(iterations);
+    for _ in 0..1_000 {
+        inst.on_bar(&mut host, 0, &bar).unwrap();
+        let used = inst.stats().last_call_fuel;
+        assert!(
+            (1_100_000..=1_300_000).contains(&used),
+            "used {used} of 2,000,000"
+        );
+    }
+    assert_eq!(inst.stats().calls, 1_001); // configure + 1,000 bars
+    assert!(inst.stats().fuel > 1_000 * 1_100_000);
+
+    // The same work at 120 % of the budget is stopped on its first bar.
+    let mut over = burn(iterations * 2);
+    let e = over.on_bar(&mut host, 0, &bar).unwrap_err();
+    assert!(
+        matches!(e, SandboxError::Trapped(TrapReason::OutOfFuel(2_000_000))),
+        "{e}"
+    );
+}
+
+#[test]
+fn snapshot_restore_round_trips_and_continues_identically() {
+    let bars = read_bars(&data_dir().join("goog_1d.csv"));
+    let sb = sandbox();
+    let code = load(&sb, guests::SMA_CROSS);
+    let symbols = vec!["GOOG".to_string()];
+    let mut original = code.instantiate(&sma_params("flip"), &symbols).unwrap();
+    let mut host = RecordingHost {
+        fill_instantly: true,
+        ..Default::default()
+    };
+    for bar in &bars[..1000] {
+        original.on_bar(&mut host, 0, bar).unwrap();
+    }
+    let state = original.snapshot().unwrap();
+    let mut copy = code.instantiate(&sma_params("flip"), &symbols).unwrap();
+    copy.restore(&state).unwrap();
+    assert_eq!(copy.snapshot().unwrap(), state);
+
+    let mut h1 = RecordingHost {
+        fill_instantly: true,
+        ..Default::default()
+    };
+    let mut h2 = RecordingHost {
+        fill_instantly: true,
+        ..Default::default()
+    };
+    h1.positions = host.positions.clone();
+    h2.positions = host.positions.clone();
+    for bar in &bars[1000..] {
+        original.on_bar(&mut h1, 0, bar).unwrap();
+        copy.on_bar(&mut h2, 0, bar).unwrap();
+    }
+    assert!(!h1.orders.is_empty());
+    assert_eq!(h1.orders, h2.orders);
+    assert_eq!(original.snapshot().unwrap(), copy.snapshot().unwrap());
+
+    // A snapshot from other code is refused with the strategy's reason; nothing breaks.
+    let e = copy.restore(b"garbage").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "restore failed: sma-cross state version 1651663207, expected 1"
+    );
+    assert!(copy.is_active());
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk_by_content_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SandboxConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let sb = Sandbox::new(config.clone()).unwrap();
+    let bytes = component(guests::RSI_REVERSION);
+    let first = sb.load(&bytes).unwrap();
+    assert!(!first.from_cache());
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert!(
+        name.starts_with(first.sha256()) && name.ends_with(".cwasm"),
+        "{name}"
+    );
+
+    // A new sandbox (a restarted server) loads the artifact instead of compiling.
+    let sb2 = Sandbox::new(config.clone()).unwrap();
+    let t = Instant::now();
+    let second = sb2.load(&bytes).unwrap();
+    assert!(second.from_cache());
+    assert!(
+        t.elapsed() < first.compile_time() * 4,
+        "cache load should be fast"
+    );
+    assert_eq!(second.info(), first.info());
+
+    // A corrupt artifact is ignored and replaced.
+    std::fs::write(&files[0], b"corrupt").unwrap();
+    let third = Sandbox::new(config).unwrap().load(&bytes).unwrap();
+    assert!(!third.from_cache());
+    assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000);
+}
+
+#[test]
+fn pooled_instances_work_and_an_exhausted_pool_is_a_clean_error() {
+    let config = SandboxConfig {
+        pool_slots: 4,
+        ..Default::default()
+    };
+    let sb = Sandbox::new(config).unwrap();
+    let code = load(&sb, guests::SMA_CROSS);
+    // describe's temporary instance has been returned to the pool by now.
+    let mut live: Vec<_> = (0..4)
+        .map(|_| code.instantiate(&[], &["X".into()]).unwrap())
+        .collect();
+    let e = code.instantiate(&[], &["X".into()]).unwrap_err();
+    assert!(matches!(e, SandboxError::Instantiate(_)), "{e}");
+    let mut host = RecordingHost::default();
+    for bar in qtm_tests::numbered_bars(50) {
+        for inst in &mut live {
+            inst.on_bar(&mut host, 0, &bar).unwrap();
+        }
+    }
+    live.pop();
+    assert!(
+        code.instantiate(&[], &["X".into()]).is_ok(),
+        "a freed slot is reused"
+    );
+}

@@ -1,0 +1,143 @@
+//! Shared helpers for the integration tests: the built guests, a recording host, fixtures.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+use qtm_runtime::model::{Bar, LogLevel, OpenOrder, OrderChange, OrderRequest, Position, Signal};
+use qtm_runtime::sandbox::StrategyHost;
+
+/// sma-cross's decision logic, compiled natively from the guest's own source file.
+#[path = "../../strategies/sma-cross/src/crossover.rs"]
+pub mod sma_crossover;
+
+/// Paths of the guests' core modules, as built by `build.rs`.
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+/// The component for a guest (core module path from [`guests`]), componentized once per
+/// process with the product's own toolchain.
+pub fn component(core_module: &str) -> Vec<u8> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Vec<u8>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(c) = cache.lock().unwrap().get(core_module) {
+        return c.clone();
+    }
+    let module = std::fs::read(core_module).expect("guest module built by build.rs");
+    let c = qtm_runtime::toolchain::componentize(&module).expect("componentize guest");
+    cache
+        .lock()
+        .unwrap()
+        .insert(core_module.to_string(), c.clone());
+    c
+}
+
+/// The repository's `shared/data` folder (real market data).
+pub fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+}
+
+/// Bars numbered by `ts` = 1..=n with a gentle deterministic wave, for sequence tests.
+pub fn numbered_bars(n: usize) -> Vec<Bar> {
+    (1..=n)
+        .map(|i| {
+            let p = 100.0 + 10.0 * ((i as f64) / 17.0).sin() + (i as f64) * 0.01;
+            Bar {
+                ts: i as i64,
+                open: p,
+                high: p + 0.5,
+                low: p - 0.5,
+                close: p + 0.1,
+                volume: 1000.0,
+            }
+        })
+        .collect()
+}
+
+/// A host that records what a strategy asked for: logs, orders, batch positions. It is the
+/// sandbox tests' stand-in for the engine, which comes with its own tests.
+#[derive(Debug, Default)]
+pub struct RecordingHost {
+    pub logs: Vec<(LogLevel, String)>,
+    pub orders: Vec<OrderRequest>,
+    pub at_bar: Vec<u32>,
+    pub positions: HashMap<String, f64>,
+    pub cash: f64,
+    pub next_id: u64,
+    /// Fill orders instantly into `positions` (so strategies reading positions see effects).
+    pub fill_instantly: bool,
+}
+
+impl StrategyHost for RecordingHost {
+    fn log(&mut self, level: LogLevel, message: &str) {
+        self.logs.push((level, message.to_string()));
+    }
+    fn submit_order(&mut self, order: OrderRequest) -> Result<u64, String> {
+        if self.fill_instantly
+            && let qtm_runtime::model::Quantity::Units(q) = order.quantity
+        {
+            let sign = if order.side == qtm_runtime::model::Side::Buy {
+                1.0
+            } else {
+                -1.0
+            };
+            *self.positions.entry(order.symbol.clone()).or_default() += sign * q;
+        }
+        self.orders.push(order);
+        self.next_id += 1;
+        Ok(self.next_id)
+    }
+    fn cancel_order(&mut self, _id: u64) -> Result<(), String> {
+        Ok(())
+    }
+    fn modify_order(&mut self, _id: u64, _change: OrderChange) -> Result<(), String> {
+        Ok(())
+    }
+    fn position(&mut self, symbol: &str) -> Position {
+        Position {
+            quantity: self.positions.get(symbol).copied().unwrap_or(0.0),
+            avg_price: 0.0,
+        }
+    }
+    fn cash(&mut self) -> f64 {
+        self.cash
+    }
+    fn equity(&mut self) -> f64 {
+        self.cash
+    }
+    fn open_orders(&mut self) -> Vec<OpenOrder> {
+        Vec::new()
+    }
+    fn signal(&mut self, _name: &str) -> Option<Signal> {
+        None
+    }
+    fn now_ns(&mut self) -> i64 {
+        0
+    }
+    fn recent_bars(&mut self, _symbol: &str, _count: u32) -> Vec<Bar> {
+        Vec::new()
+    }
+    fn at_bar(&mut self, index: u32) {
+        self.at_bar.push(index);
+    }
+}
+
+/// Read a CSV in the `shared/data` format (`ts,open,high,low,close,volume`) for sandbox tests.
+pub fn read_bars(path: &std::path::Path) -> Vec<Bar> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<f64> = l.split(',').map(|x| x.parse().unwrap()).collect();
+            Bar {
+                ts: f[0] as i64,
+                open: f[1],
+                high: f[2],
+                low: f[3],
+                close: f[4],
+                volume: f[5],
+            }
+        })
+        .collect()
+}
