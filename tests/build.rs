@@ -30,6 +30,9 @@ fn main() {
         .arg(&target_dir)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
+        // Clippy on the host workspace must not lint (and fail) the guests' build.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
         .env_remove("CARGO_BUILD_TARGET")
         .status()
         .expect("running cargo to build the guest strategies");

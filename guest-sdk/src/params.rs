@@ -89,7 +89,7 @@ fn check(spec: &wit::ParamSpec, value: ParamValue) -> Result<ParamValue, String>
         (wit::ParamKind::Float(r), ParamValue::Int(v)) => float_in(name, r, v as f64),
         (wit::ParamKind::Boolean, ParamValue::Boolean(v)) => Ok(ParamValue::Boolean(v)),
         (wit::ParamKind::Choice(choices), ParamValue::Choice(v)) => {
-            if choices.iter().any(|c| *c == v) {
+            if choices.contains(&v) {
                 Ok(ParamValue::Choice(v))
             } else {
                 Err(format!(
@@ -98,7 +98,21 @@ fn check(spec: &wit::ParamSpec, value: ParamValue) -> Result<ParamValue, String>
                 ))
             }
         }
-        (kind, v) => Err(format!("parameter `{name}` expects {kind:?}, got {v:?}")),
+        (kind, v) => {
+            let want = match kind {
+                wit::ParamKind::Int(_) => "an integer",
+                wit::ParamKind::Float(_) => "a number",
+                wit::ParamKind::Boolean => "true or false",
+                wit::ParamKind::Choice(_) => "a choice",
+            };
+            let got = match &v {
+                ParamValue::Int(i) => i.to_string(),
+                ParamValue::Float(x) => x.to_string(),
+                ParamValue::Boolean(b) => b.to_string(),
+                ParamValue::Choice(c) => format!("`{c}`"),
+            };
+            Err(format!("parameter `{name}` expects {want}, got {got}"))
+        }
     }
 }
 
@@ -159,6 +173,6 @@ mod tests {
             "{e}"
         );
         let e = Params::resolve(&specs(), vec![p("fast", ParamValue::Boolean(true))]).unwrap_err();
-        assert!(e.starts_with("parameter `fast` expects Int"), "{e}");
+        assert_eq!(e, "parameter `fast` expects an integer, got true");
     }
 }

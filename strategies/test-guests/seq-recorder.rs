@@ -23,7 +23,7 @@ impl Strategy for SeqRecorder {
     fn on_bar(&mut self, ctx: &mut Context, _symbol: SymbolId, bar: &Bar) {
         self.count += 1;
         ctx.info(&format!("{VERSION} seq={} count={}", bar.ts, self.count));
-        if self.act_every > 0 && self.count % self.act_every == 0 {
+        if self.act_every > 0 && self.count.is_multiple_of(self.act_every) {
             let name = ctx.symbol(_symbol).to_string();
             let _ = ctx.buy(&name, 1.0);
         }

@@ -1,5 +1,5 @@
-use super::RollingStd;
 use super::util::{expect_tag, tag};
+use super::{RollingStd, Sma};
 use crate::state::{Snapshot, StateError, StateReader, StateWriter};
 
 /// One reading of Bollinger bands.
@@ -18,12 +18,13 @@ pub struct BollingerValue {
 /// Bollinger bands: a simple moving average with bands `k` population standard deviations
 /// above and below it (20 and 2.0 are the classic choice).
 ///
-/// Built on [`RollingStd`], so the deviation is numerically stable on high price levels and the
-/// middle band is bit-identical to an [`Sma`](super::Sma) of the same period: a strategy that
-/// also tracks that SMA sees the same number in both.
+/// The deviation comes from [`RollingStd`] (numerically stable on high price levels) and the
+/// middle band from an [`Sma`] of the same period, so a strategy that also tracks that SMA sees
+/// the same number in both.
 #[derive(Clone, Debug)]
 pub struct Bollinger {
     std: RollingStd,
+    middle: Sma,
     k: f64,
 }
 
@@ -34,6 +35,7 @@ impl Bollinger {
     pub fn new(period: usize, k: f64) -> Self {
         Self {
             std: RollingStd::new(period),
+            middle: Sma::new(period),
             k,
         }
     }
@@ -41,12 +43,13 @@ impl Bollinger {
     /// Feed one value; the bands once `period` values have been seen, `None` before.
     pub fn update(&mut self, x: f64) -> Option<BollingerValue> {
         self.std.update(x);
+        self.middle.update(x);
         self.value()
     }
 
     /// The latest bands, without feeding anything; `None` during warm-up.
     pub fn value(&self) -> Option<BollingerValue> {
-        let middle = self.std.mean()?;
+        let middle = self.middle.value()?;
         let std_dev = self.std.value()?;
         Some(BollingerValue {
             upper: middle + self.k * std_dev,
@@ -74,6 +77,7 @@ impl Bollinger {
     /// Forget all input, as if newly constructed, keeping the allocation.
     pub fn reset(&mut self) {
         self.std.reset();
+        self.middle.reset();
     }
 }
 
@@ -82,6 +86,7 @@ impl Snapshot for Bollinger {
         w.u8(tag::BOLLINGER);
         w.f64(self.k);
         self.std.save(w);
+        self.middle.save(w);
     }
 
     fn load(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
@@ -94,7 +99,14 @@ impl Snapshot for Bollinger {
                 "Bollinger bands over a sample standard deviation".into(),
             ));
         }
-        *self = Self { std, k };
+        let mut middle = self.middle.clone();
+        middle.load(r)?;
+        if middle.period() != std.period() {
+            return Err(StateError(
+                "Bollinger middle and deviation periods differ".into(),
+            ));
+        }
+        *self = Self { std, middle, k };
         Ok(())
     }
 }

@@ -44,7 +44,10 @@ pub fn build_strategy(
     }
     // Flags meant for the host build (e.g. from an enclosing build script) must not leak in.
     cmd.env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS");
+        .env_remove("RUSTFLAGS")
+        // Clippy on the host workspace must not lint (and fail) the guests' build.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CLIPPY_ARGS");
     let out = cmd.output().map_err(ToolchainError::Spawn)?;
     if !out.status.success() {
         return Err(ToolchainError::Cargo {

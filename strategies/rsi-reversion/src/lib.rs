@@ -85,17 +85,18 @@ impl Strategy for RsiReversion {
             return;
         };
         let name = ctx.symbol(symbol).to_string();
+        let entry = match self.position[i] {
+            0 if rsi < self.oversold => Some((Side::Buy, 1)),
+            0 if self.short && rsi > self.overbought => Some((Side::Sell, -1)),
+            _ => None,
+        };
+        if let Some((side, direction)) = entry {
+            if ctx.submit(self.entry(&name, side, bar.close)).is_ok() {
+                self.position[i] = direction;
+            }
+            return;
+        }
         match self.position[i] {
-            0 if rsi < self.oversold => {
-                if ctx.submit(self.entry(&name, Side::Buy, bar.close)).is_ok() {
-                    self.position[i] = 1;
-                }
-            }
-            0 if self.short && rsi > self.overbought => {
-                if ctx.submit(self.entry(&name, Side::Sell, bar.close)).is_ok() {
-                    self.position[i] = -1;
-                }
-            }
             1 if rsi > self.exit => self.close(ctx, &name, i),
             -1 if rsi < self.exit => self.close(ctx, &name, i),
             _ => {}
@@ -105,10 +106,11 @@ impl Strategy for RsiReversion {
     fn on_fill(&mut self, ctx: &mut Context, fill: &Fill) {
         // A bracket exit closed the position: forget the side so the next signal can re-enter.
         let name = ctx.symbol(fill.symbol_id).to_string();
-        if fill.tag.as_deref() != Some("entry") && ctx.position(&name).quantity == 0.0 {
-            if let Some(p) = self.position.get_mut(fill.symbol_id as usize) {
-                *p = 0;
-            }
+        if fill.tag.as_deref() != Some("entry")
+            && ctx.position(&name).quantity == 0.0
+            && let Some(p) = self.position.get_mut(fill.symbol_id as usize)
+        {
+            *p = 0;
         }
     }
 
