@@ -223,6 +223,13 @@ fn main() {
             }
             return;
         }
+        Ok("per-call") => {
+            let bars = bench_series(n);
+            for _ in 0..3 {
+                per_call(&code, &bars);
+            }
+            return;
+        }
         Ok("orders") => {
             let bars = bench_series(n);
             for _ in 0..10 {

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs every test: installs what a fresh machine lacks, then the workspace tests (which build
+# the guest strategies for wasm32-unknown-unknown themselves) and the guests' own lints.
+set -euo pipefail
+cd "$(dirname "$0")"
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+cargo test --workspace
