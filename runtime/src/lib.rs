@@ -8,6 +8,9 @@
 //! (building strategy components) → the `qtm` binary's [`cli`].
 
 pub mod cli;
+pub mod market;
+pub mod metrics;
 pub mod model;
+pub mod report;
 pub mod sandbox;
 pub mod toolchain;

@@ -315,6 +315,33 @@ impl ParamSpec {
     }
 }
 
+/// A round trip (or the open part of one) in the trade list.
+///
+/// `quantity` is negative for shorts; `pnl` is net of the fees of both fills (the entry fee
+/// apportioned by quantity when a position is closed in parts); an open trade has no exit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trade {
+    pub symbol: String,
+    /// Unix seconds of the entry fill's bar.
+    pub entry_ts: i64,
+    pub exit_ts: Option<i64>,
+    pub entry_price: f64,
+    pub exit_price: Option<f64>,
+    pub quantity: f64,
+    pub pnl: f64,
+    pub fees: f64,
+}
+
+/// One point of an equity curve: account value after the bar(s) at `ts` were processed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EquityPoint {
+    /// Unix seconds (bar open time, as in the data).
+    pub ts: i64,
+    pub equity: f64,
+    /// Whether any position was open at this point (for exposure).
+    pub in_market: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,1 @@
+//! Market data: CSV bars and the multi-symbol merge (being written).

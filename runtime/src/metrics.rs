@@ -1,0 +1,1 @@
+//! Backtest metrics (being written).

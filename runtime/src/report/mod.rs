@@ -1,0 +1,1 @@
+//! HTML backtest report (being written).
