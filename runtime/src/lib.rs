@@ -7,10 +7,16 @@
 //! Layers, bottom up: [`model`] (plain types) → [`sandbox`] (wasmtime) and [`toolchain`]
 //! (building strategy components) → the `qtm` binary's [`cli`].
 
+pub mod backtest;
 pub mod cli;
+pub mod engine;
+pub mod events;
+pub mod exchange;
 pub mod market;
 pub mod metrics;
 pub mod model;
+pub mod portfolio;
 pub mod report;
+pub mod risk;
 pub mod sandbox;
 pub mod toolchain;

@@ -1,5 +1,6 @@
 //! The `qtm` command line: one binary, subcommands per area.
 
+mod backtest;
 mod strategy;
 
 use std::process::ExitCode;
@@ -19,6 +20,8 @@ enum Command {
     /// Write, build and inspect strategy components.
     #[command(subcommand)]
     Strategy(strategy::StrategyCommand),
+    /// Backtest a strategy component over CSV bars.
+    Backtest(Box<backtest::BacktestArgs>),
 }
 
 /// Parse the command line, run it, and turn errors into a message and exit code 1.
@@ -27,6 +30,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Strategy(cmd) => strategy::run(cmd),
+        Command::Backtest(args) => backtest::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

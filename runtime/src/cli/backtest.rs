@@ -1,0 +1,369 @@
+//! `qtm backtest`: run a strategy component over CSV bars and report.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use crate::backtest::{self, BacktestConfig, BacktestOutcome, DataSource};
+use crate::exchange::FillMode;
+use crate::market::symbol_from_path;
+use crate::model::{Param, ParamValue};
+use crate::report::{self, ReportInput};
+use crate::risk::RiskLimits;
+use crate::sandbox::{Limits, Sandbox, SandboxConfig};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Fill {
+    /// Market orders fill at the next bar's open.
+    NextOpen,
+    /// Market orders fill at the close of the bar they were placed on.
+    Close,
+}
+
+/// Arguments of `qtm backtest`.
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// The strategy component (.wasm).
+    #[arg(long)]
+    strategy: PathBuf,
+    /// CSV bars (`ts,open,high,low,close,volume`); repeat for a multi-symbol backtest.
+    #[arg(long, required = true)]
+    data: Vec<PathBuf>,
+    /// Symbol of each --data file, in order (default: the file name up to the first `_`).
+    #[arg(long)]
+    symbol: Vec<String>,
+    /// Strategy parameter as name=value; repeat.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Starting cash.
+    #[arg(long, default_value_t = 10_000.0)]
+    cash: f64,
+    /// Commission as a fraction of notional (0.001 = 0.1 %).
+    #[arg(long, default_value_t = 0.0)]
+    commission: f64,
+    /// Fixed fee per order, on its first fill.
+    #[arg(long, default_value_t = 0.0)]
+    fixed_fee: f64,
+    /// Slippage on market and stop fills, basis points against the trader.
+    #[arg(long, default_value_t = 0.0)]
+    slippage_bps: f64,
+    /// When market orders fill.
+    #[arg(long, value_enum, default_value = "next-open")]
+    fill: Fill,
+    /// Fill at most this fraction of a bar's volume per order per bar (partial fills).
+    #[arg(long)]
+    volume_participation: Option<f64>,
+    /// Close positions still open at the end at the last close, with commission.
+    #[arg(long)]
+    close_at_end: bool,
+    /// Print a JSON object instead of the summary table.
+    #[arg(long)]
+    json: bool,
+    /// Write the trade list as CSV.
+    #[arg(long)]
+    trades_out: Option<PathBuf>,
+    /// Write the equity curve (ts,equity) as CSV.
+    #[arg(long)]
+    equity_out: Option<PathBuf>,
+    /// Write an HTML report with equity, drawdown and price-with-trades charts.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Risk limits from a TOML file (fields as in `RiskLimits`); flags below override it.
+    #[arg(long)]
+    risk: Option<PathBuf>,
+    #[arg(long)]
+    max_order_quantity: Option<f64>,
+    #[arg(long)]
+    max_order_notional: Option<f64>,
+    #[arg(long)]
+    max_position: Option<f64>,
+    #[arg(long)]
+    max_gross_exposure: Option<f64>,
+    #[arg(long)]
+    max_open_orders: Option<usize>,
+    #[arg(long)]
+    max_orders_per_window: Option<u32>,
+    #[arg(long)]
+    order_window_secs: Option<i64>,
+    #[arg(long)]
+    price_collar_pct: Option<f64>,
+    #[arg(long)]
+    max_daily_loss: Option<f64>,
+    #[arg(long)]
+    max_drawdown_pct: Option<f64>,
+    /// Gross exposure allowed as a multiple of equity.
+    #[arg(long, default_value_t = 1.0)]
+    max_leverage: f64,
+    /// One component call per bar instead of exact batches (slower; same results).
+    #[arg(long)]
+    no_batch: bool,
+    /// Fuel per strategy call.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Folder for compiled components (.cwasm), reused across runs.
+    #[arg(long, env = "QTM_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+fn parse_params(raw: &[String]) -> Result<Vec<Param>> {
+    raw.iter()
+        .map(|p| {
+            let (name, value) = p
+                .split_once('=')
+                .with_context(|| format!("--param `{p}`: expected NAME=VALUE"))?;
+            Ok(Param {
+                name: name.trim().to_string(),
+                value: ParamValue::Choice(value.trim().to_string()),
+            })
+        })
+        .collect()
+}
+
+fn risk_limits(args: &BacktestArgs) -> Result<RiskLimits> {
+    let mut limits = match &args.risk {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("{}: invalid risk limits", path.display()))?
+        }
+        None => RiskLimits::default(),
+    };
+    macro_rules! over {
+        ($($f:ident),*) => { $( if args.$f.is_some() { limits.$f = args.$f; } )* };
+    }
+    over!(
+        max_order_quantity,
+        max_order_notional,
+        max_position,
+        max_gross_exposure,
+        max_open_orders,
+        max_orders_per_window,
+        order_window_secs,
+        price_collar_pct,
+        max_daily_loss,
+        max_drawdown_pct
+    );
+    limits.validate().map_err(anyhow::Error::msg)?;
+    Ok(limits)
+}
+
+/// Run `qtm backtest`.
+pub fn run(args: BacktestArgs) -> Result<()> {
+    if !args.symbol.is_empty() && args.symbol.len() != args.data.len() {
+        bail!(
+            "{} --symbol values for {} --data files; give one per file or none",
+            args.symbol.len(),
+            args.data.len()
+        );
+    }
+    for (name, v) in [
+        ("commission", args.commission),
+        ("slippage-bps", args.slippage_bps),
+        ("fixed-fee", args.fixed_fee),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            bail!("--{name} must be a non-negative number, got {v}");
+        }
+    }
+    let sources: Vec<DataSource> = args
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, p)| DataSource {
+            symbol: args
+                .symbol
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| symbol_from_path(p)),
+            path: p.clone(),
+        })
+        .collect();
+    let mut limits = Limits::default();
+    if let Some(f) = args.fuel {
+        limits.fuel_per_call = f;
+    }
+    let sandbox = Sandbox::new(SandboxConfig {
+        limits,
+        cache_dir: args.cache_dir.clone(),
+        ..Default::default()
+    })?;
+    let code = sandbox
+        .load_file(&args.strategy)
+        .with_context(|| format!("loading {}", args.strategy.display()))?;
+    let params = parse_params(&args.params)?;
+    let symbols: Vec<String> = sources.iter().map(|s| s.symbol.clone()).collect();
+    let instance = code.instantiate(&params, &symbols)?;
+    let resolved: Vec<(String, String)> = instance
+        .params()
+        .iter()
+        .map(|p| (p.name.clone(), p.value.to_string()))
+        .collect();
+
+    let mut config = BacktestConfig {
+        cash: args.cash,
+        risk: risk_limits(&args)?,
+        close_at_end: args.close_at_end,
+        keep_prices: args.report.is_some(),
+        ..Default::default()
+    };
+    config.engine.batch = !args.no_batch;
+    config.engine.exchange.commission = args.commission;
+    config.engine.exchange.fixed_fee = args.fixed_fee;
+    config.engine.exchange.slippage_bps = args.slippage_bps;
+    config.engine.exchange.volume_participation = args.volume_participation;
+    config.engine.exchange.max_leverage = args.max_leverage;
+    config.engine.exchange.fill = match args.fill {
+        Fill::NextOpen => FillMode::NextOpen,
+        Fill::Close => FillMode::Close,
+    };
+
+    let bar = (std::io::stdout().is_terminal() && !args.json).then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos} bars  {per_sec}  {elapsed}")
+                .expect("valid template"),
+        );
+        pb
+    });
+    let name = code.info().name.clone();
+    let outcome = backtest::run(&name, Box::new(instance), &sources, &config, &mut |n| {
+        if let Some(pb) = &bar {
+            pb.set_position(n);
+        }
+    })?;
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+
+    if let Some(path) = &args.trades_out {
+        std::fs::write(path, backtest::trades_csv(&outcome.trades))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.equity_out {
+        std::fs::write(path, backtest::equity_csv(&outcome.equity))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut settings = resolved.clone();
+    settings.extend([
+        ("cash".to_string(), args.cash.to_string()),
+        ("commission".to_string(), args.commission.to_string()),
+        ("slippage_bps".to_string(), args.slippage_bps.to_string()),
+        ("fill".to_string(), format!("{:?}", args.fill)),
+        (
+            "data".to_string(),
+            args.data
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    ]);
+    if let Some(path) = &args.report {
+        let summary = summary_rows(&outcome);
+        let title = format!(
+            "{} {} on {}",
+            name,
+            code.info().version,
+            outcome.symbols.join(", ")
+        );
+        report::write_html(
+            &ReportInput {
+                title: &title,
+                summary: &summary,
+                params: &settings,
+                equity: &outcome.equity,
+                prices: &outcome.prices,
+                trades: &outcome.trades,
+            },
+            path,
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        let mut v = serde_json::to_value(&outcome.metrics)?;
+        let extra = json!({
+            "trades_sha256": outcome.trades_sha256,
+            "strategy": name,
+            "symbols": outcome.symbols,
+            "params": resolved.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "orders": outcome.orders,
+            "rejected_orders": outcome.rejected,
+            "fills": outcome.fills,
+            "risk_alerts": outcome.risk_alerts,
+            "state": outcome.final_state,
+            "stop_reason": outcome.stop_reason,
+            "elapsed_ms": outcome.elapsed.as_secs_f64() * 1e3,
+        });
+        if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            m.extend(e.clone());
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{} on {} — {} bars in {:.2} s",
+            name,
+            outcome.symbols.join(", "),
+            outcome.bars,
+            outcome.elapsed.as_secs_f64()
+        );
+        for (k, v) in summary_rows(&outcome) {
+            println!("  {k:<24} {v}");
+        }
+        if let Some(reason) = &outcome.stop_reason {
+            println!("  {:<24} {reason}", "stopped");
+        }
+    }
+    Ok(())
+}
+
+fn summary_rows(o: &BacktestOutcome) -> Vec<(String, String)> {
+    let m = &o.metrics;
+    let pct = |v: f64| format!("{v:.2} %");
+    let num = |v: f64| {
+        if v.is_finite() {
+            format!("{v:.3}")
+        } else {
+            "∞".into()
+        }
+    };
+    vec![
+        ("final equity".into(), format!("{:.2}", m.final_equity)),
+        ("total return".into(), pct(m.total_return_pct)),
+        (
+            "CAGR".into(),
+            if m.cagr_pct.is_finite() {
+                pct(m.cagr_pct)
+            } else {
+                "∞".into()
+            },
+        ),
+        ("volatility (ann.)".into(), pct(m.volatility_ann_pct)),
+        ("Sharpe".into(), num(m.sharpe)),
+        ("Sortino".into(), num(m.sortino)),
+        ("max drawdown".into(), pct(m.max_drawdown_pct)),
+        (
+            "max drawdown duration".into(),
+            format!(
+                "{} bars ({:.1} days)",
+                m.max_drawdown_duration_bars, m.max_drawdown_duration_days
+            ),
+        ),
+        ("Calmar".into(), num(m.calmar)),
+        (
+            "trades (closed / open)".into(),
+            format!("{} / {}", m.n_trades, m.n_open),
+        ),
+        ("win rate".into(), pct(m.win_rate_pct)),
+        ("profit factor".into(), num(m.profit_factor)),
+        ("expectancy".into(), format!("{:.2}", m.expectancy)),
+        ("average trade".into(), pct(m.avg_trade_pct)),
+        ("exposure".into(), pct(m.exposure_pct)),
+        ("VaR 95 % (1 bar)".into(), pct(m.var_95_pct)),
+        ("fees".into(), format!("{:.2}", m.fees)),
+        ("trades sha256".into(), o.trades_sha256.clone()),
+    ]
+}

@@ -1,0 +1,231 @@
+//! The engine's answer to a strategy's requests during one call: orders go through risk to
+//! the exchange; queries read the account as of the bar the strategy is handling.
+
+use std::collections::VecDeque;
+
+use crate::events::{Event, EventSink};
+use crate::exchange::{Exchange, units_for};
+use crate::model::{
+    Bar, LogLevel, OpenOrder, OrderChange, OrderKind, OrderRequest, Position, Quantity, Side,
+    Signal,
+};
+use crate::portfolio::Portfolio;
+use crate::risk::{OrderCheck, RiskLimits, RiskState};
+use crate::sandbox::StrategyHost;
+
+/// Everything one strategy call may touch, borrowed from the engine for the call.
+pub(super) struct CallHost<'a> {
+    pub account: usize,
+    pub symbols: &'a [String],
+    /// The strategy's symbols as engine symbol ids (its symbol id indexes this).
+    pub own: &'a [usize],
+    pub exchange: &'a mut Exchange,
+    pub book: &'a mut Portfolio,
+    pub risk: &'a mut RiskState,
+    pub limits: &'a RiskLimits,
+    pub history: &'a mut [VecDeque<Bar>],
+    pub history_len: usize,
+    pub sink: &'a mut dyn EventSink,
+    pub signals: &'a std::collections::HashMap<String, Signal>,
+    /// The bars of the current run (engine symbol, bar, step); `at` indexes it.
+    pub run: &'a [(usize, Bar, u64)],
+    pub at: usize,
+    /// Set when an order was placed, cancelled or modified.
+    pub acted: bool,
+    pub logs: &'a mut Vec<(i64, LogLevel, String)>,
+}
+
+impl CallHost<'_> {
+    fn current(&self) -> &(usize, Bar, u64) {
+        &self.run[self.at]
+    }
+
+    fn symbol_id(&self, name: &str) -> Result<usize, String> {
+        self.own
+            .iter()
+            .copied()
+            .find(|&s| self.symbols[s] == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.own.iter().map(|&s| self.symbols[s].as_str()).collect();
+                format!(
+                    "unknown symbol `{name}`; this instance trades {}",
+                    names.join(", ")
+                )
+            })
+    }
+
+    /// Mark the account and extend history up to run position `to` (the strategy moved on).
+    pub fn advance_to(&mut self, to: usize) {
+        while self.at < to {
+            self.at += 1;
+            let (sym, bar, _) = self.run[self.at];
+            self.book.set_mark(sym, bar.close);
+            push_history(&mut self.history[sym], bar, self.history_len);
+        }
+    }
+
+    fn estimate(&self, order: &OrderRequest, sym: usize, price: f64) -> (f64, f64) {
+        let c = self.exchange.config().commission;
+        let pos = self.book.quantity(sym);
+        let dir = if order.side == Side::Buy { 1.0 } else { -1.0 };
+        match order.quantity {
+            Quantity::Units(q) => (q, dir),
+            Quantity::EquityFraction(f) => {
+                let open = units_for(self.book.equity(), f, price, c);
+                if pos * dir < 0.0 {
+                    (pos.abs() + open, dir)
+                } else {
+                    (open, dir)
+                }
+            }
+            Quantity::TargetPercent(t) => {
+                let target = t.signum() * units_for(self.book.equity(), t.abs(), price, c);
+                let delta = target - pos;
+                (delta.abs(), delta.signum())
+            }
+        }
+    }
+}
+
+pub(super) fn push_history(h: &mut VecDeque<Bar>, bar: Bar, keep: usize) {
+    if keep == 0 {
+        return;
+    }
+    if h.len() == keep {
+        h.pop_front();
+    }
+    h.push_back(bar);
+}
+
+impl StrategyHost for CallHost<'_> {
+    fn log(&mut self, level: LogLevel, message: &str) {
+        let ts = self.current().1.ts;
+        self.logs.push((ts, level, message.to_string()));
+    }
+
+    fn submit_order(&mut self, order: OrderRequest) -> Result<u64, String> {
+        let (_, bar, step) = *self.current();
+        let ts = bar.ts;
+        let checked = (|| {
+            Exchange::validate(&order)?;
+            let sym = self.symbol_id(&order.symbol)?;
+            let last = self.book.mark(sym);
+            if !last.is_finite() {
+                return Err(format!("no price for {} yet", order.symbol));
+            }
+            let (quantity, direction) = self.estimate(&order, sym, last);
+            let order_price = match order.kind {
+                OrderKind::Limit(p) | OrderKind::Stop(p) => Some(p),
+                OrderKind::StopLimit { limit, .. } => Some(limit),
+                _ => None,
+            };
+            let check = OrderCheck {
+                quantity,
+                direction,
+                last_price: last,
+                order_price,
+                position: self.book.quantity(sym),
+                gross_exposure: self.book.gross_exposure(),
+                open_orders: self.exchange.open_count(self.account),
+                ts,
+            };
+            self.risk
+                .check_order(self.limits, &check)
+                .map_err(|e| format!("risk: {e}"))?;
+            Ok((sym, last))
+        })();
+        match checked {
+            Ok((sym, last)) => {
+                let id = self
+                    .exchange
+                    .submit(self.account, sym, order.clone(), step, ts, last);
+                self.acted = true;
+                self.sink.publish(Event::OrderAccepted {
+                    account: self.account,
+                    order_id: id,
+                    ts,
+                    request: order,
+                });
+                Ok(id)
+            }
+            Err(reason) => {
+                if let Some(r) = reason.strip_prefix("risk: ") {
+                    self.sink.publish(Event::RiskAlert {
+                        account: self.account,
+                        ts,
+                        kind: "order_rejected".into(),
+                        message: r.to_string(),
+                    });
+                }
+                self.sink.publish(Event::OrderRejected {
+                    account: self.account,
+                    ts,
+                    reason: reason.clone(),
+                    request: order,
+                });
+                Err(reason)
+            }
+        }
+    }
+
+    fn cancel_order(&mut self, id: u64) -> Result<(), String> {
+        self.exchange.cancel(self.account, id)?;
+        self.acted = true;
+        let ts = self.current().1.ts;
+        self.sink.publish(Event::OrderCancelled {
+            account: self.account,
+            order_id: id,
+            ts,
+            reason: "cancelled by the strategy".into(),
+        });
+        Ok(())
+    }
+
+    fn modify_order(&mut self, id: u64, change: OrderChange) -> Result<(), String> {
+        self.exchange.modify(self.account, id, change)?;
+        self.acted = true;
+        Ok(())
+    }
+
+    fn position(&mut self, symbol: &str) -> Position {
+        self.symbol_id(symbol)
+            .map(|s| self.book.position(s))
+            .unwrap_or_default()
+    }
+
+    fn cash(&mut self) -> f64 {
+        self.book.cash()
+    }
+
+    fn equity(&mut self) -> f64 {
+        self.book.equity()
+    }
+
+    fn open_orders(&mut self) -> Vec<OpenOrder> {
+        self.exchange.open_orders(self.account)
+    }
+
+    fn signal(&mut self, name: &str) -> Option<Signal> {
+        self.signals.get(name).cloned()
+    }
+
+    fn now_ns(&mut self) -> i64 {
+        self.current().1.ts.saturating_mul(1_000_000_000)
+    }
+
+    fn recent_bars(&mut self, symbol: &str, count: u32) -> Vec<Bar> {
+        let Ok(s) = self.symbol_id(symbol) else {
+            return Vec::new();
+        };
+        let h = &self.history[s];
+        h.iter()
+            .skip(h.len().saturating_sub(count as usize))
+            .copied()
+            .collect()
+    }
+
+    fn at_bar(&mut self, index: u32) {
+        let to = (index as usize).min(self.run.len().saturating_sub(1));
+        self.advance_to(to);
+    }
+}

@@ -1,0 +1,66 @@
+//! The strategy handle the engine drives: a sandboxed component, or native code for trusted
+//! built-ins and benchmarks.
+
+use crate::model::{Bar, Fill};
+use crate::sandbox::{BarBatch, SandboxError, StrategyHost, StrategyInstance};
+
+/// A strategy as the engine sees it. Errors are the reason the strategy was stopped.
+pub trait StrategyRunner: Send {
+    /// Deliver one bar of the strategy's symbol `symbol`.
+    fn on_bar(&mut self, host: &mut dyn StrategyHost, symbol: u32, bar: &Bar)
+    -> Result<(), String>;
+    /// Report a fill of one of its orders.
+    fn on_fill(
+        &mut self,
+        host: &mut dyn StrategyHost,
+        symbol: u32,
+        fill: &Fill,
+    ) -> Result<(), String>;
+    /// Whether [`StrategyRunner::load_bars`] and [`StrategyRunner::resume`] are worth using.
+    fn supports_batches(&self) -> bool {
+        false
+    }
+    /// Hand over a batch of bars.
+    fn load_bars(&mut self, _batch: &BarBatch) -> Result<(), String> {
+        Err("batches are not supported".into())
+    }
+    /// Handle loaded bars up to and including the first one it acted on; returns the count.
+    fn resume(&mut self, _host: &mut dyn StrategyHost) -> Result<u32, String> {
+        Err("batches are not supported".into())
+    }
+}
+
+fn reason(e: SandboxError) -> String {
+    match e {
+        SandboxError::Trapped(r) | SandboxError::Disabled(r) => r.to_string(),
+        other => other.to_string(),
+    }
+}
+
+impl StrategyRunner for StrategyInstance {
+    fn on_bar(
+        &mut self,
+        host: &mut dyn StrategyHost,
+        symbol: u32,
+        bar: &Bar,
+    ) -> Result<(), String> {
+        StrategyInstance::on_bar(self, host, symbol, bar).map_err(reason)
+    }
+    fn on_fill(
+        &mut self,
+        host: &mut dyn StrategyHost,
+        symbol: u32,
+        fill: &Fill,
+    ) -> Result<(), String> {
+        StrategyInstance::on_fill(self, host, symbol, fill).map_err(reason)
+    }
+    fn supports_batches(&self) -> bool {
+        true
+    }
+    fn load_bars(&mut self, batch: &BarBatch) -> Result<(), String> {
+        StrategyInstance::load_bars(self, batch).map_err(reason)
+    }
+    fn resume(&mut self, host: &mut dyn StrategyHost) -> Result<u32, String> {
+        StrategyInstance::resume(self, host).map_err(reason)
+    }
+}
