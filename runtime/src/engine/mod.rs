@@ -66,6 +66,10 @@ struct Slot {
     batch: BarBatch,
     run: Vec<(usize, Bar, u64)>,
     logs: Vec<(i64, LogLevel, String)>,
+    /// Equity and exposure at the end of the last processed bars, carried into bars of
+    /// symbols the strategy does not trade.
+    carry_equity: f64,
+    carry_in_market: bool,
 }
 
 /// The engine: symbols, exchange, strategies with their accounts, and an event sink.
@@ -136,6 +140,8 @@ impl<'s> Engine<'s> {
             batch: BarBatch::default(),
             run: Vec::new(),
             logs: Vec::new(),
+            carry_equity: cash,
+            carry_in_market: false,
         });
         Ok(self.slots.len() - 1)
     }
@@ -229,26 +235,25 @@ impl<'s> Engine<'s> {
         let mut in_market = vec![false; bars.len()];
         for account in 0..self.slots.len() {
             let mut slot_equity = vec![f64::NAN; bars.len()];
-            self.process_slot(account, bars, base, &mut slot_equity);
+            let mut slot_in = vec![false; bars.len()];
+            self.process_slot(account, bars, base, &mut slot_equity, &mut slot_in);
             // Carry values across bars of other symbols, then add into the account total.
-            let mut last = self.slots[account].book.equity();
-            let mut last_known = f64::NAN;
-            for (j, e) in slot_equity.iter().enumerate() {
-                if e.is_finite() {
-                    last_known = *e;
+            let slot = &mut self.slots[account];
+            let (mut last_e, mut last_in) = (slot.carry_equity, slot.carry_in_market);
+            for j in 0..bars.len() {
+                if slot_equity[j].is_finite() {
+                    last_e = slot_equity[j];
+                    last_in = slot_in[j];
                 }
-                let v = if last_known.is_finite() {
-                    last_known
+                equity[j] = if equity[j].is_nan() {
+                    last_e
                 } else {
-                    self.slots[account].book.initial_cash()
+                    equity[j] + last_e
                 };
-                equity[j] = if equity[j].is_nan() { v } else { equity[j] + v };
-                last = v;
+                in_market[j] |= last_in;
             }
-            let _ = last;
-            in_market
-                .iter_mut()
-                .for_each(|m| *m |= self.slots[account].book.in_market());
+            slot.carry_equity = last_e;
+            slot.carry_in_market = last_in;
         }
         for (j, (sym, bar)) in bars.iter().enumerate() {
             self.last_bar[*sym] = Some(*bar);
@@ -268,7 +273,14 @@ impl<'s> Engine<'s> {
         self.step = base + bars.len() as u64;
     }
 
-    fn process_slot(&mut self, account: usize, bars: &[(usize, Bar)], base: u64, out: &mut [f64]) {
+    fn process_slot(
+        &mut self,
+        account: usize,
+        bars: &[(usize, Bar)],
+        base: u64,
+        out: &mut [f64],
+        in_market: &mut [bool],
+    ) {
         let mut j = 0;
         while j < bars.len() {
             let (sym, bar) = bars[j];
@@ -287,6 +299,7 @@ impl<'s> Engine<'s> {
             }
             if self.slots[account].state != StrategyState::Running {
                 out[j] = self.slots[account].book.equity();
+                in_market[j] = self.slots[account].book.in_market();
                 self.kill_switch(account, &bar);
                 j += 1;
                 continue;
@@ -333,13 +346,13 @@ impl<'s> Engine<'s> {
             let slot = &self.slots[account];
             let last_step = slot.run[consumed.saturating_sub(1).min(slot.run.len() - 1)].2;
             let handled: Vec<(usize, Bar, u64)> = slot.run[..consumed.max(1)].to_vec();
-            for (idx, (s, b, st)) in handled.iter().enumerate() {
+            // The call may have moved the marks ahead (`at-bar`); replay them bar by bar.
+            for (s, b, st) in &handled {
                 let jj = (st - base) as usize;
-                if idx > 0 {
-                    let slot = &mut self.slots[account];
-                    slot.book.set_mark(*s, b.close);
-                }
-                out[jj] = self.slots[account].book.equity();
+                let slot = &mut self.slots[account];
+                slot.book.set_mark(*s, b.close);
+                out[jj] = slot.book.equity();
+                in_market[jj] = slot.book.in_market();
                 self.kill_switch(account, b);
             }
             // --fill close: market orders placed on the last handled bar fill at its close.
@@ -350,6 +363,7 @@ impl<'s> Engine<'s> {
                     .fill_at_close(account, s, st, &b, &mut slot.book, &mut self.events);
                 self.publish_exchange_events(account);
                 out[(st - base) as usize] = self.slots[account].book.equity();
+                in_market[(st - base) as usize] = self.slots[account].book.in_market();
             }
             j = (last_step - base) as usize + 1;
         }

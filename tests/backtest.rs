@@ -1,0 +1,308 @@
+//! Backtests of the real `sma-cross` component on real data: against an independent reference
+//! loop, batched against per-bar, deterministic, multi-symbol.
+
+use std::path::Path;
+
+use qtm_runtime::backtest::{self, BacktestConfig, BacktestOutcome, DataSource};
+use qtm_runtime::model::{Bar, Param, ParamValue, Trade};
+use qtm_runtime::sandbox::{Sandbox, SandboxConfig};
+use qtm_tests::{component, data_dir, guests, read_bars};
+
+fn params(mode: &str, sizing: &str, quantity: f64) -> Vec<Param> {
+    let p = |n: &str, v: ParamValue| Param {
+        name: n.into(),
+        value: v,
+    };
+    vec![
+        p("fast", ParamValue::Int(10)),
+        p("slow", ParamValue::Int(30)),
+        p("mode", ParamValue::Choice(mode.into())),
+        p("sizing", ParamValue::Choice(sizing.into())),
+        p("quantity", ParamValue::Float(quantity)),
+    ]
+}
+
+fn run_sma(files: &[&str], params: &[Param], commission: f64, batch: bool) -> BacktestOutcome {
+    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+    let code = sandbox.load(&component(guests::SMA_CROSS)).unwrap();
+    let sources: Vec<DataSource> = files
+        .iter()
+        .map(|f| DataSource {
+            symbol: qtm_runtime::market::symbol_from_path(f),
+            path: data_dir().join(f),
+        })
+        .collect();
+    let symbols: Vec<String> = sources.iter().map(|s| s.symbol.clone()).collect();
+    let instance = code.instantiate(params, &symbols).unwrap();
+    let mut config = BacktestConfig::default();
+    config.engine.exchange.commission = commission;
+    config.engine.batch = batch;
+    backtest::run(
+        "sma-cross",
+        Box::new(instance),
+        &sources,
+        &config,
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
+/// The exact semantics of the engine issue, written as plainly as possible: SMAs as window
+/// means, a signal on bar t fills at bar t+1's open, a reversal closes then opens at the same
+/// price, all-in sizing `floor(equity (1 − ε) / (P (1 + c)))` on the equity left after the close.
+fn reference(
+    bars: &[Bar],
+    symbol: &str,
+    flip: bool,
+    equity_sizing: bool,
+    q: f64,
+    c: f64,
+) -> (Vec<Trade>, f64) {
+    let sma = |t: usize, n: usize| -> Option<f64> {
+        if t + 1 < n {
+            return None;
+        }
+        // Exactly rounded window sum (what the SDK's SMA keeps), via 128-bit-ish pairs.
+        let (mut hi, mut lo) = (0.0f64, 0.0f64);
+        for b in &bars[t + 1 - n..=t] {
+            let s = hi + b.close;
+            let bb = s - hi;
+            lo += (hi - (s - bb)) + (b.close - bb);
+            hi = s;
+        }
+        Some((hi + lo) / n as f64)
+    };
+    let (mut cash, mut pos, mut entry): (f64, f64, Option<(i64, f64, f64)>) = (10_000.0, 0.0, None);
+    let mut trades = Vec::new();
+    let mut pending: Option<f64> = None; // target direction
+    let mut side = 0.0; // the side the strategy wants
+    for t in 0..bars.len() {
+        let b = &bars[t];
+        if let Some(dir) = pending.take() {
+            let p = b.open;
+            if pos != 0.0 && (pos > 0.0) != (dir > 0.0) || dir == 0.0 {
+                // close
+                let fee = pos.abs() * p * c;
+                cash += pos * p - fee;
+                let (ets, ep, efee) = entry.take().unwrap();
+                trades.push(Trade {
+                    symbol: symbol.into(),
+                    entry_ts: ets,
+                    exit_ts: Some(b.ts),
+                    entry_price: ep,
+                    exit_price: Some(p),
+                    quantity: pos,
+                    pnl: (p - ep) * pos - efee - fee,
+                    fees: efee + fee,
+                });
+                pos = 0.0;
+            }
+            if dir != 0.0 {
+                let units = if equity_sizing {
+                    (cash * (1.0 - f64::EPSILON) / (p * (1.0 + c))).floor()
+                } else {
+                    q
+                };
+                let fee = units * p * c;
+                cash -= dir * units * p + fee;
+                pos = dir * units;
+                entry = Some((b.ts, p, fee));
+            }
+        }
+        if let (Some(f), Some(s), Some(pf), Some(ps)) = (
+            sma(t, 10),
+            sma(t, 30),
+            t.checked_sub(1).and_then(|u| sma(u, 10)),
+            t.checked_sub(1).and_then(|u| sma(u, 30)),
+        ) {
+            if pf <= ps && f > s && side <= 0.0 {
+                side = 1.0;
+                pending = Some(1.0);
+            } else if pf >= ps && f < s {
+                if flip && side >= 0.0 {
+                    side = -1.0;
+                    pending = Some(-1.0);
+                } else if !flip && side > 0.0 {
+                    side = 0.0;
+                    pending = Some(0.0);
+                }
+            }
+        }
+    }
+    let last = bars.last().unwrap().close;
+    if let Some((ets, ep, efee)) = entry {
+        trades.push(Trade {
+            symbol: symbol.into(),
+            entry_ts: ets,
+            exit_ts: None,
+            entry_price: ep,
+            exit_price: None,
+            quantity: pos,
+            pnl: (last - ep) * pos - efee,
+            fees: efee,
+        });
+    }
+    (trades, cash + pos * last)
+}
+
+fn assert_same_trades(got: &[Trade], want: &[Trade]) {
+    assert_eq!(got.len(), want.len(), "trade count");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(
+            (
+                g.entry_ts,
+                g.exit_ts,
+                g.entry_price,
+                g.exit_price,
+                g.quantity
+            ),
+            (
+                w.entry_ts,
+                w.exit_ts,
+                w.entry_price,
+                w.exit_price,
+                w.quantity
+            ),
+            "trade {i}"
+        );
+        assert!(
+            (g.pnl - w.pnl).abs() <= 1e-9 * w.pnl.abs().max(1.0),
+            "trade {i} pnl {} vs {}",
+            g.pnl,
+            w.pnl
+        );
+        assert!(
+            (g.fees - w.fees).abs() <= 1e-9 * w.fees.abs().max(1.0),
+            "trade {i} fees"
+        );
+    }
+}
+
+#[test]
+fn sma_cross_matches_the_reference_loop_on_real_data() {
+    for (file, symbol) in [("goog_1d.csv", "GOOG"), ("eurusd_1h.csv", "EURUSD")] {
+        let bars = read_bars(&data_dir().join(file));
+        for (mode, sizing, q) in [
+            ("flip", "equity", 1.0),
+            ("long_only", "equity", 1.0),
+            ("flip", "fixed", 10.0),
+            ("long_only", "fixed", 10.0),
+        ] {
+            for c in [0.0, 0.001] {
+                let q = if sizing == "fixed" && symbol == "EURUSD" {
+                    1000.0
+                } else {
+                    q
+                };
+                let out = run_sma(&[file], &params(mode, sizing, q), c, true);
+                let (want, final_equity) =
+                    reference(&bars, symbol, mode == "flip", sizing == "equity", q, c);
+                assert!(
+                    want.len() > 20,
+                    "{file} {mode} {sizing}: {} trades",
+                    want.len()
+                );
+                assert_same_trades(&out.trades, &want);
+                let rel = (out.metrics.final_equity - final_equity).abs() / final_equity;
+                assert!(
+                    rel < 1e-9,
+                    "{file} {mode} {sizing} c={c}: {} vs {final_equity}",
+                    out.metrics.final_equity
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn batched_and_per_bar_runs_are_bit_identical_and_deterministic() {
+    for file in ["goog_1d.csv", "spy_1m_2011.csv"] {
+        let a = run_sma(&[file], &params("flip", "equity", 1.0), 0.001, true);
+        let b = run_sma(&[file], &params("flip", "equity", 1.0), 0.001, false);
+        let c = run_sma(&[file], &params("flip", "equity", 1.0), 0.001, true);
+        assert_eq!(
+            a.trades_sha256, b.trades_sha256,
+            "{file}: batched vs per-bar"
+        );
+        assert_eq!(a.trades_sha256, c.trades_sha256, "{file}: run to run");
+        if let Some(i) = (0..a.equity.len()).find(|&i| a.equity[i] != b.equity[i]) {
+            panic!(
+                "{file}: equity differs first at {i}: batched {:?} per-bar {:?}",
+                &a.equity[i.saturating_sub(1)..i + 2],
+                &b.equity[i.saturating_sub(1)..i + 2]
+            );
+        }
+        assert_eq!(a.equity.len(), b.equity.len());
+        assert_eq!(a.metrics, b.metrics);
+        assert_eq!(backtest::trades_sha256(&a.trades), a.trades_sha256);
+    }
+}
+
+#[test]
+fn multi_symbol_backtests_merge_files_in_time_order() {
+    let files = ["goog_1d.csv", "nvda_1d.csv"];
+    // Fixed sizing with ample cash: each symbol trades exactly as it would alone.
+    let together = run_sma(&files, &params("flip", "fixed", 1.0), 0.0, true);
+    assert_eq!(together.symbols, ["GOOG", "NVDA"]);
+    for (file, symbol) in files.iter().zip(["GOOG", "NVDA"]) {
+        let alone = run_sma(&[file], &params("flip", "fixed", 1.0), 0.0, true);
+        let mine: Vec<Trade> = together
+            .trades
+            .iter()
+            .filter(|t| t.symbol == symbol)
+            .cloned()
+            .collect();
+        let mut alone_closed = alone.trades.clone();
+        alone_closed.sort_by_key(|t| (t.exit_ts.is_none(), t.exit_ts, t.entry_ts));
+        let mut mine_sorted = mine.clone();
+        mine_sorted.sort_by_key(|t| (t.exit_ts.is_none(), t.exit_ts, t.entry_ts));
+        assert_eq!(mine_sorted.len(), alone_closed.len(), "{symbol}");
+        for (a, b) in mine_sorted.iter().zip(&alone_closed) {
+            assert_eq!(
+                (a.entry_ts, a.exit_ts, a.quantity, a.entry_price),
+                (b.entry_ts, b.exit_ts, b.quantity, b.entry_price)
+            );
+        }
+    }
+    // One equity point per distinct timestamp across both files.
+    let mut ts: Vec<i64> = files
+        .iter()
+        .flat_map(|f| read_bars(&data_dir().join(f)).into_iter().map(|b| b.ts))
+        .collect();
+    ts.sort();
+    ts.dedup();
+    assert_eq!(together.equity.len(), ts.len());
+    assert!(together.equity.windows(2).all(|w| w[0].ts < w[1].ts));
+}
+
+#[test]
+fn bad_data_is_reported_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad_1d.csv");
+    std::fs::write(
+        &path,
+        "ts,open,high,low,close,volume\n1,1,2,0.5,1.5,10\n2,1,0.9,0.5,1,10\n",
+    )
+    .unwrap();
+    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+    let code = sandbox.load(&component(guests::SMA_CROSS)).unwrap();
+    let inst = code.instantiate(&[], &["BAD".into()]).unwrap();
+    let sources = [DataSource {
+        symbol: "BAD".into(),
+        path: path.clone(),
+    }];
+    let e = backtest::run(
+        "sma",
+        Box::new(inst),
+        &sources,
+        &BacktestConfig::default(),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.ends_with("bad_1d.csv:3: high 0.9 is below open 1.0"),
+        "{msg}"
+    );
+    let _ = Path::new(&msg);
+}
