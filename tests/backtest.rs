@@ -76,8 +76,7 @@ fn reference(
     let mut trades = Vec::new();
     let mut pending: Option<f64> = None; // target direction
     let mut side = 0.0; // the side the strategy wants
-    for t in 0..bars.len() {
-        let b = &bars[t];
+    for (t, b) in bars.iter().enumerate() {
         if let Some(dir) = pending.take() {
             let p = b.open;
             if pos != 0.0 && (pos > 0.0) != (dir > 0.0) || dir == 0.0 {

@@ -70,6 +70,9 @@ struct Slot {
     /// symbols the strategy does not trade.
     carry_equity: f64,
     carry_in_market: bool,
+    /// Current run length limit (adaptive) and scratch marks for the run scan.
+    window: usize,
+    scan_marks: Vec<f64>,
 }
 
 /// The engine: symbols, exchange, strategies with their accounts, and an event sink.
@@ -142,6 +145,8 @@ impl<'s> Engine<'s> {
             logs: Vec::new(),
             carry_equity: cash,
             carry_in_market: false,
+            window: 64,
+            scan_marks: Vec::new(),
         });
         Ok(self.slots.len() - 1)
     }
@@ -309,28 +314,32 @@ impl<'s> Engine<'s> {
             slot.run.clear();
             slot.run.push((sym, bar, step));
             if self.config.batch && slot.runner.supports_batches() {
-                let mut probe = slot.risk.clone();
-                let mut marks_equity = slot.book.equity();
+                // Only what could change the strategy's world needs checking bar by bar.
+                let resting = self.exchange.has_orders(account);
+                let kill = (slot.limits.max_drawdown_pct.is_some()
+                    || slot.limits.max_daily_loss.is_some())
+                    && slot.book.in_market();
+                let mut probe = kill.then(|| slot.risk.clone());
+                let mut probe_equity = slot.book.equity();
+                slot.scan_marks.clear();
+                slot.scan_marks
+                    .extend(slot.own.iter().map(|&s| slot.book.mark(s)));
+                let window = slot.window.min(self.config.max_batch);
                 let mut k = j + 1;
-                while k < bars.len() && slot.run.len() < self.config.max_batch {
+                while k < bars.len() && slot.run.len() < window {
                     let (s2, b2) = bars[k];
-                    if slot.local[s2].is_some() {
+                    if let Some(l2) = slot.local[s2] {
                         let st = base + k as u64;
-                        if self.exchange.would_act(account, s2, st, &b2) {
+                        if resting && self.exchange.would_act(account, s2, st, &b2) {
                             break;
                         }
-                        let q = slot.book.quantity(s2);
-                        if q != 0.0 {
-                            let prev = slot
-                                .run
-                                .iter()
-                                .rev()
-                                .find(|r| r.0 == s2)
-                                .map(|r| r.1.close)
-                                .unwrap_or(slot.book.mark(s2));
-                            marks_equity += q * (b2.close - prev);
+                        if let Some(probe) = probe.as_mut() {
+                            let q = slot.book.quantity(s2);
+                            let prev = &mut slot.scan_marks[l2 as usize];
+                            probe_equity += q * (b2.close - *prev);
+                            *prev = b2.close;
                             if probe
-                                .check_equity(&slot.limits, b2.ts, marks_equity)
+                                .check_equity(&slot.limits, b2.ts, probe_equity)
                                 .is_some()
                             {
                                 break;
@@ -342,22 +351,30 @@ impl<'s> Engine<'s> {
                 }
             }
             let consumed = self.call_strategy(account, local);
+            // Adapt the run length to how long the strategy goes between orders: scanning and
+            // encoding bars it will not reach is wasted work.
+            let slot = &mut self.slots[account];
+            slot.window = if consumed >= slot.run.len() {
+                (slot.window * 2).min(self.config.max_batch)
+            } else {
+                (consumed * 2).clamp(16, self.config.max_batch)
+            };
             // 4. Book equity for the bars handled; fire kill switches.
-            let slot = &self.slots[account];
-            let last_step = slot.run[consumed.saturating_sub(1).min(slot.run.len() - 1)].2;
-            let handled: Vec<(usize, Bar, u64)> = slot.run[..consumed.max(1)].to_vec();
+            let handled_n = consumed.clamp(1, self.slots[account].run.len());
+            let last_step = self.slots[account].run[handled_n - 1].2;
             // The call may have moved the marks ahead (`at-bar`); replay them bar by bar.
-            for (s, b, st) in &handled {
-                let jj = (st - base) as usize;
+            for h in 0..handled_n {
                 let slot = &mut self.slots[account];
-                slot.book.set_mark(*s, b.close);
+                let (s, b, st) = slot.run[h];
+                let jj = (st - base) as usize;
+                slot.book.set_mark(s, b.close);
                 out[jj] = slot.book.equity();
                 in_market[jj] = slot.book.in_market();
-                self.kill_switch(account, b);
+                self.kill_switch(account, &b);
             }
             // --fill close: market orders placed on the last handled bar fill at its close.
             if self.config.exchange.fill == crate::exchange::FillMode::Close {
-                let (s, b, st) = handled[handled.len() - 1];
+                let (s, b, st) = self.slots[account].run[handled_n - 1];
                 let slot = &mut self.slots[account];
                 self.exchange
                     .fill_at_close(account, s, st, &b, &mut slot.book, &mut self.events);

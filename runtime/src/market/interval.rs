@@ -29,6 +29,7 @@ pub fn interval_seconds(bars: &[Bar]) -> Option<i64> {
 pub struct IntervalEstimator {
     prev: Option<i64>,
     counts: HashMap<i64, u64>,
+    seen: u64,
 }
 
 impl IntervalEstimator {
@@ -40,6 +41,12 @@ impl IntervalEstimator {
     /// Record the next timestamp. Zero or negative gaps (duplicates, out-of-order input) are not
     /// intervals and are ignored, so the estimate stays meaningful on unvalidated input.
     pub fn push(&mut self, ts: i64) {
+        // The mode of the first ~100k gaps is the interval; hashing every bar of a long
+        // backtest was a visible cost.
+        if self.seen >= 100_000 {
+            return;
+        }
+        self.seen += 1;
         if let Some(prev) = self.prev
             && let Some(gap) = ts.checked_sub(prev)
             && gap > 0

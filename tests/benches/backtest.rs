@@ -1,0 +1,208 @@
+//! Whole-engine backtest throughput: `cargo bench -p qtm-tests --bench backtest`.
+//!
+//! `sma-cross` 10/30 flip with all-in sizing over the 1,000,000-bar bench file, through the
+//! complete pipeline (streaming CSV → merge → engine → exchange → portfolio → events →
+//! metrics): once as the sandboxed WASM component (batched, and one call per bar), once as the
+//! same crossover source compiled natively into the same engine. Every run must produce the
+//! same trade list (hash). `QTM_BENCH_FILE` overrides the data file.
+
+use std::time::Instant;
+
+use qtm_runtime::backtest::{self, BacktestConfig, BacktestOutcome, DataSource};
+use qtm_runtime::engine::StrategyRunner;
+use qtm_runtime::model::{
+    Bar, Fill, OrderKind, OrderRequest, Param, ParamValue, Quantity, Side, TimeInForce,
+};
+use qtm_runtime::sandbox::{Sandbox, SandboxConfig, StrategyHost};
+use qtm_tests::sma_crossover::{Cross, Crossover};
+use qtm_tests::{component, data_dir, guests};
+
+/// sma-cross's decision, native: the guest's own `crossover.rs` and the same orders.
+struct NativeSmaCross {
+    cross: Crossover,
+    side: i8,
+    symbol: String,
+}
+
+impl StrategyRunner for NativeSmaCross {
+    fn on_bar(
+        &mut self,
+        host: &mut dyn StrategyHost,
+        _symbol: u32,
+        bar: &Bar,
+    ) -> Result<(), String> {
+        let (want, side) = match self.cross.update(bar.close) {
+            Some(Cross::Up) if self.side != 1 => (1, Side::Buy),
+            Some(Cross::Down) if self.side != -1 => (-1, Side::Sell),
+            _ => return Ok(()),
+        };
+        let order = OrderRequest {
+            symbol: self.symbol.clone(),
+            side,
+            quantity: Quantity::EquityFraction(1.0),
+            kind: OrderKind::Market,
+            time_in_force: TimeInForce::Gtc,
+            take_profit: None,
+            stop_loss: None,
+            oco_group: None,
+            tag: None,
+        };
+        if host.submit_order(order).is_ok() {
+            self.side = want;
+        }
+        Ok(())
+    }
+    fn on_fill(&mut self, _: &mut dyn StrategyHost, _: u32, _: &Fill) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn run(
+    runner: Box<dyn StrategyRunner>,
+    sources: &[DataSource],
+    batch: bool,
+) -> (BacktestOutcome, f64) {
+    let mut config = BacktestConfig::default();
+    config.engine.batch = batch;
+    let t = Instant::now();
+    let out = backtest::run("sma-cross", runner, sources, &config, &mut |_| {}).unwrap();
+    (out, t.elapsed().as_secs_f64())
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let file = std::env::var("QTM_BENCH_FILE")
+        .map(Into::into)
+        .unwrap_or_else(|_| data_dir().join("bench_1m_1000000.csv"));
+    let sources = [DataSource {
+        symbol: "BENCH".into(),
+        path: file.clone(),
+    }];
+    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+    let code = sandbox.load(&component(guests::SMA_CROSS)).unwrap();
+    let params = vec![
+        Param {
+            name: "mode".into(),
+            value: ParamValue::Choice("flip".into()),
+        },
+        Param {
+            name: "sizing".into(),
+            value: ParamValue::Choice("equity".into()),
+        },
+    ];
+    let wasm = || {
+        Box::new(code.instantiate(&params, &["BENCH".into()]).unwrap()) as Box<dyn StrategyRunner>
+    };
+    let native = || {
+        Box::new(NativeSmaCross {
+            cross: Crossover::new(10, 30),
+            side: 0,
+            symbol: "BENCH".into(),
+        }) as Box<dyn StrategyRunner>
+    };
+
+    // Warm the page cache and check every variant trades identically.
+    let (reference, _) = run(native(), &sources, true);
+    let reps = 5;
+    let mut rows = Vec::new();
+    for (name, make, batch) in [
+        (
+            "native strategy, same engine",
+            &native as &dyn Fn() -> Box<dyn StrategyRunner>,
+            true,
+        ),
+        ("WASM strategy, exact batches", &wasm, true),
+        ("WASM strategy, one call per bar", &wasm, false),
+    ] {
+        let mut secs: Vec<f64> = (0..reps)
+            .map(|_| {
+                let (out, s) = run(make(), &sources, batch);
+                assert_eq!(
+                    out.trades_sha256, reference.trades_sha256,
+                    "{name}: trades differ"
+                );
+                s
+            })
+            .collect();
+        secs.sort_by(f64::total_cmp);
+        rows.push((name, secs[reps / 2]));
+    }
+    // The engine alone: bars already in memory, equity events counted, no CSV, no metrics.
+    let preloaded: Vec<(usize, Bar)> = qtm_runtime::market::load_bars(&file)
+        .unwrap()
+        .into_iter()
+        .map(|b| (0, b))
+        .collect();
+    let mut engine_rows = Vec::new();
+    for (name, make, batch) in [
+        (
+            "native strategy, engine only",
+            &native as &dyn Fn() -> Box<dyn StrategyRunner>,
+            true,
+        ),
+        ("WASM strategy, exact batches, engine only", &wasm, true),
+    ] {
+        let mut secs: Vec<f64> = (0..reps)
+            .map(|_| {
+                let mut sink = qtm_runtime::events::NullSink;
+                let config = qtm_runtime::engine::EngineConfig {
+                    batch,
+                    ..Default::default()
+                };
+                let mut engine =
+                    qtm_runtime::engine::Engine::new(config, vec!["BENCH".into()], &mut sink);
+                engine
+                    .add_strategy(
+                        "sma",
+                        make(),
+                        &["BENCH".into()],
+                        10_000.0,
+                        Default::default(),
+                    )
+                    .unwrap();
+                let t = Instant::now();
+                for chunk in preloaded.chunks(8192) {
+                    engine.process(chunk);
+                }
+                let s = t.elapsed().as_secs_f64();
+                assert_eq!(
+                    qtm_runtime::backtest::trades_sha256(&engine.trades(0)),
+                    reference.trades_sha256,
+                    "{name}"
+                );
+                s
+            })
+            .collect();
+        secs.sort_by(f64::total_cmp);
+        engine_rows.push((name, secs[reps / 2]));
+    }
+    let bars = reference.bars as f64;
+    println!(
+        "## Backtest throughput: sma-cross 10/30 flip, all-in, {} bars ({})\n",
+        reference.bars,
+        file.display()
+    );
+    println!(
+        "trades: {} closed + {} open, trades_sha256 {}\n",
+        reference.metrics.n_trades, reference.metrics.n_open, reference.trades_sha256
+    );
+    println!("| strategy | median s | bars/s | × native time |\n|---|---:|---:|---:|");
+    let native_s = rows[0].1;
+    for (name, s) in rows {
+        println!(
+            "| {name} | {s:.3} | {:.2} M | {:.2} |",
+            bars / s / 1e6,
+            s / native_s
+        );
+    }
+    let native_e = engine_rows[0].1;
+    for (name, s) in engine_rows {
+        println!(
+            "| {name} | {s:.3} | {:.2} M | {:.2} |",
+            bars / s / 1e6,
+            s / native_e
+        );
+    }
+}
