@@ -66,6 +66,93 @@ fn new_build_inspect_round_trip() {
     assert!(shown.starts_with("my-momentum 0.1.0"), "{shown}");
     assert!(shown.contains("period       int 2..=500 step 1"), "{shown}");
 
+    // Backtest it through the CLI with every output.
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/goog_1d.csv");
+    let (trades, equity, report) = (
+        dir.path().join("t.csv"),
+        dir.path().join("e.csv"),
+        dir.path().join("r.html"),
+    );
+    let out = qtm(&[
+        "backtest",
+        "--strategy",
+        &component,
+        "--data",
+        data.to_str().unwrap(),
+        "--param",
+        "period=15",
+        "--param",
+        "quantity=5",
+        "--cash",
+        "10000",
+        "--commission",
+        "0.001",
+        "--json",
+        "--trades-out",
+        trades.to_str().unwrap(),
+        "--equity-out",
+        equity.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "final_equity",
+        "total_return_pct",
+        "max_drawdown_pct",
+        "sharpe",
+        "n_trades",
+        "n_open",
+        "win_rate_pct",
+        "fees",
+        "trades_sha256",
+    ] {
+        assert!(!json[key].is_null(), "--json lacks {key}: {json}");
+    }
+    assert!(json["n_trades"].as_u64().unwrap() > 10);
+    assert_eq!(json["symbols"], serde_json::json!(["GOOG"]));
+    let trades_csv = std::fs::read_to_string(&trades).unwrap();
+    assert!(
+        trades_csv
+            .starts_with("symbol,entry_ts,exit_ts,entry_price,exit_price,quantity,pnl,fees\nGOOG,")
+    );
+    assert_eq!(
+        trades_csv.lines().count() as u64,
+        1 + json["n_trades"].as_u64().unwrap() + json["n_open"].as_u64().unwrap()
+    );
+    let equity_csv = std::fs::read_to_string(&equity).unwrap();
+    assert!(
+        equity_csv.starts_with("ts,equity\n1092873600,10000\n"),
+        "{}",
+        &equity_csv[..40]
+    );
+    assert_eq!(equity_csv.lines().count(), 1 + 2148);
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("my-momentum") && html.matches("<svg").count() >= 3);
+    // Bad input is a clear error.
+    let out = qtm(&[
+        "backtest",
+        "--strategy",
+        &component,
+        "--data",
+        data.to_str().unwrap(),
+        "--param",
+        "period=1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("parameter `period` = 1 is outside 2..=500"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = qtm(&["backtest", "--strategy", &component, "--data", "nope.csv"]);
+    assert!(
+        text(&out.stderr).contains("nope.csv"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // The core module cargo made is refused with a hint, not a crash.
     let core = target.join("wasm32-unknown-unknown/release/my_momentum.wasm");
     let out = qtm(&["strategy", "inspect", core.to_str().unwrap()]);

@@ -103,6 +103,35 @@ fn main() {
         }) as Box<dyn StrategyRunner>
     };
 
+    // For profiling one path: `QTM_BENCH_ONLY=engine-wasm perf record …`.
+    if std::env::var("QTM_BENCH_ONLY").is_ok_and(|v| v == "engine-wasm") {
+        let preloaded: Vec<(usize, Bar)> = qtm_runtime::market::load_bars(&file)
+            .unwrap()
+            .into_iter()
+            .map(|b| (0, b))
+            .collect();
+        for _ in 0..10 {
+            let mut sink = qtm_runtime::events::NullSink;
+            let mut engine = qtm_runtime::engine::Engine::new(
+                Default::default(),
+                vec!["BENCH".into()],
+                &mut sink,
+            );
+            engine
+                .add_strategy(
+                    "sma",
+                    wasm(),
+                    &["BENCH".into()],
+                    10_000.0,
+                    Default::default(),
+                )
+                .unwrap();
+            for chunk in preloaded.chunks(8192) {
+                engine.process(chunk);
+            }
+        }
+        return;
+    }
     // Warm the page cache and check every variant trades identically.
     let (reference, _) = run(native(), &sources, true);
     let reps = 5;
