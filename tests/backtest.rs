@@ -305,3 +305,73 @@ fn bad_data_is_reported_with_file_and_line() {
     );
     let _ = Path::new(&msg);
 }
+
+/// Strategies with resting orders (stops, OCO pairs, trailing stops, brackets) exercise the
+/// exchange between strategy calls: batched runs must still equal one call per bar.
+#[test]
+fn resting_order_strategies_trade_identically_batched_and_per_bar() {
+    let p = |n: &str, v: ParamValue| Param {
+        name: n.into(),
+        value: v,
+    };
+    let cases: [(&str, Vec<Param>); 2] = [
+        (
+            guests::DONCHIAN_BREAKOUT,
+            vec![
+                p("entry", ParamValue::Int(20)),
+                p("quantity", ParamValue::Float(10.0)),
+            ],
+        ),
+        (
+            guests::RSI_REVERSION,
+            vec![
+                p("quantity", ParamValue::Float(10.0)),
+                p("short", ParamValue::Boolean(true)),
+                p("stop_loss_pct", ParamValue::Float(3.0)),
+                p("take_profit_pct", ParamValue::Float(6.0)),
+            ],
+        ),
+    ];
+    for (guest, params) in cases {
+        let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+        let code = sandbox.load(&component(guest)).unwrap();
+        let sources = [DataSource {
+            symbol: "GOOG".into(),
+            path: data_dir().join("goog_1d.csv"),
+        }];
+        let run = |batch: bool| {
+            let inst = code.instantiate(&params, &["GOOG".into()]).unwrap();
+            let mut config = BacktestConfig::default();
+            config.engine.batch = batch;
+            config.engine.exchange.commission = 0.001;
+            backtest::run(
+                &code.info().name,
+                Box::new(inst),
+                &sources,
+                &config,
+                &mut |_| {},
+            )
+            .unwrap()
+        };
+        let (a, b) = (run(true), run(false));
+        let name = &code.info().name;
+        assert!(
+            a.metrics.n_trades >= 10,
+            "{name}: {} trades",
+            a.metrics.n_trades
+        );
+        assert_eq!(a.trades_sha256, b.trades_sha256, "{name}");
+        assert_eq!(a.equity, b.equity, "{name}");
+        assert_eq!(
+            a.final_state,
+            qtm_runtime::events::StrategyState::Running,
+            "{name}: {:?}",
+            a.stop_reason
+        );
+        // Longs and shorts both happen.
+        assert!(
+            a.trades.iter().any(|t| t.quantity > 0.0) && a.trades.iter().any(|t| t.quantity < 0.0),
+            "{name}"
+        );
+    }
+}

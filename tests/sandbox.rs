@@ -432,3 +432,22 @@ fn pooled_instances_work_and_an_exhausted_pool_is_a_clean_error() {
         "a freed slot is reused"
     );
 }
+
+/// Every guest in `strategies/` is used by some test: a new guest without one fails here.
+#[test]
+fn every_guest_has_a_test() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources: String = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs") && !p.ends_with("build.rs"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(guests::ALL.len() >= 8);
+    for name in guests::ALL {
+        assert!(
+            sources.contains(&format!("guests::{name}")),
+            "guest {name} has no test in tests/*.rs"
+        );
+    }
+}

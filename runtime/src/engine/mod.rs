@@ -303,9 +303,10 @@ impl<'s> Engine<'s> {
                 push_history(&mut self.history[sym], bar, self.config.history);
             }
             if self.slots[account].state != StrategyState::Running {
-                out[j] = self.slots[account].book.equity();
+                let equity = self.slots[account].book.equity();
+                out[j] = equity;
                 in_market[j] = self.slots[account].book.in_market();
-                self.kill_switch(account, &bar);
+                self.kill_switch(account, &bar, equity);
                 j += 1;
                 continue;
             }
@@ -368,9 +369,10 @@ impl<'s> Engine<'s> {
                 let (s, b, st) = slot.run[h];
                 let jj = (st - base) as usize;
                 slot.book.set_mark(s, b.close);
-                out[jj] = slot.book.equity();
+                let equity = slot.book.equity();
+                out[jj] = equity;
                 in_market[jj] = slot.book.in_market();
-                self.kill_switch(account, &b);
+                self.kill_switch(account, &b, equity);
             }
             // --fill close: market orders placed on the last handled bar fill at its close.
             if self.config.exchange.fill == crate::exchange::FillMode::Close {
@@ -603,9 +605,8 @@ impl<'s> Engine<'s> {
         }
     }
 
-    fn kill_switch(&mut self, account: usize, bar: &Bar) {
+    fn kill_switch(&mut self, account: usize, bar: &Bar, equity: f64) {
         let slot = &mut self.slots[account];
-        let equity = slot.book.equity();
         if let Some(reason) = slot.risk.check_equity(&slot.limits, bar.ts, equity) {
             Self::stop(
                 &mut self.exchange,
