@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """backtesting.py 0.6.6 running sma-cross with qtm's exact semantics; prints trades and final equity as JSON.
-Usage: backtesting_py_sma.py CSV flip|long_only COMMISSION"""
+Usage: backtesting_py_sma.py CSV flip|long_only COMMISSION [next-open|close]"""
 import sys, json, warnings
 import pandas as pd
 from backtesting import Backtest, Strategy
 warnings.filterwarnings("ignore")
 path, mode, comm = sys.argv[1], sys.argv[2], float(sys.argv[3])
+on_close = len(sys.argv) > 4 and sys.argv[4] == "close"
 df = pd.read_csv(path); df.index = pd.to_datetime(df.pop("ts"), unit="s")
 df.columns = ["Open", "High", "Low", "Close", "Volume"]
 def SMA(x, n): return pd.Series(x).rolling(n).mean().values
@@ -21,7 +22,7 @@ class SmaCross(Strategy):
         elif f1 >= s1 and f0 < s0 and pos >= 0:
             if pos > 0: self.position.close()
             if mode == "flip": self.sell()
-bt = Backtest(df, SmaCross, cash=10_000, commission=comm, finalize_trades=False) if 'finalize_trades' in Backtest.__init__.__code__.co_varnames else Backtest(df, SmaCross, cash=10_000, commission=comm)
+bt = Backtest(df, SmaCross, cash=10_000, commission=comm, trade_on_close=on_close)
 st = bt.run()
 t = st["_trades"]
 out = []
