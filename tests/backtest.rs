@@ -272,6 +272,39 @@ fn multi_symbol_backtests_merge_files_in_time_order() {
     ts.dedup();
     assert_eq!(together.equity.len(), ts.len());
     assert!(together.equity.windows(2).all(|w| w[0].ts < w[1].ts));
+
+    // Tiny chunks split timestamp groups across engine steps: results must not change.
+    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+    let code = sandbox.load(&component(guests::SMA_CROSS)).unwrap();
+    let sources: Vec<DataSource> = files
+        .iter()
+        .map(|f| DataSource {
+            symbol: qtm_runtime::market::symbol_from_path(f),
+            path: data_dir().join(f),
+        })
+        .collect();
+    let inst = code
+        .instantiate(
+            &params("flip", "fixed", 1.0),
+            &["GOOG".into(), "NVDA".into()],
+        )
+        .unwrap();
+    let config = BacktestConfig {
+        chunk: 7,
+        ..Default::default()
+    };
+    let small = backtest::run("sma-cross", Box::new(inst), &sources, &config, &mut |_| {}).unwrap();
+    assert_eq!(small.equity.len(), together.equity.len());
+    if let Some(i) = (0..small.equity.len()).find(|&i| small.equity[i] != together.equity[i]) {
+        panic!(
+            "chunked equity differs at {i}: {:?} vs {:?}",
+            small.equity[i], together.equity[i]
+        );
+    }
+    // …and both equal one call per bar (marks moved ahead inside a run are replayed).
+    let per_bar = run_sma(&files, &params("flip", "fixed", 1.0), 0.0, false);
+    assert_eq!(per_bar.equity, together.equity);
+    assert_eq!(small.trades_sha256, together.trades_sha256);
 }
 
 #[test]

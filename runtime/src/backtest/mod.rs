@@ -160,61 +160,40 @@ pub fn run(
         engine
             .add_strategy(name, runner, &symbols, config.cash, config.risk.clone())
             .map_err(BacktestError::Setup)?;
-        let mut chunk: Vec<(usize, Bar)> = Vec::with_capacity(config.chunk);
+        let mut chunk: Vec<(usize, Bar)> = Vec::with_capacity(config.chunk + 1);
+        // Chunks hold whole timestamps, so equity is published once per time step: the first
+        // bar of the next timestamp waits for the next chunk.
+        let mut pending: Option<(usize, Bar)> = None;
         let mut last_ts = i64::MIN;
         loop {
             chunk.clear();
-            // Whole timestamps per chunk, so equity is published once per time step.
-            while chunk.len() < config.chunk || chunk.last().is_some_and(|(_, b)| b.ts == last_ts) {
+            chunk.extend(pending.take());
+            loop {
                 match merged.next() {
                     Some(Ok((sym, bar))) => {
-                        if chunk.len() >= config.chunk && bar.ts != last_ts {
-                            // Cannot un-read: keep it; chunk boundaries need only be timestamp-aligned.
-                            last_ts = bar.ts;
-                            chunk.push((sym, bar));
+                        if chunk.len() >= config.chunk.max(1)
+                            && chunk.last().is_some_and(|(_, b)| b.ts != bar.ts)
+                        {
+                            pending = Some((sym, bar));
                             break;
                         }
-                        last_ts = bar.ts;
                         chunk.push((sym, bar));
                     }
                     Some(Err(e)) => return Err(e.into()),
                     None => break,
                 }
             }
-            if chunk.is_empty() {
-                break;
-            }
-            let split = chunk
-                .iter()
-                .rposition(|(_, b)| b.ts != last_ts)
-                .map(|i| i + 1)
-                .unwrap_or(0);
-            // Process all but a trailing partial timestamp group now; it joins the next chunk.
-            let (now, rest): (Vec<_>, Vec<_>) = if split > 0 && chunk.len() > config.chunk {
-                (chunk[..split].to_vec(), chunk[split..].to_vec())
-            } else {
-                (chunk.clone(), Vec::new())
-            };
-            for (sym, b) in &now {
+            let Some((_, last)) = chunk.last() else { break };
+            last_ts = last.ts;
+            for (sym, b) in &chunk {
                 interval.push(b.ts);
                 if config.keep_prices {
                     prices[*sym].push(*b);
                 }
             }
-            engine.process(&now);
-            bars += now.len() as u64;
+            engine.process(&chunk);
+            bars += chunk.len() as u64;
             progress(bars);
-            chunk = rest;
-            if !chunk.is_empty() {
-                for (sym, b) in &chunk {
-                    interval.push(b.ts);
-                    if config.keep_prices {
-                        prices[*sym].push(*b);
-                    }
-                }
-                engine.process(&chunk);
-                bars += chunk.len() as u64;
-            }
         }
         if config.close_at_end
             && let Some(ts) = (last_ts != i64::MIN).then_some(last_ts)

@@ -73,6 +73,7 @@ struct Slot {
     /// Current run length limit (adaptive) and scratch marks for the run scan.
     window: usize,
     scan_marks: Vec<f64>,
+    saved_marks: Vec<f64>,
 }
 
 /// The engine: symbols, exchange, strategies with their accounts, and an event sink.
@@ -147,6 +148,7 @@ impl<'s> Engine<'s> {
             carry_in_market: false,
             window: 64,
             scan_marks: Vec::new(),
+            saved_marks: Vec::new(),
         });
         Ok(self.slots.len() - 1)
     }
@@ -289,10 +291,10 @@ impl<'s> Engine<'s> {
         let mut j = 0;
         while j < bars.len() {
             let (sym, bar) = bars[j];
-            let Some(local) = self.slots[account].local[sym] else {
+            if self.slots[account].local[sym].is_none() {
                 j += 1;
                 continue;
-            };
+            }
             let step = base + j as u64;
             // 1. The exchange acts on this bar for resting orders, before the strategy sees it.
             self.exchange_step(account, sym, step, &bar);
@@ -351,7 +353,21 @@ impl<'s> Engine<'s> {
                     k += 1;
                 }
             }
-            let consumed = self.call_strategy(account, local);
+            // `at-bar` moves marks ahead during the call; keep where they were to replay from.
+            let slot = &mut self.slots[account];
+            let multi = slot.run.len() > 1;
+            if multi {
+                slot.saved_marks.clear();
+                slot.saved_marks
+                    .extend(slot.own.iter().map(|&s| slot.book.mark(s)));
+            }
+            let consumed = self.call_strategy(account);
+            let slot = &mut self.slots[account];
+            if multi {
+                for (i, &s) in slot.own.iter().enumerate() {
+                    slot.book.set_mark(s, slot.saved_marks[i]);
+                }
+            }
             // Adapt the run length to how long the strategy goes between orders: scanning and
             // encoding bars it will not reach is wasted work.
             let slot = &mut self.slots[account];
@@ -389,7 +405,7 @@ impl<'s> Engine<'s> {
     }
 
     /// Run the strategy on `slot.run`; returns how many bars of it were handled.
-    fn call_strategy(&mut self, account: usize, _local: u32) -> usize {
+    fn call_strategy(&mut self, account: usize) -> usize {
         let slot = &mut self.slots[account];
         let Slot {
             runner,
