@@ -45,14 +45,16 @@ impl StrategyRunner for Script {
     }
     fn on_fill(
         &mut self,
-        _host: &mut dyn StrategyHost,
+        host: &mut dyn StrategyHost,
         _symbol: u32,
         fill: &Fill,
     ) -> Result<(), String> {
-        self.seen
-            .lock()
-            .unwrap()
-            .push(format!("fill {} @ {}", fill.quantity, fill.price));
+        let now_day = host.now_ns() / 1_000_000_000 / 86_400;
+        let pos = host.position("X").quantity;
+        self.seen.lock().unwrap().push(format!(
+            "fill {} @ {} on day {now_day}, position {pos}",
+            fill.quantity, fill.price
+        ));
         Ok(())
     }
 }
@@ -195,6 +197,22 @@ fn market_orders_fill_at_the_next_open_with_commission_and_slippage() {
     let expected_cash = 10_000.0 - 1041.04 - 2.04104 + 999.0 - 1.999;
     assert!((r.cash - expected_cash).abs() < 1e-9, "{}", r.cash);
     assert_eq!(r.position, 0.0);
+}
+
+#[test]
+fn fills_reach_the_strategy_with_the_clock_and_position_of_their_bar() {
+    let r = run(vec![
+        (0, order(Side::Buy, 3.0, OrderKind::Market)),
+        (2, order(Side::Sell, 3.0, OrderKind::Limit(101.5))),
+    ]);
+    let fills: Vec<&String> = r.script.iter().filter(|l| l.starts_with("fill")).collect();
+    assert_eq!(
+        fills,
+        [
+            "fill 3 @ 104 on day 1, position 3",
+            "fill 3 @ 101.5 on day 3, position 0"
+        ]
+    );
 }
 
 #[test]

@@ -87,7 +87,6 @@ pub struct Engine<'s> {
     sink: &'s mut dyn EventSink,
     step: u64,
     events: Vec<ExchangeEvent>,
-    last_bar: Vec<Option<Bar>>,
 }
 
 impl<'s> Engine<'s> {
@@ -104,7 +103,6 @@ impl<'s> Engine<'s> {
             sink,
             step: 0,
             events: Vec::new(),
-            last_bar: vec![None; n],
         }
     }
 
@@ -262,8 +260,7 @@ impl<'s> Engine<'s> {
             slot.carry_equity = last_e;
             slot.carry_in_market = last_in;
         }
-        for (j, (sym, bar)) in bars.iter().enumerate() {
-            self.last_bar[*sym] = Some(*bar);
+        for (j, (_, bar)) in bars.iter().enumerate() {
             let end_of_ts = bars.get(j + 1).is_none_or(|(_, next)| next.ts != bar.ts);
             if end_of_ts {
                 let point = EquityPoint {
@@ -396,7 +393,7 @@ impl<'s> Engine<'s> {
                 let slot = &mut self.slots[account];
                 self.exchange
                     .fill_at_close(account, s, st, &b, &mut slot.book, &mut self.events);
-                self.publish_exchange_events(account);
+                self.publish_exchange_events(account, (s, b, st));
                 out[(st - base) as usize] = self.slots[account].book.equity();
                 in_market[(st - base) as usize] = self.slots[account].book.in_market();
             }
@@ -484,12 +481,13 @@ impl<'s> Engine<'s> {
         self.exchange
             .process_bar(account, sym, step, bar, &mut slot.book, &mut self.events);
         if !self.events.is_empty() {
-            self.publish_exchange_events(account);
+            self.publish_exchange_events(account, (sym, *bar, step));
         }
     }
 
     /// Publish fills and cancels, update positions, and tell the strategy about its fills.
-    fn publish_exchange_events(&mut self, account: usize) {
+    /// `at` is the bar that produced them: the strategy's clock during `on-fill`.
+    fn publish_exchange_events(&mut self, account: usize, at: (usize, Bar, u64)) {
         let events = std::mem::take(&mut self.events);
         for e in &events {
             match e {
@@ -572,15 +570,7 @@ impl<'s> Engine<'s> {
                 ts: *ts,
                 tag: tag.clone(),
             };
-            let bar = Bar {
-                ts: *ts,
-                open: *price,
-                high: *price,
-                low: *price,
-                close: *price,
-                volume: 0.0,
-            };
-            let run = [(*symbol, self.last_bar[*symbol].unwrap_or(bar), 0u64)];
+            let run = [at];
             let Slot {
                 runner,
                 own,
