@@ -156,7 +156,7 @@ fn main() {
             })
             .collect();
         secs.sort_by(f64::total_cmp);
-        rows.push((name, secs[reps / 2]));
+        rows.push((name, secs[reps / 2], secs[0]));
     }
     // The engine alone: bars already in memory, equity events counted, no CSV, no metrics.
     let preloaded: Vec<(usize, Bar)> = qtm_runtime::market::load_bars(&file)
@@ -205,7 +205,7 @@ fn main() {
             })
             .collect();
         secs.sort_by(f64::total_cmp);
-        engine_rows.push((name, secs[reps / 2]));
+        engine_rows.push((name, secs[reps / 2], secs[0]));
     }
     let bars = reference.bars as f64;
     println!(
@@ -217,21 +217,18 @@ fn main() {
         "trades: {} closed + {} open, trades_sha256 {}\n",
         reference.metrics.n_trades, reference.metrics.n_open, reference.trades_sha256
     );
-    println!("| strategy | median s | bars/s | × native time |\n|---|---:|---:|---:|");
-    let native_s = rows[0].1;
-    for (name, s) in rows {
-        println!(
-            "| {name} | {s:.3} | {:.2} M | {:.2} |",
-            bars / s / 1e6,
-            s / native_s
-        );
-    }
-    let native_e = engine_rows[0].1;
-    for (name, s) in engine_rows {
-        println!(
-            "| {name} | {s:.3} | {:.2} M | {:.2} |",
-            bars / s / 1e6,
-            s / native_e
-        );
+    // The VM's noise moves single runs by up to 2×: the best of 5 is the steadier statistic.
+    println!(
+        "| strategy | median s | best s | bars/s (best) | × native (best) |\n|---|---:|---:|---:|---:|"
+    );
+    for table in [&rows, &engine_rows] {
+        let native_best = table[0].2;
+        for (name, med, best) in table {
+            println!(
+                "| {name} | {med:.3} | {best:.3} | {:.2} M | {:.2} |",
+                bars / best / 1e6,
+                best / native_best
+            );
+        }
     }
 }
