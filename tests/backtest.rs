@@ -408,3 +408,43 @@ fn resting_order_strategies_trade_identically_batched_and_per_bar() {
         );
     }
 }
+
+/// A strategy that traps in the middle of a backtest is stopped with its reason; the run
+/// completes, its positions are still valued, and the host is fine.
+#[test]
+fn a_trapping_strategy_is_disabled_and_the_backtest_completes() {
+    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+    let code = sandbox.load(&component(guests::HOSTILE)).unwrap();
+    let inst = code
+        .instantiate(
+            &[Param {
+                name: "attack".into(),
+                value: ParamValue::Choice("panic".into()),
+            }],
+            &["GOOG".into()],
+        )
+        .unwrap();
+    let sources = [DataSource {
+        symbol: "GOOG".into(),
+        path: data_dir().join("goog_1d.csv"),
+    }];
+    let out = backtest::run(
+        "hostile",
+        Box::new(inst),
+        &sources,
+        &BacktestConfig::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        out.final_state,
+        qtm_runtime::events::StrategyState::Disabled
+    );
+    assert_eq!(
+        out.stop_reason.as_deref(),
+        Some("the strategy panicked or reached unreachable code")
+    );
+    assert_eq!(out.bars, 2148, "the feed ran to the end");
+    assert_eq!(out.equity.len(), 2148);
+    assert_eq!(out.metrics.final_equity, 10_000.0);
+}

@@ -459,6 +459,20 @@ mod tests {
     }
 
     #[test]
+    fn limits_load_from_toml_and_unknown_fields_are_named() {
+        let l: RiskLimits =
+            toml::from_str("max_position = 100.0\nmax_orders_per_window = 5\n").unwrap();
+        assert_eq!(
+            (l.max_position, l.max_orders_per_window),
+            (Some(100.0), Some(5))
+        );
+        let e = toml::from_str::<RiskLimits>("max_postion = 1.0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `max_postion`"), "{e}");
+    }
+
+    #[test]
     fn nonsensical_limits_are_refused() {
         let l = RiskLimits {
             max_position: Some(-1.0),
