@@ -402,8 +402,13 @@ impl<'s> Engine<'s> {
     }
 
     /// Run the strategy on `slot.run`; returns how many bars of it were handled.
-    fn call_strategy(&mut self, account: usize) -> usize {
-        let slot = &mut self.slots[account];
+    /// Run `f` with the strategy and a host over `slot.run`; returns its result and the run
+    /// position the strategy reached.
+    fn with_host<R>(
+        &mut self,
+        account: usize,
+        f: impl FnOnce(&mut dyn StrategyRunner, &mut CallHost<'_>, &mut BarBatch, &[Option<u32>]) -> R,
+    ) -> (R, usize) {
         let Slot {
             runner,
             own,
@@ -415,7 +420,7 @@ impl<'s> Engine<'s> {
             run,
             logs,
             ..
-        } = slot;
+        } = &mut self.slots[account];
         let mut host = CallHost {
             account,
             symbols: &self.symbols,
@@ -433,23 +438,28 @@ impl<'s> Engine<'s> {
             acted: false,
             logs,
         };
-        let result = if run.len() > 1 {
-            batch.clear();
-            for (s, b, _) in run.iter() {
-                batch.push(local[*s].unwrap_or(0), b);
+        let r = f(runner.as_mut(), &mut host, batch, local);
+        (r, host.at)
+    }
+
+    fn call_strategy(&mut self, account: usize) -> usize {
+        let (result, at) = self.with_host(account, |runner, host, batch, local| {
+            if host.run.len() > 1 {
+                batch.clear();
+                for (s, b, _) in host.run {
+                    batch.push(local[*s].unwrap_or(0), b);
+                }
+                runner
+                    .load_bars(batch)
+                    .and_then(|_| runner.resume(host))
+                    .map(|n| n as usize)
+            } else {
+                let (s, b, _) = host.run[0];
+                runner.on_bar(host, local[s].unwrap_or(0), &b).map(|_| 1)
             }
-            runner
-                .load_bars(batch)
-                .and_then(|_| runner.resume(&mut host))
-                .map(|n| n as usize)
-        } else {
-            let (s, b, _) = run[0];
-            runner
-                .on_bar(&mut host, local[s].unwrap_or(0), &b)
-                .map(|_| 1)
-        };
+        });
+        let run = &self.slots[account].run;
         // History for bars the strategy moved past without asking the host.
-        let at = host.at;
         match result {
             Ok(n) => {
                 let n = n.clamp(1, run.len());
@@ -570,34 +580,13 @@ impl<'s> Engine<'s> {
                 ts: *ts,
                 tag: tag.clone(),
             };
-            let run = [at];
-            let Slot {
-                runner,
-                own,
-                book,
-                risk,
-                limits,
-                logs,
-                ..
-            } = slot;
-            let mut host = CallHost {
-                account,
-                symbols: &self.symbols,
-                own,
-                exchange: &mut self.exchange,
-                book,
-                risk,
-                limits,
-                history: &mut self.history,
-                history_len: self.config.history,
-                sink: self.sink,
-                signals: &self.signals,
-                run: &run,
-                at: 0,
-                acted: false,
-                logs,
-            };
-            if let Err(reason) = runner.on_fill(&mut host, local, &fill) {
+            slot.run.clear();
+            slot.run.push(at);
+            let (result, _) = self.with_host(account, |runner, host, _, _| {
+                runner.on_fill(host, local, &fill)
+            });
+            if let Err(reason) = result {
+                let slot = &mut self.slots[account];
                 Self::stop(
                     &mut self.exchange,
                     self.sink,
