@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use qtm_runtime::engine::{Engine, EngineConfig, StrategyRunner};
 use qtm_runtime::events::{Event, EventLog, StrategyState};
 use qtm_runtime::exchange::FillMode;
-use qtm_runtime::model::{Bar, Fill, OrderKind, OrderRequest, Quantity, Side, TimeInForce, Trail};
+use qtm_runtime::model::{
+    Bar, Fill, OrderChange, OrderKind, OrderRequest, Quantity, Side, TimeInForce, Trail,
+};
 use qtm_runtime::risk::RiskLimits;
 use qtm_runtime::sandbox::StrategyHost;
 
@@ -18,6 +20,9 @@ struct Script {
     /// Submit this many copies of a 1-unit market buy on every bar (a strategy in a loop).
     spam: usize,
     seen: Arc<Mutex<Vec<String>>>,
+    /// Cancel and modify these order ids on the given bars.
+    cancels: HashMap<usize, Vec<u64>>,
+    modifies: HashMap<usize, Vec<(u64, OrderChange)>>,
     bar: usize,
     bars_seen: Arc<Mutex<usize>>,
 }
@@ -35,6 +40,20 @@ impl StrategyRunner for Script {
                 .lock()
                 .unwrap()
                 .push(format!("bar {} ts {}: {:?}", self.bar, bar.ts, r));
+        }
+        for id in self.cancels.get(&self.bar).cloned().unwrap_or_default() {
+            let r = host.cancel_order(id);
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("cancel {id}: {r:?}"));
+        }
+        for (id, change) in self.modifies.get(&self.bar).cloned().unwrap_or_default() {
+            let r = host.modify_order(id, change);
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("modify {id}: {r:?}"));
         }
         for _ in 0..self.spam {
             let _ = host.submit_order(order(Side::Buy, 1.0, OrderKind::Market));
@@ -197,6 +216,56 @@ fn market_orders_fill_at_the_next_open_with_commission_and_slippage() {
     let expected_cash = 10_000.0 - 1041.04 - 2.04104 + 999.0 - 1.999;
     assert!((r.cash - expected_cash).abs() < 1e-9, "{}", r.cash);
     assert_eq!(r.position, 0.0);
+}
+
+#[test]
+fn resting_orders_can_be_modified_and_cancelled() {
+    let mut s = Script::default();
+    s.orders.insert(
+        0,
+        vec![
+            order(Side::Buy, 1.0, OrderKind::Limit(90.0)),
+            order(Side::Buy, 1.0, OrderKind::Limit(97.5)),
+        ],
+    );
+    let raise = OrderChange {
+        limit_price: Some(99.2),
+        ..Default::default()
+    };
+    s.modifies.insert(1, vec![(1, raise), (99, raise)]);
+    s.cancels.insert(1, vec![2, 2]);
+    let r = run_with(
+        s,
+        EngineConfig::default(),
+        RiskLimits::default(),
+        &bars(),
+        10_000.0,
+    );
+    // Order 1, moved up to 99.2, fills at bar 2's open 98 (below the new limit); order 2 would
+    // have filled at 97.5 on bar 2 but was cancelled on bar 1.
+    assert_eq!(r.fills, vec![(2, Side::Buy, 1.0, 98.0, 0.0)]);
+    assert!(
+        r.script.contains(&"modify 1: Ok(())".to_string()),
+        "{:?}",
+        r.script
+    );
+    assert!(
+        r.script
+            .contains(&"modify 99: Err(\"no open order 99\")".to_string()),
+        "{:?}",
+        r.script
+    );
+    assert!(r.script.contains(&"cancel 2: Ok(())".to_string()));
+    assert!(
+        r.script
+            .contains(&"cancel 2: Err(\"no open order 2\")".to_string())
+    );
+    assert!(
+        r.cancels
+            .contains(&"day 1: cancelled by the strategy".to_string()),
+        "{:?}",
+        r.cancels
+    );
 }
 
 #[test]
