@@ -694,3 +694,53 @@ fn the_drawdown_kill_switch_halts_and_cancels() {
         "halted at bar 2's close: bars 3 and 4 are not shown"
     );
 }
+
+#[test]
+fn an_account_out_of_money_is_liquidated_and_halted() {
+    // All-in short at 100, then the price doubles: equity would go below zero.
+    let bars = vec![
+        bar(0, 100.0, 100.0, 100.0, 100.0),
+        bar(1, 100.0, 100.0, 100.0, 100.0),
+        bar(2, 150.0, 150.0, 150.0, 150.0),
+        bar(3, 210.0, 210.0, 210.0, 210.0),
+        bar(4, 250.0, 250.0, 250.0, 250.0),
+    ];
+    let mut s = Script::default();
+    s.orders.insert(
+        0,
+        vec![OrderRequest {
+            quantity: Quantity::EquityFraction(1.0),
+            ..order(Side::Sell, 0.0, OrderKind::Market)
+        }],
+    );
+    let seen = s.bars_seen.clone();
+    let r = run_with(
+        s,
+        EngineConfig::default(),
+        RiskLimits::default(),
+        &bars,
+        10_000.0,
+    );
+    // Short 99 at 100 (floor(9999.99…)); at 210: 10000 + 99 × (100 − 210) = −890 → liquidated at 210.
+    assert_eq!(
+        r.fills,
+        vec![
+            (1, Side::Sell, 99.0, 100.0, 0.0),
+            (3, Side::Buy, 99.0, 210.0, 0.0)
+        ]
+    );
+    assert_eq!(r.state, StrategyState::Halted);
+    assert_eq!(r.position, 0.0);
+    assert!((r.equity - (10_000.0 - 99.0 * 110.0)).abs() < 1e-9);
+    assert!(
+        r.events
+            .iter()
+            .any(|e| matches!(e, Event::StrategyStatus { reason, .. }
+        if reason == "out of money: equity fell to -890.00; positions closed at the close"))
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        4,
+        "bar 4 is not shown to a halted strategy"
+    );
+}

@@ -303,9 +303,9 @@ impl<'s> Engine<'s> {
             }
             if self.slots[account].state != StrategyState::Running {
                 let equity = self.slots[account].book.equity();
-                out[j] = equity;
-                in_market[j] = self.slots[account].book.in_market();
                 self.kill_switch(account, &bar, equity);
+                out[j] = self.slots[account].book.equity();
+                in_market[j] = self.slots[account].book.in_market();
                 j += 1;
                 continue;
             }
@@ -316,9 +316,12 @@ impl<'s> Engine<'s> {
             if self.config.batch && slot.runner.supports_batches() {
                 // Only what could change the strategy's world needs checking bar by bar.
                 let resting = self.exchange.has_orders(account);
+                // Equity moves only with a position: then kill switches and running out of
+                // money must be foreseen bar by bar.
+                let exposed = slot.book.in_market();
                 let kill = (slot.limits.max_drawdown_pct.is_some()
                     || slot.limits.max_daily_loss.is_some())
-                    && slot.book.in_market();
+                    && exposed;
                 let mut probe = kill.then(|| slot.risk.clone());
                 let mut probe_equity = slot.book.equity();
                 slot.scan_marks.clear();
@@ -333,14 +336,18 @@ impl<'s> Engine<'s> {
                         if resting && self.exchange.would_act(account, s2, st, &b2) {
                             break;
                         }
-                        if let Some(probe) = probe.as_mut() {
+                        if exposed {
                             let q = slot.book.quantity(s2);
                             let prev = &mut slot.scan_marks[l2 as usize];
                             probe_equity += q * (b2.close - *prev);
                             *prev = b2.close;
-                            if probe
-                                .check_equity(&slot.limits, b2.ts, probe_equity)
-                                .is_some()
+                            if probe_equity <= 0.0 {
+                                break;
+                            }
+                            if let Some(probe) = probe.as_mut()
+                                && probe
+                                    .check_equity(&slot.limits, b2.ts, probe_equity)
+                                    .is_some()
                             {
                                 break;
                             }
@@ -383,9 +390,10 @@ impl<'s> Engine<'s> {
                 let jj = (st - base) as usize;
                 slot.book.set_mark(s, b.close);
                 let equity = slot.book.equity();
-                out[jj] = equity;
-                in_market[jj] = slot.book.in_market();
                 self.kill_switch(account, &b, equity);
+                let slot = &self.slots[account];
+                out[jj] = slot.book.equity();
+                in_market[jj] = slot.book.in_market();
             }
             // --fill close: market orders placed on the last handled bar fill at its close.
             if self.config.exchange.fill == crate::exchange::FillMode::Close {
@@ -601,6 +609,25 @@ impl<'s> Engine<'s> {
     }
 
     fn kill_switch(&mut self, account: usize, bar: &Bar, equity: f64) {
+        if equity <= 0.0 && self.slots[account].book.in_market() {
+            // Out of money: liquidate at the marks (with commission) and stop, as a broker's
+            // margin call would, instead of letting the account run ever deeper into debt.
+            self.liquidate(account, bar.ts, "liquidation");
+            let reason =
+                format!("out of money: equity fell to {equity:.2}; positions closed at the close");
+            let slot = &mut self.slots[account];
+            slot.risk.halt(reason.clone());
+            Self::stop(
+                &mut self.exchange,
+                self.sink,
+                account,
+                slot,
+                StrategyState::Halted,
+                &reason,
+                bar.ts,
+            );
+            return;
+        }
         let slot = &mut self.slots[account];
         if let Some(reason) = slot.risk.check_equity(&slot.limits, bar.ts, equity) {
             Self::stop(
@@ -617,34 +644,47 @@ impl<'s> Engine<'s> {
 
     /// Close every open position at its last close with commission (`--close-at-end`).
     pub fn close_all(&mut self, ts: i64) {
-        let c = self.config.exchange.commission;
         for account in 0..self.slots.len() {
-            for sym in 0..self.symbols.len() {
-                let slot = &mut self.slots[account];
-                let q = slot.book.quantity(sym);
-                if q == 0.0 {
-                    continue;
-                }
-                let price = slot.book.mark(sym);
-                let fee = q.abs() * price * c;
-                slot.book.apply_fill(sym, -q, price, fee, ts);
-                let side = if q > 0.0 {
-                    crate::model::Side::Sell
-                } else {
-                    crate::model::Side::Buy
-                };
-                self.sink.publish(Event::Fill(FillEvent {
-                    account,
-                    order_id: 0,
-                    symbol: self.symbols[sym].clone(),
-                    side,
-                    quantity: q.abs(),
-                    price,
-                    fee,
-                    ts,
-                    tag: Some("close-at-end".into()),
-                }));
+            self.liquidate(account, ts, "close-at-end");
+        }
+    }
+
+    /// Close all of an account's positions at their marks, with commission.
+    fn liquidate(&mut self, account: usize, ts: i64, tag: &str) {
+        let c = self.config.exchange.commission;
+        for sym in 0..self.symbols.len() {
+            let book = &mut self.slots[account].book;
+            let q = book.quantity(sym);
+            if q == 0.0 {
+                continue;
             }
+            let price = book.mark(sym);
+            let fee = q.abs() * price * c;
+            book.apply_fill(sym, -q, price, fee, ts);
+            let side = if q > 0.0 {
+                crate::model::Side::Sell
+            } else {
+                crate::model::Side::Buy
+            };
+            let symbol = self.symbols[sym].clone();
+            self.sink.publish(Event::Fill(FillEvent {
+                account,
+                order_id: 0,
+                symbol: symbol.clone(),
+                side,
+                quantity: q.abs(),
+                price,
+                fee,
+                ts,
+                tag: Some(tag.to_string()),
+            }));
+            self.sink.publish(Event::Position {
+                account,
+                symbol,
+                quantity: 0.0,
+                avg_price: 0.0,
+                ts,
+            });
         }
     }
 }
