@@ -74,24 +74,34 @@ pub struct BacktestArgs {
     /// Risk limits from a TOML file (fields as in `RiskLimits`); flags below override it.
     #[arg(long)]
     risk: Option<PathBuf>,
+    /// Risk: largest order, in units.
     #[arg(long)]
     max_order_quantity: Option<f64>,
+    /// Risk: largest order notional (units × price).
     #[arg(long)]
     max_order_notional: Option<f64>,
+    /// Risk: largest absolute position per symbol, in units.
     #[arg(long)]
     max_position: Option<f64>,
+    /// Risk: largest sum of |position × price| over symbols.
     #[arg(long)]
     max_gross_exposure: Option<f64>,
+    /// Risk: most resting orders at once.
     #[arg(long)]
     max_open_orders: Option<usize>,
+    /// Risk: most orders accepted per --order-window-secs of market time.
     #[arg(long)]
     max_orders_per_window: Option<u32>,
+    /// Risk: window of the order-rate limit, seconds (default 60).
     #[arg(long)]
     order_window_secs: Option<i64>,
+    /// Risk: limit and stop prices must lie within this % of the last price.
     #[arg(long)]
     price_collar_pct: Option<f64>,
+    /// Risk: halt when equity falls this much below the day's opening equity.
     #[arg(long)]
     max_daily_loss: Option<f64>,
+    /// Risk: halt when equity falls this many percent below its peak.
     #[arg(long)]
     max_drawdown_pct: Option<f64>,
     /// Gross exposure allowed as a multiple of equity.

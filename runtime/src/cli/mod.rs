@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 
 /// qtm: sandboxed algorithmic trading. Strategies run as fuel-limited WebAssembly components.
 #[derive(Debug, Parser)]
-#[command(name = "qtm", version, about)]
+#[command(
+    name = "qtm",
+    version,
+    about = "qtm: sandboxed algorithmic trading; strategies run as fuel-limited WebAssembly components"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
