@@ -104,7 +104,8 @@ fn main() {
     };
 
     // For profiling one path: `QTM_BENCH_ONLY=engine-wasm perf record …`.
-    if std::env::var("QTM_BENCH_ONLY").is_ok_and(|v| v == "engine-wasm") {
+    if let Ok(only @ ("engine-wasm" | "engine-native")) = std::env::var("QTM_BENCH_ONLY").as_deref()
+    {
         let preloaded: Vec<(usize, Bar)> = qtm_runtime::market::load_bars(&file)
             .unwrap()
             .into_iter()
