@@ -103,7 +103,7 @@ fn main() {
         }) as Box<dyn StrategyRunner>
     };
 
-    // For profiling one path: `QTM_BENCH_ONLY=engine-wasm perf record …`.
+    // For profiling one path: `QTM_BENCH_ONLY=engine-wasm|engine-native perf record …`.
     if let Ok(only @ ("engine-wasm" | "engine-native")) = std::env::var("QTM_BENCH_ONLY").as_deref()
     {
         let preloaded: Vec<(usize, Bar)> = qtm_runtime::market::load_bars(&file)
@@ -118,10 +118,15 @@ fn main() {
                 vec!["BENCH".into()],
                 &mut sink,
             );
+            let runner = if only == "engine-wasm" {
+                wasm()
+            } else {
+                native()
+            };
             engine
                 .add_strategy(
                     "sma",
-                    wasm(),
+                    runner,
                     &["BENCH".into()],
                     10_000.0,
                     Default::default(),
