@@ -180,12 +180,18 @@ impl<'s> Engine<'s> {
     pub fn halt(&mut self, account: usize, reason: &str, ts: i64) {
         let slot = &mut self.slots[account];
         slot.risk.halt(reason.to_string());
+        self.stop_slot(account, StrategyState::Halted, reason, ts);
+    }
+
+    /// Stop account `account`'s strategy (see [`Engine::stop`]).
+    fn stop_slot(&mut self, account: usize, state: StrategyState, reason: &str, ts: i64) {
+        let slot = &mut self.slots[account];
         Self::stop(
             &mut self.exchange,
             self.sink,
             account,
             slot,
-            StrategyState::Halted,
+            state,
             reason,
             ts,
         );
@@ -478,16 +484,7 @@ impl<'s> Engine<'s> {
             }
             Err(reason) => {
                 let ts = run[at].1.ts;
-                let slot = &mut self.slots[account];
-                Self::stop(
-                    &mut self.exchange,
-                    self.sink,
-                    account,
-                    slot,
-                    StrategyState::Disabled,
-                    &reason,
-                    ts,
-                );
+                self.stop_slot(account, StrategyState::Disabled, &reason, ts);
                 // A trapped strategy handled the bars up to where it stopped.
                 at + 1
             }
@@ -594,16 +591,7 @@ impl<'s> Engine<'s> {
                 runner.on_fill(host, local, &fill)
             });
             if let Err(reason) = result {
-                let slot = &mut self.slots[account];
-                Self::stop(
-                    &mut self.exchange,
-                    self.sink,
-                    account,
-                    slot,
-                    StrategyState::Disabled,
-                    &reason,
-                    *ts,
-                );
+                self.stop_slot(account, StrategyState::Disabled, &reason, *ts);
             }
         }
     }
@@ -617,28 +605,12 @@ impl<'s> Engine<'s> {
                 format!("out of money: equity fell to {equity:.2}; positions closed at the close");
             let slot = &mut self.slots[account];
             slot.risk.halt(reason.clone());
-            Self::stop(
-                &mut self.exchange,
-                self.sink,
-                account,
-                slot,
-                StrategyState::Halted,
-                &reason,
-                bar.ts,
-            );
+            self.stop_slot(account, StrategyState::Halted, &reason, bar.ts);
             return;
         }
         let slot = &mut self.slots[account];
         if let Some(reason) = slot.risk.check_equity(&slot.limits, bar.ts, equity) {
-            Self::stop(
-                &mut self.exchange,
-                self.sink,
-                account,
-                slot,
-                StrategyState::Halted,
-                &reason,
-                bar.ts,
-            );
+            self.stop_slot(account, StrategyState::Halted, &reason, bar.ts);
         }
     }
 

@@ -414,16 +414,9 @@ impl Exchange {
     ) {
         let cfg = self.config.clone();
         let o = &mut self.orders[i];
-        let (account, id) = (o.account, o.id);
         let day = bar.ts.div_euclid(86_400);
         if o.request.time_in_force == TimeInForce::Day && day > o.placed_day {
-            self.orders.remove(i);
-            out.push(ExchangeEvent::Cancelled {
-                account,
-                order_id: id,
-                ts: bar.ts,
-                reason: "expired at the end of its day".into(),
-            });
+            self.drop_order(i, bar.ts, "expired at the end of its day", out);
             return;
         }
         let side = o.request.side;
@@ -464,18 +457,29 @@ impl Exchange {
         o.seen_bar = true;
         let Some(price) = fill_price else {
             if one_shot {
-                self.orders.remove(i);
-                out.push(ExchangeEvent::Cancelled {
-                    account,
-                    order_id: id,
-                    ts: bar.ts,
-                    reason: "not filled on its first bar (IOC/FOK)".into(),
-                });
+                self.drop_order(i, bar.ts, "not filled on its first bar (IOC/FOK)", out);
             }
             return;
         };
         let at_open = price == bar.open || matches!(o.request.kind, OrderKind::Market);
         self.fill(i, step, price, at_open, bar, book, out);
+    }
+
+    /// Remove order `i` and report why: the one way an order leaves without filling completely.
+    fn drop_order(
+        &mut self,
+        i: usize,
+        ts: i64,
+        reason: impl Into<String>,
+        out: &mut Vec<ExchangeEvent>,
+    ) {
+        let o = self.orders.remove(i);
+        out.push(ExchangeEvent::Cancelled {
+            account: o.account,
+            order_id: o.id,
+            ts,
+            reason: reason.into(),
+        });
     }
 
     /// Fill market orders of `account` placed on `step` at that bar's close (`--fill close`).
@@ -560,13 +564,7 @@ impl Exchange {
                 Quantity::TargetPercent(_) => "already at the target",
                 _ => "not enough equity for one unit",
             };
-            self.orders.remove(i);
-            out.push(ExchangeEvent::Cancelled {
-                account,
-                order_id: id,
-                ts: bar.ts,
-                reason: reason.into(),
-            });
+            self.drop_order(i, bar.ts, reason, out);
             return;
         }
         let side = if total > 0.0 { Side::Buy } else { Side::Sell };
@@ -575,13 +573,12 @@ impl Exchange {
             let cap = (bar.volume * part).floor();
             if cap < qty {
                 if o.request.time_in_force == TimeInForce::Fok {
-                    self.orders.remove(i);
-                    out.push(ExchangeEvent::Cancelled {
-                        account,
-                        order_id: id,
-                        ts: bar.ts,
-                        reason: format!("fill or kill: only {cap} of {qty} available"),
-                    });
+                    self.drop_order(
+                        i,
+                        bar.ts,
+                        format!("fill or kill: only {cap} of {qty} available"),
+                        out,
+                    );
                     return;
                 }
                 qty = cap;
@@ -604,16 +601,15 @@ impl Exchange {
                 ((pos + signed) * price).abs()
             };
             if gross_after > equity * cfg.max_leverage * (1.0 + 1e-9) + 1e-9 {
-                self.orders.remove(i);
-                out.push(ExchangeEvent::Cancelled {
-                    account,
-                    order_id: id,
-                    ts: bar.ts,
-                    reason: format!(
+                self.drop_order(
+                    i,
+                    bar.ts,
+                    format!(
                         "insufficient buying power: exposure {gross_after:.2} would exceed {:.2}",
                         equity * cfg.max_leverage
                     ),
-                });
+                    out,
+                );
                 return;
             }
         }
@@ -641,16 +637,10 @@ impl Exchange {
         let tag = o.request.tag.clone();
         let one_shot = matches!(o.request.time_in_force, TimeInForce::Ioc | TimeInForce::Fok);
         let request_symbol = o.request.symbol.clone();
-        if done || one_shot {
+        if !done && one_shot {
+            self.drop_order(i, bar.ts, "rest of an immediate-or-cancel order", out);
+        } else if done {
             self.orders.remove(i);
-            if !done {
-                out.push(ExchangeEvent::Cancelled {
-                    account,
-                    order_id: id,
-                    ts: bar.ts,
-                    reason: "rest of an immediate-or-cancel order".into(),
-                });
-            }
         }
         if let Some(group) = oco {
             let siblings: Vec<u64> = self
