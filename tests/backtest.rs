@@ -224,14 +224,15 @@ fn batched_and_per_bar_runs_are_bit_identical_and_deterministic() {
             "{file}: batched vs per-bar"
         );
         assert_eq!(a.trades_sha256, c.trades_sha256, "{file}: run to run");
-        if let Some(i) = (0..a.equity.len()).find(|&i| a.equity[i] != b.equity[i]) {
+        let (ea, eb) = (a.equity.to_vec(), b.equity.to_vec());
+        if let Some(i) = (0..ea.len()).find(|&i| ea[i] != eb[i]) {
             panic!(
                 "{file}: equity differs first at {i}: batched {:?} per-bar {:?}",
-                &a.equity[i.saturating_sub(1)..i + 2],
-                &b.equity[i.saturating_sub(1)..i + 2]
+                &ea[i.saturating_sub(1)..i + 2],
+                &eb[i.saturating_sub(1)..i + 2]
             );
         }
-        assert_eq!(a.equity.len(), b.equity.len());
+        assert_eq!(ea.len(), eb.len());
         assert_eq!(a.metrics, b.metrics);
         assert_eq!(backtest::trades_sha256(&a.trades), a.trades_sha256);
     }
@@ -270,8 +271,9 @@ fn multi_symbol_backtests_merge_files_in_time_order() {
         .collect();
     ts.sort();
     ts.dedup();
-    assert_eq!(together.equity.len(), ts.len());
-    assert!(together.equity.windows(2).all(|w| w[0].ts < w[1].ts));
+    let together_equity = together.equity.to_vec();
+    assert_eq!(together_equity.len(), ts.len());
+    assert!(together_equity.windows(2).all(|w| w[0].ts < w[1].ts));
 
     // Tiny chunks split timestamp groups across engine steps: results must not change.
     let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
@@ -294,16 +296,17 @@ fn multi_symbol_backtests_merge_files_in_time_order() {
         ..Default::default()
     };
     let small = backtest::run("sma-cross", Box::new(inst), &sources, &config, &mut |_| {}).unwrap();
-    assert_eq!(small.equity.len(), together.equity.len());
-    if let Some(i) = (0..small.equity.len()).find(|&i| small.equity[i] != together.equity[i]) {
+    let small_equity = small.equity.to_vec();
+    assert_eq!(small_equity.len(), together_equity.len());
+    if let Some(i) = (0..small_equity.len()).find(|&i| small_equity[i] != together_equity[i]) {
         panic!(
             "chunked equity differs at {i}: {:?} vs {:?}",
-            small.equity[i], together.equity[i]
+            small_equity[i], together_equity[i]
         );
     }
     // …and both equal one call per bar (marks moved ahead inside a run are replayed).
     let per_bar = run_sma(&files, &params("flip", "fixed", 1.0), 0.0, false);
-    assert_eq!(per_bar.equity, together.equity);
+    assert_eq!(per_bar.equity.to_vec(), together_equity);
     assert_eq!(small.trades_sha256, together.trades_sha256);
 }
 
@@ -394,7 +397,7 @@ fn resting_order_strategies_trade_identically_batched_and_per_bar() {
             a.metrics.n_trades
         );
         assert_eq!(a.trades_sha256, b.trades_sha256, "{name}");
-        assert_eq!(a.equity, b.equity, "{name}");
+        assert_eq!(a.equity.to_vec(), b.equity.to_vec(), "{name}");
         assert_eq!(
             a.final_state,
             qtm_runtime::events::StrategyState::Running,

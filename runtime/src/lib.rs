@@ -19,4 +19,5 @@ pub mod portfolio;
 pub mod report;
 pub mod risk;
 pub mod sandbox;
+pub mod spill;
 pub mod toolchain;

@@ -7,7 +7,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashMap;
+
+use crate::market::IntervalEstimator;
 use crate::model::{EquityPoint, Trade};
+use crate::spill::SpillVec;
 
 /// Seconds in a calendar day.
 const DAY: i64 = 86_400;
@@ -18,11 +22,61 @@ const TRADING_DAYS_PER_YEAR: f64 = 252.0;
 /// Average calendar month, to tell monthly, quarterly and yearly bars apart.
 const MONTH_DAYS: f64 = 365.25 / 12.0;
 
+/// An equity curve that can be read from the start any number of times: a slice in memory, or
+/// a [`SpillVec`] that moved to disk, so metrics of a ten-year minute backtest need no
+/// per-bar memory.
+pub trait EquitySeries {
+    /// Number of points.
+    fn len(&self) -> usize;
+    /// Whether there are no points.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The points, in time order.
+    fn points(&self) -> impl Iterator<Item = EquityPoint> + '_;
+}
+
+impl EquitySeries for [EquityPoint] {
+    fn len(&self) -> usize {
+        <[EquityPoint]>::len(self)
+    }
+    fn points(&self) -> impl Iterator<Item = EquityPoint> + '_ {
+        self.iter().copied()
+    }
+}
+
+impl<const N: usize> EquitySeries for [EquityPoint; N] {
+    fn len(&self) -> usize {
+        N
+    }
+    fn points(&self) -> impl Iterator<Item = EquityPoint> + '_ {
+        self.iter().copied()
+    }
+}
+
+impl EquitySeries for Vec<EquityPoint> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn points(&self) -> impl Iterator<Item = EquityPoint> + '_ {
+        self.iter().copied()
+    }
+}
+
+impl EquitySeries for SpillVec<EquityPoint> {
+    fn len(&self) -> usize {
+        SpillVec::len(self)
+    }
+    fn points(&self) -> impl Iterator<Item = EquityPoint> + '_ {
+        self.iter()
+    }
+}
+
 /// What [`compute`] needs to know about a finished (or running) backtest.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MetricsInput<'a> {
+pub struct MetricsInput<'a, S: EquitySeries + ?Sized = [EquityPoint]> {
     /// One point per bar step, in time order; the curve returns and drawdowns are measured on.
-    pub equity: &'a [EquityPoint],
+    pub equity: &'a S,
     /// Closed and still-open trades; only closed ones count towards trade statistics.
     pub trades: &'a [Trade],
     /// Account value before the first bar: the base of the first return, of the total return
@@ -37,9 +91,9 @@ pub struct MetricsInput<'a> {
     pub risk_free_rate: f64,
 }
 
-impl<'a> MetricsInput<'a> {
+impl<'a, S: EquitySeries + ?Sized> MetricsInput<'a, S> {
     /// The usual case: no fees to report, inferred interval, zero risk-free rate.
-    pub fn new(equity: &'a [EquityPoint], trades: &'a [Trade], initial_cash: f64) -> Self {
+    pub fn new(equity: &'a S, trades: &'a [Trade], initial_cash: f64) -> Self {
         MetricsInput {
             equity,
             trades,
@@ -134,16 +188,19 @@ pub struct Metrics {
 /// Compute all metrics of one backtest.
 ///
 /// Pure and total: any input, including an empty curve or garbage values, gives a [`Metrics`]
-/// without NaN (see `docs/metrics.md` for what each degenerate case yields).
-pub fn compute(input: &MetricsInput) -> Metrics {
+/// without NaN (see `docs/metrics.md` for what each degenerate case yields). Memory does not
+/// grow with the curve: every statistic is gathered in a few sequential passes over it, and the
+/// VaR percentile is found exactly by radix selection instead of sorting the returns.
+pub fn compute<S: EquitySeries + ?Sized>(input: &MetricsInput<'_, S>) -> Metrics {
     let eq = input.equity;
     let initial = input.initial_cash;
-    let interval = bar_interval(eq, input.interval_seconds);
-    let ppy = periods_per_year(eq, interval);
+    let scan = scan(eq);
+    let interval = bar_interval(input.interval_seconds, &scan);
+    let ppy = periods_per_year(&scan, interval);
 
-    let final_equity = eq.last().map_or(initial, |p| p.equity);
-    let start_ts = eq.first().map_or(0, |p| p.ts);
-    let end_ts = eq.last().map_or(0, |p| p.ts);
+    let final_equity = scan.last.map_or(initial, |p| p.equity);
+    let start_ts = scan.first.map_or(0, |p| p.ts);
+    let end_ts = scan.last.map_or(0, |p| p.ts);
 
     let total_return = if initial > 0.0 {
         final_equity / initial - 1.0
@@ -162,9 +219,22 @@ pub fn compute(input: &MetricsInput) -> Metrics {
         0.0
     };
 
-    let r = returns(initial, eq);
-    let mean_r = mean(&r);
-    let sd = sample_std(&r);
+    let n = scan.points as f64;
+    let mean_r = if scan.points == 0 {
+        0.0
+    } else {
+        returns(initial, eq.points()).sum::<f64>() / n
+    };
+    // A second pass for the variance around the exact mean (a running formula would round
+    // differently from the two-pass one numpy and pandas use), and the downside deviation.
+    let (ss, down) = returns(initial, eq.points()).fold((0.0, 0.0), |(ss, down), x| {
+        (ss + (x - mean_r).powi(2), down + x.min(0.0).powi(2))
+    });
+    let sd = if scan.points < 2 {
+        0.0
+    } else {
+        (ss / (n - 1.0)).sqrt()
+    };
     let ann = ppy.sqrt();
     let rf_per_period = if ppy > 0.0 {
         (1.0 + input.risk_free_rate).powf(1.0 / ppy) - 1.0
@@ -176,10 +246,10 @@ pub fn compute(input: &MetricsInput) -> Metrics {
     } else {
         0.0
     };
-    let downside = if r.is_empty() {
+    let downside = if scan.points == 0 {
         0.0
     } else {
-        (r.iter().map(|x| x.min(0.0).powi(2)).sum::<f64>() / r.len() as f64).sqrt()
+        (down / n).sqrt()
     };
     let sortino = if downside > 0.0 {
         (mean_r - rf_per_period) / downside * ann
@@ -187,19 +257,19 @@ pub fn compute(input: &MetricsInput) -> Metrics {
         0.0
     };
 
-    let dd = drawdown(initial, eq, interval.unwrap_or(0));
+    let dd = drawdown(initial, eq.points(), interval.unwrap_or(0));
     let calmar = if dd.max > 0.0 { cagr / dd.max } else { 0.0 };
 
-    let var_95 = if r.is_empty() {
+    let var_95 = if scan.points == 0 {
         0.0
     } else {
-        -percentile_select(&mut r.clone(), 0.05)
+        -percentile_radix(|| returns(initial, eq.points()), scan.points, 0.05)
     };
 
-    let exposure = if eq.is_empty() {
+    let exposure = if scan.points == 0 {
         0.0
     } else {
-        eq.iter().filter(|p| p.in_market).count() as f64 / eq.len() as f64
+        scan.in_market as f64 / n
     };
 
     let t = trade_stats(input.trades);
@@ -229,8 +299,58 @@ pub fn compute(input: &MetricsInput) -> Metrics {
         periods_per_year: finite(ppy),
         start_ts,
         end_ts,
-        bars: eq.len(),
+        bars: scan.points,
     }
+}
+
+/// What one pass over the curve tells before the return statistics.
+struct Scan {
+    points: usize,
+    first: Option<EquityPoint>,
+    last: Option<EquityPoint>,
+    in_market: usize,
+    /// Most common positive timestamp step (ties: the smaller one).
+    interval: Option<i64>,
+    /// Points per UTC calendar day: memory grows with days, not bars.
+    day_counts: HashMap<i64, usize>,
+}
+
+fn scan<S: EquitySeries + ?Sized>(eq: &S) -> Scan {
+    let mut s = Scan {
+        points: 0,
+        first: None,
+        last: None,
+        in_market: 0,
+        interval: None,
+        day_counts: HashMap::new(),
+    };
+    // The mode of the timestamp steps is the interval, so weekend and holiday gaps do not
+    // change it: the same estimator the backtest runs on bars, fed the curve's timestamps.
+    let mut steps = IntervalEstimator::new();
+    for p in eq.points() {
+        s.points += 1;
+        s.first.get_or_insert(p);
+        s.last = Some(p);
+        s.in_market += usize::from(p.in_market);
+        steps.push(p.ts);
+        *s.day_counts.entry(p.ts.div_euclid(DAY)).or_insert(0) += 1;
+    }
+    s.interval = steps.estimate();
+    s
+}
+
+/// The given interval if positive, else the one inferred from the curve.
+fn bar_interval(given: Option<i64>, scan: &Scan) -> Option<i64> {
+    match given {
+        Some(i) if i > 0 => Some(i),
+        _ => scan.interval,
+    }
+}
+
+/// The most common positive step between consecutive timestamps (ties: the smaller one).
+#[cfg(test)]
+fn infer_interval(eq: &[EquityPoint]) -> Option<i64> {
+    scan(eq).interval
 }
 
 /// Fields that must be finite: anything else (only reachable with non-finite or absurd inputs)
@@ -249,40 +369,14 @@ fn not_nan(x: f64) -> f64 {
     }
 }
 
-/// The given interval if positive, else the most common positive timestamp step.
-fn bar_interval(eq: &[EquityPoint], given: Option<i64>) -> Option<i64> {
-    match given {
-        Some(i) if i > 0 => Some(i),
-        _ => infer_interval(eq),
-    }
-}
-
-/// Most common positive difference between consecutive timestamps (ties: the smaller one), so
-/// weekend and holiday gaps do not change the interval of daily or intraday data.
-fn infer_interval(eq: &[EquityPoint]) -> Option<i64> {
-    let mut diffs: Vec<i64> = eq
-        .windows(2)
-        .map(|w| w[1].ts.saturating_sub(w[0].ts))
-        .filter(|&d| d > 0)
-        .collect();
-    diffs.sort_unstable();
-    let mut best: Option<(i64, usize)> = None;
-    for run in diffs.chunk_by(|a, b| a == b) {
-        if best.is_none_or(|(_, n)| run.len() > n) {
-            best = Some((run[0], run.len()));
-        }
-    }
-    best.map(|(d, _)| d)
-}
-
 /// Bars per year for annualization (see docs/metrics.md, "Periods per year").
-fn periods_per_year(eq: &[EquityPoint], interval: Option<i64>) -> f64 {
+fn periods_per_year(scan: &Scan, interval: Option<i64>) -> f64 {
     let Some(i) = interval.filter(|&i| i > 0) else {
         return 0.0;
     };
     let secs = i as f64;
     if i < DAY {
-        TRADING_DAYS_PER_YEAR * bars_per_day(eq, i)
+        TRADING_DAYS_PER_YEAR * bars_per_day(scan, i)
     } else if i < 7 * DAY {
         TRADING_DAYS_PER_YEAR * DAY as f64 / secs
     } else if i < 28 * DAY {
@@ -296,11 +390,9 @@ fn periods_per_year(eq: &[EquityPoint], interval: Option<i64>) -> f64 {
 /// Median number of equity points per UTC calendar day, capped at a full day of bars; a full
 /// day when there is no data. This is the "trading seconds per day / interval" of the
 /// intraday rule, so a 6.5-hour session of minute bars gives 390 and 24-hour FX gives 24.
-fn bars_per_day(eq: &[EquityPoint], interval: i64) -> f64 {
+fn bars_per_day(scan: &Scan, interval: i64) -> f64 {
     let full_day = DAY as f64 / interval as f64;
-    let mut days: Vec<i64> = eq.iter().map(|p| p.ts.div_euclid(DAY)).collect();
-    days.sort_unstable();
-    let mut counts: Vec<usize> = days.chunk_by(|a, b| a == b).map(<[i64]>::len).collect();
+    let mut counts: Vec<usize> = scan.day_counts.values().copied().collect();
     if counts.is_empty() {
         return full_day;
     }
@@ -316,19 +408,17 @@ fn bars_per_day(eq: &[EquityPoint], interval: i64) -> f64 {
 
 /// Simple returns between consecutive points, the first against `initial`. A return from a
 /// non-positive (blown) or non-finite previous value has no meaning and counts as 0.
-fn returns(initial: f64, eq: &[EquityPoint]) -> Vec<f64> {
+fn returns(initial: f64, eq: impl Iterator<Item = EquityPoint>) -> impl Iterator<Item = f64> {
     let mut prev = initial;
-    eq.iter()
-        .map(|p| {
-            let r = if prev > 0.0 {
-                p.equity / prev - 1.0
-            } else {
-                0.0
-            };
-            prev = p.equity;
-            if r.is_finite() { r } else { 0.0 }
-        })
-        .collect()
+    eq.map(move |p| {
+        let r = if prev > 0.0 {
+            p.equity / prev - 1.0
+        } else {
+            0.0
+        };
+        prev = p.equity;
+        if r.is_finite() { r } else { 0.0 }
+    })
 }
 
 fn mean(xs: &[f64]) -> f64 {
@@ -339,27 +429,79 @@ fn mean(xs: &[f64]) -> f64 {
     }
 }
 
-/// Sample standard deviation (n − 1); 0 below two values.
-fn sample_std(xs: &[f64]) -> f64 {
-    if xs.len() < 2 {
-        return 0.0;
-    }
-    let m = mean(xs);
-    let ss: f64 = xs.iter().map(|x| (x - m).powi(2)).sum();
-    (ss / (xs.len() - 1) as f64).sqrt()
+/// A key whose unsigned order is `f64::total_cmp`'s order.
+fn order_key(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 { !b } else { b | 1 << 63 }
 }
 
-/// numpy's default ("linear") percentile of sorted, non-empty data; `q` is a fraction.
-/// Interpolates the way numpy's `_lerp` does, so results match it to the last bit.
-/// [`percentile_linear`] without sorting everything: O(n) selection of the two order
-/// statistics it interpolates between (a 1M-bar curve made the sort the slowest metric).
-fn percentile_select(v: &mut [f64], q: f64) -> f64 {
-    let n = v.len();
+fn from_order_key(k: u64) -> f64 {
+    f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
+}
+
+/// The `k`-th smallest (0-based, `f64::total_cmp` order) of the `n > 0` values `values()`
+/// yields, found without holding them all: each pass histograms the next 16 bits of the order
+/// keys sharing the prefix found so far, and once the candidates are few they are collected
+/// and selected directly. At most five passes, usually two.
+fn radix_select<I: Iterator<Item = f64>>(values: impl Fn() -> I, n: usize, k: usize) -> f64 {
+    /// Candidates worth collecting instead of another pass (1 MiB of keys).
+    const COLLECT: u64 = 1 << 17;
+    let mut k = k.min(n.saturating_sub(1)) as u64;
+    let mut prefix: u64 = 0;
+    let mut known: u32 = 0;
+    let mut candidates = n as u64;
+    let mut hist = vec![0u64; 1 << 16];
+    while known < 64 {
+        let matches = |key: u64| known == 0 || key >> (64 - known) == prefix;
+        if candidates <= COLLECT {
+            let mut keys: Vec<u64> = values()
+                .map(order_key)
+                .filter(|&key| matches(key))
+                .collect();
+            if (k as usize) < keys.len() {
+                return from_order_key(*keys.select_nth_unstable(k as usize).1);
+            }
+            // Fewer values than counted: a read error cut the pass short.
+            break;
+        }
+        hist.fill(0);
+        let shift = 64 - known - 16;
+        for key in values().map(order_key) {
+            if matches(key) {
+                hist[((key >> shift) & 0xFFFF) as usize] += 1;
+            }
+        }
+        let mut digit = 0;
+        while digit < hist.len() - 1 && k >= hist[digit] {
+            k -= hist[digit];
+            digit += 1;
+        }
+        prefix = (prefix << 16) | digit as u64;
+        known += 16;
+        candidates = hist[digit];
+    }
+    // Either every bit is known (more equal values than are worth collecting), or a pass was
+    // cut short and the value is only known to the bits found so far.
+    from_order_key(if known == 0 {
+        0
+    } else {
+        prefix << (64 - known)
+    })
+}
+
+/// numpy's default ("linear") percentile of the `n > 0` values `values()` yields, without
+/// holding them; `q` is a fraction. Interpolates the way numpy's `_lerp` does, so results match
+/// it to the last bit. (Sorting a million returns was the slowest metric, and holding them the
+/// largest per-bar memory cost of a backtest.)
+fn percentile_radix<I: Iterator<Item = f64>>(values: impl Fn() -> I, n: usize, q: f64) -> f64 {
     let h = (n - 1) as f64 * q;
     let lo = h.floor() as usize;
-    let (_, a, upper) = v.select_nth_unstable_by(lo, f64::total_cmp);
-    let a = *a;
-    let b = upper.iter().copied().min_by(f64::total_cmp).unwrap_or(a);
+    let a = radix_select(&values, n, lo);
+    let b = if lo + 1 < n {
+        radix_select(&values, n, lo + 1)
+    } else {
+        a
+    };
     let t = h - lo as f64;
     let diff = b - a;
     if t >= 0.5 {
@@ -395,13 +537,14 @@ struct Drawdown {
 ///
 /// `initial` is a virtual point one `interval` before the first one, so a curve that starts
 /// below its cash is in drawdown from the start.
-fn drawdown(initial: f64, eq: &[EquityPoint], interval: i64) -> Drawdown {
+fn drawdown(initial: f64, eq: impl Iterator<Item = EquityPoint>, interval: i64) -> Drawdown {
     let mut out = Drawdown {
         max: 0.0,
         bars: 0,
         seconds: 0.0,
     };
-    let Some(first) = eq.first() else {
+    let mut eq = eq.peekable();
+    let Some(first) = eq.peek().copied() else {
         return out;
     };
     let mut peak = if initial.is_finite() {
@@ -412,7 +555,7 @@ fn drawdown(initial: f64, eq: &[EquityPoint], interval: i64) -> Drawdown {
     let mut peak_idx: i64 = -1;
     let mut peak_ts = first.ts.saturating_sub(interval);
     let mut under = false;
-    for (i, p) in eq.iter().enumerate() {
+    for (i, p) in eq.enumerate() {
         let i = i as i64;
         let recovered = p.equity >= peak;
         if under || !recovered {
@@ -519,28 +662,52 @@ mod json_float {
 mod tests {
 
     #[test]
-    fn selection_percentile_equals_the_sorted_one() {
+    fn radix_percentile_equals_the_sorted_one() {
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut v: Vec<f64> = (0..10_001)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x % 100_000) as f64 / 1e3 - 50.0
+        let mut rand = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Small (collected at once), large with distinct values (histogram passes), and large
+        // with most values equal and signed zeros (the flat bars of a strategy out of the
+        // market), where selection must go down to the last bit.
+        let small: Vec<f64> = (0..10_001)
+            .map(|_| (rand() % 100_000) as f64 / 1e3 - 50.0)
+            .collect();
+        let large: Vec<f64> = (0..300_000)
+            .map(|_| (rand() % 1_000_000_007) as f64 / 1e9 - 0.5)
+            .collect();
+        let flat: Vec<f64> = (0..400_000)
+            .map(|i| match rand() % 10 {
+                0 => -((rand() % 1000) as f64) * 1e-5,
+                1 => -0.0,
+                2 => 1e-300,
+                _ => 0.0 * (i % 2) as f64,
             })
             .collect();
-        let mut sorted = v.clone();
-        sorted.sort_by(f64::total_cmp);
-        for q in [0.0, 0.05, 0.5, 0.95, 1.0] {
-            assert_eq!(
-                super::percentile_select(&mut v, q),
-                super::percentile_linear(&sorted, q)
-            );
+        for v in [small, large, flat] {
+            let mut sorted = v.clone();
+            sorted.sort_by(f64::total_cmp);
+            for q in [0.0, 0.05, 0.5, 0.95, 1.0] {
+                let got = super::percentile_radix(|| v.iter().copied(), v.len(), q);
+                let want = super::percentile_linear(&sorted, q);
+                assert_eq!(got.to_bits(), want.to_bits(), "q {q}: {got} vs {want}");
+            }
         }
-        assert_eq!(
-            super::percentile_select(&mut [1.0, 2.0, 3.0, 4.0], 0.05),
-            1.15
-        );
+        let v = [4.0, 2.0, 3.0, 1.0];
+        assert_eq!(super::percentile_radix(|| v.iter().copied(), 4, 0.05), 1.15);
+        assert_eq!(super::percentile_radix(|| [7.5].into_iter(), 1, 0.05), 7.5);
+    }
+
+    /// The periods-per-year rule on a curve in memory.
+    fn periods_per_year(eq: &[EquityPoint], interval: Option<i64>) -> f64 {
+        super::periods_per_year(&scan(eq), interval)
+    }
+
+    fn bars_per_day(eq: &[EquityPoint], interval: i64) -> f64 {
+        super::bars_per_day(&scan(eq), interval)
     }
 
     use super::*;
@@ -640,7 +807,7 @@ mod tests {
         let m = compute(&input);
 
         // r = 110/100 − 1, 99/110 − 1, 121/99 − 1 = 0.1, −0.1, 2/9
-        let r = returns(100.0, &eq);
+        let r = returns(100.0, eq.iter().copied()).collect::<Vec<_>>();
         close(r[0], 0.1);
         close(r[1], -0.1);
         close(r[2], 2.0 / 9.0);
@@ -812,8 +979,8 @@ mod tests {
         assert_eq!(periods_per_year(&[], Some(366 * DAY)), 1.0);
         // Unknown interval → 0 (nothing is annualized).
         assert_eq!(periods_per_year(&[], None), 0.0);
-        assert_eq!(bar_interval(&[pt(T0, 1.0, false)], None), None);
-        assert_eq!(bar_interval(&[], Some(0)), None);
+        assert_eq!(bar_interval(None, &scan(&[pt(T0, 1.0, false)])), None);
+        assert_eq!(bar_interval(Some(0), &scan(&[])), None);
     }
 
     #[test]
@@ -859,7 +1026,7 @@ mod tests {
             .collect();
         assert_eq!(infer_interval(&eq), Some(60));
         // A given positive interval wins over inference.
-        assert_eq!(bar_interval(&eq, Some(300)), Some(300));
+        assert_eq!(bar_interval(Some(300), &scan(&eq[..])), Some(300));
     }
 
     fn assert_no_nan(m: &Metrics) {
@@ -941,7 +1108,10 @@ mod tests {
         // 100 → 0 → 0 → −10: returns −1, then 0 (previous value not positive).
         let eq = curve(DAY, &[50.0, 0.0, 0.0, -10.0]);
         let m = compute(&MetricsInput::new(&eq, &[], 100.0));
-        assert_eq!(returns(100.0, &eq), vec![-0.5, -1.0, 0.0, 0.0]);
+        assert_eq!(
+            returns(100.0, eq.iter().copied()).collect::<Vec<_>>(),
+            vec![-0.5, -1.0, 0.0, 0.0]
+        );
         close(m.cagr_pct, -100.0);
         close(m.max_drawdown_pct, 110.0);
         assert_no_nan(&m);

@@ -1,5 +1,7 @@
 //! The trade list and equity curve as CSV, and the trade list's hash.
 
+use std::io::{self, Write};
+
 use sha2::{Digest, Sha256};
 
 use crate::model::{EquityPoint, Trade};
@@ -28,12 +30,21 @@ pub fn trades_sha256(trades: &[Trade]) -> String {
 
 /// `ts,equity`, one line per time step.
 pub fn equity_csv(equity: &[EquityPoint]) -> String {
-    let mut out = String::with_capacity(equity.len() * 24 + 10);
-    out.push_str("ts,equity\n");
+    let mut out = Vec::with_capacity(equity.len() * 24 + 10);
+    write_equity_csv(equity.iter().copied(), &mut out).expect("writing to memory cannot fail");
+    String::from_utf8(out).expect("numbers are ASCII")
+}
+
+/// [`equity_csv`] streamed to a writer, for curves too long to build in memory.
+pub fn write_equity_csv(
+    equity: impl Iterator<Item = EquityPoint>,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    out.write_all(b"ts,equity\n")?;
     for p in equity {
-        out.push_str(&format!("{},{}\n", p.ts, p.equity));
+        writeln!(out, "{},{}", p.ts, p.equity)?;
     }
-    out
+    out.flush()
 }
 
 #[cfg(test)]

@@ -254,7 +254,10 @@ pub fn run(args: BacktestArgs) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.equity_out {
-        std::fs::write(path, backtest::equity_csv(&outcome.equity))
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        backtest::write_equity_csv(outcome.equity.iter(), &mut std::io::BufWriter::new(file))
+            .and_then(|()| outcome.equity.check())
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let mut settings = resolved.clone();
@@ -274,6 +277,7 @@ pub fn run(args: BacktestArgs) -> Result<()> {
     ]);
     if let Some(path) = &args.report {
         let summary = summary_rows(&outcome);
+        let curve = report::chart_curve(&outcome.equity, report::CHART_BUCKETS);
         let title = format!(
             "{} {} on {}",
             name,
@@ -285,7 +289,7 @@ pub fn run(args: BacktestArgs) -> Result<()> {
                 title: &title,
                 summary: &summary,
                 params: &settings,
-                equity: &outcome.equity,
+                equity: &curve,
                 prices: &outcome.prices,
                 trades: &outcome.trades,
             },

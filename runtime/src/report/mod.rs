@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::path::Path;
 
+use crate::metrics::EquitySeries;
 use crate::model::{Bar, EquityPoint, Trade};
 use fmt::{
     decimals_for_magnitude, escape, escape_into, fmt_num, fmt_trim, fmt_ts, looks_intraday,
@@ -23,6 +24,56 @@ use fmt::{
 
 /// Rows of the trade table; the rest are counted in a note.
 pub const MAX_TRADE_ROWS: usize = 500;
+
+/// Buckets [`chart_curve`] reduces a long curve to: twice the charts' x-buckets, so the
+/// drawing's own downsampling still sees the extremes of each of its buckets.
+pub const CHART_BUCKETS: usize = 4_000;
+
+/// The points of `series` a chart needs: up to `buckets` equal runs of points, each reduced to
+/// its lowest and highest point in time order, plus the last point. Peaks, troughs and so the
+/// deepest drawdown survive; a million-point curve (possibly on disk) becomes a few thousand.
+pub fn chart_curve<S: EquitySeries + ?Sized>(series: &S, buckets: usize) -> Vec<EquityPoint> {
+    let n = series.len();
+    let per = n.div_ceil(buckets.max(1)).max(1);
+    if per == 1 {
+        return series.points().collect();
+    }
+    let mut out = Vec::with_capacity(2 * buckets + 1);
+    let mut run: Option<(EquityPoint, EquityPoint)> = None;
+    let mut last = None;
+    for (i, p) in series.points().enumerate() {
+        last = Some(p);
+        let (lo, hi) = run.get_or_insert((p, p));
+        if p.equity < lo.equity {
+            *lo = p;
+        }
+        if p.equity > hi.equity {
+            *hi = p;
+        }
+        if (i + 1).is_multiple_of(per)
+            && let Some((lo, hi)) = run.take()
+        {
+            push_extremes(&mut out, lo, hi);
+        }
+    }
+    if let Some((lo, hi)) = run {
+        push_extremes(&mut out, lo, hi);
+    }
+    if let Some(p) = last
+        && out.last() != Some(&p)
+    {
+        out.push(p);
+    }
+    out
+}
+
+fn push_extremes(out: &mut Vec<EquityPoint>, lo: EquityPoint, hi: EquityPoint) {
+    let (a, b) = if lo.ts <= hi.ts { (lo, hi) } else { (hi, lo) };
+    out.push(a);
+    if b != a {
+        out.push(b);
+    }
+}
 
 /// Everything a report shows.
 #[derive(Debug, Clone, Copy)]
@@ -723,5 +774,25 @@ mod tests {
             trades: &trades,
         };
         write_html(&input, Path::new("/tmp/report.html")).unwrap();
+    }
+
+    #[test]
+    fn chart_curve_keeps_extremes_in_order_within_its_budget() {
+        let eq: Vec<EquityPoint> = (0..100_000)
+            .map(|i| EquityPoint {
+                ts: i * 60,
+                equity: 10_000.0 + ((i * 7919) % 1_000) as f64
+                    - if i == 54_321 { 5_000.0 } else { 0.0 },
+                in_market: false,
+            })
+            .collect();
+        let c = chart_curve(&eq, 1_000);
+        assert!(c.len() <= 2_001, "{}", c.len());
+        assert!(c.windows(2).all(|w| w[0].ts < w[1].ts));
+        assert!(c.iter().any(|p| p.ts == 54_321 * 60), "the trough is kept");
+        assert_eq!(c.first(), eq.first());
+        assert_eq!(c.last(), eq.last());
+        let short = &eq[..500];
+        assert_eq!(chart_curve(short, 1_000), short);
     }
 }
