@@ -7,6 +7,7 @@
 //! Layers, bottom up: [`model`] (plain types) → [`sandbox`] (wasmtime) and [`toolchain`]
 //! (building strategy components) → the `qtm` binary's [`cli`].
 
+pub mod api;
 pub mod backtest;
 pub mod cli;
 pub mod engine;
@@ -20,4 +21,5 @@ pub mod report;
 pub mod risk;
 pub mod sandbox;
 pub mod spill;
+pub mod store;
 pub mod toolchain;

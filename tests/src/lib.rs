@@ -141,3 +141,5 @@ pub fn read_bars(path: &std::path::Path) -> Vec<Bar> {
         })
         .collect()
 }
+
+pub mod server;

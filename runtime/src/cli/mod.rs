@@ -1,6 +1,8 @@
 //! The `qtm` command line: one binary, subcommands per area.
 
 mod backtest;
+mod data;
+mod serve;
 mod strategy;
 
 use std::process::ExitCode;
@@ -26,15 +28,27 @@ enum Command {
     Strategy(strategy::StrategyCommand),
     /// Backtest a strategy component over CSV bars.
     Backtest(Box<backtest::BacktestArgs>),
+    /// Run the REST/WebSocket server (embedded SQLite by default).
+    Serve(serve::ServeArgs),
+    /// Import and list market data in the server's database.
+    #[command(subcommand)]
+    Data(data::DataCommand),
 }
 
 /// Parse the command line, run it, and turn errors into a message and exit code 1.
 pub fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    // A server logs its life (start, shutdown, errors); one-shot commands only warnings.
+    init_tracing(if matches!(cli.command, Command::Serve(_)) {
+        "warn,qtm_runtime=info"
+    } else {
+        "warn"
+    });
     let result = match cli.command {
         Command::Strategy(cmd) => strategy::run(cmd),
         Command::Backtest(args) => backtest::run(*args),
+        Command::Serve(args) => serve::run(args),
+        Command::Data(cmd) => data::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,9 +59,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("QTM_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter =
+        EnvFilter::try_from_env("QTM_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,0 +1,55 @@
+//! `GET /api/system/status`: health, uptime, module statuses, stream clients.
+
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::error::{ApiJson, ApiResult, ErrorBody};
+use crate::api::state::AppState;
+use crate::store::{self, modules::Module};
+
+/// The system routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(status))
+}
+
+/// What `GET /api/system/status` returns (also published on the `system-health` stream).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SystemStatus {
+    /// `ok`, or `degraded` when the database does not answer.
+    pub status: String,
+    pub version: String,
+    pub uptime_secs: u64,
+    pub database: String,
+    /// Connected stream clients.
+    pub ws_clients: usize,
+    pub modules: Vec<Module>,
+}
+
+/// The current status.
+pub async fn snapshot(state: &AppState) -> SystemStatus {
+    let modules = store::modules::list(&state.store).await;
+    let db_ok = modules.is_ok();
+    SystemStatus {
+        status: if db_ok { "ok" } else { "degraded" }.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_secs: state.started.elapsed().as_secs(),
+        database: if db_ok {
+            "ok".into()
+        } else {
+            "unreachable".into()
+        },
+        ws_clients: state.hub.receivers(),
+        modules: modules.unwrap_or_default(),
+    }
+}
+
+/// System health, uptime and module statuses.
+#[utoipa::path(get, path = "/api/system/status", tag = "system",
+    security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
+    responses((status = 200, body = SystemStatus), (status = 401, body = ErrorBody)))]
+async fn status(State(state): State<AppState>) -> ApiResult<ApiJson<SystemStatus>> {
+    Ok(ApiJson(snapshot(&state).await))
+}

@@ -1,0 +1,214 @@
+//! Start-up and shutdown: open the store, create the first admin, load keys and limits, build
+//! the app, listen, and on a signal finish in-flight requests and close the store.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::auth::jwt::JwtKeys;
+use super::auth::{Role, password, random_token};
+use super::config::ServerConfig;
+use super::hub::Topic;
+use super::state::AppState;
+use super::telemetry;
+use crate::risk::RiskLimits;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::store::{self, Store};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A server running in this process.
+pub struct RunningServer {
+    /// The bound address (the real port when 0 was asked for).
+    pub addr: SocketAddr,
+    /// The shared state (tests read the store through it).
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+    ticker: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stop accepting, finish in-flight requests, close the store.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+        self.ticker.abort();
+        self.state.store.close().await;
+    }
+}
+
+/// What the first start printed about the admin account.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bootstrap {
+    /// Users already existed.
+    Existing,
+    /// Created from `QTM_ADMIN_USER` / `QTM_ADMIN_PASSWORD`.
+    FromEnv { username: String },
+    /// Created with a generated password, shown once.
+    Generated { username: String, password: String },
+}
+
+/// Build the state and start listening; `shutdown` resolving stops the server gracefully.
+pub async fn start(config: ServerConfig) -> Result<(RunningServer, Bootstrap), ServeError> {
+    start_with(config, |k| std::env::var(k).ok()).await
+}
+
+/// [`start`] with the admin bootstrap variables read through `var` (tests pass their own).
+pub async fn start_with(
+    config: ServerConfig,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<(RunningServer, Bootstrap), ServeError> {
+    let store = Store::open(&config.database_url).await?;
+    let bootstrap = bootstrap_admin(&store, &var).await?;
+    let secret = match &config.jwt_secret {
+        Some(s) if s.len() >= 32 => s.clone(),
+        Some(_) => {
+            return Err(ServeError::Setup(
+                "QTM_JWT_SECRET must have at least 32 characters".into(),
+            ));
+        }
+        None => store::settings::get_or_insert(&store, "jwt_secret", || random_token("")).await?,
+    };
+    let sandbox = Sandbox::new(SandboxConfig {
+        cache_dir: config.cache_dir.clone(),
+        ..SandboxConfig::default()
+    })
+    .map_err(|e| ServeError::Sandbox(e.to_string()))?;
+    let risk = store::risk::account_limits(&store)
+        .await?
+        .unwrap_or_else(RiskLimits::default);
+    store::modules::seed(&store).await?;
+    let state = AppState::new(
+        store,
+        config.clone(),
+        JwtKeys::new(secret.as_bytes()),
+        sandbox,
+        risk,
+        telemetry::prometheus(),
+    );
+    let app = super::app(state.clone()).map_err(ServeError::Setup)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let ticker = spawn_health_ticker(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    Ok((
+        RunningServer {
+            addr,
+            state,
+            shutdown: Some(tx),
+            task,
+            ticker,
+        },
+        bootstrap,
+    ))
+}
+
+/// Run until `signal` resolves (Ctrl-C / SIGTERM for `qtm serve`).
+pub async fn serve_until(
+    config: ServerConfig,
+    signal: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let (server, bootstrap) = start(config).await?;
+    let url = format!("http://{}", server.addr);
+    match bootstrap {
+        Bootstrap::Existing => {}
+        Bootstrap::FromEnv { username } => {
+            println!("created admin user {username:?} (password from QTM_ADMIN_PASSWORD)");
+        }
+        Bootstrap::Generated { username, password } => {
+            println!("created admin user {username:?} with password {password}");
+            println!("(shown once; set QTM_ADMIN_PASSWORD to choose it)");
+        }
+    }
+    println!(
+        "qtm listening on {url}  (API docs: {url}/api/docs, log in: POST {url}/api/auth/login)"
+    );
+    tracing::info!(%url, "listening");
+    signal.await;
+    tracing::info!("shutting down");
+    server.stop().await;
+    Ok(())
+}
+
+async fn bootstrap_admin(
+    store: &Store,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Bootstrap, ServeError> {
+    if store::users::count(store).await? > 0 {
+        return Ok(Bootstrap::Existing);
+    }
+    let username = var("QTM_ADMIN_USER").unwrap_or_else(|| "admin".into());
+    let (pw, generated) = match var("QTM_ADMIN_PASSWORD") {
+        Some(p) => {
+            password::validate(&p)
+                .map_err(|e| ServeError::Setup(format!("QTM_ADMIN_PASSWORD: {}", e.message)))?;
+            (p, false)
+        }
+        None => (random_token("")[..20].to_string(), true),
+    };
+    let hash = password::hash(pw.clone())
+        .await
+        .map_err(|e| ServeError::Setup(e.message))?;
+    store::users::create(store, &username, &hash, Role::Admin.as_str()).await?;
+    Ok(if generated {
+        Bootstrap::Generated {
+            username,
+            password: pw,
+        }
+    } else {
+        Bootstrap::FromEnv { username }
+    })
+}
+
+/// Publish a `system-health` message every few seconds while anyone listens.
+fn spawn_health_ticker(state: AppState) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            if state.hub.receivers() == 0 {
+                continue;
+            }
+            let status = super::routes::system::snapshot(&state).await;
+            state.hub.publish(Topic::SystemHealth, None, &status);
+        }
+    })
+}

@@ -1,0 +1,322 @@
+//! WebSocket streams: `GET /ws` (subscribe by message) and `GET /ws/{topic}` (subscribed to
+//! that topic on connect).
+//!
+//! Authenticate with `?token=<access token>` (or `?api_key=`), or with a first message
+//! `{"type":"auth","token":"…"}` within 10 seconds. Then send
+//! `{"type":"subscribe","topic":"market-data","symbols":["SPY"]}` (or `"strategies":[…]`;
+//! no list means everything on the topic), `{"type":"unsubscribe","topic":…}` and
+//! `{"type":"ping"}`. Events arrive as `{"type":"event","topic","seq","key"?,"ts_ms","data"}`.
+//!
+//! Each client reads the hub through its own bounded queue: a client that cannot keep up
+//! skips ahead and receives `{"type":"lagged","skipped":n}`; one that stops reading for
+//! [`SEND_TIMEOUT`] is dropped. Neither ever slows the publishers.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::auth::Principal;
+use super::auth::access::{authenticate, authenticate_token};
+use super::error::{ApiError, ApiPath};
+use super::hub::Topic;
+use super::state::AppState;
+
+/// How long a client may take to accept one message before it is dropped.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an unauthenticated connection may wait before its auth message.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `/ws` and `/ws/{topic}`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ws", get(connect_any))
+        .route("/ws/{topic}", get(connect_topic))
+}
+
+/// Credentials in the query string.
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    token: Option<String>,
+    api_key: Option<String>,
+}
+
+async fn connect_any(
+    State(state): State<AppState>,
+    Query(q): Query<WsQuery>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    connect(state, q, headers, upgrade, None).await
+}
+
+async fn connect_topic(
+    State(state): State<AppState>,
+    ApiPath(topic): ApiPath<String>,
+    Query(q): Query<WsQuery>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let t = Topic::parse(&topic).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no stream {topic:?}; streams: {}",
+            Topic::ALL.map(Topic::as_str).join(", ")
+        ))
+    })?;
+    connect(state, q, headers, upgrade, Some(t)).await
+}
+
+async fn connect(
+    state: AppState,
+    q: WsQuery,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+    topic: Option<Topic>,
+) -> Result<Response, ApiError> {
+    // Credentials given up front are checked before upgrading, so a bad token is a plain 401.
+    let principal = if let Some(t) = &q.token {
+        Some(authenticate_token(&state, t).await?)
+    } else if let Some(k) = &q.api_key {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-api-key",
+            k.parse()
+                .map_err(|_| ApiError::unauthorized("api_key is not valid text"))?,
+        );
+        Some(authenticate(&state, &h).await?)
+    } else if headers.contains_key(axum::http::header::AUTHORIZATION)
+        || headers.contains_key("x-api-key")
+    {
+        Some(authenticate(&state, &headers).await?)
+    } else {
+        None
+    };
+    Ok(upgrade
+        .max_message_size(64 << 10)
+        .on_upgrade(move |socket| session(state, socket, principal, topic)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum ClientMessage {
+    Auth {
+        token: String,
+    },
+    Subscribe {
+        topic: String,
+        #[serde(default)]
+        symbols: Option<Vec<String>>,
+        #[serde(default)]
+        strategies: Option<Vec<serde_json::Value>>,
+    },
+    Unsubscribe {
+        topic: String,
+    },
+    Ping,
+}
+
+/// Per topic, `None` = every key, `Some(set)` = only these keys.
+type Subscriptions = HashMap<Topic, Option<HashSet<String>>>;
+
+fn wants(subs: &Subscriptions, topic: Topic, key: Option<&str>) -> bool {
+    match subs.get(&topic) {
+        None => false,
+        Some(None) => true,
+        Some(Some(keys)) => key.is_none_or(|k| keys.contains(k)),
+    }
+}
+
+async fn send(socket: &mut WebSocket, text: impl Into<Utf8Bytes>) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn session(
+    state: AppState,
+    mut socket: WebSocket,
+    principal: Option<Principal>,
+    topic: Option<Topic>,
+) {
+    let principal = match principal {
+        Some(p) => p,
+        None => match first_message_auth(&state, &mut socket).await {
+            Some(p) => p,
+            None => return,
+        },
+    };
+    metrics::gauge!("qtm_ws_sessions").increment(1.0);
+    let mut subs: Subscriptions = HashMap::new();
+    if let Some(t) = topic {
+        subs.insert(t, None);
+    }
+    let mut rx = state.hub.subscribe();
+    let welcome = json!({
+        "type": "welcome",
+        "user": principal.username,
+        "role": principal.role,
+        "subscribed": subs.keys().map(|t| t.as_str()).collect::<Vec<_>>(),
+        "topics": Topic::ALL.map(Topic::as_str),
+    });
+    if !send(&mut socket, welcome.to_string()).await {
+        metrics::gauge!("qtm_ws_sessions").decrement(1.0);
+        return;
+    }
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Ok(m) => {
+                    if wants(&subs, m.topic, m.key.as_deref()) && !send(&mut socket, m.json.to_string()).await {
+                        break;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    metrics::counter!("qtm_ws_lagged_total").increment(n);
+                    if !send(&mut socket, json!({"type": "lagged", "skipped": n}).to_string()).await {
+                        break;
+                    }
+                }
+                Err(RecvError::Closed) => break,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    let reply = handle(&mut subs, &text);
+                    if !send(&mut socket, reply.to_string()).await {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    metrics::gauge!("qtm_ws_sessions").decrement(1.0);
+}
+
+/// Apply one client message; the reply says what happened or what was wrong.
+fn handle(subs: &mut Subscriptions, text: &str) -> serde_json::Value {
+    let msg: ClientMessage = match serde_json::from_str(text) {
+        Ok(m) => m,
+        Err(e) => return json!({"type": "error", "message": format!("bad message: {e}")}),
+    };
+    let topic_of = |name: &str| {
+        Topic::parse(name).ok_or_else(|| {
+            json!({"type": "error", "message": format!(
+                "unknown topic {name:?}; topics: {}", Topic::ALL.map(Topic::as_str).join(", "))})
+        })
+    };
+    match msg {
+        ClientMessage::Auth { .. } => json!({"type": "error", "message": "already authenticated"}),
+        ClientMessage::Ping => json!({"type": "pong"}),
+        ClientMessage::Subscribe {
+            topic,
+            symbols,
+            strategies,
+        } => match topic_of(&topic) {
+            Err(e) => e,
+            Ok(t) => {
+                let keys: Option<HashSet<String>> = match (symbols, strategies) {
+                    (Some(s), _) => Some(s.into_iter().collect()),
+                    (None, Some(ids)) => Some(
+                        ids.into_iter()
+                            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                            .collect(),
+                    ),
+                    (None, None) => None,
+                };
+                let filter = keys.as_ref().map(|k| {
+                    let mut v: Vec<&String> = k.iter().collect();
+                    v.sort();
+                    v.into_iter().cloned().collect::<Vec<_>>()
+                });
+                subs.insert(t, keys);
+                json!({"type": "subscribed", "topic": t.as_str(), "keys": filter})
+            }
+        },
+        ClientMessage::Unsubscribe { topic } => match topic_of(&topic) {
+            Err(e) => e,
+            Ok(t) => {
+                subs.remove(&t);
+                json!({"type": "unsubscribed", "topic": t.as_str()})
+            }
+        },
+    }
+}
+
+async fn first_message_auth(state: &AppState, socket: &mut WebSocket) -> Option<Principal> {
+    let reply = |m: String| json!({"type": "error", "message": m}).to_string();
+    let first = tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await;
+    let text = match first {
+        Ok(Some(Ok(Message::Text(t)))) => t,
+        Ok(_) => return None,
+        Err(_) => {
+            let _ = send(
+                socket,
+                reply("authenticate within 10 seconds: {\"type\":\"auth\",\"token\":…}".into()),
+            )
+            .await;
+            return None;
+        }
+    };
+    match serde_json::from_str::<ClientMessage>(&text) {
+        Ok(ClientMessage::Auth { token }) => match authenticate_token(state, &token).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let _ = send(socket, reply(e.message)).await;
+                let _ = socket.send(Message::Close(None)).await;
+                None
+            }
+        },
+        _ => {
+            let _ = send(
+                socket,
+                reply("the first message must be {\"type\":\"auth\",\"token\":…}".into()),
+            )
+            .await;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscriptions_filter_by_key_and_bad_messages_say_why() {
+        let mut subs = Subscriptions::new();
+        assert_eq!(
+            handle(
+                &mut subs,
+                r#"{"type":"subscribe","topic":"market-data","symbols":["SPY"]}"#
+            )["type"],
+            "subscribed"
+        );
+        assert!(wants(&subs, Topic::MarketData, Some("SPY")));
+        assert!(!wants(&subs, Topic::MarketData, Some("QQQ")));
+        assert!(!wants(&subs, Topic::Trades, None));
+        handle(&mut subs, r#"{"type":"subscribe","topic":"trades"}"#);
+        assert!(wants(&subs, Topic::Trades, Some("anything")));
+        handle(&mut subs, r#"{"type":"unsubscribe","topic":"trades"}"#);
+        assert!(!wants(&subs, Topic::Trades, None));
+        let e = handle(&mut subs, r#"{"type":"subscribe","topic":"nope"}"#);
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("unknown topic \"nope\"")
+        );
+        let e = handle(&mut subs, "{");
+        assert!(e["message"].as_str().unwrap().starts_with("bad message"));
+        assert_eq!(handle(&mut subs, r#"{"type":"ping"}"#)["type"], "pong");
+    }
+}

@@ -1,0 +1,1 @@
+//! Server integration tests (server_market): filled in by its area.

@@ -1,0 +1,1 @@
+//! Server integration tests (server_strategies): filled in by its area.

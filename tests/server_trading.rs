@@ -1,0 +1,1 @@
+//! Server integration tests (server_trading): filled in by its area.

@@ -1,0 +1,168 @@
+//! A real `qtm` server for integration tests: in this process, on an ephemeral port, with a
+//! temporary SQLite file, and an HTTP and WebSocket client to talk to it.
+
+use std::path::{Path, PathBuf};
+
+use qtm_runtime::api::server::{Bootstrap, start_with};
+use qtm_runtime::api::{RunningServer, ServerConfig};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// The admin account every test server starts with.
+pub const ADMIN: (&str, &str) = ("admin", "admin-password-1");
+/// The JWT secret of test servers, so tests can mint expired or otherwise odd tokens.
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
+
+/// A running test server.
+pub struct TestServer {
+    pub server: RunningServer,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub db: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A fresh server with its own database.
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("qtm.db");
+        let mut s = Self::start_on(&db, |_| {}).await;
+        s._dir = Some(dir);
+        s
+    }
+
+    /// A server on the database file `db` (kept by the caller), with config tweaks.
+    pub async fn start_on(db: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let mut config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url: format!("sqlite://{}", db.display()),
+            jwt_secret: Some(JWT_SECRET.into()),
+            data_dir: crate::data_dir(),
+            rate_limit_per_sec: 0,
+            login_per_min: 0,
+            ..ServerConfig::default()
+        };
+        config
+            .webhook_secrets
+            .insert("whale-alert".into(), "whsec-test".into());
+        tweak(&mut config);
+        let (server, boot) = start_with(config, |k| match k {
+            "QTM_ADMIN_USER" => Some(ADMIN.0.into()),
+            "QTM_ADMIN_PASSWORD" => Some(ADMIN.1.into()),
+            _ => None,
+        })
+        .await
+        .expect("server starts");
+        assert!(matches!(
+            boot,
+            Bootstrap::FromEnv { .. } | Bootstrap::Existing
+        ));
+        TestServer {
+            base: format!("http://{}", server.addr),
+            server,
+            http: reqwest::Client::new(),
+            db: db.to_path_buf(),
+            _dir: None,
+        }
+    }
+
+    /// Stop gracefully (the database stays).
+    pub async fn stop(self) -> Option<tempfile::TempDir> {
+        self.server.stop().await;
+        self._dir
+    }
+
+    /// `ws://…` base.
+    pub fn ws_base(&self) -> String {
+        self.base.replacen("http", "ws", 1)
+    }
+
+    /// Log in; returns the token response.
+    pub async fn login(&self, user: &str, password: &str) -> Value {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/auth/login",
+                None,
+                Some(json!({"username": user, "password": password})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login {user}: {body}");
+        body
+    }
+
+    /// An access token for `user`.
+    pub async fn token(&self, user: &str, password: &str) -> String {
+        self.login(user, password).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The admin's access token.
+    pub async fn admin_token(&self) -> String {
+        self.token(ADMIN.0, ADMIN.1).await
+    }
+
+    /// Create a user with `role` (as admin) and return their access token.
+    pub async fn user_token(&self, admin: &str, name: &str, role: &str) -> String {
+        let password = format!("{name}-password");
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/users",
+                Some(admin),
+                Some(json!({"username": name, "password": password, "role": role})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "create {name}: {body}");
+        self.token(name, &password).await
+    }
+
+    /// Send a JSON request with an optional bearer token; returns status and JSON body
+    /// (`Value::Null` for an empty body, the text as a string if it is not JSON).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        Self::decode(resp).await
+    }
+
+    /// Decode a response into status and JSON.
+    pub async fn decode(resp: reqwest::Response) -> (StatusCode, Value) {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, v)
+    }
+}
+
+/// The `{"error": {"code", "message"}}` of an error response, checked for shape.
+#[track_caller]
+pub fn error_of(body: &Value) -> (String, String) {
+    let e = &body["error"];
+    let code = e["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {body}"));
+    let message = e["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error without message: {body}"));
+    assert!(!message.is_empty(), "empty error message: {body}");
+    (code.to_string(), message.to_string())
+}
