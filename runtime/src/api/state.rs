@@ -10,6 +10,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::auth::access::AccessTable;
+use super::auth::cache::UserCache;
 use super::auth::jwt::JwtKeys;
 use super::config::ServerConfig;
 use super::hub::Hub;
@@ -34,6 +35,8 @@ pub struct Inner {
     pub risk: RwLock<RiskLimits>,
     /// Prometheus exposition of the process's metrics.
     pub metrics: PrometheusHandle,
+    /// Users the gate read recently.
+    pub users: UserCache,
     access: OnceLock<AccessTable>,
     api_limiter: Option<DefaultKeyedRateLimiter<String>>,
     login_limiter: Option<DefaultKeyedRateLimiter<String>>,
@@ -74,6 +77,7 @@ impl AppState {
             sandbox,
             risk: RwLock::new(risk),
             metrics,
+            users: UserCache::default(),
             access: OnceLock::new(),
             api_limiter,
             login_limiter,

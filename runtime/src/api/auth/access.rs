@@ -150,7 +150,9 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
 /// user's current one, so a demotion takes effect at once.
 pub async fn authenticate_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     let claims = state.jwt.verify(token, "access")?;
-    let user = store::users::by_id(&state.store, claims.user_id().unwrap_or_default())
+    let user = state
+        .users
+        .get(&state.store, claims.user_id().unwrap_or_default())
         .await
         .map_err(|_| ApiError::unauthorized("the token's user no longer exists"))?;
     if user.disabled {

@@ -2,6 +2,7 @@
 //! role allows, passwords, refresh-token rotation and TOTP.
 
 pub mod access;
+pub mod cache;
 pub mod jwt;
 pub mod password;
 pub mod routes;

@@ -109,6 +109,7 @@ async fn change_password(
     password::validate(&req.new_password).map_err(|e| e.with_field("new_password"))?;
     let hash = password::hash(req.new_password).await?;
     store::users::set_password_hash(&state.store, p.user_id, &hash).await?;
+    state.users.invalidate(p.user_id);
     store::users::revoke_all_refresh(&state.store, p.user_id).await?;
     Ok(ApiJson(Ok { ok: true }))
 }
@@ -260,7 +261,7 @@ async fn set_user_role(
         ));
     }
     store::users::by_id(&state.store, id).await?;
-    Ok(ApiJson(
-        store::users::set_role(&state.store, id, req.role.as_str()).await?,
-    ))
+    let user = store::users::set_role(&state.store, id, req.role.as_str()).await?;
+    state.users.invalidate(id);
+    Ok(ApiJson(user))
 }
