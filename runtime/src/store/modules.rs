@@ -67,7 +67,8 @@ pub fn builtin() -> Vec<(
             "engine",
             "Runs enabled strategy instances against the paper broker with the backtest's fill and risk rules.",
             true,
-            json!({"snapshot_every_secs": 30}),
+            // initial_cash: the paper account's starting capital (risk metrics, equity).
+            json!({"snapshot_every_secs": 30, "initial_cash": 100000.0}),
         ),
     ]
 }

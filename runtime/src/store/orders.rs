@@ -1,1 +1,731 @@
-//! TODO
+//! Orders, fills and positions (trades) of the paper accounts.
+//!
+//! An order is stored when it is placed: `accepted` (working) after the risk checks, or
+//! `rejected` with the reason. The live engine fills working orders and books each execution
+//! with [`record_fill`], which moves the order to `partially_filled` / `filled` and updates the
+//! position. A position row is one trade: it opens with the first fill from flat and closes
+//! (`closed_at`) with the fill that flattens it, so its id names the round trip.
+
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+
+use super::{Store, StoreError, StoreResult, now};
+use crate::model::Side;
+use crate::portfolio::Portfolio;
+
+/// Account of orders placed by hand through the API.
+pub const MANUAL: &str = "manual";
+
+/// Order statuses.
+pub mod status {
+    /// Accepted, resting, nothing filled yet.
+    pub const ACCEPTED: &str = "accepted";
+    /// Some filled, the rest still working.
+    pub const PARTIALLY_FILLED: &str = "partially_filled";
+    /// Completely filled.
+    pub const FILLED: &str = "filled";
+    /// Cancelled (by a user, the kill switch, or the engine).
+    pub const CANCELLED: &str = "cancelled";
+    /// Refused by validation or the risk checks.
+    pub const REJECTED: &str = "rejected";
+    /// Every status.
+    pub const ALL: [&str; 5] = [ACCEPTED, PARTIALLY_FILLED, FILLED, CANCELLED, REJECTED];
+    /// The statuses of orders still working.
+    pub const WORKING: [&str; 2] = [ACCEPTED, PARTIALLY_FILLED];
+}
+
+/// A stored order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
+pub struct Order {
+    pub id: i64,
+    /// `manual` for orders placed through the API.
+    pub account: String,
+    /// The strategy instance that placed it, if any.
+    pub instance_id: Option<i64>,
+    /// The user who placed it, if any.
+    pub user_id: Option<i64>,
+    pub symbol: String,
+    /// `buy` or `sell`.
+    pub side: String,
+    /// `market`, `limit`, `stop` or `stop_limit`.
+    #[serde(rename = "type")]
+    #[sqlx(rename = "order_type")]
+    pub order_type: String,
+    /// Units.
+    pub quantity: f64,
+    pub limit_price: Option<f64>,
+    pub stop_price: Option<f64>,
+    /// `gtc`, `day`, `ioc` or `fok`.
+    pub time_in_force: String,
+    pub take_profit: Option<f64>,
+    pub stop_loss: Option<f64>,
+    /// `accepted`, `partially_filled`, `filled`, `cancelled` or `rejected`.
+    pub status: String,
+    pub filled_qty: f64,
+    /// Average fill price, once something filled.
+    pub avg_price: Option<f64>,
+    /// Why it was rejected or cancelled.
+    pub reason: Option<String>,
+    pub tag: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Order {
+    /// Whether the order is still working (may fill, may be cancelled or modified).
+    pub fn is_working(&self) -> bool {
+        status::WORKING.contains(&self.status.as_str())
+    }
+}
+
+/// An order to store (already validated and risk-checked by the caller).
+#[derive(Debug, Clone, Default)]
+pub struct NewOrder {
+    pub account: String,
+    pub instance_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub symbol: String,
+    pub side: String,
+    pub order_type: String,
+    pub quantity: f64,
+    pub limit_price: Option<f64>,
+    pub stop_price: Option<f64>,
+    pub time_in_force: String,
+    pub take_profit: Option<f64>,
+    pub stop_loss: Option<f64>,
+    /// [`status::ACCEPTED`] or [`status::REJECTED`].
+    pub status: String,
+    pub reason: Option<String>,
+    pub tag: Option<String>,
+}
+
+const ORDER_COLUMNS: &str = "id, account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, filled_qty, avg_price, reason, tag, created_at, updated_at";
+
+/// Whether `symbol` is a known asset.
+pub async fn symbol_exists(store: &Store, symbol: &str) -> StoreResult<bool> {
+    Ok(
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM assets WHERE symbol = ?")
+            .bind(symbol)
+            .fetch_one(store.pool())
+            .await?
+            > 0,
+    )
+}
+
+/// Store an order; returns it with its id.
+pub async fn insert(store: &Store, o: &NewOrder) -> StoreResult<Order> {
+    let t = now();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO orders (account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, reason, tag, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(&o.account)
+    .bind(o.instance_id)
+    .bind(o.user_id)
+    .bind(&o.symbol)
+    .bind(&o.side)
+    .bind(&o.order_type)
+    .bind(o.quantity)
+    .bind(o.limit_price)
+    .bind(o.stop_price)
+    .bind(&o.time_in_force)
+    .bind(o.take_profit)
+    .bind(o.stop_loss)
+    .bind(&o.status)
+    .bind(&o.reason)
+    .bind(&o.tag)
+    .bind(t)
+    .bind(t)
+    .fetch_one(store.pool())
+    .await?;
+    get(store, id).await
+}
+
+/// One order.
+pub async fn get(store: &Store, id: i64) -> StoreResult<Order> {
+    sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"
+    )))
+    .bind(id)
+    .fetch_optional(store.pool())
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("order {id}")))
+}
+
+/// Which orders to list; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    /// One status, or `working` for both working statuses.
+    pub status: Option<String>,
+    pub symbol: Option<String>,
+    pub account: Option<String>,
+    /// Tag, exactly.
+    pub tag: Option<String>,
+    pub limit: i64,
+}
+
+/// Orders matching `f`, newest first.
+pub async fn list(store: &Store, f: &OrderFilter) -> StoreResult<Vec<Order>> {
+    let working = f.status.as_deref() == Some("working");
+    let status = if working { None } else { f.status.as_deref() };
+    Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE (? IS NULL OR status = ?) AND (? = 0 OR status IN ('accepted', 'partially_filled')) AND (? IS NULL OR symbol = ?) AND (? IS NULL OR account = ?) AND (? IS NULL OR tag = ?) ORDER BY id DESC LIMIT ?"
+    )))
+    .bind(status)
+    .bind(status)
+    .bind(working)
+    .bind(&f.symbol)
+    .bind(&f.symbol)
+    .bind(&f.account)
+    .bind(&f.account)
+    .bind(&f.tag)
+    .bind(&f.tag)
+    .bind(f.limit)
+    .fetch_all(store.pool())
+    .await?)
+}
+
+/// Working orders of `account` (every account when `None`), oldest first.
+pub async fn working(store: &Store, account: Option<&str>) -> StoreResult<Vec<Order>> {
+    Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE status IN ('accepted', 'partially_filled') AND (? IS NULL OR account = ?) ORDER BY id"
+    )))
+    .bind(account)
+    .bind(account)
+    .fetch_all(store.pool())
+    .await?)
+}
+
+/// Creation times of the orders of `account` accepted at or after `since` (whatever became of
+/// them later): what the order-rate limit counts.
+pub async fn accepted_since(store: &Store, account: &str, since: i64) -> StoreResult<Vec<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT created_at FROM orders WHERE account = ? AND created_at >= ? AND status <> 'rejected' ORDER BY created_at",
+    )
+    .bind(account)
+    .bind(since)
+    .fetch_all(store.pool())
+    .await?)
+}
+
+/// Why an order cannot change: missing (`NotFound`) or no longer working (`Conflict`).
+async fn not_working(store: &Store, id: i64) -> StoreError {
+    match get(store, id).await {
+        Ok(o) => StoreError::Conflict(format!(
+            "order {id} is {}, not working: only accepted or partially filled orders can change",
+            o.status
+        )),
+        Err(e) => e,
+    }
+}
+
+/// Cancel a working order with `reason`.
+pub async fn cancel(store: &Store, id: i64, reason: &str) -> StoreResult<Order> {
+    let n = sqlx::query(
+        "UPDATE orders SET status = 'cancelled', reason = ?, updated_at = ? WHERE id = ? AND status IN ('accepted', 'partially_filled')",
+    )
+    .bind(reason)
+    .bind(now())
+    .bind(id)
+    .execute(store.pool())
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(not_working(store, id).await);
+    }
+    get(store, id).await
+}
+
+/// Cancel every working order (of every account) with `reason`; returns the cancelled orders.
+pub async fn cancel_all_working(store: &Store, reason: &str) -> StoreResult<Vec<Order>> {
+    Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
+        "UPDATE orders SET status = 'cancelled', reason = ?, updated_at = ? WHERE status IN ('accepted', 'partially_filled') RETURNING {ORDER_COLUMNS}"
+    )))
+    .bind(reason)
+    .bind(now())
+    .fetch_all(store.pool())
+    .await?)
+}
+
+/// Replace the quantity and prices of a working order (`None` keeps a value).
+pub async fn modify(
+    store: &Store,
+    id: i64,
+    quantity: Option<f64>,
+    limit_price: Option<f64>,
+    stop_price: Option<f64>,
+) -> StoreResult<Order> {
+    let n = sqlx::query(
+        "UPDATE orders SET quantity = COALESCE(?, quantity), limit_price = COALESCE(?, limit_price), stop_price = COALESCE(?, stop_price), updated_at = ? WHERE id = ? AND status IN ('accepted', 'partially_filled')",
+    )
+    .bind(quantity)
+    .bind(limit_price)
+    .bind(stop_price)
+    .bind(now())
+    .bind(id)
+    .execute(store.pool())
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(not_working(store, id).await);
+    }
+    get(store, id).await
+}
+
+// ---- positions (trades) and fills ---------------------------------------------------------
+
+/// A position, open or closed: one round trip in one symbol of one account. Its id is the
+/// trade id of `/api/trades/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
+pub struct Position {
+    pub id: i64,
+    pub account: String,
+    pub symbol: String,
+    /// `long` or `short`: the direction it was opened in.
+    pub side: String,
+    /// Signed units now (negative when short, 0 once closed).
+    pub quantity: f64,
+    /// Average entry price of what is open.
+    pub avg_price: f64,
+    /// Price PnL of the closed part, before fees.
+    pub realized_pnl: f64,
+    /// Every fee paid on its fills.
+    pub fees: f64,
+    /// Unix seconds.
+    pub opened_at: i64,
+    /// Set once flat.
+    pub closed_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+const POSITION_COLUMNS: &str = "id, account, symbol, side, quantity, avg_price, realized_pnl, fees, opened_at, closed_at, updated_at";
+
+/// One position by id.
+pub async fn position(store: &Store, id: i64) -> StoreResult<Position> {
+    sqlx::query_as::<_, Position>(sqlx::AssertSqlSafe(format!(
+        "SELECT {POSITION_COLUMNS} FROM positions WHERE id = ?"
+    )))
+    .bind(id)
+    .fetch_optional(store.pool())
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("trade {id}")))
+}
+
+/// Which positions to list.
+#[derive(Debug, Clone, Default)]
+pub struct PositionFilter {
+    /// `Some(true)`: open only; `Some(false)`: closed only.
+    pub open: Option<bool>,
+    pub symbol: Option<String>,
+    pub account: Option<String>,
+    pub limit: i64,
+}
+
+/// Positions matching `f`, newest first.
+pub async fn positions(store: &Store, f: &PositionFilter) -> StoreResult<Vec<Position>> {
+    Ok(sqlx::query_as::<_, Position>(sqlx::AssertSqlSafe(format!(
+        "SELECT {POSITION_COLUMNS} FROM positions WHERE (? IS NULL OR (closed_at IS NULL) = ?) AND (? IS NULL OR symbol = ?) AND (? IS NULL OR account = ?) ORDER BY id DESC LIMIT ?"
+    )))
+    .bind(f.open)
+    .bind(f.open)
+    .bind(&f.symbol)
+    .bind(&f.symbol)
+    .bind(&f.account)
+    .bind(&f.account)
+    .bind(f.limit)
+    .fetch_all(store.pool())
+    .await?)
+}
+
+/// Every open position of `account` (every account when `None`).
+pub async fn open_positions(store: &Store, account: Option<&str>) -> StoreResult<Vec<Position>> {
+    Ok(sqlx::query_as::<_, Position>(sqlx::AssertSqlSafe(format!(
+        "SELECT {POSITION_COLUMNS} FROM positions WHERE closed_at IS NULL AND (? IS NULL OR account = ?) ORDER BY id"
+    )))
+    .bind(account)
+    .bind(account)
+    .fetch_all(store.pool())
+    .await?)
+}
+
+/// A fill with the order it executed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
+pub struct FillRecord {
+    pub id: i64,
+    pub order_id: i64,
+    /// The trade (position) it belongs to.
+    pub position_id: Option<i64>,
+    pub account: String,
+    pub symbol: String,
+    /// `buy` or `sell`.
+    pub side: String,
+    pub quantity: f64,
+    pub price: f64,
+    pub fee: f64,
+    /// Time of the execution, unix seconds.
+    pub ts: i64,
+    /// The order's type, tag and placer.
+    pub order_type: String,
+    pub tag: Option<String>,
+    pub user_id: Option<i64>,
+}
+
+const FILL_SELECT: &str = "SELECT f.id, f.order_id, f.position_id, f.account, f.symbol, f.side, f.quantity, f.price, f.fee, f.ts, o.order_type, o.tag, o.user_id FROM fills f JOIN orders o ON o.id = f.order_id";
+
+/// Which fills to list.
+#[derive(Debug, Clone, Default)]
+pub struct FillFilter {
+    pub symbol: Option<String>,
+    pub account: Option<String>,
+    pub order_id: Option<i64>,
+    pub position_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// Fills matching `f`, newest first.
+pub async fn fills(store: &Store, f: &FillFilter) -> StoreResult<Vec<FillRecord>> {
+    Ok(sqlx::query_as::<_, FillRecord>(sqlx::AssertSqlSafe(format!(
+        "{FILL_SELECT} WHERE (? IS NULL OR f.symbol = ?) AND (? IS NULL OR f.account = ?) AND (? IS NULL OR f.order_id = ?) AND (? IS NULL OR f.position_id = ?) ORDER BY f.ts DESC, f.id DESC LIMIT ?"
+    )))
+    .bind(&f.symbol)
+    .bind(&f.symbol)
+    .bind(&f.account)
+    .bind(&f.account)
+    .bind(f.order_id)
+    .bind(f.order_id)
+    .bind(f.position_id)
+    .bind(f.position_id)
+    .bind(f.limit)
+    .fetch_all(store.pool())
+    .await?)
+}
+
+/// Cash of the fills of `account` (every account when `None`): minus what buys cost, plus what
+/// sells brought, minus fees. Starting capital plus this is the account's cash.
+pub async fn cash_flow(store: &Store, account: Option<&str>) -> StoreResult<(f64, f64)> {
+    let row: (Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT SUM(CASE WHEN side = 'buy' THEN -quantity * price ELSE quantity * price END), SUM(fee) FROM fills WHERE (? IS NULL OR account = ?)",
+    )
+    .bind(account)
+    .bind(account)
+    .fetch_one(store.pool())
+    .await?;
+    let fees = row.1.unwrap_or(0.0);
+    Ok((row.0.unwrap_or(0.0) - fees, fees))
+}
+
+/// Book one execution of a working order, as the live engine reports it: the fill row, the
+/// order's filled quantity, average price and status, and the position (opened, grown,
+/// reduced, closed, or closed and reopened the other way when the fill crosses flat). The
+/// position arithmetic is the engine's own ([`Portfolio::apply_fill`]), so stored PnL matches
+/// a backtest's.
+///
+/// `Conflict` when the order is not working or the fill is larger than what is left of it.
+pub async fn record_fill(
+    store: &Store,
+    order_id: i64,
+    quantity: f64,
+    price: f64,
+    fee: f64,
+    ts: i64,
+) -> StoreResult<FillRecord> {
+    if !(quantity.is_finite() && quantity > 0.0 && price.is_finite() && price > 0.0)
+        || !(fee.is_finite() && fee >= 0.0)
+    {
+        return Err(StoreError::Conflict(format!(
+            "fill of order {order_id} needs a positive quantity and price and a non-negative fee, got {quantity} @ {price} fee {fee}"
+        )));
+    }
+    let mut tx = store.pool().begin().await?;
+    let order = sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"
+    )))
+    .bind(order_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("order {order_id}")))?;
+    if !order.is_working() {
+        return Err(StoreError::Conflict(format!(
+            "order {order_id} is {}, it cannot fill",
+            order.status
+        )));
+    }
+    let left = order.quantity - order.filled_qty;
+    if quantity > left * (1.0 + 1e-9) {
+        return Err(StoreError::Conflict(format!(
+            "fill of {quantity} exceeds the {left} left of order {order_id}"
+        )));
+    }
+    let side = if order.side == "buy" {
+        Side::Buy
+    } else {
+        Side::Sell
+    };
+    let signed = if side == Side::Buy {
+        quantity
+    } else {
+        -quantity
+    };
+
+    let open = sqlx::query_as::<_, Position>(sqlx::AssertSqlSafe(format!(
+        "SELECT {POSITION_COLUMNS} FROM positions WHERE account = ? AND symbol = ? AND closed_at IS NULL"
+    )))
+    .bind(&order.account)
+    .bind(&order.symbol)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let mut book = Portfolio::new(vec![order.symbol.clone()].into(), 0.0);
+    if let Some(p) = &open {
+        book.apply_fill(0, p.quantity, p.avg_price, 0.0, p.opened_at);
+    }
+    // Fees are kept apart (the `fees` column), so realized PnL is the price move alone.
+    book.apply_fill(0, signed, price, 0.0, ts);
+    let after = book.position(0);
+    let realized = book.realized();
+    let t = now();
+    let side_of = |q: f64| if q < 0.0 { "short" } else { "long" };
+
+    let position_id = match &open {
+        Some(p) if after.quantity == 0.0 || (after.quantity > 0.0) != (p.quantity > 0.0) => {
+            // Flat, or through flat: this trade closes; a remainder opens the next one.
+            let crossed = after.quantity != 0.0;
+            let closing_fee = if crossed {
+                fee * p.quantity.abs() / quantity
+            } else {
+                fee
+            };
+            sqlx::query(
+                "UPDATE positions SET quantity = 0, realized_pnl = realized_pnl + ?, fees = fees + ?, closed_at = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(realized)
+            .bind(closing_fee)
+            .bind(ts)
+            .bind(t)
+            .bind(p.id)
+            .execute(&mut *tx)
+            .await?;
+            if crossed {
+                insert_position(
+                    &mut tx,
+                    &order.account,
+                    &order.symbol,
+                    side_of(after.quantity),
+                    after.quantity,
+                    after.avg_price,
+                    fee - closing_fee,
+                    ts,
+                )
+                .await?;
+            }
+            p.id
+        }
+        Some(p) => {
+            sqlx::query(
+                "UPDATE positions SET quantity = ?, avg_price = ?, realized_pnl = realized_pnl + ?, fees = fees + ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(after.quantity)
+            .bind(after.avg_price)
+            .bind(realized)
+            .bind(fee)
+            .bind(t)
+            .bind(p.id)
+            .execute(&mut *tx)
+            .await?;
+            p.id
+        }
+        None => {
+            insert_position(
+                &mut tx,
+                &order.account,
+                &order.symbol,
+                side_of(after.quantity),
+                after.quantity,
+                after.avg_price,
+                fee,
+                ts,
+            )
+            .await?
+        }
+    };
+
+    let filled = order.filled_qty + quantity;
+    let avg = (order.avg_price.unwrap_or(0.0) * order.filled_qty + price * quantity) / filled;
+    let new_status = if filled >= order.quantity * (1.0 - 1e-9) {
+        status::FILLED
+    } else {
+        status::PARTIALLY_FILLED
+    };
+    sqlx::query(
+        "UPDATE orders SET filled_qty = ?, avg_price = ?, status = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(filled)
+    .bind(avg)
+    .bind(new_status)
+    .bind(t)
+    .bind(order_id)
+    .execute(&mut *tx)
+    .await?;
+    let fill_id: i64 = sqlx::query_scalar(
+        "INSERT INTO fills (order_id, account, symbol, side, quantity, price, fee, ts, position_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(order_id)
+    .bind(&order.account)
+    .bind(&order.symbol)
+    .bind(&order.side)
+    .bind(quantity)
+    .bind(price)
+    .bind(fee)
+    .bind(ts)
+    .bind(position_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(FillRecord {
+        id: fill_id,
+        order_id,
+        position_id: Some(position_id),
+        account: order.account,
+        symbol: order.symbol,
+        side: order.side,
+        quantity,
+        price,
+        fee,
+        ts,
+        order_type: order.order_type,
+        tag: order.tag,
+        user_id: order.user_id,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_position(
+    tx: &mut sqlx::SqliteConnection,
+    account: &str,
+    symbol: &str,
+    side: &str,
+    quantity: f64,
+    avg_price: f64,
+    fees: f64,
+    ts: i64,
+) -> StoreResult<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO positions (account, symbol, side, quantity, avg_price, realized_pnl, fees, opened_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?) RETURNING id",
+    )
+    .bind(account)
+    .bind(symbol)
+    .bind(side)
+    .bind(quantity)
+    .bind(avg_price)
+    .bind(fees)
+    .bind(ts)
+    .bind(now())
+    .fetch_one(&mut *tx)
+    .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(side: &str, quantity: f64) -> NewOrder {
+        NewOrder {
+            account: MANUAL.into(),
+            symbol: "GOOG".into(),
+            side: side.into(),
+            order_type: "market".into(),
+            quantity,
+            time_in_force: "gtc".into(),
+            status: status::ACCEPTED.into(),
+            ..NewOrder::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn fills_open_grow_reduce_and_close_a_trade_then_reopen_the_other_way() {
+        let s = crate::store::test_store().await;
+        let buy = insert(&s, &order("buy", 10.0)).await.unwrap();
+        let f1 = record_fill(&s, buy.id, 4.0, 100.0, 1.0, 10).await.unwrap();
+        let f2 = record_fill(&s, buy.id, 6.0, 110.0, 1.0, 20).await.unwrap();
+        assert_eq!(f1.position_id, f2.position_id);
+        let buy = get(&s, buy.id).await.unwrap();
+        assert_eq!(buy.status, status::FILLED);
+        assert!((buy.avg_price.unwrap() - 106.0).abs() < 1e-9);
+        let trade = position(&s, f1.position_id.unwrap()).await.unwrap();
+        assert_eq!((trade.side.as_str(), trade.quantity), ("long", 10.0));
+        assert!((trade.avg_price - 106.0).abs() < 1e-9);
+        // A filled order cannot fill again.
+        assert!(matches!(
+            record_fill(&s, buy.id, 1.0, 100.0, 0.0, 30).await,
+            Err(StoreError::Conflict(_))
+        ));
+
+        // Sell 15: closes the 10 long (realized (120 - 106) * 10) and opens 5 short.
+        let sell = insert(&s, &order("sell", 15.0)).await.unwrap();
+        let f3 = record_fill(&s, sell.id, 15.0, 120.0, 3.0, 40)
+            .await
+            .unwrap();
+        assert_eq!(f3.position_id, Some(trade.id));
+        let closed = position(&s, trade.id).await.unwrap();
+        assert_eq!(closed.quantity, 0.0);
+        assert_eq!(closed.closed_at, Some(40));
+        assert!((closed.realized_pnl - 140.0).abs() < 1e-9, "{closed:?}");
+        // Entry fees 2 plus 2/3 of the exit fee; the last third goes with the short.
+        assert!((closed.fees - 4.0).abs() < 1e-9);
+        let open = open_positions(&s, Some(MANUAL)).await.unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!((open[0].side.as_str(), open[0].quantity), ("short", -5.0));
+        assert!((open[0].avg_price - 120.0).abs() < 1e-9);
+        assert!((open[0].fees - 1.0).abs() < 1e-9);
+
+        // Cash: -400 - 660 + 1800 - 5 fees.
+        let (cash, fees) = cash_flow(&s, None).await.unwrap();
+        assert!((cash - 735.0).abs() < 1e-9 && (fees - 5.0).abs() < 1e-9);
+        let listed = fills(
+            &s,
+            &FillFilter {
+                position_id: Some(trade.id),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(listed.len(), 3);
+        assert_eq!(listed[0].order_type, "market");
+    }
+
+    #[tokio::test]
+    async fn cancel_and_modify_only_touch_working_orders() {
+        let s = crate::store::test_store().await;
+        let a = insert(&s, &order("buy", 1.0)).await.unwrap();
+        let b = insert(&s, &order("buy", 2.0)).await.unwrap();
+        let m = modify(&s, a.id, Some(3.0), None, None).await.unwrap();
+        assert_eq!(m.quantity, 3.0);
+        let c = cancel(&s, a.id, "by hand").await.unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref()),
+            ("cancelled", Some("by hand"))
+        );
+        let e = cancel(&s, a.id, "again").await.unwrap_err();
+        assert!(e.to_string().contains("is cancelled, not working"), "{e}");
+        assert!(matches!(
+            modify(&s, 999, Some(1.0), None, None).await,
+            Err(StoreError::NotFound(_))
+        ));
+        let all = cancel_all_working(&s, "kill switch").await.unwrap();
+        assert_eq!(all.iter().map(|o| o.id).collect::<Vec<_>>(), [b.id]);
+        assert!(working(&s, None).await.unwrap().is_empty());
+        let listed = list(
+            &s,
+            &OrderFilter {
+                status: Some("cancelled".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(accepted_since(&s, MANUAL, 0).await.unwrap().len(), 2);
+    }
+}

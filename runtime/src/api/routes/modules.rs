@@ -1,10 +1,322 @@
-//! TODO: the modules routes.
+//! Modules: list them, switch them on and off, change their settings (admin). Each module
+//! kind has a fixed set of settings with types and ranges; anything else is refused with the
+//! setting named (`config.<key>`).
 
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::orders::optional_body;
+use crate::api::auth::access::Caller;
+use crate::api::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
+use crate::api::hub::Topic;
 use crate::api::state::AppState;
+use crate::store::{self, modules::Module};
 
-/// The modules routes.
+/// The module routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get_module))
+        .routes(routes!(toggle))
+        .routes(routes!(configure))
+}
+
+/// Every module with its status and settings.
+#[utoipa::path(get, path = "/api/modules", tag = "modules",
+    security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
+    responses((status = 200, body = Vec<Module>)))]
+async fn list(State(state): State<AppState>) -> ApiResult<ApiJson<Vec<Module>>> {
+    Ok(ApiJson(store::modules::list(&state.store).await?))
+}
+
+/// One module.
+#[utoipa::path(get, path = "/api/modules/{id}", tag = "modules",
+    params(("id" = String, Path, description = "module id, e.g. `replay-feed`")),
+    security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
+    responses((status = 200, body = Module), (status = 404, body = ErrorBody)))]
+async fn get_module(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<ApiJson<Module>> {
+    Ok(ApiJson(store::modules::get(&state.store, &id).await?))
+}
+
+/// The wanted state; without it the module flips.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToggleRequest {
+    pub enabled: Option<bool>,
+}
+
+fn announce(state: &AppState, event: &str, module: &Module, by: &str) {
+    let data = json!({"event": event, "module": module, "by": by});
+    state
+        .hub
+        .publish(Topic::SystemHealth, Some(module.id.clone()), &data);
+    state
+        .hub
+        .publish(Topic::Notifications, Some(module.id.clone()), &data);
+}
+
+/// Switch a module on or off (admin). Body optional: `{"enabled": bool}`; without it the
+/// module flips. Announced on `system-health` and `notifications`.
+#[utoipa::path(put, path = "/api/modules/{id}/toggle", tag = "modules",
+    params(("id" = String, Path, description = "module id")), request_body(content = Option<ToggleRequest>),
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
+    responses((status = 200, body = Module), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn toggle(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    ApiPath(id): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<ApiJson<Module>> {
+    let current = store::modules::get(&state.store, &id).await?;
+    let req: ToggleRequest = optional_body(&body)?;
+    let enabled = req.enabled.unwrap_or(!current.enabled);
+    let module = store::modules::set_enabled(&state.store, &id, enabled).await?;
+    announce(&state, "module_toggled", &module, &p.username);
+    Ok(ApiJson(module))
+}
+
+/// New settings: `{"config": {...}}` (or the settings object itself). Only the keys given
+/// change; each is checked against the module kind's settings.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ConfigureRequest {
+    #[schema(value_type = Object)]
+    pub config: Value,
+}
+
+/// A setting's type and range.
+enum Rule {
+    /// A number in (min, max].
+    Number {
+        min_exclusive: f64,
+        max: f64,
+    },
+    /// A whole number in [min, max].
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Bool,
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+    /// A list of at most `max` strings, each 1–64 characters without spaces.
+    Names {
+        max: usize,
+    },
+}
+
+/// The settings each module kind understands.
+fn rules(kind: &str) -> &'static [(&'static str, Rule)] {
+    match kind {
+        "feed" => &[
+            ("source", Rule::OneOf(&["database", "files"])),
+            (
+                "speed",
+                Rule::Number {
+                    min_exclusive: 0.0,
+                    max: 10_000.0,
+                },
+            ),
+            ("loop", Rule::Bool),
+            ("symbols", Rule::Names { max: 1_000 }),
+        ],
+        "ingest" => &[(
+            "max_batch",
+            Rule::Int {
+                min: 1,
+                max: 1_000_000,
+            },
+        )],
+        "signals" => &[("sources", Rule::Names { max: 100 })],
+        "engine" => &[
+            (
+                "snapshot_every_secs",
+                Rule::Int {
+                    min: 1,
+                    max: 86_400,
+                },
+            ),
+            (
+                "initial_cash",
+                Rule::Number {
+                    min_exclusive: 0.0,
+                    max: 1e15,
+                },
+            ),
+        ],
+        _ => &[],
+    }
+}
+
+/// Check `changes` against the settings of `kind`; every error names `config.<key>`.
+pub fn validate_config(kind: &str, changes: &Map<String, Value>) -> ApiResult<()> {
+    let known = rules(kind);
+    for (key, v) in changes {
+        let field = format!("config.{key}");
+        let Some((_, rule)) = known.iter().find(|(k, _)| k == key) else {
+            let names: Vec<&str> = known.iter().map(|(k, _)| *k).collect();
+            return Err(ApiError::validation(
+                field,
+                format!(
+                    "unknown setting `{key}` for a {kind} module; known: {}",
+                    names.join(", ")
+                ),
+            ));
+        };
+        let bad = |why: String| {
+            Err(ApiError::validation(
+                field.clone(),
+                format!("{key} {why}, got {v}"),
+            ))
+        };
+        match rule {
+            Rule::Number { min_exclusive, max } => match v.as_f64() {
+                Some(x) if x > *min_exclusive && x <= *max => {}
+                _ => {
+                    return bad(format!(
+                        "must be a number above {min_exclusive} and at most {max}"
+                    ));
+                }
+            },
+            Rule::Int { min, max } => match v.as_i64() {
+                Some(x) if (*min..=*max).contains(&x) => {}
+                _ => return bad(format!("must be a whole number from {min} to {max}")),
+            },
+            Rule::Bool => {
+                if !v.is_boolean() {
+                    return bad("must be true or false".into());
+                }
+            }
+            Rule::OneOf(choices) => match v.as_str() {
+                Some(s) if choices.contains(&s) => {}
+                _ => return bad(format!("must be one of {}", choices.join(", "))),
+            },
+            Rule::Names { max } => {
+                let ok = v.as_array().is_some_and(|a| {
+                    a.len() <= *max
+                        && a.iter().all(|s| {
+                            s.as_str().is_some_and(|s| {
+                                !s.is_empty()
+                                    && s.chars().count() <= 64
+                                    && !s.contains(char::is_whitespace)
+                            })
+                        })
+                });
+                if !ok {
+                    return bad(format!(
+                        "must be a list of at most {max} names (1 to 64 characters, no spaces)"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Change a module's settings (admin). Only the keys given change; each is checked against
+/// the module kind's settings (`feed`: source `database`|`files`, speed in (0, 10000], loop,
+/// symbols; `ingest`: max_batch; `signals`: sources; `engine`: snapshot_every_secs,
+/// initial_cash). Stored and announced on `system-health` and `notifications`.
+#[utoipa::path(post, path = "/api/modules/{id}/configure", tag = "modules",
+    params(("id" = String, Path, description = "module id")), request_body = ConfigureRequest,
+    security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
+    responses((status = 200, body = Module), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn configure(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<ApiJson<Module>> {
+    let module = store::modules::get(&state.store, &id).await?;
+    let changes = match &body {
+        Value::Object(o) if o.len() == 1 && o.contains_key("config") => match &o["config"] {
+            Value::Object(c) => c.clone(),
+            _ => {
+                return Err(ApiError::validation(
+                    "config",
+                    "config must be an object of settings",
+                ));
+            }
+        },
+        Value::Object(o) => o.clone(),
+        _ => {
+            return Err(ApiError::validation(
+                "config",
+                "the body must be {\"config\": {...}} or an object of settings",
+            ));
+        }
+    };
+    if changes.is_empty() {
+        return Err(ApiError::validation(
+            "config",
+            "config is empty: give the settings to change",
+        ));
+    }
+    validate_config(&module.kind, &changes)?;
+    let mut config = match module.config {
+        Value::Object(c) => c,
+        _ => Map::new(),
+    };
+    config.extend(changes);
+    let module =
+        store::modules::set_config(&state.store, &id, &Value::Object(config), Some(p.user_id))
+            .await?;
+    announce(&state, "module_configured", &module, &p.username);
+    Ok(ApiJson(module))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(kind: &str, v: Value) -> Result<(), String> {
+        validate_config(kind, v.as_object().unwrap()).map_err(|e| e.field.unwrap())
+    }
+
+    #[test]
+    fn every_builtin_default_passes_its_own_rules() {
+        for (id, _, kind, _, _, config) in store::modules::builtin() {
+            check(kind, config).unwrap_or_else(|f| panic!("{id}: {f}"));
+        }
+    }
+
+    #[test]
+    fn bad_settings_name_their_key() {
+        assert_eq!(
+            check("feed", json!({"speed": 0})),
+            Err("config.speed".into())
+        );
+        assert_eq!(
+            check("feed", json!({"speed": 10000.5})),
+            Err("config.speed".into())
+        );
+        assert!(check("feed", json!({"speed": 10000})).is_ok());
+        assert_eq!(
+            check("feed", json!({"loop": "yes"})),
+            Err("config.loop".into())
+        );
+        assert_eq!(
+            check("feed", json!({"source": "s3"})),
+            Err("config.source".into())
+        );
+        assert_eq!(
+            check("feed", json!({"symbols": ["A", 1]})),
+            Err("config.symbols".into())
+        );
+        assert_eq!(check("feed", json!({"sped": 1})), Err("config.sped".into()));
+        assert_eq!(
+            check("ingest", json!({"max_batch": 0})),
+            Err("config.max_batch".into())
+        );
+        assert_eq!(
+            check("engine", json!({"initial_cash": -5})),
+            Err("config.initial_cash".into())
+        );
+    }
 }
