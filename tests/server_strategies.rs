@@ -1,1 +1,1083 @@
-//! Server integration tests (server_strategies): filled in by its area.
+//! Strategies and backtests through the real server: upload (multipart and raw), the upload
+//! gate's refusals, size limits, configuration checked against `describe`, versions, clones,
+//! enable/disable, ownership on delete, and the full login → upload → backtest → results flow
+//! watched on a WebSocket, with results equal to the library's own run of the same inputs.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use qtm_runtime::backtest::{self, BacktestConfig, DataSource};
+use qtm_runtime::model::{Param, ParamValue};
+use qtm_runtime::sandbox::{Sandbox, SandboxConfig};
+use qtm_tests::guests;
+use qtm_tests::server::{TestServer, error_of};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::Digest;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws_connect(s: &TestServer, path: &str) -> Ws {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}{path}", s.ws_base()))
+        .await
+        .expect("ws connects");
+    assert_eq!(next_json(&mut ws).await["type"], "welcome");
+    ws
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .expect("message in time")
+            .expect("open")
+            .expect("ok");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
+/// POST a component as multipart with optional extra text fields.
+async fn upload_multipart(
+    s: &TestServer,
+    path: &str,
+    token: &str,
+    bytes: Vec<u8>,
+    fields: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes).file_name("strategy.wasm"),
+    );
+    for (k, v) in fields {
+        form = form.text(k.to_string(), v.to_string());
+    }
+    let resp = s
+        .http
+        .post(format!("{}{path}", s.base))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("sent");
+    TestServer::decode(resp).await
+}
+
+/// POST raw bytes with a content type.
+async fn upload_raw(
+    s: &TestServer,
+    path: &str,
+    token: &str,
+    bytes: Vec<u8>,
+    content_type: &str,
+) -> (StatusCode, Value) {
+    let resp = s
+        .http
+        .post(format!("{}{path}", s.base))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(bytes)
+        .send()
+        .await
+        .expect("sent");
+    TestServer::decode(resp).await
+}
+
+/// The error's field, code and message.
+#[track_caller]
+fn field_error(body: &Value) -> (String, String, String) {
+    let (code, message) = error_of(body);
+    let field = body["error"]["field"].as_str().unwrap_or("").to_string();
+    (field, code, message)
+}
+
+fn sma_bytes() -> Vec<u8> {
+    qtm_tests::component(guests::SMA_CROSS)
+}
+
+/// Poll a backtest until it leaves queued/running.
+async fn wait_backtest(s: &TestServer, token: &str, id: i64) -> Value {
+    for _ in 0..600 {
+        let (status, b) = s
+            .call(
+                Method::GET,
+                &format!("/api/backtests/{id}"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{b}");
+        if b["status"] == "done" || b["status"] == "failed" {
+            return b;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("backtest {id} did not finish");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_flow_upload_configure_backtest_on_ws_and_results_equal_the_library_run() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let trader = s.user_token(&admin, "tess", "trader").await;
+    let viewer = s.user_token(&admin, "vera", "viewer").await;
+    let bytes = sma_bytes();
+
+    // A viewer may read but not upload. (A small body: the gate answers before reading it,
+    // and a client still sending a large one may see the connection close first.)
+    let (status, e) =
+        upload_multipart(&s, "/api/strategies", &viewer, b"\0asm".to_vec(), &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{e}");
+
+    let (status, created) = upload_multipart(
+        &s,
+        "/api/strategies",
+        &trader,
+        bytes.clone(),
+        &[("name", "my crossover"), ("description", "GOOG daily")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(created["name"], "my crossover");
+    assert_eq!(created["description"], "GOOG daily");
+    assert_eq!(created["source"], "upload");
+    let v = &created["current_version"];
+    assert_eq!(v["version"], 1);
+    assert_eq!(
+        v["content_sha256"],
+        hex::encode(sha2::Sha256::digest(&bytes))
+    );
+    assert_eq!(v["contract_version"], "qtm:strategy@0.1.0");
+    assert_eq!(v["size_bytes"], bytes.len());
+    assert_eq!(created["info"]["name"], "sma-cross");
+    assert_eq!(created["info"]["params"].as_array().unwrap().len(), 5);
+    assert_eq!(created["instance"]["status"], "disabled");
+    assert_eq!(
+        created["instance"]["params"],
+        json!({"fast": 10, "slow": 30, "mode": "long_only", "sizing": "fixed", "quantity": 1.0})
+    );
+
+    let (status, list) = s
+        .call(Method::GET, "/api/strategies", Some(&viewer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], id);
+    assert!(list[0]["latest_backtest"].is_null());
+
+    // Configuration checked against describe, each error naming its parameter.
+    let configure = format!("/api/strategies/{id}/configure");
+    for (params, field, message) in [
+        (
+            json!({"fast": 0}),
+            "params.fast",
+            "parameter `fast` = 0 is outside 1..=500",
+        ),
+        (
+            json!({"speed": 3}),
+            "params.speed",
+            "unknown parameter `speed` for sma-cross (known: fast, slow, mode, sizing, quantity)",
+        ),
+        (
+            json!({"mode": "sideways"}),
+            "params.mode",
+            "parameter `mode` = `sideways` is not one of: long_only, flip",
+        ),
+        (
+            json!({"fast": "quick"}),
+            "params.fast",
+            "parameter `fast` must be an integer, got `quick`",
+        ),
+        (
+            json!({"quantity": [1]}),
+            "params.quantity",
+            "parameter `quantity` must be a number, boolean or string, got [1]",
+        ),
+    ] {
+        let (status, e) = s
+            .call(
+                Method::PUT,
+                &configure,
+                Some(&trader),
+                Some(json!({ "params": params })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        assert_eq!(
+            field_error(&e),
+            (field.into(), "validation".into(), message.into())
+        );
+    }
+    // In range, but the strategy itself refuses it.
+    let (status, e) = s
+        .call(
+            Method::PUT,
+            &configure,
+            Some(&trader),
+            Some(json!({"params": {"fast": 40}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let (field, _, message) = field_error(&e);
+    assert_eq!(field, "params");
+    assert!(
+        message.contains("fast (40) must be shorter than slow (30)"),
+        "{message}"
+    );
+    let (status, e) = s
+        .call(
+            Method::PUT,
+            &configure,
+            Some(&trader),
+            Some(json!({"symbols": ["GO OG"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, field_error(&e).0.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "symbols")
+    );
+    let (status, inst) = s
+        .call(
+            Method::PUT,
+            &configure,
+            Some(&trader),
+            Some(json!({"params": {"fast": 10, "slow": 30, "mode": "flip", "sizing": "equity", "quantity": 1}, "symbols": ["GOOG"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{inst}");
+    assert_eq!(
+        inst["params"],
+        json!({"fast": 10, "slow": 30, "mode": "flip", "sizing": "equity", "quantity": 1.0})
+    );
+    assert_eq!(inst["symbols"], json!(["GOOG"]));
+
+    // Watch the strategy's updates and the notifications.
+    let mut updates = ws_connect(&s, &format!("/ws/strategy-updates?token={viewer}")).await;
+    let mut notes = ws_connect(&s, &format!("/ws/notifications?token={viewer}")).await;
+
+    let (status, queued) = s
+        .call(
+            Method::POST,
+            "/api/backtests",
+            Some(&trader),
+            Some(
+                json!({"strategy_id": id, "data": ["goog_1d.csv"], "cash": 10000,
+                        "commission": 0.001, "slippage_bps": 0, "fill": "next-open",
+                        "close_at_end": false}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["status"], "queued");
+    assert_eq!(queued["version"], 1);
+    let bt = queued["id"].as_i64().unwrap();
+
+    // Progress, then completion, in order, all keyed by the strategy.
+    let mut statuses = Vec::new();
+    let done = loop {
+        let m = next_json(&mut updates).await;
+        assert_eq!(m["topic"], "strategy-updates");
+        assert_eq!(m["key"], id.to_string());
+        let d = &m["data"];
+        assert_eq!(d["backtest_id"], bt);
+        statuses.push(d["status"].as_str().unwrap().to_string());
+        match d["status"].as_str().unwrap() {
+            "done" => break d.clone(),
+            "failed" => panic!("backtest failed: {d}"),
+            "running" => {
+                assert!(d["bars_done"].as_u64().is_some(), "{d}");
+                assert!(d["bars_total"].as_u64().unwrap() > 1000, "{d}");
+            }
+            _ => {}
+        }
+    };
+    assert_eq!(statuses.first().map(String::as_str), Some("queued"));
+    assert!(statuses.iter().any(|s| s == "running"), "{statuses:?}");
+    let note = next_json(&mut notes).await;
+    assert_eq!(note["data"]["event"], "backtest.done");
+    assert_eq!(note["data"]["backtest_id"], bt);
+
+    // The library's own run of the same inputs.
+    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+    let code = sandbox.load(&bytes).unwrap();
+    let p = |name: &str, value: ParamValue| Param {
+        name: name.into(),
+        value,
+    };
+    let instance = code
+        .instantiate(
+            &[
+                p("fast", ParamValue::Int(10)),
+                p("slow", ParamValue::Int(30)),
+                p("mode", ParamValue::Choice("flip".into())),
+                p("sizing", ParamValue::Choice("equity".into())),
+                p("quantity", ParamValue::Float(1.0)),
+            ],
+            &["GOOG".to_string()],
+        )
+        .unwrap();
+    let mut config = BacktestConfig {
+        cash: 10_000.0,
+        ..Default::default()
+    };
+    config.engine.exchange.commission = 0.001;
+    let reference = backtest::run(
+        "sma-cross",
+        Box::new(instance),
+        &[DataSource {
+            symbol: "GOOG".into(),
+            path: qtm_tests::data_dir().join("goog_1d.csv"),
+        }],
+        &config,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(reference.metrics.n_trades > 10, "a real run trades");
+
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    assert_eq!(done["trades_sha256"], reference.trades_sha256);
+    assert_eq!(done["metrics"]["n_trades"], reference.metrics.n_trades);
+    assert_eq!(done["bars_done"], reference.bars);
+
+    let (status, got) = s
+        .call(
+            Method::GET,
+            &format!("/api/backtests/{bt}"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["status"], "done");
+    assert_eq!(got["strategy_id"], id);
+    assert_eq!(got["version"], 1);
+    assert_eq!(got["bars_done"], reference.bars);
+    assert_eq!(got["bars_total"], reference.bars);
+    assert_eq!(got["trades_sha256"], reference.trades_sha256);
+    assert_eq!(got["metrics"]["n_trades"], reference.metrics.n_trades);
+    assert_eq!(got["metrics"]["n_open"], reference.metrics.n_open);
+    assert!(close(
+        got["metrics"]["final_equity"].as_f64().unwrap(),
+        reference.metrics.final_equity
+    ));
+    assert!(close(
+        got["metrics"]["sharpe"].as_f64().unwrap(),
+        reference.metrics.sharpe
+    ));
+    assert_eq!(
+        got["trades"].as_array().unwrap().len(),
+        reference.trades.len()
+    );
+    assert_eq!(got["trades"][0]["entry_ts"], reference.trades[0].entry_ts);
+    let equity = got["equity"].as_array().unwrap();
+    // The stored curve is the chart reduction of the full one.
+    let curve = qtm_runtime::report::chart_curve(&reference.equity, 2000);
+    assert_eq!(equity.len(), curve.len());
+    assert!(equity.len() < reference.equity.len(), "reduced");
+    assert_eq!(equity[0]["ts"], curve[0].ts);
+    assert!(close(
+        equity.last().unwrap()["equity"].as_f64().unwrap(),
+        reference.metrics.final_equity
+    ));
+    assert_eq!(got["request"]["params"], inst["params"]);
+    assert_eq!(got["request"]["data"], json!(["goog_1d.csv"]));
+    assert_eq!(got["request"]["commission"], 0.001);
+
+    // Listed without the bulky parts; the strategy shows its latest run and performance.
+    let (_, runs) = s
+        .call(
+            Method::GET,
+            &format!("/api/backtests?strategy_id={id}"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    assert_eq!(runs[0]["id"], bt);
+    assert!(runs[0].get("trades").is_none() && runs[0].get("equity").is_none());
+    let (_, one) = s
+        .call(
+            Method::GET,
+            &format!("/api/strategies/{id}"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(one["latest_backtest"]["id"], bt);
+    assert_eq!(
+        one["latest_backtest"]["n_trades"],
+        reference.metrics.n_trades
+    );
+    let (status, perf) = s
+        .call(
+            Method::GET,
+            &format!("/api/strategies/{id}/performance"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(perf["latest"]["id"], bt);
+    assert_eq!(perf["best_by_sharpe"]["id"], bt);
+    assert_eq!(perf["runs"].as_array().unwrap().len(), 1);
+    assert!(perf["live"].is_null());
+    assert!(perf["live_note"].as_str().unwrap().contains("live engine"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upload_gate_refuses_bad_components_and_oversized_uploads_get_413() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let trader = s.user_token(&admin, "tim", "trader").await;
+
+    let (status, e) = upload_raw(
+        &s,
+        "/api/strategies?name=junk",
+        &trader,
+        b"definitely not wasm".to_vec(),
+        "application/wasm",
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(
+        field_error(&e),
+        (
+            "file".into(),
+            "validation".into(),
+            "component refused: not a WebAssembly binary (missing the \\0asm header)".into()
+        )
+    );
+    // A core module: refused with the hint to componentize.
+    let core = std::fs::read(guests::SMA_CROSS).unwrap();
+    let (status, e) = upload_raw(
+        &s,
+        "/api/strategies",
+        &trader,
+        core,
+        "application/octet-stream",
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(field_error(&e).2.contains("not a component"), "{e}");
+
+    let (status, e) = upload_multipart(
+        &s,
+        "/api/strategies",
+        &trader,
+        qtm_tests::component(guests::FORBIDDEN_IMPORT),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let (field, _, message) = field_error(&e);
+    assert_eq!(field, "file");
+    assert!(
+        message.contains("`qtm:strategy/socket@0.1.0`")
+            && message.contains("outside the qtm contract"),
+        "{message}"
+    );
+
+    let (status, e) = upload_multipart(
+        &s,
+        "/api/strategies",
+        &trader,
+        qtm_tests::component(guests::WRONG_CONTRACT),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(
+        field_error(&e).2,
+        "component refused: component was built for contract qtm:strategy@0.2.0, but this host implements qtm:strategy@0.1.0"
+    );
+
+    // Wrong forms of upload.
+    let (status, e) = s
+        .call(
+            Method::POST,
+            "/api/strategies",
+            Some(&trader),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{e}");
+    assert!(error_of(&e).1.contains("multipart/form-data"), "{e}");
+    let form = reqwest::multipart::Form::new().text("name", "no file");
+    let resp = s
+        .http
+        .post(format!("{}/api/strategies", s.base))
+        .bearer_auth(&trader)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let (status, e) = TestServer::decode(resp).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field_error(&e).0, "file");
+    let (status, e) = upload_multipart(
+        &s,
+        "/api/strategies",
+        &trader,
+        sma_bytes(),
+        &[("colour", "red")],
+    )
+    .await;
+    assert_eq!(
+        (status, field_error(&e).0.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "colour")
+    );
+    let long_name = "n".repeat(101);
+    let (status, e) = upload_multipart(
+        &s,
+        "/api/strategies",
+        &trader,
+        sma_bytes(),
+        &[("name", &long_name)],
+    )
+    .await;
+    assert_eq!(
+        (status, field_error(&e).0.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "name")
+    );
+
+    // Above the upload limit (16 MiB by default, larger than the JSON body limit): 413 JSON,
+    // raw or multipart. Below it, a large upload reaches the gate.
+    let limit = s.server.state.config.max_upload_bytes;
+    assert_eq!(limit, 16 << 20);
+    let mut big = b"\0asm".to_vec();
+    big.resize(limit + 1, 0);
+    let (status, e) = upload_raw(
+        &s,
+        "/api/strategies",
+        &trader,
+        big.clone(),
+        "application/wasm",
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+    assert_eq!(error_of(&e).0, "payload_too_large");
+    assert!(error_of(&e).1.contains(&limit.to_string()), "{e}");
+    let (status, e) = upload_multipart(&s, "/api/strategies", &trader, big, &[]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+    assert_eq!(field_error(&e).0, "file");
+    let mut two_mib = b"\0asm\x0d\0\x01\0".to_vec();
+    two_mib.resize(2 << 20, 0);
+    let (status, e) = upload_raw(&s, "/api/strategies", &trader, two_mib, "application/wasm").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(
+        field_error(&e)
+            .2
+            .starts_with("component refused: malformed component"),
+        "{e}"
+    );
+
+    // Nothing was stored.
+    let (_, list) = s
+        .call(Method::GET, "/api/strategies", Some(&trader), None)
+        .await;
+    assert_eq!(list, json!([]));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_clone_enable_disable_delete_and_ownership() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let alice = s.user_token(&admin, "alice", "trader").await;
+    let bob = s.user_token(&admin, "bob", "trader").await;
+    let bytes = sma_bytes();
+
+    let (status, created) = upload_raw(
+        &s,
+        "/api/strategies?name=alpha",
+        &alice,
+        bytes.clone(),
+        "application/wasm",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(created["name"], "alpha");
+    assert_eq!(
+        created["description"],
+        "Moving-average crossover (long_only or flip), fixed or equity sizing"
+    );
+
+    let mut updates = ws_connect(&s, &format!("/ws/strategy-updates?token={bob}")).await;
+
+    // Enabling needs symbols.
+    let (status, e) = s
+        .call(
+            Method::POST,
+            &format!("/api/strategies/{id}/enable"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (field, _, message) = field_error(&e);
+    assert_eq!(field, "symbols");
+    assert!(message.contains("no symbols"), "{message}");
+    let (status, _) = s
+        .call(
+            Method::PUT,
+            &format!("/api/strategies/{id}/configure"),
+            Some(&alice),
+            Some(json!({"params": {"fast": 5}, "symbols": ["SPY"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        next_json(&mut updates).await["data"]["event"],
+        "strategy.configured"
+    );
+    let (status, on) = s
+        .call(
+            Method::POST,
+            &format!("/api/strategies/{id}/enable"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{on}");
+    assert_eq!(on["status"], "enabled");
+    let m = next_json(&mut updates).await;
+    assert_eq!(
+        (
+            m["key"].clone(),
+            m["data"]["event"].clone(),
+            m["data"]["status"].clone()
+        ),
+        (
+            json!(id.to_string()),
+            json!("strategy.enabled"),
+            json!("enabled")
+        )
+    );
+
+    // Versions: not activated, then activated (parameters carried over).
+    let (status, v2) = upload_multipart(
+        &s,
+        &format!("/api/strategies/{id}/versions?activate=false"),
+        &alice,
+        bytes.clone(),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{v2}");
+    assert_eq!(v2["version"], 2);
+    let (_, one) = s
+        .call(
+            Method::GET,
+            &format!("/api/strategies/{id}"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(one["instance"]["version"], 1);
+    let (status, v3) = upload_raw(
+        &s,
+        &format!("/api/strategies/{id}/versions"),
+        &alice,
+        bytes.clone(),
+        "application/wasm",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{v3}");
+    assert_eq!(v3["version"], 3);
+    let (_, one) = s
+        .call(
+            Method::GET,
+            &format!("/api/strategies/{id}"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(one["instance"]["version"], 3);
+    assert_eq!(one["current_version"]["id"], v3["id"]);
+    assert_eq!(one["instance"]["params"]["fast"], 5);
+    let (_, versions) = s
+        .call(
+            Method::GET,
+            &format!("/api/strategies/{id}/versions"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    let numbers: Vec<i64> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, vec![1, 2, 3]);
+    let (status, e) = upload_raw(
+        &s,
+        &format!("/api/strategies/{id}/versions"),
+        &alice,
+        b"junk".to_vec(),
+        "application/wasm",
+    )
+    .await;
+    assert_eq!(
+        (status, field_error(&e).0.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "file")
+    );
+    let (status, _) = upload_raw(
+        &s,
+        "/api/strategies/999999/versions",
+        &alice,
+        bytes.clone(),
+        "application/wasm",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Clone: Bob's copy with one parameter changed.
+    let (status, e) = s
+        .call(
+            Method::POST,
+            &format!("/api/strategies/{id}/clone"),
+            Some(&bob),
+            Some(json!({"params": {"fast": -1}})),
+        )
+        .await;
+    assert_eq!(
+        (status, field_error(&e).0.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "params.fast")
+    );
+    let (status, clone) = s
+        .call(
+            Method::POST,
+            &format!("/api/strategies/{id}/clone"),
+            Some(&bob),
+            Some(json!({"name": "beta", "params": {"slow": 60}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{clone}");
+    let clone_id = clone["id"].as_i64().unwrap();
+    assert_eq!(clone["name"], "beta");
+    assert_eq!(
+        (clone["source"].clone(), clone["cloned_from"].clone()),
+        (json!("clone"), json!(id))
+    );
+    assert_eq!(clone["instance"]["params"]["fast"], 5);
+    assert_eq!(clone["instance"]["params"]["slow"], 60);
+    assert_eq!(clone["instance"]["symbols"], json!(["SPY"]));
+    assert_eq!(clone["instance"]["status"], "disabled");
+    assert_eq!(clone["current_version"]["version"], 1);
+    assert_eq!(
+        clone["current_version"]["content_sha256"],
+        v3["content_sha256"]
+    );
+
+    // Templates now read the uploaded component's own describe output.
+    let (_, templates) = s
+        .call(Method::GET, "/api/strategies/templates", Some(&bob), None)
+        .await;
+    let names: Vec<&str> = templates
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "my-strategy",
+            "sma-cross",
+            "rsi-reversion",
+            "donchian-breakout"
+        ]
+    );
+    assert!(
+        templates[1]["params_from"]
+            .as_str()
+            .unwrap()
+            .starts_with("stored-version:")
+    );
+    assert_eq!(templates[1]["defaults"]["slow"], 30);
+    assert_eq!(templates[2]["params_from"], "source");
+    assert_eq!(templates[2]["defaults"]["period"], 14);
+    assert_eq!(
+        templates[0]["defaults"],
+        json!({"period": 20, "quantity": 1.0})
+    );
+    let (_, types) = s
+        .call(Method::GET, "/api/strategies/types", Some(&bob), None)
+        .await;
+    assert_eq!(types[0]["kind"], "upload");
+    assert_eq!(types[1]["name"], "sma-cross");
+    assert_eq!(types[1]["uploaded"], json!([id, clone_id]));
+    assert_eq!(
+        types[3]["how"],
+        "qtm strategy build strategies/donchian-breakout, then upload the component it prints"
+    );
+
+    // A finished backtest survives its strategy.
+    let (status, q) = s
+        .call(
+            Method::POST,
+            "/api/backtests",
+            Some(&alice),
+            Some(
+                json!({"strategy_id": id, "version": 2, "data": ["goog_1d.csv"], "symbols": ["G"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{q}");
+    let bt = wait_backtest(&s, &alice, q["id"].as_i64().unwrap()).await;
+    assert_eq!(bt["status"], "done", "{bt}");
+    assert_eq!(bt["version"], 2);
+    assert_eq!(bt["request"]["symbols"], json!(["G"]));
+    // Version 2 is not the instance's: defaults, not the configured fast = 5.
+    assert_eq!(bt["request"]["params"]["fast"], 10);
+
+    let (status, _) = s
+        .call(
+            Method::POST,
+            &format!("/api/strategies/{id}/disable"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, one) = s
+        .call(
+            Method::GET,
+            &format!("/api/strategies/{id}"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(one["instance"]["status"], "disabled");
+
+    // Only the owner or an admin deletes.
+    let (status, e) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/strategies/{id}"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        error_of(&e).1,
+        format!("only the owner of strategy {id} or an admin may delete it")
+    );
+    let (status, d) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/strategies/{id}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_eq!(d["backtests_kept"], 1);
+    let (status, _) = s
+        .call(
+            Method::GET,
+            &format!("/api/strategies/{id}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, kept) = s
+        .call(
+            Method::GET,
+            &format!("/api/backtests/{}", bt["id"]),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(kept["status"], "done");
+    assert!(kept["strategy_id"].is_null());
+    assert_eq!(kept["trades_sha256"], bt["trades_sha256"]);
+    // The clone keeps its own copy of the code.
+    let (status, c) = s
+        .call(
+            Method::GET,
+            &format!("/api/strategies/{clone_id}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(c["cloned_from"].is_null(), "source deleted: {c}");
+    let (status, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/strategies/{clone_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backtest_requests_are_checked_and_failures_are_recorded() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let trader = s.user_token(&admin, "tara", "trader").await;
+    let (_, created) = upload_raw(
+        &s,
+        "/api/strategies",
+        &trader,
+        sma_bytes(),
+        "application/wasm",
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+
+    for (body, field, needle) in [
+        (
+            json!({"strategy_id": 424242, "data": ["goog_1d.csv"]}),
+            "strategy_id",
+            "there is no strategy 424242",
+        ),
+        (
+            json!({"strategy_id": id, "version": 7, "data": ["goog_1d.csv"]}),
+            "version",
+            "has no version 7",
+        ),
+        (
+            json!({"strategy_id": id, "data": ["../data/goog_1d.csv"]}),
+            "data",
+            "without any path",
+        ),
+        (
+            json!({"strategy_id": id, "data": ["/etc/passwd"]}),
+            "data",
+            "without any path",
+        ),
+        (
+            json!({"strategy_id": id, "data": ["nope.csv"]}),
+            "data",
+            "goog_1d.csv",
+        ),
+        (json!({"strategy_id": id}), "data", "give `data`"),
+        (
+            json!({"strategy_id": id, "data": ["goog_1d.csv", "nvda_1d.csv"], "symbols": ["A"]}),
+            "symbols",
+            "one symbol per file",
+        ),
+        (
+            json!({"strategy_id": id, "data": ["goog_1d.csv"], "params": {"slow": 1}}),
+            "params.slow",
+            "outside 2..=2000",
+        ),
+        (
+            json!({"strategy_id": id, "data": ["goog_1d.csv"], "fill": "whenever"}),
+            "fill",
+            "next-open",
+        ),
+        (
+            json!({"strategy_id": id, "data": ["goog_1d.csv"], "commission": -0.1}),
+            "commission",
+            "commission must be a non-negative number, got -0.1",
+        ),
+        (
+            json!({"strategy_id": id, "data": ["goog_1d.csv"], "cash": 0}),
+            "cash",
+            "cash must be a positive number",
+        ),
+        (
+            json!({"strategy_id": id, "data": ["goog_1d.csv"], "risk": {"max_position": -1}}),
+            "risk",
+            "max_position",
+        ),
+        (
+            json!({"strategy_id": id, "data": ["goog_1d.csv"], "risk": {"nonsense": 1}}),
+            "risk",
+            "nonsense",
+        ),
+    ] {
+        let (status, e) = s
+            .call(
+                Method::POST,
+                "/api/backtests",
+                Some(&trader),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {e}");
+        let (f, _, message) = field_error(&e);
+        assert_eq!(f, field, "{body}: {e}");
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    let (status, e) = s
+        .call(
+            Method::POST,
+            "/api/backtests",
+            Some(&trader),
+            Some(json!({"strategy_id": id, "dta": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error_of(&e).1.contains("unknown field `dta`"), "{e}");
+
+    // Stored price history that is not there: accepted, then failed with the reason.
+    let (status, q) = s
+        .call(
+            Method::POST,
+            "/api/backtests",
+            Some(&trader),
+            Some(json!({"strategy_id": id, "symbols": ["ZZZ"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{q}");
+    let failed = wait_backtest(&s, &trader, q["id"].as_i64().unwrap()).await;
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("no stored price history for ZZZ"),
+        "{failed}"
+    );
+    // The strategy refusing its parameters at run time is a failed run, not a crash.
+    let (status, q) = s
+        .call(
+            Method::POST,
+            "/api/backtests",
+            Some(&trader),
+            Some(json!({"strategy_id": id, "data": ["goog_1d.csv"], "params": {"fast": 50, "slow": 20}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let failed = wait_backtest(&s, &trader, q["id"].as_i64().unwrap()).await;
+    assert_eq!(failed["status"], "failed");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("fast (50) must be shorter than slow (20)"),
+        "{error}"
+    );
+    assert!(!error.contains('/'), "no server paths in errors: {error}");
+
+    let (status, e) = s
+        .call(Method::GET, "/api/backtests?limit=0", Some(&trader), None)
+        .await;
+    assert_eq!(
+        (status, field_error(&e).0.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "limit")
+    );
+    let (_, all) = s
+        .call(Method::GET, "/api/backtests", Some(&trader), None)
+        .await;
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    let (status, _) = s
+        .call(Method::GET, "/api/backtests/999999", Some(&trader), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}

@@ -3,6 +3,7 @@
 //! equity curve and their hash. No fill or risk logic lives here.
 
 mod output;
+pub mod request;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use output::{equity_csv, trades_csv, trades_sha256, write_equity_csv};
+pub use request::{RunSettings, SettingError};
 
 use crate::engine::{Engine, EngineConfig, StrategyRunner};
 use crate::events::{Event, EventSink, StrategyState};

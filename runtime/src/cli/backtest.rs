@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use crate::backtest::{self, BacktestConfig, BacktestOutcome, DataSource};
+use crate::backtest::{self, BacktestConfig, BacktestOutcome, DataSource, RunSettings};
 use crate::exchange::FillMode;
 use crate::market::symbol_from_path;
 use crate::model::{Param, ParamValue};
@@ -170,14 +170,22 @@ pub fn run(args: BacktestArgs) -> Result<()> {
             args.data.len()
         );
     }
-    for (name, v) in [
-        ("commission", args.commission),
-        ("slippage-bps", args.slippage_bps),
-        ("fixed-fee", args.fixed_fee),
-    ] {
-        if !(v.is_finite() && v >= 0.0) {
-            bail!("--{name} must be a non-negative number, got {v}");
-        }
+    let run_settings = RunSettings {
+        cash: args.cash,
+        commission: args.commission,
+        fixed_fee: args.fixed_fee,
+        slippage_bps: args.slippage_bps,
+        fill: match args.fill {
+            Fill::NextOpen => FillMode::NextOpen,
+            Fill::Close => FillMode::Close,
+        },
+        volume_participation: args.volume_participation,
+        max_leverage: args.max_leverage,
+        close_at_end: args.close_at_end,
+        batch: !args.no_batch,
+    };
+    if let Err(e) = run_settings.check_costs() {
+        bail!("--{} {}", e.field.replace('_', "-"), e.message);
     }
     let sources: Vec<DataSource> = args
         .data
@@ -213,22 +221,9 @@ pub fn run(args: BacktestArgs) -> Result<()> {
         .map(|p| (p.name.clone(), p.value.to_string()))
         .collect();
 
-    let mut config = BacktestConfig {
-        cash: args.cash,
-        risk: risk_limits(&args)?,
-        close_at_end: args.close_at_end,
+    let config = BacktestConfig {
         keep_prices: args.report.is_some(),
-        ..Default::default()
-    };
-    config.engine.batch = !args.no_batch;
-    config.engine.exchange.commission = args.commission;
-    config.engine.exchange.fixed_fee = args.fixed_fee;
-    config.engine.exchange.slippage_bps = args.slippage_bps;
-    config.engine.exchange.volume_participation = args.volume_participation;
-    config.engine.exchange.max_leverage = args.max_leverage;
-    config.engine.exchange.fill = match args.fill {
-        Fill::NextOpen => FillMode::NextOpen,
-        Fill::Close => FillMode::Close,
+        ..run_settings.config(risk_limits(&args)?)
     };
 
     let bar = (std::io::stdout().is_terminal() && !args.json).then(|| {
