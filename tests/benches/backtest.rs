@@ -111,7 +111,12 @@ fn main() {
             .into_iter()
             .map(|b| (0, b))
             .collect();
-        for _ in 0..10 {
+        // `QTM_BENCH_RUNS=1` for slow profilers such as callgrind.
+        let runs = std::env::var("QTM_BENCH_RUNS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(10);
+        for _ in 0..runs {
             let mut sink = qtm_runtime::events::NullSink;
             let mut engine = qtm_runtime::engine::Engine::new(
                 Default::default(),
@@ -140,6 +145,8 @@ fn main() {
     }
     // Warm the page cache and check every variant trades identically.
     let (reference, _) = run(native(), &sources, true);
+    // `QTM_BENCH_ONLY=engine` times only the engine-only rows (quicker when tuning the engine).
+    let engine_only = std::env::var("QTM_BENCH_ONLY").as_deref() == Ok("engine");
     let reps = 5;
     let mut rows = Vec::new();
     for (name, make, batch) in [
@@ -151,6 +158,9 @@ fn main() {
         ("WASM strategy, exact batches", &wasm, true),
         ("WASM strategy, one call per bar", &wasm, false),
     ] {
+        if engine_only {
+            break;
+        }
         let mut secs: Vec<f64> = (0..reps)
             .map(|_| {
                 let (out, s) = run(make(), &sources, batch);
@@ -228,6 +238,9 @@ fn main() {
         "| strategy | median s | best s | bars/s (best) | × native (best) |\n|---|---:|---:|---:|---:|"
     );
     for table in [&rows, &engine_rows] {
+        if table.is_empty() {
+            continue;
+        }
         let native_best = table[0].2;
         for (name, med, best) in table {
             println!(
