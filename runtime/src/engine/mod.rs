@@ -7,7 +7,9 @@
 //! For speed with exact semantics, a strategy that supports batches is handed a *run* of bars
 //! on which the exchange provably has nothing to do for it (no resting order would trigger,
 //! fill, expire or trail; no kill switch would fire). It stops right after the first bar on
-//! which it acts, so every order is treated exactly as with one call per bar.
+//! which it acts, so every order is treated exactly as with one call per bar. After the
+//! exchange has dealt with that order, the strategy resumes the rest of the run it still holds
+//! if the same checks still pass for it, instead of being sent the bars again.
 
 mod host;
 mod runner;
@@ -64,7 +66,13 @@ struct Slot {
     limits: RiskLimits,
     state: StrategyState,
     batch: BarBatch,
+    /// The run last handed to the strategy, how many of its bars it handled, and whether it
+    /// still holds the rest loaded: then the next call just resumes instead of re-loading.
     run: Vec<(usize, Bar, u64)>,
+    pos: usize,
+    resumable: bool,
+    /// Lowest and highest close of `run[i..]`, for one-symbol runs.
+    extremes: Vec<(f64, f64)>,
     logs: Vec<(i64, LogLevel, String)>,
     /// Equity and exposure at the end of the last processed bars, carried into bars of
     /// symbols the strategy does not trade.
@@ -141,6 +149,9 @@ impl<'s> Engine<'s> {
             state: StrategyState::Running,
             batch: BarBatch::default(),
             run: Vec::new(),
+            pos: 0,
+            resumable: false,
+            extremes: Vec::new(),
             logs: Vec::new(),
             carry_equity: cash,
             carry_in_market: false,
@@ -315,95 +326,132 @@ impl<'s> Engine<'s> {
                 j += 1;
                 continue;
             }
-            // 3. The run of bars the strategy may take at once.
+            // 3. The run of bars the strategy may take at once: the rest of the run it already
+            // holds when that is still safe (the usual case after an order), else a new one.
             let slot = &mut self.slots[account];
-            slot.run.clear();
-            slot.run.push((sym, bar, step));
-            if self.config.batch && slot.runner.supports_batches() {
-                // Only what could change the strategy's world needs checking bar by bar.
-                let resting = self.exchange.has_orders(account);
-                // Equity moves only with a position: then kill switches and running out of
-                // money must be foreseen bar by bar.
-                let exposed = slot.book.in_market();
-                let kill = (slot.limits.max_drawdown_pct.is_some()
-                    || slot.limits.max_daily_loss.is_some())
-                    && exposed;
-                let mut probe = kill.then(|| slot.risk.clone());
-                let mut probe_equity = slot.book.equity();
-                slot.scan_marks.clear();
-                slot.scan_marks
-                    .extend(slot.own.iter().map(|&s| slot.book.mark(s)));
-                let window = slot.window.min(self.config.max_batch);
-                let mut k = j + 1;
-                while k < bars.len() && slot.run.len() < window {
-                    let (s2, b2) = bars[k];
-                    if let Some(l2) = slot.local[s2] {
-                        let st = base + k as u64;
-                        if resting && self.exchange.would_act(account, s2, st, &b2) {
-                            break;
-                        }
-                        if exposed {
-                            let q = slot.book.quantity(s2);
-                            let prev = &mut slot.scan_marks[l2 as usize];
-                            probe_equity += q * (b2.close - *prev);
-                            *prev = b2.close;
-                            if probe_equity <= 0.0 {
+            let batching = self.config.batch && slot.runner.supports_batches();
+            // One symbol and no equity limits: whether the rest it holds is still safe follows
+            // from that rest's lowest and highest close, so runs can outlive many orders.
+            let simple = slot.own.len() == 1 && !has_equity_limits(&slot.limits);
+            let held = if batching
+                && slot.resumable
+                && slot.pos < slot.run.len()
+                && slot.run[slot.pos].2 == step
+            {
+                slot.run.len() - slot.pos
+            } else {
+                0
+            };
+            let mut resume = held > 0;
+            if resume {
+                let rest = slot.pos + 1;
+                resume = if rest == slot.run.len() {
+                    true
+                } else if simple && !self.exchange.has_orders(account) {
+                    // Equity is `cash + q × close` (the kill switch's own sum), monotone in
+                    // the close: its minimum over the rest is at one of the extremes.
+                    let q = slot.book.quantity(sym);
+                    let (lo, hi) = slot.extremes[rest];
+                    q == 0.0 || slot.book.cash() + q * if q > 0.0 { lo } else { hi } > 0.0
+                } else if held <= RECHECK_MAX {
+                    let mut scan = RunScan::new(&self.exchange, account, slot);
+                    let ok = slot.run[rest..].iter().all(|&(s2, b2, st)| {
+                        scan.admit(&self.exchange, account, slot, s2, st, &b2)
+                    });
+                    scan.finish(slot);
+                    ok
+                } else {
+                    false
+                };
+                if !resume {
+                    // Encoded bars the strategy will not reach: shorten later runs.
+                    slot.window = (slot.pos * 2).clamp(16, self.config.max_batch);
+                }
+            }
+            let from = if resume { slot.pos } else { 0 };
+            if !resume {
+                slot.run.clear();
+                slot.run.push((sym, bar, step));
+                if batching {
+                    let mut scan = RunScan::new(&self.exchange, account, slot);
+                    let window = slot.window.min(self.config.max_batch);
+                    let mut k = j + 1;
+                    while k < bars.len() && slot.run.len() < window {
+                        let (s2, b2) = bars[k];
+                        if slot.local[s2].is_some() {
+                            let st = base + k as u64;
+                            if !scan.admit(&self.exchange, account, slot, s2, st, &b2) {
                                 break;
                             }
-                            if let Some(probe) = probe.as_mut()
-                                && probe
-                                    .check_equity(&slot.limits, b2.ts, probe_equity)
-                                    .is_some()
-                            {
-                                break;
-                            }
+                            slot.run.push((s2, b2, st));
                         }
-                        slot.run.push((s2, b2, st));
+                        k += 1;
                     }
-                    k += 1;
+                    scan.finish(slot);
+                    if simple && slot.run.len() > 1 {
+                        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+                        slot.extremes.clear();
+                        slot.extremes.resize(slot.run.len(), (lo, hi));
+                        for (i, (_, b, _)) in slot.run.iter().enumerate().rev() {
+                            (lo, hi) = (lo.min(b.close), hi.max(b.close));
+                            slot.extremes[i] = (lo, hi);
+                        }
+                    }
                 }
             }
             // `at-bar` moves marks ahead during the call; keep where they were to replay from.
             let slot = &mut self.slots[account];
-            let multi = slot.run.len() > 1;
+            let multi = slot.run.len() - from > 1;
             if multi {
                 slot.saved_marks.clear();
                 slot.saved_marks
                     .extend(slot.own.iter().map(|&s| slot.book.mark(s)));
             }
-            let consumed = self.call_strategy(account);
+            let (consumed, batched) = self.call_strategy(account, from, resume);
             let slot = &mut self.slots[account];
             if multi {
                 for (i, &s) in slot.own.iter().enumerate() {
                     slot.book.set_mark(s, slot.saved_marks[i]);
                 }
             }
-            // Adapt the run length to how long the strategy goes between orders: scanning and
-            // encoding bars it will not reach is wasted work.
-            let slot = &mut self.slots[account];
-            slot.window = if consumed >= slot.run.len() {
-                (slot.window * 2).min(self.config.max_batch)
-            } else {
-                (consumed * 2).clamp(16, self.config.max_batch)
-            };
             // 4. Book equity for the bars handled; fire kill switches.
-            let handled_n = consumed.clamp(1, self.slots[account].run.len());
-            let last_step = self.slots[account].run[handled_n - 1].2;
+            let handled_n = consumed.clamp(1, slot.run.len() - from);
+            let until = from + handled_n;
+            slot.pos = until;
+            slot.resumable = batched && slot.state == StrategyState::Running;
+            // Adapt the run length to how long the strategy goes between orders: scanning and
+            // encoding bars it will not reach is wasted work. A simple run survives orders, so
+            // it shrinks only when it is dropped (above).
+            let kept = simple && until < slot.run.len();
+            if !resume && !kept {
+                slot.window = if until == slot.run.len() {
+                    (slot.window * 2).min(self.config.max_batch)
+                } else {
+                    (handled_n * 2).clamp(16, self.config.max_batch)
+                };
+            }
+            let last_step = slot.run[until - 1].2;
+            // Without equity limits only running out of money can stop the strategy here.
+            let limits = has_equity_limits(&slot.limits);
             // The call may have moved the marks ahead (`at-bar`); replay them bar by bar.
-            for h in 0..handled_n {
+            for h in from..until {
                 let slot = &mut self.slots[account];
                 let (s, b, st) = slot.run[h];
                 let jj = (st - base) as usize;
                 slot.book.set_mark(s, b.close);
-                let equity = slot.book.equity();
-                self.kill_switch(account, &b, equity);
-                let slot = &self.slots[account];
-                out[jj] = slot.book.equity();
-                in_market[jj] = slot.book.in_market();
+                let mut equity = slot.book.equity();
+                let mut exposed = slot.book.in_market();
+                if limits || (equity <= 0.0 && exposed) {
+                    self.kill_switch(account, &b, equity);
+                    let book = &self.slots[account].book;
+                    (equity, exposed) = (book.equity(), book.in_market());
+                }
+                out[jj] = equity;
+                in_market[jj] = exposed;
             }
             // --fill close: market orders placed on the last handled bar fill at its close.
             if self.config.exchange.fill == crate::exchange::FillMode::Close {
-                let (s, b, st) = self.slots[account].run[handled_n - 1];
+                let (s, b, st) = self.slots[account].run[until - 1];
                 let slot = &mut self.slots[account];
                 self.exchange
                     .fill_at_close(account, s, st, &b, &mut slot.book, &mut self.events);
@@ -415,12 +463,14 @@ impl<'s> Engine<'s> {
         }
     }
 
-    /// Run the strategy on `slot.run`; returns how many bars of it were handled.
-    /// Run `f` with the strategy and a host over `slot.run`; returns its result and the run
-    /// position the strategy reached.
+    /// Run `f` with the strategy and a host over `slot.run` from position `from`, or over the
+    /// single bar `fill_at` (for `on-fill`); returns its result and the run position the
+    /// strategy reached.
     fn with_host<R>(
         &mut self,
         account: usize,
+        from: usize,
+        fill_at: Option<(usize, Bar, u64)>,
         f: impl FnOnce(&mut dyn StrategyRunner, &mut CallHost<'_>, &mut BarBatch, &[Option<u32>]) -> R,
     ) -> (R, usize) {
         let Slot {
@@ -435,6 +485,14 @@ impl<'s> Engine<'s> {
             logs,
             ..
         } = &mut self.slots[account];
+        let one;
+        let run: &[(usize, Bar, u64)] = match fill_at {
+            Some(at) => {
+                one = [at];
+                &one
+            }
+            None => run,
+        };
         let mut host = CallHost {
             account,
             symbols: &self.symbols,
@@ -448,7 +506,7 @@ impl<'s> Engine<'s> {
             sink: self.sink,
             signals: &self.signals,
             run,
-            at: 0,
+            at: if fill_at.is_some() { 0 } else { from },
             acted: false,
             logs,
         };
@@ -456,9 +514,15 @@ impl<'s> Engine<'s> {
         (r, host.at)
     }
 
-    fn call_strategy(&mut self, account: usize) -> usize {
-        let (result, at) = self.with_host(account, |runner, host, batch, local| {
-            if host.run.len() > 1 {
+    /// Run the strategy on `slot.run` from position `from` (its current bar): resume the bars
+    /// it holds (`resume`), load the run when it has more than one bar, or call `on-bar`.
+    /// Returns how many bars it handled and whether it still holds the rest of the run.
+    fn call_strategy(&mut self, account: usize, from: usize, resume: bool) -> (usize, bool) {
+        let batched = resume || self.slots[account].run.len() - from > 1;
+        let (result, at) = self.with_host(account, from, None, |runner, host, batch, local| {
+            if resume {
+                runner.resume(host).map(|n| n as usize)
+            } else if batched {
                 batch.clear();
                 for (s, b, _) in host.run {
                     batch.push(local[*s].unwrap_or(0), b);
@@ -476,17 +540,18 @@ impl<'s> Engine<'s> {
         // History for bars the strategy moved past without asking the host.
         match result {
             Ok(n) => {
-                let n = n.clamp(1, run.len());
-                for (s, b, _) in &run[at + 1..n] {
+                let n = n.clamp(1, run.len() - from);
+                // A guest may claim fewer bars than it asked `at-bar` about: never a bad range.
+                for (s, b, _) in &run[at + 1..(from + n).max(at + 1)] {
                     push_history(&mut self.history[*s], *b, self.config.history);
                 }
-                n
+                (n, batched)
             }
             Err(reason) => {
                 let ts = run[at].1.ts;
                 self.stop_slot(account, StrategyState::Disabled, &reason, ts);
                 // A trapped strategy handled the bars up to where it stopped.
-                at + 1
+                (at + 1 - from, false)
             }
         }
     }
@@ -585,9 +650,7 @@ impl<'s> Engine<'s> {
                 ts: *ts,
                 tag: tag.clone(),
             };
-            slot.run.clear();
-            slot.run.push(at);
-            let (result, _) = self.with_host(account, |runner, host, _, _| {
+            let (result, _) = self.with_host(account, 0, Some(at), |runner, host, _, _| {
                 runner.on_fill(host, local, &fill)
             });
             if let Err(reason) = result {
@@ -658,5 +721,80 @@ impl<'s> Engine<'s> {
                 ts,
             });
         }
+    }
+}
+
+/// Longest rest of a run re-checked bar by bar before resuming it; longer ones are re-loaded
+/// (the scan is then as long as a new run's, and nothing is checked twice without bound).
+const RECHECK_MAX: usize = 256;
+
+fn has_equity_limits(limits: &RiskLimits) -> bool {
+    limits.max_drawdown_pct.is_some() || limits.max_daily_loss.is_some()
+}
+
+/// The checks that let a bar join a run: nothing the exchange or the risk engine would do on it
+/// may change the strategy's world before the strategy sees it. Equity moves only with a
+/// position, so kill switches and running out of money are probed bar by bar only then.
+struct RunScan {
+    resting: bool,
+    exposed: bool,
+    probe: Option<RiskState>,
+    equity: f64,
+    marks: Vec<f64>,
+}
+
+impl RunScan {
+    fn new(exchange: &Exchange, account: usize, slot: &mut Slot) -> Self {
+        let exposed = slot.book.in_market();
+        let kill = has_equity_limits(&slot.limits) && exposed;
+        let mut marks = std::mem::take(&mut slot.scan_marks);
+        marks.clear();
+        marks.extend(slot.own.iter().map(|&s| slot.book.mark(s)));
+        Self {
+            resting: exchange.has_orders(account),
+            exposed,
+            probe: kill.then(|| slot.risk.clone()),
+            equity: slot.book.equity(),
+            marks,
+        }
+    }
+
+    /// Whether bar `bar` of engine symbol `sym` (engine step `step`) may join the run.
+    #[inline]
+    fn admit(
+        &mut self,
+        exchange: &Exchange,
+        account: usize,
+        slot: &Slot,
+        sym: usize,
+        step: u64,
+        bar: &Bar,
+    ) -> bool {
+        if self.resting && exchange.would_act(account, sym, step, bar) {
+            return false;
+        }
+        if self.exposed {
+            let Some(l) = slot.local[sym] else {
+                return true;
+            };
+            let prev = &mut self.marks[l as usize];
+            self.equity += slot.book.quantity(sym) * (bar.close - *prev);
+            *prev = bar.close;
+            if self.equity <= 0.0 {
+                return false;
+            }
+            if let Some(probe) = self.probe.as_mut()
+                && probe
+                    .check_equity(&slot.limits, bar.ts, self.equity)
+                    .is_some()
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn finish(self, slot: &mut Slot) {
+        slot.scan_marks = self.marks;
     }
 }

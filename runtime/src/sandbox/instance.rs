@@ -32,7 +32,8 @@ impl BarBatch {
     /// Append one bar of the instance's symbol `symbol_id`.
     #[inline]
     pub fn push(&mut self, symbol_id: u32, bar: &Bar) {
-        for v in [
+        let mut rec = [0u8; BAR_BYTES];
+        let values = [
             symbol_id as f64,
             bar.ts as f64,
             bar.open,
@@ -40,9 +41,12 @@ impl BarBatch {
             bar.low,
             bar.close,
             bar.volume,
-        ] {
-            self.bytes.extend_from_slice(&v.to_le_bytes());
+        ];
+        for (dst, v) in rec.chunks_exact_mut(8).zip(values) {
+            dst.copy_from_slice(&v.to_le_bytes());
         }
+        // One append per bar: seven small ones cost more than the encoding itself.
+        self.bytes.extend_from_slice(&rec);
     }
     /// Number of bars.
     pub fn len(&self) -> usize {
