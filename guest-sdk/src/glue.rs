@@ -30,7 +30,9 @@ pub fn describe<S: Strategy>() -> wit::StrategyInfo {
     S::info().into_wit()
 }
 
-fn decode(chunk: &[u8]) -> (u32, Bar) {
+// A fixed-size record, so the field reads need no bounds checks.
+#[inline(always)]
+fn decode(chunk: &[u8; BAR_BYTES]) -> (u32, Bar) {
     let f = |i: usize| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&chunk[i * 8..i * 8 + 8]);
@@ -123,13 +125,13 @@ impl<S: Strategy> RunnerCell<S> {
             .as_mut()
             .expect("the host called the strategy before `configure`");
         let start = *cursor;
-        let total = batch.len() / BAR_BYTES;
         ctx.acted = false;
         ctx.synced_index = None;
-        while *cursor < total {
-            let i = *cursor;
-            let (symbol_id, bar) = decode(&batch[i * BAR_BYTES..(i + 1) * BAR_BYTES]);
-            ctx.batch_index = Some(i as u32);
+        let rest = batch.get(start * BAR_BYTES..).unwrap_or_default();
+        for chunk in rest.chunks_exact(BAR_BYTES) {
+            let Ok(chunk) = chunk.try_into() else { break };
+            let (symbol_id, bar) = decode(chunk);
+            ctx.batch_index = Some(*cursor as u32);
             s.on_bar(ctx, symbol_id, &bar);
             *cursor += 1;
             if ctx.acted {
@@ -164,7 +166,7 @@ mod tests {
     fn decodes_the_flat_bar_layout() {
         let vals = [2.0, 1_300_000_000.0, 1.0, 2.0, 0.5, 1.5, 1000.0];
         let bytes: Vec<u8> = vals.iter().flat_map(|v: &f64| v.to_le_bytes()).collect();
-        let (id, bar) = decode(&bytes);
+        let (id, bar) = decode(bytes.as_slice().try_into().unwrap());
         assert_eq!(id, 2);
         assert_eq!(
             (bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume),

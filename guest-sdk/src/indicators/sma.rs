@@ -44,7 +44,9 @@ impl Sma {
     }
 
     /// Feed one value; the mean once `period` values have been seen, `None` before.
-    #[inline]
+    // Always inlined: in wasm32 an `Option<f64>` comes back through the shadow stack, which
+    // costs more than the update itself.
+    #[inline(always)]
     pub fn update(&mut self, x: f64) -> Option<f64> {
         let period = self.ring.len();
         let old = std::mem::replace(&mut self.ring[self.pos], x);
@@ -71,6 +73,7 @@ impl Sma {
         self.lo += e + de;
     }
 
+    #[cold]
     fn rebuild(&mut self) {
         self.hi = 0.0;
         self.lo = 0.0;
@@ -81,7 +84,7 @@ impl Sma {
     }
 
     /// The latest mean, without feeding anything; `None` during warm-up.
-    #[inline]
+    #[inline(always)]
     pub fn value(&self) -> Option<f64> {
         (self.len == self.ring.len()).then(|| (self.hi + self.lo) / self.ring.len() as f64)
     }
