@@ -16,14 +16,19 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 fn env_or(key: &str, default: u64) -> u64 {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// `"t":<n>` from the event text without parsing the whole message (clients stay cheap).
 fn field(text: &str, name: &str) -> Option<u64> {
     let at = text.find(name)? + name.len();
     let rest = &text[at..];
-    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
 
@@ -58,7 +63,9 @@ async fn run() {
     let mut tasks = Vec::with_capacity(clients);
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(clients);
     for _ in 0..clients {
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("connect");
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("connect");
         let ready = ready_tx.clone();
         tasks.push(tokio::spawn(async move {
             let mut stats = ClientStats::default();
@@ -87,7 +94,9 @@ async fn run() {
     for _ in 0..clients {
         ready_rx.recv().await.unwrap();
     }
-    println!("{clients} clients connected to /ws/market-data; publishing {rate} msg/s for {secs} s");
+    println!(
+        "{clients} clients connected to /ws/market-data; publishing {rate} msg/s for {secs} s"
+    );
 
     let hub = &s.server.state.hub;
     let started = Instant::now();
@@ -103,7 +112,11 @@ async fn run() {
         );
     }
     let publish_secs = started.elapsed().as_secs_f64();
-    hub.publish(Topic::MarketData, Some("SPY".into()), &json!({"stop": true}));
+    hub.publish(
+        Topic::MarketData,
+        Some("SPY".into()),
+        &json!({"stop": true}),
+    );
     let mut lags: Vec<u32> = Vec::with_capacity(clients * messages as usize);
     let mut skipped = 0;
     for t in tasks {
@@ -115,8 +128,15 @@ async fn run() {
     let delivered = lags.len() as u64;
     let expected = clients as u64 * messages;
     lags.sort_unstable();
-    let pct = |q: f64| lags.get(((lags.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(0) as f64 / 1000.0;
-    println!("published {messages} messages in {publish_secs:.2} s; all clients done after {wall:.2} s");
+    let pct = |q: f64| {
+        lags.get(((lags.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    println!(
+        "published {messages} messages in {publish_secs:.2} s; all clients done after {wall:.2} s"
+    );
     println!(
         "delivered {delivered} of {expected} ({:.2} %), skipped (lagged) {skipped}; delivery rate {:.0} msg/s",
         delivered as f64 / expected as f64 * 100.0,

@@ -98,6 +98,8 @@ pub async fn start_with(
         .await?
         .unwrap_or_else(RiskLimits::default);
     store::modules::seed(&store).await?;
+    // A backtest that was running when the previous process died will never finish.
+    store::backtests::fail_interrupted(&store).await?;
     let state = AppState::new(
         store,
         config.clone(),

@@ -101,9 +101,21 @@ pub async fn seed(store: &Store) -> StoreResult<()> {
     Ok(())
 }
 
+/// A `modules` row joined with its config text.
+type ModuleRow = (
+    String,
+    String,
+    String,
+    String,
+    bool,
+    String,
+    i64,
+    Option<String>,
+);
+
 /// Every module with its config, by id.
 pub async fn list(store: &Store) -> StoreResult<Vec<Module>> {
-    let rows: Vec<(String, String, String, String, bool, String, i64, Option<String>)> = sqlx::query_as(
+    let rows: Vec<ModuleRow> = sqlx::query_as(
         "SELECT m.id, m.name, m.kind, m.description, m.enabled, m.status, m.updated_at, c.config FROM modules m LEFT JOIN module_configs c ON c.module_id = m.id ORDER BY m.id",
     )
     .fetch_all(store.pool())

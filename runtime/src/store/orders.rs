@@ -429,8 +429,12 @@ pub async fn record_fill(
     fee: f64,
     ts: i64,
 ) -> StoreResult<FillRecord> {
-    if !(quantity.is_finite() && quantity > 0.0 && price.is_finite() && price > 0.0)
-        || !(fee.is_finite() && fee >= 0.0)
+    if !(quantity.is_finite()
+        && quantity > 0.0
+        && price.is_finite()
+        && price > 0.0
+        && fee.is_finite()
+        && fee >= 0.0)
     {
         return Err(StoreError::Conflict(format!(
             "fill of order {order_id} needs a positive quantity and price and a non-negative fee, got {quantity} @ {price} fee {fee}"

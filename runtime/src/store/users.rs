@@ -313,11 +313,14 @@ pub enum RefreshUse {
     Unknown,
 }
 
+/// user_id, family, expires_at, used_at, revoked_at of a refresh token.
+type RefreshRow = (i64, String, i64, Option<i64>, Option<i64>);
+
 /// Consume a refresh token atomically: the first presentation wins; any later one revokes
 /// the token's whole family (rotation with reuse detection).
 pub async fn use_refresh_token(store: &Store, token_hash: &str) -> StoreResult<RefreshUse> {
     let mut tx = store.pool().begin().await?;
-    let row: Option<(i64, String, i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+    let row: Option<RefreshRow> = sqlx::query_as(
         "SELECT user_id, family, expires_at, used_at, revoked_at FROM refresh_tokens WHERE token_hash = ?",
     )
     .bind(token_hash)
