@@ -7,12 +7,12 @@
 //! extends the series. The summary columns of `assets` (last price, 24 h change, volume) are
 //! recomputed inside the same transaction, which keeps the read side to one small table.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, SqliteConnection};
 
@@ -134,6 +134,60 @@ pub async fn list_assets(store: &Store) -> StoreResult<Vec<Asset>> {
     Ok(sqlx::query_as::<_, Asset>(sqlx::AssertSqlSafe(sql.clone()))
         .fetch_all(store.pool())
         .await?)
+}
+
+/// How long [`list_assets_cached`] may serve a list without reading the table again. Imports
+/// made through this process invalidate it at once; an import by another process (`qtm data
+/// import` next to a running server) shows within this time.
+pub const ASSETS_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// The cached list of one database, and how many imports it has seen.
+#[derive(Default)]
+struct CachedAssets {
+    /// Bumped after every committed import, so a list read before it is not kept.
+    generation: u64,
+    list: Option<(Instant, Arc<Vec<Asset>>)>,
+}
+
+fn assets_cache() -> &'static RwLock<HashMap<String, CachedAssets>> {
+    static CACHE: OnceLock<RwLock<HashMap<String, CachedAssets>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+fn invalidate_assets(store: &Store) {
+    let mut cache = assets_cache().write().unwrap_or_else(|p| p.into_inner());
+    let entry = cache.entry(store.url().to_string()).or_default();
+    entry.generation += 1;
+    entry.list = None;
+}
+
+/// [`list_assets`] through a per-database cache. The market routes are read far more often than
+/// assets change (only imports change them), and the query round trip was most of the cost of
+/// `GET /api/market/assets`. In-memory databases are never cached: one URL names many of them.
+pub async fn list_assets_cached(store: &Store) -> StoreResult<Arc<Vec<Asset>>> {
+    if store.url().contains(":memory:") {
+        return Ok(Arc::new(list_assets(store).await?));
+    }
+    let generation = {
+        let cache = assets_cache().read().unwrap_or_else(|p| p.into_inner());
+        match cache.get(store.url()) {
+            Some(CachedAssets {
+                list: Some((read_at, list)),
+                ..
+            }) if read_at.elapsed() < ASSETS_CACHE_TTL => return Ok(list.clone()),
+            Some(c) => c.generation,
+            None => 0,
+        }
+    };
+    let read_at = Instant::now();
+    let assets = Arc::new(list_assets(store).await?);
+    let mut cache = assets_cache().write().unwrap_or_else(|p| p.into_inner());
+    let entry = cache.entry(store.url().to_string()).or_default();
+    // An import committed while this read ran: its result may predate it, so do not keep it.
+    if entry.generation == generation {
+        entry.list = Some((read_at, assets.clone()));
+    }
+    Ok(assets)
 }
 
 /// The asset `symbol` (exact, as stored: symbols are uppercase).
@@ -351,6 +405,7 @@ pub async fn import_csv(
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
+    invalidate_assets(store);
     Ok(ImportSummary {
         rows,
         new_bars: (bars_after - bars_before).max(0) as u64,
@@ -511,21 +566,25 @@ pub struct BarPage {
 /// Start of the bucket of `ts`. Buckets are aligned to the Unix epoch (UTC), except that whole
 /// weeks start on Monday 00:00 UTC rather than on the epoch's Thursday.
 pub fn bucket_start(ts: i64, interval_s: i64) -> i64 {
+    ts - (ts - bucket_origin(interval_s)).rem_euclid(interval_s)
+}
+
+/// A time at which a bucket of `interval_s` starts.
+fn bucket_origin(interval_s: i64) -> i64 {
     const FIRST_MONDAY: i64 = 4 * SECONDS_PER_DAY;
-    let origin = if interval_s % (7 * SECONDS_PER_DAY) == 0 {
+    if interval_s % (7 * SECONDS_PER_DAY) == 0 {
         FIRST_MONDAY
     } else {
         0
-    };
-    ts - (ts - origin).rem_euclid(interval_s)
+    }
 }
 
 /// The bars of `symbol` for `q` (the symbol must exist; see [`asset`]).
 ///
-/// Resampling streams the rows in time order and folds each bucket as it goes (open of the
-/// first bar, highest high, lowest low, close of the last bar, summed volume; the bucket's `ts`
-/// is its start), so memory stays at one page whatever the range. Only bars inside
-/// `[from, to]` count, so the first and last bucket can be partial.
+/// Resampling aggregates in SQL (open of the first bar, highest high, lowest low, close of the
+/// last bar, summed volume; the bucket's `ts` is its start, see [`bucket_start`]), so only the
+/// page's buckets leave SQLite, not every bar of the range. Only bars inside `[from, to]` count,
+/// so the first and last bucket can be partial.
 pub async fn bars(store: &Store, symbol: &str, q: BarQuery) -> StoreResult<BarPage> {
     let limit = q.limit.clamp(1, MAX_BARS);
     let from = q.from.unwrap_or(i64::MIN);
@@ -555,41 +614,39 @@ pub async fn bars(store: &Store, symbol: &str, q: BarQuery) -> StoreResult<BarPa
             page.bars = rows.into_iter().map(bar_of).collect();
         }
         Some(interval) => {
+            // `((x % i) + i) % i` is the floor remainder SQLite's truncating `%` lacks, so
+            // bucket starts match [`bucket_start`] for times before the origin too.
+            let origin = bucket_origin(interval);
             let mut rows = sqlx::query_as::<_, (i64, f64, f64, f64, f64, f64)>(
-                "SELECT ts, open, high, low, close, volume FROM price_history \
-                 WHERE symbol = ? AND ts >= ? AND ts <= ? ORDER BY ts",
+                "WITH b AS ( \
+                   SELECT ts - (((ts - ?) % ?) + ?) % ? AS start, MIN(ts) AS first_ts, \
+                          MAX(ts) AS last_ts, MAX(high) AS high, MIN(low) AS low, \
+                          SUM(volume) AS volume \
+                   FROM price_history WHERE symbol = ? AND ts >= ? AND ts <= ? \
+                   GROUP BY start ORDER BY start LIMIT ?) \
+                 SELECT b.start, o.open, b.high, b.low, c.close, b.volume FROM b \
+                 JOIN price_history o ON o.symbol = ? AND o.ts = b.first_ts \
+                 JOIN price_history c ON c.symbol = ? AND c.ts = b.last_ts \
+                 ORDER BY b.start",
             )
+            .bind(origin)
+            .bind(interval)
+            .bind(interval)
+            .bind(interval)
             .bind(symbol)
             .bind(from)
             .bind(to)
-            .fetch(store.pool());
-            let mut current: Option<Bar> = None;
-            while let Some(row) = rows.try_next().await? {
-                let b = bar_of(row);
-                let start = bucket_start(b.ts, interval);
-                match &mut current {
-                    Some(c) if c.ts == start => {
-                        c.high = c.high.max(b.high);
-                        c.low = c.low.min(b.low);
-                        c.close = b.close;
-                        c.volume += b.volume;
-                    }
-                    _ => {
-                        if let Some(done) = current.take() {
-                            page.bars.push(done);
-                        }
-                        if page.bars.len() == limit {
-                            page.truncated = true;
-                            page.next_from = Some(start);
-                            break;
-                        }
-                        current = Some(Bar { ts: start, ..b });
-                    }
-                }
+            .bind(limit as i64 + 1)
+            .bind(symbol)
+            .bind(symbol)
+            .fetch_all(store.pool())
+            .await?;
+            if rows.len() > limit {
+                page.truncated = true;
+                page.next_from = Some(rows[limit].0);
+                rows.truncate(limit);
             }
-            if let Some(done) = current {
-                page.bars.push(done);
-            }
+            page.bars = rows.into_iter().map(bar_of).collect();
         }
     }
     Ok(page)
@@ -709,6 +766,76 @@ mod tests {
         assert_eq!(a.name, "Euro / US dollar");
         assert_eq!(AssetClass::guess("BTCUSD"), AssetClass::Crypto);
         assert_eq!(AssetClass::guess("SPY"), AssetClass::Equity);
+    }
+
+    #[tokio::test]
+    async fn the_cached_list_follows_imports_at_once_and_other_writers_within_the_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&format!("sqlite://{}", dir.path().join("c.db").display()))
+            .await
+            .unwrap();
+        assert!(list_assets_cached(&s).await.unwrap().is_empty());
+        import_csv(&s, &data_file("goog_1d.csv"), &opts("GOOG"))
+            .await
+            .unwrap();
+        let listed = list_assets_cached(&s).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        // Another writer (as `qtm data import` in another process would be).
+        sqlx::query("UPDATE assets SET name = 'Alphabet'")
+            .execute(s.pool())
+            .await
+            .unwrap();
+        assert_eq!(list_assets_cached(&s).await.unwrap()[0].name, "GOOG");
+        tokio::time::sleep(ASSETS_CACHE_TTL + Duration::from_millis(50)).await;
+        assert_eq!(list_assets_cached(&s).await.unwrap()[0].name, "Alphabet");
+    }
+
+    #[tokio::test]
+    async fn sql_buckets_match_bucket_start_before_and_after_the_origin() {
+        let s = crate::store::test_store().await;
+        let mut csv = String::from("ts,open,high,low,close,volume\n");
+        let times: Vec<i64> = (0..40).map(|i| -10 * 86_400 + i * 43_200 + 7).collect();
+        for (i, ts) in times.iter().enumerate() {
+            let p = 100.0 + i as f64;
+            csv.push_str(&format!("{ts},{p},{},{},{p},{}\n", p + 1.0, p - 1.0, i + 1));
+        }
+        let (_dir, path) = fixture("neg.csv", &csv);
+        import_csv(&s, &path, &opts("NEG")).await.unwrap();
+        for interval in [3_600, 86_400, 3 * 86_400, 7 * 86_400] {
+            let page = bars(
+                &s,
+                "NEG",
+                BarQuery {
+                    from: None,
+                    to: None,
+                    interval_s: Some(interval),
+                    limit: MAX_BARS,
+                },
+            )
+            .await
+            .unwrap();
+            let mut want: Vec<Bar> = Vec::new();
+            for (i, &ts) in times.iter().enumerate() {
+                let p = 100.0 + i as f64;
+                let start = bucket_start(ts, interval);
+                match want.last_mut() {
+                    Some(w) if w.ts == start => {
+                        w.high = p + 1.0;
+                        w.close = p;
+                        w.volume += (i + 1) as f64;
+                    }
+                    _ => want.push(Bar {
+                        ts: start,
+                        open: p,
+                        high: p + 1.0,
+                        low: p - 1.0,
+                        close: p,
+                        volume: (i + 1) as f64,
+                    }),
+                }
+            }
+            assert_eq!(page.bars, want, "interval {interval}");
+        }
     }
 
     #[test]

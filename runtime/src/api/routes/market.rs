@@ -4,6 +4,8 @@
 //! Assets come from `qtm data import` (or [`crate::store::market::import_csv`]); the summary
 //! numbers are computed at import time, so these reads touch one small table.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -30,8 +32,19 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/api/market/assets", tag = "market",
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
     responses((status = 200, body = Vec<Asset>), (status = 401, body = ErrorBody)))]
-async fn list_assets(State(state): State<AppState>) -> ApiResult<ApiJson<Vec<Asset>>> {
-    Ok(ApiJson(market::list_assets(&state.store).await?))
+async fn list_assets(State(state): State<AppState>) -> ApiResult<ApiJson<SharedAssets>> {
+    Ok(ApiJson(SharedAssets(
+        market::list_assets_cached(&state.store).await?,
+    )))
+}
+
+/// The cached list, serialized without a copy.
+pub struct SharedAssets(Arc<Vec<Asset>>);
+
+impl Serialize for SharedAssets {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
 }
 
 /// One tile of the heatmap.
@@ -71,11 +84,11 @@ pub struct Heatmap {
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
     responses((status = 200, body = Heatmap), (status = 401, body = ErrorBody)))]
 async fn heatmap(State(state): State<AppState>) -> ApiResult<ApiJson<Heatmap>> {
-    let assets = market::list_assets(&state.store).await?;
-    Ok(ApiJson(build_heatmap(assets)))
+    let assets = market::list_assets_cached(&state.store).await?;
+    Ok(ApiJson(build_heatmap(&assets)))
 }
 
-fn build_heatmap(assets: Vec<Asset>) -> Heatmap {
+fn build_heatmap(assets: &[Asset]) -> Heatmap {
     let max_abs = assets
         .iter()
         .filter_map(|a| a.change_pct)
@@ -94,8 +107,8 @@ fn build_heatmap(assets: Vec<Asset>) -> Heatmap {
             _ => 0.0,
         };
         let tile = HeatmapTile {
-            symbol: a.symbol,
-            name: a.name,
+            symbol: a.symbol.clone(),
+            name: a.name.clone(),
             last_price: a.last_price,
             change_pct: a.change_pct,
             intensity,
@@ -104,7 +117,7 @@ fn build_heatmap(assets: Vec<Asset>) -> Heatmap {
         match groups.iter_mut().find(|g| g.asset_class == a.asset_class) {
             Some(g) => g.assets.push(tile),
             None => groups.push(HeatmapGroup {
-                asset_class: a.asset_class,
+                asset_class: a.asset_class.clone(),
                 avg_change_pct: None,
                 assets: vec![tile],
             }),
@@ -144,15 +157,15 @@ pub struct SymbolInfo {
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
     responses((status = 200, body = Vec<SymbolInfo>), (status = 401, body = ErrorBody)))]
 async fn list_symbols(State(state): State<AppState>) -> ApiResult<ApiJson<Vec<SymbolInfo>>> {
-    let assets = market::list_assets(&state.store).await?;
+    let assets = market::list_assets_cached(&state.store).await?;
     Ok(ApiJson(
         assets
-            .into_iter()
+            .iter()
             .map(|a| SymbolInfo {
-                symbol: a.symbol,
-                name: a.name,
-                asset_class: a.asset_class,
-                currency: a.currency,
+                symbol: a.symbol.clone(),
+                name: a.name.clone(),
+                asset_class: a.asset_class.clone(),
+                currency: a.currency.clone(),
             })
             .collect(),
     ))
