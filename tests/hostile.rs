@@ -164,7 +164,11 @@ fn log_spam_is_capped_and_counted_without_stopping_the_strategy() {
 
 #[test]
 fn huge_snapshot_is_refused_and_the_strategy_keeps_running() {
-    let sb = Sandbox::new(SandboxConfig::default()).unwrap();
+    // Building 8 MiB in a debug build on a loaded machine can take longer than the default
+    // deadline; this test is about the size cap, so the deadline must not be what stops it.
+    let mut config = SandboxConfig::default();
+    config.limits.deadline = Duration::from_secs(10);
+    let sb = Sandbox::new(config).unwrap();
     let mut bad = attack(&sb, "huge-snapshot");
     let e = bad.snapshot().unwrap_err();
     assert_eq!(

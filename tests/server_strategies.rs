@@ -27,6 +27,8 @@ async fn ws_connect(s: &TestServer, path: &str) -> Ws {
     ws
 }
 
+/// The next message, skipping the live engine's own events (`status`, `log`: tested in
+/// `live.rs`); these tests follow what the API announces.
 async fn next_json(ws: &mut Ws) -> Value {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(60), ws.next())
@@ -35,7 +37,11 @@ async fn next_json(ws: &mut Ws) -> Value {
             .expect("open")
             .expect("ok");
         if let Message::Text(t) = m {
-            return serde_json::from_str(&t).unwrap();
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if matches!(v["data"]["event"].as_str(), Some("status" | "log")) {
+                continue;
+            }
+            return v;
         }
     }
 }

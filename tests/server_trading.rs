@@ -895,7 +895,7 @@ async fn modules_toggle_and_configure_with_checked_settings() {
     );
     for (body, field) in [
         (json!({"config": {"speed": 0}}), "config.speed"),
-        (json!({"config": {"speed": 10001}}), "config.speed"),
+        (json!({"config": {"speed": 100000001}}), "config.speed"),
         (json!({"config": {"loop": 1}}), "config.loop"),
         (json!({"config": {"source": "kafka"}}), "config.source"),
         (json!({"config": {"symbols": "GOOG"}}), "config.symbols"),

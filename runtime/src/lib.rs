@@ -13,6 +13,7 @@ pub mod cli;
 pub mod engine;
 pub mod events;
 pub mod exchange;
+pub mod live;
 pub mod market;
 pub mod metrics;
 pub mod model;

@@ -53,6 +53,16 @@ impl Portfolio {
         }
     }
 
+    /// Track one more symbol: `symbols` is the old list with the new name appended.
+    pub fn add_symbol(&mut self, symbols: Arc<[String]>) {
+        debug_assert_eq!(symbols.len(), self.positions.len() + 1);
+        self.symbols = symbols;
+        self.positions.push(0.0);
+        self.avg_price.push(0.0);
+        self.marks.push(f64::NAN);
+        self.lots.push(VecDeque::new());
+    }
+
     /// Cash at the start.
     pub fn initial_cash(&self) -> f64 {
         self.initial_cash

@@ -12,7 +12,7 @@ THREADS=${QTM_WRK_THREADS:-1}
 PORT=${QTM_WRK_PORT:-18080}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 cargo build --release -p qtm-runtime
-Q=$PWD/target/release/qtm
+Q="${CARGO_TARGET_DIR:-$PWD/target}/release/qtm"
 tmp=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }

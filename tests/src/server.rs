@@ -41,6 +41,8 @@ impl TestServer {
             data_dir: crate::data_dir(),
             rate_limit_per_sec: 0,
             login_per_min: 0,
+            // Tests feed the live engine themselves unless they turn the replay on.
+            replay: false,
             ..ServerConfig::default()
         };
         config

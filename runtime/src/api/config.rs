@@ -43,6 +43,9 @@ pub struct ServerConfig {
     pub webhook_secrets: std::collections::BTreeMap<String, String>,
     /// Accepted clock difference for signed webhooks, in seconds (`QTM_WEBHOOK_WINDOW_SECS`).
     pub webhook_window_secs: i64,
+    /// Start the replay feed when its module is enabled (`QTM_REPLAY`, default true). Off, the
+    /// live engine still trades bars ingested over `POST /api/market`.
+    pub replay: bool,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             cache_dir: None,
             webhook_secrets: Default::default(),
             webhook_window_secs: 300,
+            replay: true,
         }
     }
 }
@@ -147,6 +151,9 @@ impl ServerConfig {
         }
         if let Some(v) = var("QTM_WEBHOOK_WINDOW_SECS") {
             self.webhook_window_secs = parse("QTM_WEBHOOK_WINDOW_SECS", &v)?;
+        }
+        if let Some(v) = var("QTM_REPLAY") {
+            self.replay = parse("QTM_REPLAY", &v)?;
         }
         for (key, value) in std::env::vars() {
             if let Some(source) = key.strip_prefix("QTM_WEBHOOK_SECRET_") {

@@ -44,6 +44,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::orders::router())
         .merge(routes::modules::router())
         .merge(routes::signals::router())
+        .merge(routes::live::router())
 }
 
 /// The whole HTTP application for `state`. Fails only if a route's access rule is malformed,

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -14,6 +15,7 @@ use super::config::ServerConfig;
 use super::hub::Topic;
 use super::state::AppState;
 use super::telemetry;
+use crate::live::{LiveConfig, LiveEngine, LiveEvent, ReplaySettings};
 use crate::risk::RiskLimits;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::store::{self, Store};
@@ -43,6 +45,7 @@ pub struct RunningServer {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
     ticker: JoinHandle<()>,
+    forwarder: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -53,6 +56,9 @@ impl RunningServer {
         }
         let _ = (&mut self.task).await;
         self.ticker.abort();
+        // Snapshots and everything the engine did are stored before the store closes.
+        self.state.live.shutdown().await;
+        self.forwarder.abort();
         self.state.store.close().await;
     }
 }
@@ -89,25 +95,30 @@ pub async fn start_with(
         }
         None => store::settings::get_or_insert(&store, "jwt_secret", || random_token("")).await?,
     };
-    let sandbox = Sandbox::new(SandboxConfig {
-        cache_dir: config.cache_dir.clone(),
-        ..SandboxConfig::default()
-    })
-    .map_err(|e| ServeError::Sandbox(e.to_string()))?;
+    let sandbox = Arc::new(
+        Sandbox::new(SandboxConfig {
+            cache_dir: config.cache_dir.clone(),
+            ..SandboxConfig::default()
+        })
+        .map_err(|e| ServeError::Sandbox(e.to_string()))?,
+    );
     let risk = store::risk::account_limits(&store)
         .await?
         .unwrap_or_else(RiskLimits::default);
     store::modules::seed(&store).await?;
     // A backtest that was running when the previous process died will never finish.
     store::backtests::fail_interrupted(&store).await?;
+    let live = start_live(&store, &sandbox, &risk, config.replay).await?;
     let state = AppState::new(
         store,
         config.clone(),
         JwtKeys::new(secret.as_bytes()),
         sandbox,
+        live,
         risk,
         telemetry::prometheus(),
     );
+    let forwarder = spawn_live_forwarder(state.clone());
     let app = super::app(state.clone()).map_err(ServeError::Setup)?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -138,6 +149,7 @@ pub async fn start_with(
             shutdown: Some(tx),
             task,
             ticker,
+            forwarder,
         },
         bootstrap,
     ))
@@ -211,6 +223,84 @@ fn spawn_health_ticker(state: AppState) -> JoinHandle<()> {
             }
             let status = super::routes::system::snapshot(&state).await;
             state.hub.publish(Topic::SystemHealth, None, &status);
+        }
+    })
+}
+
+/// Start the live engine with the `live-engine` module's settings, and the replay feed when
+/// its module is enabled (and `replay` allows it).
+async fn start_live(
+    store: &Store,
+    sandbox: &Arc<Sandbox>,
+    limits: &RiskLimits,
+    replay: bool,
+) -> Result<LiveEngine, ServeError> {
+    let engine_module = store::modules::get(store, "live-engine").await?;
+    let mut config = LiveConfig {
+        limits: limits.clone(),
+        ..LiveConfig::default()
+    };
+    if let Some(c) = engine_module
+        .config
+        .get("initial_cash")
+        .and_then(|v| v.as_f64())
+    {
+        config.initial_cash = c;
+    }
+    if let Some(s) = engine_module
+        .config
+        .get("snapshot_every_secs")
+        .and_then(|v| v.as_f64())
+    {
+        config.snapshot_every_secs = s;
+    }
+    let live = LiveEngine::start(store.clone(), sandbox.clone(), config)
+        .await
+        .map_err(|e| ServeError::Setup(format!("live engine: {e}")))?;
+    let feed = store::modules::get(store, "replay-feed").await?;
+    if replay && feed.enabled {
+        let settings: ReplaySettings = serde_json::from_value(feed.config.clone())
+            .map_err(|e| ServeError::Setup(format!("replay-feed settings: {e}")))?;
+        if let Err(e) = live.start_replay(&settings).await {
+            tracing::warn!(error = %e, "the replay feed did not start");
+        }
+    }
+    Ok(live)
+}
+
+/// Publish what the live engine stored on the WebSocket streams: bars on `market-data`
+/// (keyed by symbol), orders, fills and positions on `trades`, equity on `pnl`, alerts on
+/// `risk-alerts`, status changes and logs on `strategy-updates` (keyed by strategy id).
+fn spawn_live_forwarder(state: AppState) -> JoinHandle<()> {
+    let mut rx = state.live.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let event = match rx.recv().await {
+                Ok(e) => e,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(skipped = n, "live events skipped by the stream forwarder");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            let (topic, key) = match &*event {
+                LiveEvent::Bar { symbol, .. } => (Topic::MarketData, Some(symbol.clone())),
+                LiveEvent::Order { strategy_id, .. }
+                | LiveEvent::Fill { strategy_id, .. }
+                | LiveEvent::Position { strategy_id, .. } => {
+                    (Topic::Trades, Some(strategy_id.to_string()))
+                }
+                LiveEvent::Equity { strategy_id, .. } => {
+                    (Topic::Pnl, Some(strategy_id.to_string()))
+                }
+                LiveEvent::RiskAlert { strategy_id, .. } => {
+                    (Topic::RiskAlerts, Some(strategy_id.to_string()))
+                }
+                LiveEvent::Status { strategy_id, .. } | LiveEvent::Log { strategy_id, .. } => {
+                    (Topic::StrategyUpdates, Some(strategy_id.to_string()))
+                }
+            };
+            state.hub.publish(topic, key, &*event);
         }
     })
 }

@@ -14,6 +14,7 @@ use super::auth::cache::UserCache;
 use super::auth::jwt::JwtKeys;
 use super::config::ServerConfig;
 use super::hub::Hub;
+use crate::live::LiveEngine;
 use crate::risk::RiskLimits;
 use crate::sandbox::Sandbox;
 use crate::store::Store;
@@ -30,7 +31,9 @@ pub struct Inner {
     pub started: Instant,
     pub hub: Hub,
     /// Checks and describes uploaded components (the upload gate), and runs backtests.
-    pub sandbox: Sandbox,
+    pub sandbox: Arc<Sandbox>,
+    /// The live paper engine: enabled strategies trade here.
+    pub live: LiveEngine,
     /// Account-level risk limits in force; `PUT /api/risk/parameters` replaces them.
     pub risk: RwLock<RiskLimits>,
     /// Prometheus exposition of the process's metrics.
@@ -55,7 +58,8 @@ impl AppState {
         store: Store,
         config: ServerConfig,
         jwt: JwtKeys,
-        sandbox: Sandbox,
+        sandbox: Arc<Sandbox>,
+        live: LiveEngine,
         risk: RiskLimits,
         metrics: PrometheusHandle,
     ) -> Self {
@@ -75,6 +79,7 @@ impl AppState {
             started: Instant::now(),
             hub: Hub::new(),
             sandbox,
+            live,
             risk: RwLock::new(risk),
             metrics,
             users: UserCache::default(),

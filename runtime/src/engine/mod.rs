@@ -187,6 +187,72 @@ impl<'s> Engine<'s> {
         self.slots[account].book.all_trades()
     }
 
+    /// The engine id of symbol `name`.
+    pub fn symbol_id(&self, name: &str) -> Option<usize> {
+        self.symbols.iter().position(|s| s == name)
+    }
+
+    /// The engine id of symbol `name`, adding it (live feeds meet new symbols) when missing.
+    pub fn add_symbol(&mut self, name: &str) -> usize {
+        if let Some(id) = self.symbol_id(name) {
+            return id;
+        }
+        let mut names = self.symbols.to_vec();
+        names.push(name.to_string());
+        self.symbols = names.into();
+        self.history.push(VecDeque::new());
+        for slot in &mut self.slots {
+            slot.local.push(None);
+            slot.book.add_symbol(self.symbols.clone());
+        }
+        self.symbols.len() - 1
+    }
+
+    /// The engine's symbols, by engine id.
+    pub fn symbols(&self) -> &[String] {
+        &self.symbols
+    }
+
+    /// Number of accounts (strategies ever added; stopped ones keep their id).
+    pub fn accounts(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// An account's book, to seed it with positions carried over from a previous run.
+    pub fn portfolio_mut(&mut self, account: usize) -> &mut Portfolio {
+        &mut self.slots[account].book
+    }
+
+    /// The strategy of an account (snapshots, statistics).
+    pub fn runner_mut(&mut self, account: usize) -> &mut dyn StrategyRunner {
+        self.slots[account].runner.as_mut()
+    }
+
+    /// Put `runner` in place of an account's strategy between two events and return the old
+    /// one. The caller carries state over (snapshot → restore) before calling this. Bars the
+    /// old strategy holds in a loaded run are dropped with it, so the next bar starts a new run.
+    pub fn replace_runner(
+        &mut self,
+        account: usize,
+        runner: Box<dyn StrategyRunner>,
+    ) -> Box<dyn StrategyRunner> {
+        let slot = &mut self.slots[account];
+        slot.resumable = false;
+        slot.run.clear();
+        slot.pos = 0;
+        std::mem::replace(&mut slot.runner, runner)
+    }
+
+    /// Log lines written since the last call (bar time, level, text).
+    pub fn take_logs(&mut self, account: usize) -> Vec<(i64, LogLevel, String)> {
+        std::mem::take(&mut self.slots[account].logs)
+    }
+
+    /// Stop a strategy that is being switched off (not a risk halt): cancels its orders.
+    pub fn retire(&mut self, account: usize, reason: &str, ts: i64) {
+        self.stop_slot(account, StrategyState::Disabled, reason, ts);
+    }
+
     /// Halt a strategy by hand (kill switch): cancels its orders.
     pub fn halt(&mut self, account: usize, reason: &str, ts: i64) {
         let slot = &mut self.slots[account];

@@ -2,7 +2,7 @@
 //! built-ins and benchmarks.
 
 use crate::model::{Bar, Fill};
-use crate::sandbox::{BarBatch, SandboxError, StrategyHost, StrategyInstance};
+use crate::sandbox::{BarBatch, InstanceStats, SandboxError, StrategyHost, StrategyInstance};
 
 /// A strategy as the engine sees it. Errors are the reason the strategy was stopped.
 pub trait StrategyRunner: Send {
@@ -27,6 +27,18 @@ pub trait StrategyRunner: Send {
     /// Handle loaded bars up to and including the first one it acted on; returns the count.
     fn resume(&mut self, _host: &mut dyn StrategyHost) -> Result<u32, String> {
         Err("batches are not supported".into())
+    }
+    /// The strategy's state, for a hot swap, a clone or crash recovery.
+    fn snapshot(&mut self) -> Result<Vec<u8>, String> {
+        Err("snapshots are not supported".into())
+    }
+    /// Take over state from [`StrategyRunner::snapshot`].
+    fn restore(&mut self, _state: &[u8]) -> Result<(), String> {
+        Err("snapshots are not supported".into())
+    }
+    /// Sandbox accounting (calls, fuel, traps), when the strategy runs in the sandbox.
+    fn stats(&self) -> Option<InstanceStats> {
+        None
     }
 }
 
@@ -62,5 +74,14 @@ impl StrategyRunner for StrategyInstance {
     }
     fn resume(&mut self, host: &mut dyn StrategyHost) -> Result<u32, String> {
         StrategyInstance::resume(self, host).map_err(reason)
+    }
+    fn snapshot(&mut self) -> Result<Vec<u8>, String> {
+        StrategyInstance::snapshot(self).map_err(reason)
+    }
+    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        StrategyInstance::restore(self, state).map_err(reason)
+    }
+    fn stats(&self) -> Option<InstanceStats> {
+        Some(StrategyInstance::stats(self))
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod backtests;
+pub mod live;
 pub mod market;
 pub mod modules;
 pub mod orders;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
 use super::{Store, StoreError, StoreResult, now};
-use crate::model::Side;
+use crate::model::{OrderKind, OrderRequest, Quantity, Side, TimeInForce};
 use crate::portfolio::Portfolio;
 
 /// Account of orders placed by hand through the API.
@@ -98,6 +98,55 @@ pub struct NewOrder {
     pub status: String,
     pub reason: Option<String>,
     pub tag: Option<String>,
+}
+
+impl NewOrder {
+    /// An accepted order of `account` as a strategy or client asked for it. Quantities that
+    /// are fractions of equity are stored as given (the fill says how many units they were).
+    pub fn from_request(account: &str, user: Option<i64>, r: &OrderRequest) -> NewOrder {
+        let (order_type, limit_price, stop_price) = match r.kind {
+            OrderKind::Market => ("market", None, None),
+            OrderKind::Limit(p) => ("limit", Some(p), None),
+            OrderKind::Stop(p) => ("stop", None, Some(p)),
+            OrderKind::StopLimit { stop, limit } => ("stop_limit", Some(limit), Some(stop)),
+            OrderKind::TrailingStop(_) => ("trailing_stop", None, None),
+        };
+        let quantity = match r.quantity {
+            Quantity::Units(q) => q,
+            Quantity::EquityFraction(q) | Quantity::TargetPercent(q) => q,
+        };
+        NewOrder {
+            account: account.to_string(),
+            instance_id: None,
+            user_id: user,
+            symbol: r.symbol.clone(),
+            side: side_str(r.side).to_string(),
+            order_type: order_type.to_string(),
+            quantity,
+            limit_price,
+            stop_price,
+            time_in_force: match r.time_in_force {
+                TimeInForce::Gtc => "gtc",
+                TimeInForce::Day => "day",
+                TimeInForce::Ioc => "ioc",
+                TimeInForce::Fok => "fok",
+            }
+            .to_string(),
+            take_profit: r.take_profit,
+            stop_loss: r.stop_loss,
+            status: status::ACCEPTED.to_string(),
+            reason: None,
+            tag: r.tag.clone(),
+        }
+    }
+}
+
+/// `buy` or `sell`.
+pub fn side_str(side: Side) -> &'static str {
+    match side {
+        Side::Buy => "buy",
+        Side::Sell => "sell",
+    }
 }
 
 const ORDER_COLUMNS: &str = "id, account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, filled_qty, avg_price, reason, tag, created_at, updated_at";

@@ -3,6 +3,7 @@
 //! [`crate::api::auth::access`]).
 
 pub mod backtests;
+pub mod live;
 pub mod market;
 pub mod modules;
 pub mod orders;

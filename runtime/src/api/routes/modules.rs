@@ -78,8 +78,30 @@ async fn toggle(
     let req: ToggleRequest = optional_body(&body)?;
     let enabled = req.enabled.unwrap_or(!current.enabled);
     let module = store::modules::set_enabled(&state.store, &id, enabled).await?;
+    apply_feed(&state, &module).await?;
     announce(&state, "module_toggled", &module, &p.username);
     Ok(ApiJson(module))
+}
+
+/// Start, restart or stop the replay feed to match its module.
+async fn apply_feed(state: &AppState, module: &Module) -> ApiResult<()> {
+    if module.id != "replay-feed" || !state.config.replay {
+        return Ok(());
+    }
+    if module.enabled {
+        let settings: crate::live::ReplaySettings = serde_json::from_value(module.config.clone())
+            .map_err(|e| {
+            ApiError::validation("config", format!("replay-feed settings: {e}"))
+        })?;
+        state
+            .live
+            .start_replay(&settings)
+            .await
+            .map_err(super::strategies::live_error)?;
+    } else {
+        state.live.stop_feed("replay-feed");
+    }
+    Ok(())
 }
 
 /// New settings: `{"config": {...}}` (or the settings object itself). Only the keys given
@@ -120,7 +142,8 @@ fn rules(kind: &str) -> &'static [(&'static str, Rule)] {
                 "speed",
                 Rule::Number {
                     min_exclusive: 0.0,
-                    max: 10_000.0,
+                    // Daily bars need large factors to move at all (1e6: a day in 0.09 s).
+                    max: 100_000_000.0,
                 },
             ),
             ("loop", Rule::Bool),
@@ -267,6 +290,9 @@ async fn configure(
     let module =
         store::modules::set_config(&state.store, &id, &Value::Object(config), Some(p.user_id))
             .await?;
+    if module.enabled {
+        apply_feed(&state, &module).await?;
+    }
     announce(&state, "module_configured", &module, &p.username);
     Ok(ApiJson(module))
 }
@@ -293,10 +319,10 @@ mod tests {
             Err("config.speed".into())
         );
         assert_eq!(
-            check("feed", json!({"speed": 10000.5})),
+            check("feed", json!({"speed": 100000000.5})),
             Err("config.speed".into())
         );
-        assert!(check("feed", json!({"speed": 10000})).is_ok());
+        assert!(check("feed", json!({"speed": 100000000})).is_ok());
         assert_eq!(
             check("feed", json!({"loop": "yes"})),
             Err("config.loop".into())

@@ -212,51 +212,6 @@ fn to_request(o: &PlaceOrder) -> ApiResult<OrderRequest> {
     Ok(request)
 }
 
-fn side_str(side: Side) -> &'static str {
-    match side {
-        Side::Buy => "buy",
-        Side::Sell => "sell",
-    }
-}
-
-fn new_order(account: &str, user: Option<i64>, r: &OrderRequest) -> NewOrder {
-    let (order_type, limit_price, stop_price) = match r.kind {
-        OrderKind::Market => ("market", None, None),
-        OrderKind::Limit(p) => ("limit", Some(p), None),
-        OrderKind::Stop(p) => ("stop", None, Some(p)),
-        OrderKind::StopLimit { stop, limit } => ("stop_limit", Some(limit), Some(stop)),
-        // Not offered by the API; stored by name should the engine ever hand one over.
-        OrderKind::TrailingStop(_) => ("trailing_stop", None, None),
-    };
-    let quantity = match r.quantity {
-        Quantity::Units(q) => q,
-        Quantity::EquityFraction(q) | Quantity::TargetPercent(q) => q,
-    };
-    NewOrder {
-        account: account.to_string(),
-        instance_id: None,
-        user_id: user,
-        symbol: r.symbol.clone(),
-        side: side_str(r.side).to_string(),
-        order_type: order_type.to_string(),
-        quantity,
-        limit_price,
-        stop_price,
-        time_in_force: match r.time_in_force {
-            TimeInForce::Gtc => "gtc",
-            TimeInForce::Day => "day",
-            TimeInForce::Ioc => "ioc",
-            TimeInForce::Fok => "fok",
-        }
-        .to_string(),
-        take_profit: r.take_profit,
-        stop_loss: r.stop_loss,
-        status: status::ACCEPTED.to_string(),
-        reason: None,
-        tag: r.tag.clone(),
-    }
-}
-
 // ---- the risk check -----------------------------------------------------------------------
 
 /// The stored account as the engine's risk check sees it.
@@ -431,14 +386,14 @@ pub(crate) async fn place(
             "trading is halted by the kill switch ({}); an admin must POST /api/risk/resume",
             h.reason
         );
-        let mut o = new_order(account, Some(caller.user_id), &request);
+        let mut o = NewOrder::from_request(account, Some(caller.user_id), &request);
         o.status = status::REJECTED.into();
         o.reason = Some(reason.clone());
         let stored = store::orders::insert(&state.store, &o).await?;
         return Err(refuse(state, &request.symbol, &reason, Some(stored.id)).await?);
     }
     let verdict = risk_check(state, account, &request, units, None).await?;
-    let mut o = new_order(account, Some(caller.user_id), &request);
+    let mut o = NewOrder::from_request(account, Some(caller.user_id), &request);
     if let Err(reason) = &verdict {
         o.status = status::REJECTED.into();
         o.reason = Some(reason.clone());

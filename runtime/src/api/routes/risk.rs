@@ -618,11 +618,24 @@ async fn halt(
     };
     let _serial = ORDER_GATE.lock().await;
     let h = store::risk::halt(&state.store, ACCOUNT, &reason, Some(p.user_id)).await?;
+    // Live strategies stop first, so none places an order after the sweep below.
+    let halted_live = state
+        .live
+        .halt(None, &h.reason)
+        .await
+        .map_err(super::strategies::live_error)?;
+    state
+        .live
+        .flush()
+        .await
+        .map_err(super::strategies::live_error)?;
     let cancelled = store::orders::cancel_all_working(&state.store, "kill switch").await?;
     let message = format!(
-        "{}; {} working order(s) cancelled",
+        "{}; {} working order(s) cancelled, {} live strateg{} halted",
         h.reason,
-        cancelled.len()
+        cancelled.len(),
+        halted_live.len(),
+        if halted_live.len() == 1 { "y" } else { "ies" }
     );
     let alert =
         store::risk::add_alert(&state.store, ACCOUNT, "kill_switch", &message, None).await?;

@@ -24,6 +24,7 @@ use crate::api::auth::access::Caller;
 use crate::api::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::api::hub::Topic;
 use crate::api::state::AppState;
+use crate::live::LiveError;
 use crate::model::{Param, ParamKind, ParamSpec, ParamValue, StrategyInfo};
 use crate::sandbox::{SandboxError, StrategyCode};
 use crate::store::{
@@ -49,6 +50,25 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 // ---------------------------------------------------------------------------------------------
 // Shared with the backtest routes: parameters, symbols, loading stored components.
+
+/// A live-engine refusal as an API error: what is wrong with the strategy is a 422, a
+/// strategy that is not running a 409.
+pub(crate) fn live_error(e: LiveError) -> ApiError {
+    match e {
+        LiveError::Store(e) => e.into(),
+        LiveError::NotRunning(_) | LiveError::AlreadyRunning(_) => {
+            ApiError::conflict(e.to_string())
+        }
+        LiveError::Stopped => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+        LiveError::UnknownSymbol(_) => ApiError::validation("symbols", e.to_string()),
+        LiveError::BadBar(_) => ApiError::validation("bars", e.to_string()),
+        LiveError::Refused(_) => ApiError::validation("strategy", e.to_string()),
+    }
+}
 
 /// The `describe` output stored with a version, decoded.
 pub(crate) fn info_of(version: &Version) -> ApiResult<StrategyInfo> {
@@ -226,7 +246,7 @@ async fn check_configuration(
         })
 }
 
-fn publish(state: &AppState, strategy_id: i64, data: Value) {
+pub(crate) fn publish(state: &AppState, strategy_id: i64, data: Value) {
     state
         .hub
         .publish(Topic::StrategyUpdates, Some(strategy_id.to_string()), &data);
@@ -688,6 +708,18 @@ async fn clone_strategy(
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<CloneRequest>,
 ) -> ApiResult<(StatusCode, ApiJson<StrategyView>)> {
+    let record = make_clone(&state, &p, id, req).await?;
+    Ok((StatusCode::CREATED, ApiJson(view(record, None))))
+}
+
+/// Store a clone of strategy `id` (its current version, configured like it except for what
+/// `req` changes) and announce it.
+pub(crate) async fn make_clone(
+    state: &AppState,
+    p: &crate::api::auth::Principal,
+    id: i64,
+    req: CloneRequest,
+) -> ApiResult<StrategyRecord> {
     let source = store::strategies::get(&state.store, id).await?;
     let info = info_of(&source.current_version)?;
     let name = match &req.name {
@@ -702,7 +734,7 @@ async fn clone_strategy(
     let symbols = req.symbols.unwrap_or(source.instance.symbols.clone());
     check_symbols("symbols", &symbols)?;
     if req.params.is_some() {
-        check_configuration(&state, source.current_version.id, &params, &symbols).await?;
+        check_configuration(state, source.current_version.id, &params, &symbols).await?;
     }
     let v = &source.current_version;
     let component = store::strategies::component(&state.store, v.id).await?;
@@ -728,12 +760,12 @@ async fn clone_strategy(
     .await?;
     let new_id = record.strategy.id;
     publish(
-        &state,
+        state,
         new_id,
         json!({"event": "strategy.created", "strategy_id": new_id, "name": name, "version": 1,
                "cloned_from": id, "by": p.username}),
     );
-    Ok((StatusCode::CREATED, ApiJson(view(record, None))))
+    Ok(record)
 }
 
 /// Parameters and symbols for the default instance.
@@ -802,6 +834,11 @@ async fn enable_strategy(
             ),
         ));
     }
+    // Start it live first: a version or configuration the engine refuses stays disabled.
+    match state.live.enable(id).await {
+        Ok(()) | Err(LiveError::AlreadyRunning(_)) => {}
+        Err(e) => return Err(live_error(e)),
+    }
     let instance = store::strategies::set_status(&state.store, id, "enabled", None).await?;
     publish(
         &state,
@@ -822,6 +859,15 @@ async fn disable_strategy(
     Caller(p): Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ApiJson<Instance>> {
+    store::strategies::strategy(&state.store, id).await?;
+    match state
+        .live
+        .disable(id, &format!("disabled by {}", p.username))
+        .await
+    {
+        Ok(()) | Err(LiveError::NotRunning(_)) => {}
+        Err(e) => return Err(live_error(e)),
+    }
     let instance = store::strategies::set_status(&state.store, id, "disabled", None).await?;
     publish(
         &state,
@@ -861,6 +907,7 @@ async fn delete_strategy(
     let kept = store::backtests::list(&state.store, Some(id), i64::MAX)
         .await?
         .len();
+    let _ = state.live.disable(id, "strategy deleted").await;
     store::strategies::delete(&state.store, id).await?;
     publish(
         &state,
@@ -885,13 +932,14 @@ pub struct Performance {
     pub best_by_sharpe: Option<BacktestBrief>,
     /// Every backtest, newest first (at most 200).
     pub runs: Vec<BacktestBrief>,
-    /// Live PnL: not available until the live engine runs strategies.
+    /// Live figures while the live engine runs the strategy (equity, cash, `pnl` against the
+    /// paper account's starting capital, bars, calls, fuel, traps, orders); null otherwise.
     #[schema(value_type = Option<Object>)]
     pub live: Option<Value>,
     pub live_note: String,
 }
 
-/// Backtest metrics of a strategy; `live` is null until the live engine runs strategies.
+/// Backtest metrics of a strategy, and its live figures while it runs live.
 #[utoipa::path(get, path = "/api/strategies/{id}/performance", tag = "strategies",
     params(("id" = i64, Path, description = "strategy id")),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
@@ -916,13 +964,33 @@ async fn strategy_performance(
                 .unwrap_or(std::cmp::Ordering::Equal)
         })
         .cloned();
+    let running = state
+        .live
+        .status()
+        .await
+        .map_err(live_error)?
+        .into_iter()
+        .find(|i| i.strategy_id == id);
+    let (live, live_note) = match running {
+        Some(i) => {
+            let pnl = i.equity - state.live.config().initial_cash;
+            let mut v = serde_json::to_value(&i).map_err(ApiError::internal)?;
+            v["pnl"] = json!(pnl);
+            (Some(v), "running in the live engine (paper)".to_string())
+        }
+        None => (
+            None,
+            "not running in the live engine: enable it to trade it live; these are backtest results"
+                .to_string(),
+        ),
+    };
     Ok(ApiJson(Performance {
         strategy_id: id,
         latest,
         best_by_sharpe,
         runs,
-        live: None,
-        live_note: "live PnL arrives with the live engine; these are backtest results".into(),
+        live,
+        live_note,
     }))
 }
 

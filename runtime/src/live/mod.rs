@@ -1,0 +1,697 @@
+//! Live paper trading: the engine core of the backtest driven by wall-clock feeds.
+//!
+//! One thread owns the [`Engine`](crate::engine::Engine) and handles, in order, bars from the
+//! feeds and commands (enable, disable, swap, clone, halt). Swaps and clones happen between two
+//! bars, so every bar reaches each instance exactly once. What the engine publishes goes to a
+//! recorder task that writes it to the store (each fill with its order and position in one
+//! transaction) and only then broadcasts it as a [`LiveEvent`]; the feed's per-symbol cursor
+//! moves once the effects of a bar are stored, so a restart resumes after the last stored bar.
+//! Slow or trapping strategies cost only their own fuel and deadline: they run one after the
+//! other in the engine thread, each bounded by the sandbox.
+//!
+//! Compiling a new version (the slow part of a swap) runs off the engine thread; the engine
+//! pauses only for snapshot → restore → replace.
+
+mod feed;
+mod instances;
+mod record;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, oneshot, watch};
+
+pub use feed::{Feed, FeedOut, FeedTask, ReplayFeed};
+
+use crate::engine::EngineConfig;
+use crate::model::{Bar, LogLevel};
+use crate::risk::RiskLimits;
+use crate::sandbox::Sandbox;
+use crate::store::{self, Store, StoreError};
+use worker::Command;
+
+/// Settings of the live engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LiveConfig {
+    /// Fill rules and costs, as in a backtest (one bar at a time: no batches live).
+    pub engine: EngineConfig,
+    /// Starting capital of each instance's paper account.
+    pub initial_cash: f64,
+    /// How often every running instance's state is snapshotted to the store.
+    pub snapshot_every_secs: f64,
+    /// Pre-trade limits and kill switches applied to every instance.
+    pub limits: RiskLimits,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            engine: EngineConfig {
+                batch: false,
+                ..EngineConfig::default()
+            },
+            initial_cash: 100_000.0,
+            snapshot_every_secs: 30.0,
+            limits: RiskLimits::default(),
+        }
+    }
+}
+
+/// Why a live operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The engine thread is gone (shut down).
+    #[error("the live engine is not running")]
+    Stopped,
+    /// A symbol the engine does not trade.
+    #[error(
+        "symbol {0:?} is not traded by the live engine (symbols come from the assets in the database when it starts)"
+    )]
+    UnknownSymbol(String),
+    /// The strategy is not running live.
+    #[error("strategy {0} is not running live: enable it first")]
+    NotRunning(i64),
+    /// The strategy already runs live.
+    #[error("strategy {0} is already running live")]
+    AlreadyRunning(i64),
+    /// The strategy (code, configuration or state) refused to start or swap.
+    #[error("{0}")]
+    Refused(String),
+    /// A bar that is not a bar.
+    #[error("{0}")]
+    BadBar(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What clients see of the live engine, published after it is stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LiveEvent {
+    /// A bar entered the engine; `seq` counts the bars of `symbol` from 1.
+    Bar { symbol: String, seq: u64, bar: Bar },
+    /// An order a strategy placed (`accepted`) or the risk engine refused (`rejected`), or
+    /// one that was cancelled.
+    Order {
+        strategy_id: i64,
+        order_id: i64,
+        symbol: String,
+        side: String,
+        quantity: f64,
+        order_type: String,
+        status: String,
+        reason: Option<String>,
+        ts: i64,
+    },
+    /// An execution, with the trade (position) it belongs to.
+    Fill {
+        strategy_id: i64,
+        order_id: i64,
+        fill_id: i64,
+        position_id: Option<i64>,
+        symbol: String,
+        side: String,
+        quantity: f64,
+        price: f64,
+        fee: f64,
+        ts: i64,
+    },
+    /// A position after a fill.
+    Position {
+        strategy_id: i64,
+        symbol: String,
+        quantity: f64,
+        avg_price: f64,
+        ts: i64,
+    },
+    /// An instance's equity after the bars of a batch.
+    Equity {
+        strategy_id: i64,
+        ts: i64,
+        equity: f64,
+        cash: f64,
+    },
+    RiskAlert {
+        strategy_id: i64,
+        kind: String,
+        message: String,
+        ts: i64,
+    },
+    /// An instance started, stopped, was halted, trapped, swapped or cloned.
+    Status {
+        strategy_id: i64,
+        status: String,
+        reason: String,
+        version: Option<i64>,
+        pause_us: Option<f64>,
+    },
+    /// A line the strategy logged.
+    Log {
+        strategy_id: i64,
+        ts: i64,
+        level: LogLevel,
+        message: String,
+    },
+}
+
+impl LiveEvent {
+    /// The strategy the event is about, if any.
+    pub fn strategy_id(&self) -> Option<i64> {
+        match self {
+            LiveEvent::Bar { .. } => None,
+            LiveEvent::Order { strategy_id, .. }
+            | LiveEvent::Fill { strategy_id, .. }
+            | LiveEvent::Position { strategy_id, .. }
+            | LiveEvent::Equity { strategy_id, .. }
+            | LiveEvent::RiskAlert { strategy_id, .. }
+            | LiveEvent::Status { strategy_id, .. }
+            | LiveEvent::Log { strategy_id, .. } => Some(*strategy_id),
+        }
+    }
+}
+
+/// A running instance as the engine sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LiveInstance {
+    pub strategy_id: i64,
+    pub instance_id: i64,
+    /// Version number it runs.
+    pub version: i64,
+    pub symbols: Vec<String>,
+    /// `running`, `halted` or `disabled` (trapped; the reason says why).
+    pub state: String,
+    pub reason: Option<String>,
+    pub equity: f64,
+    pub cash: f64,
+    /// Bars delivered to it since it started in this process.
+    pub bars: u64,
+    /// Sandbox accounting: calls, fuel, traps.
+    pub calls: u64,
+    pub fuel: u64,
+    pub traps: u64,
+    pub orders: u64,
+}
+
+/// The outcome of a hot swap.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SwapOutcome {
+    pub strategy_id: i64,
+    pub from_version: i64,
+    pub to_version: i64,
+    /// How long the engine stood still: snapshot → restore → replace, microseconds.
+    pub pause_us: f64,
+    /// Time to load and instantiate the new version, off the engine thread, milliseconds.
+    pub prepare_ms: f64,
+}
+
+/// How a clone starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CloneStart {
+    /// A new instance with no state.
+    Fresh,
+    /// The source's state at the moment of the clone.
+    FromSnapshot,
+}
+
+/// Settings of the replay feed module.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplaySettings {
+    /// Symbols to replay (all assets when empty).
+    pub symbols: Vec<String>,
+    /// Recorded time per wall time.
+    pub speed: f64,
+    #[serde(rename = "loop")]
+    pub looped: bool,
+}
+
+impl Default for ReplaySettings {
+    fn default() -> Self {
+        Self {
+            symbols: Vec::new(),
+            speed: 60.0,
+            looped: true,
+        }
+    }
+}
+
+/// The live engine: a cheap handle on the engine thread, the recorder and the feeds.
+#[derive(Clone)]
+pub struct LiveEngine(Arc<Shared>);
+
+struct Shared {
+    commands: std::sync::mpsc::Sender<Command>,
+    events: broadcast::Sender<Arc<LiveEvent>>,
+    symbols: Arc<[String]>,
+    store: Store,
+    sandbox: Arc<Sandbox>,
+    config: LiveConfig,
+    feeds: Mutex<HashMap<String, watch::Sender<bool>>>,
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Events buffered per subscriber of [`LiveEngine::subscribe`].
+pub const EVENT_CAPACITY: usize = 8192;
+
+impl LiveEngine {
+    /// Start the engine over the symbols in the store, resume the instances that were enabled
+    /// (from their last snapshot, with their stored positions; resting orders of the previous
+    /// run are cancelled, since the paper exchange that held them is gone), and continue every
+    /// symbol's sequence numbers after its stored cursor.
+    pub async fn start(
+        store: Store,
+        sandbox: Arc<Sandbox>,
+        config: LiveConfig,
+    ) -> Result<LiveEngine, LiveError> {
+        let symbols: Arc<[String]> = store::live::symbols(&store).await?.into();
+        let cursors = store::live::cursors(&store).await?;
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (records, records_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (commands, commands_rx) = std::sync::mpsc::channel();
+        let stored_seq = cursors
+            .iter()
+            .map(|(s, c)| (s.clone(), c.seq.max(0) as u64))
+            .collect();
+        let worker = worker::spawn(
+            config.clone(),
+            symbols.to_vec(),
+            stored_seq,
+            commands_rx,
+            records.clone(),
+        );
+        tokio::spawn(record::run(store.clone(), records_rx, events.clone()));
+        let live = LiveEngine(Arc::new(Shared {
+            commands,
+            events,
+            symbols,
+            store,
+            sandbox,
+            config,
+            feeds: Mutex::new(HashMap::new()),
+            worker: Mutex::new(Some(worker)),
+        }));
+        for id in store::live::enabled_strategies(&live.0.store).await? {
+            if let Err(e) = live.resume(id).await {
+                tracing::warn!(strategy = id, error = %e, "could not resume a live strategy");
+                let _ = store::strategies::set_status(
+                    &live.0.store,
+                    id,
+                    "failed",
+                    Some(&format!("could not resume after a restart: {e}")),
+                )
+                .await;
+            }
+        }
+        Ok(live)
+    }
+
+    /// The store it records to.
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    /// The symbols with stored history when it started (what the replay can play).
+    pub fn symbols(&self) -> &[String] {
+        &self.0.symbols
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &LiveConfig {
+        &self.0.config
+    }
+
+    /// Every event from now on (after it is stored).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
+        self.0.events.subscribe()
+    }
+
+    fn send(&self, c: Command) -> Result<(), LiveError> {
+        self.0.commands.send(c).map_err(|_| LiveError::Stopped)
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, LiveError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        rx.await.map_err(|_| LiveError::Stopped)
+    }
+
+    /// Feed bars (the bridge and the feeds use this). Every symbol must be a valid symbol
+    /// name (a new one joins the engine) and every bar well formed; otherwise nothing is sent.
+    pub fn ingest(&self, bars: Vec<(String, Bar)>) -> Result<(), LiveError> {
+        for (i, (s, b)) in bars.iter().enumerate() {
+            if store::market::normalize_symbol(s).as_deref() != Ok(s.as_str()) {
+                return Err(LiveError::UnknownSymbol(s.clone()));
+            }
+            if let Err(e) = check_bar(b) {
+                return Err(LiveError::BadBar(format!("bar {i} ({s}): {e}")));
+            }
+        }
+        if bars.is_empty() {
+            return Ok(());
+        }
+        self.send(Command::Bars(bars))
+    }
+
+    /// Start the strategy's default instance as stored (its version, parameters, symbols).
+    pub async fn enable(&self, strategy_id: i64) -> Result<(), LiveError> {
+        let spec = instances::build(&self.0.store, &self.0.sandbox, strategy_id, None).await?;
+        let cash = self.0.config.initial_cash;
+        let account = instances::account(strategy_id);
+        let positions = instances::carried_positions(&self.0.store, &account).await?;
+        let cash = cash
+            + store::orders::cash_flow(&self.0.store, Some(&account))
+                .await?
+                .0;
+        self.ask(|reply| Command::Start {
+            spec: Box::new(spec),
+            cash,
+            positions,
+            state: worker::StartState::Fresh,
+            reply,
+        })
+        .await?
+    }
+
+    /// [`LiveEngine::enable`] after a restart: from the stored snapshot, with working orders
+    /// of the previous run cancelled.
+    async fn resume(&self, strategy_id: i64) -> Result<(), LiveError> {
+        let account = instances::account(strategy_id);
+        for o in store::orders::working(&self.0.store, Some(&account)).await? {
+            let _ = store::orders::cancel(
+                &self.0.store,
+                o.id,
+                "live engine restarted: resting orders of the previous run are not carried over",
+            )
+            .await;
+        }
+        let spec = instances::build(&self.0.store, &self.0.sandbox, strategy_id, None).await?;
+        let positions = instances::carried_positions(&self.0.store, &account).await?;
+        let cash = self.0.config.initial_cash
+            + store::orders::cash_flow(&self.0.store, Some(&account))
+                .await?
+                .0;
+        let state = match store::live::snapshot(&self.0.store, strategy_id).await? {
+            Some(s) => worker::StartState::Restore(s),
+            None => worker::StartState::Fresh,
+        };
+        self.ask(|reply| Command::Start {
+            spec: Box::new(spec),
+            cash,
+            positions,
+            state,
+            reply,
+        })
+        .await?
+    }
+
+    /// Start strategy `strategy_id` (a clone stored with its own parameters and symbols)
+    /// next to the running `source`, fresh or from the source's state at this moment. It
+    /// receives the next bar of its symbols.
+    pub async fn clone_running(
+        &self,
+        source: i64,
+        strategy_id: i64,
+        start: CloneStart,
+    ) -> Result<(), LiveError> {
+        let spec = instances::build(&self.0.store, &self.0.sandbox, strategy_id, None).await?;
+        let state = match start {
+            CloneStart::Fresh => worker::StartState::Fresh,
+            CloneStart::FromSnapshot => worker::StartState::CloneOf(source),
+        };
+        self.ask(|reply| Command::Start {
+            spec: Box::new(spec),
+            cash: self.0.config.initial_cash,
+            positions: Vec::new(),
+            state,
+            reply,
+        })
+        .await?
+    }
+
+    /// Stop a running instance: its orders are cancelled and its state is snapshotted.
+    pub async fn disable(&self, strategy_id: i64, reason: &str) -> Result<(), LiveError> {
+        let reason = reason.to_string();
+        self.ask(|reply| Command::Stop {
+            strategy_id,
+            reason,
+            reply,
+        })
+        .await?
+    }
+
+    /// Hot swap: load and instantiate `version` (a version number of the strategy; its
+    /// current version when `None`) off the engine thread, then swap it in between two bars
+    /// with the running state. On failure the old code keeps running and the reason is
+    /// returned and broadcast. Every attempt is recorded.
+    pub async fn swap(
+        &self,
+        strategy_id: i64,
+        version: Option<i64>,
+        user_id: Option<i64>,
+    ) -> Result<SwapOutcome, LiveError> {
+        let started = std::time::Instant::now();
+        let running = self
+            .status()
+            .await?
+            .into_iter()
+            .find(|i| i.strategy_id == strategy_id)
+            .ok_or(LiveError::NotRunning(strategy_id))?;
+        let to = match version {
+            Some(v) => v,
+            None => {
+                store::strategies::instance(&self.0.store, strategy_id)
+                    .await?
+                    .version
+            }
+        };
+        let record = |outcome: &'static str, reason: Option<String>, pause: Option<f64>| {
+            let store = self.0.store.clone();
+            let from = running.version;
+            async move {
+                let _ = store::live::record_swap(
+                    &store,
+                    &store::live::NewSwap {
+                        strategy_id,
+                        from_version: Some(from),
+                        to_version: to,
+                        outcome,
+                        reason: reason.as_deref(),
+                        pause_us: pause,
+                        user_id,
+                    },
+                )
+                .await;
+            }
+        };
+        let spec =
+            match instances::build(&self.0.store, &self.0.sandbox, strategy_id, Some(to)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    record("failed", Some(e.to_string()), None).await;
+                    self.announce_failed_swap(strategy_id, to, &e.to_string());
+                    return Err(e);
+                }
+            };
+        let prepare_ms = started.elapsed().as_secs_f64() * 1e3;
+        let version_id = spec.version_id;
+        let result = self
+            .ask(|reply| Command::Swap {
+                spec: Box::new(spec),
+                reply,
+            })
+            .await?;
+        match result {
+            Ok((from, pause)) => {
+                let pause_us = pause.as_secs_f64() * 1e6;
+                store::live::set_version(&self.0.store, strategy_id, version_id).await?;
+                record("ok", None, Some(pause_us)).await;
+                Ok(SwapOutcome {
+                    strategy_id,
+                    from_version: from,
+                    to_version: to,
+                    pause_us,
+                    prepare_ms,
+                })
+            }
+            Err(reason) => {
+                record("failed", Some(reason.clone()), None).await;
+                self.announce_failed_swap(strategy_id, to, &reason);
+                Err(LiveError::Refused(reason))
+            }
+        }
+    }
+
+    fn announce_failed_swap(&self, strategy_id: i64, to: i64, reason: &str) {
+        let _ = self.0.events.send(Arc::new(LiveEvent::Status {
+            strategy_id,
+            status: "swap_failed".into(),
+            reason: format!(
+                "swap to version {to} failed, the running version keeps running: {reason}"
+            ),
+            version: Some(to),
+            pause_us: None,
+        }));
+    }
+
+    /// Halt one running strategy, or all of them (account-level kill switch): their orders
+    /// are cancelled and they stop trading. Returns the strategies halted.
+    pub async fn halt(
+        &self,
+        strategy_id: Option<i64>,
+        reason: &str,
+    ) -> Result<Vec<i64>, LiveError> {
+        let reason = reason.to_string();
+        self.ask(|reply| Command::Halt {
+            strategy_id,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    /// The running instances.
+    pub async fn status(&self) -> Result<Vec<LiveInstance>, LiveError> {
+        self.ask(|reply| Command::Status { reply }).await
+    }
+
+    /// Wait until everything the engine did so far is stored and broadcast.
+    pub async fn flush(&self) -> Result<(), LiveError> {
+        let done = self.ask(|reply| Command::Flush { reply }).await?;
+        done.await.map_err(|_| LiveError::Stopped)
+    }
+
+    /// Snapshot every running instance to the store now.
+    pub async fn snapshot_all(&self) -> Result<(), LiveError> {
+        self.ask(|reply| Command::SnapshotAll { reply }).await?;
+        self.flush().await
+    }
+
+    /// Run `feed` until it ends or [`LiveEngine::stop_feed`] stops it (a feed of the same
+    /// name is stopped first).
+    pub fn run_feed(&self, feed: Box<dyn Feed>) {
+        let name = feed.name();
+        let (tx, rx) = watch::channel(false);
+        if let Some(old) = self
+            .0
+            .feeds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.clone(), tx)
+        {
+            let _ = old.send(true);
+        }
+        let out = FeedOut {
+            engine: self.clone(),
+        };
+        tokio::spawn(async move {
+            match feed.run(out, rx).await {
+                Ok(()) => tracing::info!(feed = %name, "feed ended"),
+                Err(e) => tracing::warn!(feed = %name, error = %e, "feed stopped"),
+            }
+        });
+    }
+
+    /// Stop the feed named `name` (a module id); whether one was running.
+    pub fn stop_feed(&self, name: &str) -> bool {
+        self.0
+            .feeds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name)
+            .map(|tx| tx.send(true))
+            .is_some()
+    }
+
+    /// Replay the store's price history (the default feed) with `settings`, each symbol from
+    /// where its cursor stopped.
+    pub async fn start_replay(&self, settings: &ReplaySettings) -> Result<(), LiveError> {
+        let cursors = store::live::cursors(&self.0.store).await?;
+        let wanted: Vec<String> = if settings.symbols.is_empty() {
+            self.0.symbols.to_vec()
+        } else {
+            settings.symbols.clone()
+        };
+        let mut series = Vec::new();
+        for s in wanted {
+            if !self.0.symbols.contains(&s) {
+                return Err(LiveError::UnknownSymbol(s));
+            }
+            let bars = store::live::history_after(&self.0.store, &s, None).await?;
+            series.push((s, bars));
+        }
+        let resume_after = cursors.into_iter().map(|(s, c)| (s, c.ts)).collect();
+        self.run_feed(Box::new(ReplayFeed {
+            series,
+            speed: settings.speed,
+            looped: settings.looped,
+            resume_after,
+        }));
+        Ok(())
+    }
+
+    /// Stop the feeds, snapshot every instance, store what is pending and stop the engine.
+    pub async fn shutdown(&self) {
+        let names: Vec<String> = self
+            .0
+            .feeds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        for n in names {
+            self.stop_feed(&n);
+        }
+        let _ = self.snapshot_all().await;
+        let _ = self.ask(|reply| Command::Shutdown { reply }).await;
+        let handle = self
+            .0
+            .worker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+/// Snapshot interval as a duration (at least 10 ms).
+fn snapshot_every(config: &LiveConfig) -> Duration {
+    Duration::from_secs_f64(config.snapshot_every_secs.max(0.01))
+}
+
+/// A bar's own consistency: finite, positive prices, low ≤ open/close ≤ high, volume ≥ 0.
+pub fn check_bar(b: &Bar) -> Result<(), String> {
+    let prices = [b.open, b.high, b.low, b.close];
+    if prices.iter().any(|p| !p.is_finite() || *p <= 0.0) {
+        return Err(format!(
+            "prices must be finite and positive, got open {} high {} low {} close {}",
+            b.open, b.high, b.low, b.close
+        ));
+    }
+    if b.high < b.low {
+        return Err(format!("high {} is below low {}", b.high, b.low));
+    }
+    if b.open > b.high || b.open < b.low || b.close > b.high || b.close < b.low {
+        return Err(format!(
+            "open {} and close {} must lie within low {} and high {}",
+            b.open, b.close, b.low, b.high
+        ));
+    }
+    if !b.volume.is_finite() || b.volume < 0.0 {
+        return Err(format!(
+            "volume must be finite and not negative, got {}",
+            b.volume
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! Live engine: `cargo bench -p qtm-tests --bench live`.
+//!
+//! In this process: a real SQLite store in a temporary directory, `QTM_BENCH_LIVE_SYMBOLS`
+//! symbols (default 10, GOOG's real daily bars imported under each name) and
+//! `QTM_BENCH_LIVE_INSTANCES` sma-cross instances (default 100, fast 10 / slow 30, spread over
+//! the symbols), all enabled through the live engine as the server does it.
+//!
+//! 1. Latency: ticks are ingested at `QTM_BENCH_LIVE_RATE` per second (default 10,000, in
+//!    batches every millisecond) for `QTM_BENCH_LIVE_SECS` seconds (default 5). For every tick
+//!    it records the time from `ingest` to the broadcast of its `bar` event, and for every fill
+//!    the time from ingesting the tick that filled it to the broadcast of the `fill` event
+//!    (strategy decision on the previous tick → risk → paper fill → stored → published; the
+//!    WebSocket hub takes it from that broadcast).
+//! 2. Hot-swap pause under that load: `QTM_BENCH_LIVE_SWAPS` swaps (default 200) of one
+//!    instance while the ticks flow.
+//! 3. RSS per live instance: process RSS before and after enabling the instances.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use qtm_runtime::live::{LiveConfig, LiveEngine, LiveEvent};
+use qtm_runtime::sandbox::{Sandbox, SandboxConfig};
+use qtm_runtime::store::market::{self, ImportOptions};
+use qtm_runtime::store::strategies::{NewStrategy, NewVersion};
+use qtm_runtime::store::{self, Store};
+use qtm_tests::guests;
+use serde_json::json;
+
+fn env_or(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let n_symbols = env_or("QTM_BENCH_LIVE_SYMBOLS", 10) as usize;
+    let n_instances = env_or("QTM_BENCH_LIVE_INSTANCES", 100) as usize;
+    let rate = env_or("QTM_BENCH_LIVE_RATE", 10_000);
+    let secs = env_or("QTM_BENCH_LIVE_SECS", 5);
+    let swaps = env_or("QTM_BENCH_LIVE_SWAPS", 200) as usize;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("qtm.db").display()))
+        .await
+        .unwrap();
+    let symbols: Vec<String> = (0..n_symbols).map(|i| format!("S{i}")).collect();
+    for s in &symbols {
+        market::import_csv(
+            &store,
+            &qtm_tests::data_dir().join("goog_1d.csv"),
+            &ImportOptions {
+                symbol: s.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
+    let bytes = qtm_tests::component(guests::SMA_CROSS);
+    let code = sandbox.load(&bytes).unwrap();
+    let describe = serde_json::to_value(code.info()).unwrap();
+    let version = NewVersion {
+        content_sha256: code.sha256(),
+        contract_version: "qtm:strategy@0.1.0",
+        describe: &describe,
+        component: &bytes,
+        created_by: None,
+    };
+    let mut ids = Vec::new();
+    for i in 0..n_instances {
+        let r = store::strategies::create(
+            &store,
+            &NewStrategy {
+                name: &format!("sma-{i}"),
+                description: "",
+                owner_id: None,
+                source: "bench",
+                cloned_from: None,
+            },
+            &version,
+            &json!({"fast": 10, "slow": 30, "mode": "flip", "sizing": "fixed", "quantity": 1}),
+            &[symbols[i % n_symbols].clone()],
+        )
+        .await
+        .unwrap();
+        ids.push(r.strategy.id);
+    }
+    // A second version of the first strategy, to swap back and forth.
+    store::strategies::add_version(&store, ids[0], &version, None)
+        .await
+        .unwrap();
+
+    let live = LiveEngine::start(
+        store.clone(),
+        sandbox.clone(),
+        LiveConfig {
+            snapshot_every_secs: 3600.0,
+            ..LiveConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let rss0 = rss_kib();
+    let t = Instant::now();
+    for &id in &ids {
+        live.enable(id).await.unwrap();
+    }
+    let enable_each = t.elapsed().as_secs_f64() * 1e6 / n_instances as f64;
+    let rss1 = rss_kib();
+
+    // Prices: GOOG's real closes, one series per symbol (offset so symbols differ).
+    let closes: Vec<f64> = store::live::history_after(&store, "S0", None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.close)
+        .collect();
+    let mut rx = live.subscribe();
+    let sent: Arc<std::sync::Mutex<HashMap<(String, i64), Instant>>> = Default::default();
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let collector = tokio::spawn(async move {
+        let (mut bar_lat, mut fill_lat) = (Vec::new(), Vec::new());
+        loop {
+            let e = tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        eprintln!("collector lagged by {n} events");
+                        continue;
+                    }
+                    Err(_) => break,
+                },
+                _ = &mut stop_rx => break,
+            };
+            let now = Instant::now();
+            match &*e {
+                LiveEvent::Bar { symbol, bar, .. } => bar_lat.push((symbol.clone(), bar.ts, now)),
+                LiveEvent::Fill { symbol, ts, .. } => fill_lat.push((symbol.clone(), *ts, now)),
+                _ => {}
+            }
+        }
+        (bar_lat, fill_lat)
+    });
+
+    // Feed at `rate` ticks/s: every millisecond rate/1000 ticks, round robin over symbols.
+    let per_ms = (rate / 1000).max(1) as usize;
+    let total = (rate * secs) as usize;
+    let feeder = {
+        let live = live.clone();
+        let symbols = symbols.clone();
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut k = 0usize;
+            let started = Instant::now();
+            while k < total {
+                tick.tick().await;
+                let mut batch = Vec::with_capacity(per_ms);
+                for _ in 0..per_ms {
+                    let sym = k % symbols.len();
+                    let step = k / symbols.len();
+                    let p = closes[(step + sym * 37) % closes.len()];
+                    let ts = 1_700_000_000 + step as i64;
+                    batch.push((
+                        symbols[sym].clone(),
+                        qtm_runtime::model::Bar {
+                            ts,
+                            open: p,
+                            high: p * 1.001,
+                            low: p * 0.999,
+                            close: p,
+                            volume: 1000.0,
+                        },
+                    ));
+                    k += 1;
+                }
+                let now = Instant::now();
+                {
+                    let mut m = sent.lock().unwrap();
+                    for (s, b) in &batch {
+                        m.insert((s.clone(), b.ts), now);
+                    }
+                }
+                live.ingest(batch).unwrap();
+            }
+            started.elapsed()
+        })
+    };
+
+    // Swaps of one instance while the ticks flow.
+    let mut pauses = Vec::new();
+    let swap_every = Duration::from_secs_f64(secs as f64 * 0.8 / swaps.max(1) as f64);
+    for i in 0..swaps {
+        tokio::time::sleep(swap_every).await;
+        let v = if i % 2 == 0 { 2 } else { 1 };
+        match live.swap(ids[0], Some(v), None).await {
+            Ok(o) => pauses.push(o.pause_us),
+            Err(e) => eprintln!("swap {i} failed: {e}"),
+        }
+    }
+    let fed_in = feeder.await.unwrap();
+    live.flush().await.unwrap();
+    let status = live.status().await.unwrap();
+    let _ = stop_tx.send(());
+    live.shutdown().await;
+    let (bar_events, fill_events) = collector.await.unwrap();
+
+    let sent = sent.lock().unwrap();
+    let lat = |events: &[(String, i64, Instant)]| -> Vec<f64> {
+        let mut v: Vec<f64> = events
+            .iter()
+            .filter_map(|(s, ts, at)| {
+                sent.get(&(s.clone(), *ts))
+                    .map(|t0| at.duration_since(*t0).as_secs_f64() * 1e6)
+            })
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let bars = lat(&bar_events);
+    let fills = lat(&fill_events);
+    pauses.sort_by(f64::total_cmp);
+    let handled: u64 = status.iter().map(|i| i.bars).sum();
+
+    println!(
+        "live: {n_instances} sma-cross instances on {n_symbols} symbols, {rate} ticks/s for {secs} s"
+    );
+    println!(
+        "fed {total} ticks in {:.2} s ({:.0} ticks/s); instance-bars handled {handled}",
+        fed_in.as_secs_f64(),
+        total as f64 / fed_in.as_secs_f64()
+    );
+    println!("| path | events | p50 µs | p99 µs | max µs |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, v) in [
+        ("tick ingested → its bar event published", &bars),
+        (
+            "tick ingested → fill event published (stored first)",
+            &fills,
+        ),
+        ("hot-swap pause under load", &pauses),
+    ] {
+        println!(
+            "| {name} | {} | {:.1} | {:.1} | {:.1} |",
+            v.len(),
+            pct(v, 0.5),
+            pct(v, 0.99),
+            v.last().copied().unwrap_or(f64::NAN)
+        );
+    }
+    println!(
+        "RSS: {:.1} MiB before enabling, {:.1} MiB after {n_instances} instances: {:.1} KiB each; enable {:.0} µs each",
+        rss0 as f64 / 1024.0,
+        rss1 as f64 / 1024.0,
+        (rss1.saturating_sub(rss0)) as f64 / n_instances as f64,
+        enable_each
+    );
+}

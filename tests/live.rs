@@ -1,0 +1,675 @@
+//! Live paper trading through the real server: strategies enabled over the API trade bars fed
+//! over `POST /api/market` or replayed from the database; hot swap and clone under flow; a
+//! trapping strategy next to a healthy one; restart resumes from the stored state.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use qtm_runtime::live::LiveEvent;
+use qtm_runtime::store::market::{self, ImportOptions};
+use qtm_runtime::store::{self, Store};
+use qtm_tests::guests;
+use qtm_tests::server::{TestServer, error_of};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::Receiver;
+
+/// A database with GOOG's real daily bars, so the live engine trades GOOG.
+async fn database_with_goog(dir: &Path) -> std::path::PathBuf {
+    let db = dir.join("qtm.db");
+    let store = Store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    market::import_csv(
+        &store,
+        &qtm_tests::data_dir().join("goog_1d.csv"),
+        &ImportOptions {
+            symbol: "GOOG".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    store.close().await;
+    db
+}
+
+/// Upload a component as a new strategy trading GOOG with `params`; returns (strategy id,
+/// instance id).
+async fn upload(
+    s: &TestServer,
+    token: &str,
+    module: &str,
+    name: &str,
+    params: Value,
+) -> (i64, i64) {
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(qtm_tests::component(module)).file_name("s.wasm"),
+        )
+        .text("name", name.to_string());
+    let resp = s
+        .http
+        .post(format!("{}/api/strategies", s.base))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let (st, body) = TestServer::decode(resp).await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    let id = body["id"]
+        .as_i64()
+        .or(body["strategy"]["id"].as_i64())
+        .unwrap();
+    let (st, inst) = s
+        .call(
+            Method::PUT,
+            &format!("/api/strategies/{id}/configure"),
+            Some(token),
+            Some(json!({"params": params, "symbols": ["GOOG"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{inst}");
+    (id, inst["id"].as_i64().unwrap())
+}
+
+async fn upload_version(s: &TestServer, token: &str, id: i64, module: &str) -> i64 {
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(qtm_tests::component(module)).file_name("s.wasm"),
+    );
+    let resp = s
+        .http
+        .post(format!("{}/api/strategies/{id}/versions", s.base))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let (st, body) = TestServer::decode(resp).await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    body["version"].as_i64().unwrap()
+}
+
+async fn enable(s: &TestServer, token: &str, id: i64) {
+    let (st, body) = s
+        .call(
+            Method::POST,
+            &format!("/api/strategies/{id}/enable"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "enabled");
+}
+
+/// Bars numbered by `ts` (from..=to) for GOOG.
+fn bars(from: i64, to: i64) -> Vec<Value> {
+    (from..=to)
+        .map(|i| {
+            let p = 100.0 + 10.0 * ((i as f64) / 17.0).sin();
+            json!({"symbol": "GOOG", "ts": i, "open": p, "high": p + 1.0, "low": p - 1.0,
+                   "close": p + 0.25, "volume": 1000.0})
+        })
+        .collect()
+}
+
+async fn ingest(s: &TestServer, token: &str, bars: Vec<Value>) {
+    let n = bars.len();
+    let (st, body) = s
+        .call(
+            Method::POST,
+            "/api/market",
+            Some(token),
+            Some(json!({"bars": bars})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["bars"], n);
+}
+
+/// The seq-recorder lines `(version, seq, count)` of strategy `id` received so far, waiting
+/// until one with `seq == until` arrives.
+async fn seq_lines(
+    rx: &mut Receiver<Arc<LiveEvent>>,
+    id: i64,
+    until: i64,
+    out: &mut Vec<(String, i64, u64)>,
+) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let e = rx.recv().await.expect("live events");
+            if let LiveEvent::Log {
+                strategy_id,
+                message,
+                ..
+            } = &*e
+                && *strategy_id == id
+            {
+                // "<version> seq=<ts> count=<n>"
+                let mut it = message.split_whitespace();
+                let v = it.next().unwrap().to_string();
+                let seq: i64 = it.next().unwrap()["seq=".len()..].parse().unwrap();
+                let count: u64 = it.next().unwrap()["count=".len()..].parse().unwrap();
+                out.push((v, seq, count));
+                if seq == until {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("strategy {id} never reached seq {until}: {out:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swap_and_clone_under_flow_handle_every_bar_once_and_a_bad_version_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_with_goog(dir.path()).await;
+    let s = TestServer::start_on(&db, |_| {}).await;
+    let token = s.admin_token().await;
+    let mut rx = s.server.state.live.subscribe();
+    let (id, instance) = upload(&s, &token, guests::SEQ_RECORDER_V1, "recorder", json!({})).await;
+    enable(&s, &token, id).await;
+
+    // Bars flow while version 2 is uploaded and swapped in.
+    let mut lines = Vec::new();
+    ingest(&s, &token, bars(1, 150)).await;
+    let v2 = upload_version(&s, &token, id, guests::SEQ_RECORDER_V2).await;
+    assert_eq!(v2, 2);
+    // The flow goes on until the swap is done and for a while after it.
+    let swapped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flow = {
+        let (base, http, token) = (s.base.clone(), s.http.clone(), token.clone());
+        let swapped = swapped.clone();
+        tokio::spawn(async move {
+            let (mut next, mut after) = (151, 0);
+            while after < 10 {
+                if swapped.load(std::sync::atomic::Ordering::SeqCst) {
+                    after += 1;
+                }
+                let r = http
+                    .post(format!("{base}/api/market"))
+                    .bearer_auth(&token)
+                    .json(&json!({"bars": bars(next, next + 4)}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::ACCEPTED);
+                next += 5;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            next - 1
+        })
+    };
+    let (st, swap) = s
+        .call(
+            Method::POST,
+            &format!("/api/strategy-instances/{instance}/swap"),
+            Some(&token),
+            None,
+        )
+        .await;
+    swapped.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(st, StatusCode::OK, "{swap}");
+    assert_eq!(
+        (swap["from_version"].as_i64(), swap["to_version"].as_i64()),
+        (Some(1), Some(2))
+    );
+    let pause = swap["pause_us"].as_f64().unwrap();
+    assert!(pause > 0.0 && pause < 1e6, "pause {pause} µs");
+    let last = flow.await.unwrap();
+    seq_lines(&mut rx, id, last, &mut lines).await;
+
+    // Every bar exactly once, in order, the count carried across the swap, and the new code
+    // handling everything after it.
+    let seqs: Vec<i64> = lines.iter().map(|l| l.1).collect();
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
+    let counts: Vec<u64> = lines.iter().map(|l| l.2).collect();
+    assert_eq!(counts, (1..=last as u64).collect::<Vec<_>>());
+    let first_v2 = lines.iter().position(|l| l.0 == "v2").expect("v2 ran");
+    assert!(
+        first_v2 >= 150,
+        "v2 ran before it was swapped in: {first_v2}"
+    );
+    assert!(lines[..first_v2].iter().all(|l| l.0 == "v1"));
+    assert!(lines[first_v2..].iter().all(|l| l.0 == "v2"));
+
+    // A version that cannot take the running state (another strategy's code) is refused; the
+    // running version goes on.
+    let v3 = upload_version(&s, &token, id, guests::SMA_CROSS).await;
+    let (st, body) = s
+        .call(
+            Method::POST,
+            &format!("/api/strategy-instances/{instance}/swap"),
+            Some(&token),
+            Some(json!({"version": v3})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (_, message) = error_of(&body);
+    assert!(message.contains("running state"), "{message}");
+    ingest(&s, &token, bars(last + 1, last + 10)).await;
+    lines.clear();
+    seq_lines(&mut rx, id, last + 10, &mut lines).await;
+    assert!(lines.iter().all(|l| l.0 == "v2"), "{lines:?}");
+    assert_eq!(lines.last().unwrap().2, last as u64 + 10);
+
+    // Rollback to version 1, then clone from the running state with other parameters.
+    let (st, body) = s
+        .call(
+            Method::POST,
+            &format!("/api/strategy-instances/{instance}/rollback"),
+            Some(&token),
+            Some(json!({"version": 1})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, cloned) = s
+        .call(
+            Method::POST,
+            &format!("/api/strategy-instances/{instance}/clone"),
+            Some(&token),
+            Some(json!({"name": "recorder copy", "params": {"act_every": 1000}, "start": "from_snapshot"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{cloned}");
+    let clone_id = cloned["strategy_id"].as_i64().unwrap();
+    assert_eq!(cloned["instance"]["status"], "enabled");
+    ingest(&s, &token, bars(last + 11, last + 20)).await;
+    let mut source_lines = Vec::new();
+    seq_lines(&mut rx, id, last + 20, &mut source_lines).await;
+    assert!(source_lines.iter().all(|l| l.0 == "v1"), "{source_lines:?}");
+    assert_eq!(source_lines.last().unwrap().2, last as u64 + 20);
+    s.server.state.live.flush().await.unwrap();
+
+    // The swaps are on record: ok, failed, ok (rollback).
+    let (_, swaps) = s
+        .call(
+            Method::GET,
+            &format!("/api/strategy-instances/{instance}/swaps"),
+            Some(&token),
+            None,
+        )
+        .await;
+    let outcomes: Vec<(&str, i64)> = swaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["outcome"].as_str().unwrap(),
+                w["to_version"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes, [("ok", 2), ("failed", v3), ("ok", 1)]);
+    // The clone runs next to its source and got the 10 bars since it started.
+    let (_, list) = s
+        .call(Method::GET, "/api/strategy-instances", Some(&token), None)
+        .await;
+    let live_of = |sid: i64| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["strategy_id"] == sid)
+            .unwrap()["live"]
+            .clone()
+    };
+    assert_eq!(live_of(clone_id)["bars"], 10);
+    assert_eq!(live_of(id)["version"], 1);
+    s.stop().await;
+}
+
+/// Strategy log events of `id` received so far, without waiting.
+fn drain_logs(rx: &mut Receiver<Arc<LiveEvent>>) -> BTreeMap<i64, usize> {
+    let mut n = BTreeMap::new();
+    while let Ok(e) = rx.try_recv() {
+        if let LiveEvent::Log { strategy_id, .. } = &*e {
+            *n.entry(*strategy_id).or_default() += 1;
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_strategy_is_disabled_and_the_healthy_one_misses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_with_goog(dir.path()).await;
+    let s = TestServer::start_on(&db, |_| {}).await;
+    let token = s.admin_token().await;
+    let mut rx = s.server.state.live.subscribe();
+    let (healthy, _) = upload(&s, &token, guests::SEQ_RECORDER_V1, "healthy", json!({})).await;
+    let (hostile, _) = upload(
+        &s,
+        &token,
+        guests::HOSTILE,
+        "hostile",
+        json!({"attack": "infinite-loop"}),
+    )
+    .await;
+    enable(&s, &token, hostile).await;
+    enable(&s, &token, healthy).await;
+    // A bad entry is named and nothing of its batch is taken.
+    let mut bad = bars(1, 3);
+    bad[1]["low"] = json!(1e9);
+    let (st, body) = s
+        .call(
+            Method::POST,
+            "/api/market",
+            Some(&token),
+            Some(json!({"bars": bad})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "bars[1]");
+    let (_, message) = error_of(&body);
+    assert!(message.contains("is below low"), "{message}");
+    let (st, body) = s
+        .call(
+            Method::POST,
+            "/api/market",
+            Some(&token),
+            Some(json!({"ticks": [{"symbol": "no/slash", "ts": 1, "price": 1.0}]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "ticks[0].symbol");
+    ingest(&s, &token, bars(1, 50)).await;
+    let mut lines = Vec::new();
+    seq_lines(&mut rx, healthy, 50, &mut lines).await;
+    assert_eq!(
+        lines.iter().map(|l| l.1).collect::<Vec<_>>(),
+        (1..=50).collect::<Vec<_>>()
+    );
+    s.server.state.live.flush().await.unwrap();
+    let _ = drain_logs(&mut rx);
+    let (_, h) = s
+        .call(
+            Method::GET,
+            &format!("/api/strategies/{hostile}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(h["instance"]["status"], "failed", "{h}");
+    let reason = h["instance"]["status_reason"].as_str().unwrap();
+    assert!(reason.contains("fuel"), "{reason}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_trading_is_stored_consistently_and_a_restart_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_with_goog(dir.path()).await;
+    let s = TestServer::start_on(&db, |c| c.replay = true).await;
+    let token = s.admin_token().await;
+    // Replay GOOG fast, without looping, so a known number of bars flows.
+    let (st, body) = s
+        .call(
+            Method::POST,
+            "/api/modules/replay-feed/configure",
+            Some(&token),
+            Some(json!({"config": {"speed": 10_000_000.0, "loop": false, "symbols": ["GOOG"]}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    // The configure restarted the replay from GOOG's first bar; a recorder buying every 7th
+    // bar trades along.
+    let (id, _) = upload(
+        &s,
+        &token,
+        guests::SEQ_RECORDER_V1,
+        "buyer",
+        json!({"act_every": 7}),
+    )
+    .await;
+    enable(&s, &token, id).await;
+    let mut ws = {
+        let url = format!("{}/ws/trades?token={token}", s.ws_base());
+        tokio_tungstenite::connect_async(url).await.unwrap().0
+    };
+    // Let it run a little, then stop gracefully and restart on the same database.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let store = s.server.state.store.clone();
+    let before = store::live::cursors(&store).await.unwrap()["GOOG"];
+    let status = s.server.state.live.status().await.unwrap();
+    let bars_seen = status.iter().find(|i| i.strategy_id == id).unwrap().bars;
+    assert!(
+        before.seq > 0 && bars_seen > 7,
+        "no flow: {before:?}, {bars_seen} bars"
+    );
+    // Fills reached WebSocket clients.
+    use futures_util::StreamExt;
+    let first = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let m = ws.next().await.unwrap().unwrap();
+            let v: Value = serde_json::from_str(m.to_text().unwrap_or("{}")).unwrap_or_default();
+            if v["type"] == "event" && v["data"]["event"] == "fill" {
+                return v;
+            }
+        }
+    })
+    .await
+    .expect("a fill on the trades stream");
+    assert_eq!(first["key"], id.to_string());
+    drop(ws);
+    s.stop().await;
+
+    assert!(check_consistency(&db, id).await > 0, "the strategy traded");
+    let store = Store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let stopped_at = store::live::cursors(&store).await.unwrap()["GOOG"];
+    let snapshot = store::live::snapshot(&store, id).await.unwrap();
+    assert!(snapshot.is_some(), "a snapshot is stored on shutdown");
+    store.close().await;
+
+    // Restart: the strategy runs again from its snapshot, and the replay continues after the
+    // last stored bar with the next sequence number.
+    let s = TestServer::start_on(&db, |c| c.replay = true).await;
+    let mut rx = s.server.state.live.subscribe();
+    let next = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let LiveEvent::Bar { seq, bar, .. } = &*rx.recv().await.unwrap() {
+                return (*seq, bar.ts);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    // Numbering goes on from the stored cursor: the first bar seen after the restart is as
+    // many bars past it as GOOG has between the two times.
+    let after = store::live::history_after(&s.server.state.store, "GOOG", Some(stopped_at.ts))
+        .await
+        .unwrap();
+    let k = after
+        .iter()
+        .position(|b| b.ts == next.1)
+        .expect("a GOOG bar") as i64;
+    assert_eq!(
+        next.0 as i64,
+        stopped_at.seq + 1 + k,
+        "{next:?} after {stopped_at:?}"
+    );
+    let status = s.server.state.live.status().await.unwrap();
+    assert!(
+        status
+            .iter()
+            .any(|i| i.strategy_id == id && i.state == "running")
+    );
+    let count = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let LiveEvent::Log {
+                strategy_id,
+                message,
+                ..
+            } = &*rx.recv().await.unwrap()
+                && *strategy_id == id
+            {
+                return message.clone();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    // The count carried over the restart (it does not start again at 1).
+    let n: u64 = count.rsplit("count=").next().unwrap().parse().unwrap();
+    assert!(n > 7, "state was not restored: {count}");
+    s.stop().await;
+    check_consistency(&db, id).await;
+}
+
+/// The `qtm` binary next to this test's executable (cargo builds it for the workspace tests).
+fn qtm_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    dir.join(format!("qtm{}", std::env::consts::EXE_SUFFIX))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() {
+    let qtm = qtm_binary();
+    assert!(qtm.exists(), "{} is built by cargo test", qtm.display());
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_with_goog(dir.path()).await;
+    let url = format!("sqlite://{}", db.display());
+    // A strategy trading every third bar, enabled, and a fast looping replay of GOOG.
+    let id = {
+        let store = Store::open(&url).await.unwrap();
+        let sandbox = qtm_runtime::sandbox::Sandbox::new(Default::default()).unwrap();
+        let bytes = qtm_tests::component(guests::SEQ_RECORDER_V1);
+        let code = sandbox.load(&bytes).unwrap();
+        let describe = serde_json::to_value(code.info()).unwrap();
+        let r = store::strategies::create(
+            &store,
+            &store::strategies::NewStrategy {
+                name: "crash",
+                description: "",
+                owner_id: None,
+                source: "test",
+                cloned_from: None,
+            },
+            &store::strategies::NewVersion {
+                content_sha256: code.sha256(),
+                contract_version: "qtm:strategy@0.1.0",
+                describe: &describe,
+                component: &bytes,
+                created_by: None,
+            },
+            &json!({"act_every": 3}),
+            &["GOOG".to_string()],
+        )
+        .await
+        .unwrap();
+        store::strategies::set_status(&store, r.strategy.id, "enabled", None)
+            .await
+            .unwrap();
+        store::modules::seed(&store).await.unwrap();
+        store::modules::set_config(
+            &store,
+            "replay-feed",
+            &json!({"source": "database", "speed": 20_000_000.0, "loop": true, "symbols": ["GOOG"]}),
+            None,
+        )
+        .await
+        .unwrap();
+        // Frequent snapshots, so kills land between and during them.
+        store::modules::set_config(
+            &store,
+            "live-engine",
+            &json!({"snapshot_every_secs": 0.2, "initial_cash": 100000.0}),
+            None,
+        )
+        .await
+        .unwrap();
+        store.close().await;
+        r.strategy.id
+    };
+    let mut fills_seen = Vec::new();
+    // Deterministic "random" kill times between 0.4 and 2.3 s.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for round in 0..4 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let after = Duration::from_millis(400 + x % 1900);
+        let mut child = std::process::Command::new(&qtm)
+            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url])
+            .env("QTM_ADMIN_PASSWORD", "admin-password-1")
+            .env("QTM_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(after).await;
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "round {round}: the server exited early"
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let n = check_consistency(&db, id).await;
+        eprintln!("round {round}: killed after {after:?}, {n} fills stored");
+        fills_seen.push(n);
+    }
+    // Trading made progress across the kills.
+    assert!(
+        fills_seen.windows(2).all(|w| w[1] >= w[0]) && fills_seen.last() > fills_seen.first(),
+        "fills per round: {fills_seen:?}"
+    );
+}
+
+/// Every fill's order exists and belongs to the account, each order's filled quantity is the
+/// sum of its fills (no fill stored twice, none lost), and the open position equals the sum of
+/// the fills. Returns the number of fills.
+async fn check_consistency(db: &Path, strategy_id: i64) -> usize {
+    let store = Store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let account = format!("strategy:{strategy_id}");
+    let fills = store::orders::fills(
+        &store,
+        &store::orders::FillFilter {
+            account: Some(account.clone()),
+            limit: i64::MAX,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut per_order: BTreeMap<i64, f64> = BTreeMap::new();
+    let mut net = 0.0;
+    for f in &fills {
+        *per_order.entry(f.order_id).or_default() += f.quantity;
+        net += if f.side == "buy" {
+            f.quantity
+        } else {
+            -f.quantity
+        };
+    }
+    for (order, sum) in &per_order {
+        let o = store::orders::get(&store, *order).await.unwrap();
+        assert_eq!(o.account, account);
+        assert!(
+            (o.filled_qty - sum).abs() < 1e-9,
+            "order {order}: filled {} != fills {sum}",
+            o.filled_qty
+        );
+        assert!(o.filled_qty <= o.quantity + 1e-9);
+    }
+    let open: f64 = store::orders::open_positions(&store, Some(&account))
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.quantity)
+        .sum();
+    assert!((open - net).abs() < 1e-9, "positions {open} != fills {net}");
+    store.close().await;
+    fills.len()
+}
