@@ -8,8 +8,12 @@ use serde_json::Value;
 use super::LiveError;
 use crate::engine::StrategyRunner;
 use crate::model::{Param, ParamValue};
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Sandbox, StrategyCode};
 use crate::store::{self, Store};
+
+/// Compiled code by version id: every instance of a version shares one compilation (a version
+/// never changes once stored).
+pub(crate) type CodeCache = std::sync::Mutex<std::collections::HashMap<i64, Arc<StrategyCode>>>;
 
 /// A strategy instance ready to be started or swapped in.
 pub(crate) struct Spec {
@@ -57,6 +61,7 @@ fn params_of(v: &Value) -> Vec<Param> {
 pub(crate) async fn build(
     store: &Store,
     sandbox: &Arc<Sandbox>,
+    codes: &CodeCache,
     strategy_id: i64,
     version: Option<i64>,
 ) -> Result<Spec, LiveError> {
@@ -71,13 +76,24 @@ pub(crate) async fn build(
             "strategy {strategy_id} has no symbols to trade: configure them first"
         )));
     }
-    let bytes = store::strategies::component(store, v.id).await?;
+    let cached = codes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&v.id)
+        .cloned();
+    let bytes = match cached {
+        Some(_) => Vec::new(),
+        None => store::strategies::component(store, v.id).await?,
+    };
     let params = params_of(&record.instance.params);
     let sandbox = sandbox.clone();
     let syms = symbols.clone();
     let number = v.version;
-    let runner = tokio::task::spawn_blocking(move || -> Result<Box<dyn StrategyRunner>, String> {
-        let code = sandbox.load(&bytes).map_err(|e| e.to_string())?;
+    let built = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let code = match cached {
+            Some(c) => c,
+            None => sandbox.load(&bytes).map_err(|e| e.to_string())?,
+        };
         let declared = &code.info().params;
         let params: Vec<Param> = params
             .into_iter()
@@ -86,11 +102,16 @@ pub(crate) async fn build(
         let instance = code
             .instantiate(&params, &syms)
             .map_err(|e| e.to_string())?;
-        Ok(Box::new(instance))
+        Ok((code, Box::new(instance) as Box<dyn StrategyRunner>))
     })
     .await
     .map_err(|e| LiveError::Refused(format!("loading version {number} crashed: {e}")))?
     .map_err(|e| LiveError::Refused(format!("version {number} of strategy {strategy_id}: {e}")))?;
+    let (code, runner) = built;
+    codes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(v.id, code);
     Ok(Spec {
         strategy_id,
         instance_id: record.instance.id,

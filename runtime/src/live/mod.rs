@@ -250,6 +250,7 @@ struct Shared {
     symbols: Arc<[String]>,
     store: Store,
     sandbox: Arc<Sandbox>,
+    codes: instances::CodeCache,
     config: LiveConfig,
     feeds: Mutex<HashMap<String, watch::Sender<bool>>>,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -291,6 +292,7 @@ impl LiveEngine {
             symbols,
             store,
             sandbox,
+            codes: Default::default(),
             config,
             feeds: Mutex::new(HashMap::new()),
             worker: Mutex::new(Some(worker)),
@@ -362,7 +364,14 @@ impl LiveEngine {
 
     /// Start the strategy's default instance as stored (its version, parameters, symbols).
     pub async fn enable(&self, strategy_id: i64) -> Result<(), LiveError> {
-        let spec = instances::build(&self.0.store, &self.0.sandbox, strategy_id, None).await?;
+        let spec = instances::build(
+            &self.0.store,
+            &self.0.sandbox,
+            &self.0.codes,
+            strategy_id,
+            None,
+        )
+        .await?;
         let cash = self.0.config.initial_cash;
         let account = instances::account(strategy_id);
         let positions = instances::carried_positions(&self.0.store, &account).await?;
@@ -392,7 +401,14 @@ impl LiveEngine {
             )
             .await;
         }
-        let spec = instances::build(&self.0.store, &self.0.sandbox, strategy_id, None).await?;
+        let spec = instances::build(
+            &self.0.store,
+            &self.0.sandbox,
+            &self.0.codes,
+            strategy_id,
+            None,
+        )
+        .await?;
         let positions = instances::carried_positions(&self.0.store, &account).await?;
         let cash = self.0.config.initial_cash
             + store::orders::cash_flow(&self.0.store, Some(&account))
@@ -421,7 +437,14 @@ impl LiveEngine {
         strategy_id: i64,
         start: CloneStart,
     ) -> Result<(), LiveError> {
-        let spec = instances::build(&self.0.store, &self.0.sandbox, strategy_id, None).await?;
+        let spec = instances::build(
+            &self.0.store,
+            &self.0.sandbox,
+            &self.0.codes,
+            strategy_id,
+            None,
+        )
+        .await?;
         let state = match start {
             CloneStart::Fresh => worker::StartState::Fresh,
             CloneStart::FromSnapshot => worker::StartState::CloneOf(source),
@@ -491,15 +514,22 @@ impl LiveEngine {
                 .await;
             }
         };
-        let spec =
-            match instances::build(&self.0.store, &self.0.sandbox, strategy_id, Some(to)).await {
-                Ok(s) => s,
-                Err(e) => {
-                    record("failed", Some(e.to_string()), None).await;
-                    self.announce_failed_swap(strategy_id, to, &e.to_string());
-                    return Err(e);
-                }
-            };
+        let spec = match instances::build(
+            &self.0.store,
+            &self.0.sandbox,
+            &self.0.codes,
+            strategy_id,
+            Some(to),
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                record("failed", Some(e.to_string()), None).await;
+                self.announce_failed_swap(strategy_id, to, &e.to_string());
+                return Err(e);
+            }
+        };
         let prepare_ms = started.elapsed().as_secs_f64() * 1e3;
         let version_id = spec.version_id;
         let result = self

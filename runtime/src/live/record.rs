@@ -1,6 +1,7 @@
 //! The recorder: stores what the engine did, then broadcasts it. It runs on the async runtime
 //! and takes records in the engine's order, so an order row exists before its fills, and a
-//! symbol's cursor moves only after the effects of its bars are stored.
+//! symbol's cursor moves only after the effects of its bars are stored. Everything taken from
+//! the channel at once is written in one transaction, so a burst of fills costs one commit.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use super::LiveEvent;
 use super::instances::account as account_name;
 use crate::events::{Event, StrategyState};
 use crate::model::{Bar, LogLevel, OrderRequest, Quantity};
-use crate::store::live::Cursor;
+use crate::store::live::{Batch, Cursor};
 use crate::store::orders::{NewOrder, side_str, status};
 use crate::store::{self, Store, StoreError};
 
@@ -72,17 +73,29 @@ struct Owner {
     instance_id: i64,
 }
 
+/// What an order event says about the order, kept for its cancel.
+#[derive(Default)]
+struct OrderView {
+    symbol: String,
+    side: String,
+    quantity: f64,
+    order_type: String,
+}
+
 struct Recorder {
     store: Store,
     events: broadcast::Sender<Arc<LiveEvent>>,
     owners: HashMap<usize, Owner>,
     retiring: std::collections::HashSet<usize>,
-    /// Engine (account, order id) → stored order id.
-    orders: HashMap<(usize, u64), i64>,
+    /// Engine (account, order id) → stored order id and what it was.
+    orders: HashMap<(usize, u64), (i64, OrderView)>,
     /// Orders sized as a fraction of equity: stored at their first fill, when their units are
     /// known.
     sized_at_fill: HashMap<(usize, u64), OrderRequest>,
     cursors: HashMap<String, Cursor>,
+    /// Events of the records in the open batch: published once it is committed.
+    pending: Vec<LiveEvent>,
+    flushes: Vec<oneshot::Sender<()>>,
 }
 
 /// Records until the engine thread is gone.
@@ -99,34 +112,62 @@ pub(crate) async fn run(
         orders: HashMap::new(),
         sized_at_fill: HashMap::new(),
         cursors: HashMap::new(),
+        pending: Vec::new(),
+        flushes: Vec::new(),
     };
     let mut batch = Vec::new();
     while records.recv_many(&mut batch, 4096).await > 0 {
+        let mut db = match Batch::begin(&r.store).await {
+            Ok(db) => db,
+            Err(e) => {
+                tracing::error!(error = %e, "live recorder: the store is not available");
+                batch.clear();
+                continue;
+            }
+        };
         for rec in batch.drain(..) {
-            if let Err(e) = r.record(rec).await {
+            if let Err(e) = r.record(&mut db, rec).await {
                 tracing::error!(error = %e, "live recorder: storing an engine event failed");
             }
         }
-        r.save_cursors().await;
+        r.commit(db).await;
     }
 }
 
 impl Recorder {
-    fn publish(&self, e: LiveEvent) {
-        let _ = self.events.send(Arc::new(e));
+    fn publish(&mut self, e: LiveEvent) {
+        self.pending.push(e);
     }
 
-    async fn save_cursors(&mut self) {
-        if self.cursors.is_empty() {
-            return;
+    /// Store the cursors, commit, then publish what was stored and answer flushes.
+    async fn commit(&mut self, mut db: Batch) {
+        let cursors: Vec<(String, Cursor)> = self.cursors.drain().collect();
+        let stored = async {
+            db.save_cursors(&cursors).await?;
+            db.commit().await
         }
-        let list: Vec<(String, Cursor)> = self.cursors.drain().collect();
-        if let Err(e) = store::live::save_cursors(&self.store, &list).await {
-            tracing::error!(error = %e, "live recorder: saving feed cursors failed");
+        .await;
+        if let Err(e) = stored {
+            tracing::error!(error = %e, "live recorder: committing a batch failed");
+        }
+        for e in self.pending.drain(..) {
+            let _ = self.events.send(Arc::new(e));
+        }
+        for f in self.flushes.drain(..) {
+            let _ = f.send(());
         }
     }
 
-    async fn record(&mut self, rec: Record) -> Result<(), StoreError> {
+    /// Commit the open batch and start another, for the rare writes that go through the
+    /// store's own functions (alerts, status changes): they must not wait on our lock.
+    async fn split(&mut self, db: &mut Batch) -> Result<(), StoreError> {
+        let next = Batch::begin(&self.store).await?;
+        let done = std::mem::replace(db, next);
+        self.commit(done).await;
+        Ok(())
+    }
+
+    async fn record(&mut self, db: &mut Batch, rec: Record) -> Result<(), StoreError> {
         match rec {
             Record::Registered {
                 account,
@@ -172,7 +213,7 @@ impl Recorder {
                 strategy_id,
                 state,
                 ts,
-            } => store::live::save_snapshot(&self.store, strategy_id, &state, ts).await?,
+            } => db.save_snapshot(strategy_id, &state, ts).await?,
             Record::Status {
                 strategy_id,
                 status,
@@ -186,17 +227,17 @@ impl Recorder {
                 version,
                 pause_us,
             }),
-            Record::Flush(done) => {
-                self.save_cursors().await;
-                let _ = done.send(());
-            }
-            Record::Engine(e) => self.engine_event(e).await?,
+            Record::Flush(done) => self.flushes.push(done),
+            Record::Engine(e) => self.engine_event(db, e).await?,
         }
         Ok(())
     }
 
+    /// Store an order of `owner` (units given for orders sized at fill time) and announce it.
+    #[allow(clippy::too_many_arguments)]
     async fn insert_order(
         &mut self,
+        db: &mut Batch,
         account: usize,
         owner: Owner,
         order_id: u64,
@@ -209,23 +250,29 @@ impl Recorder {
         if let Some(u) = units {
             o.quantity = u;
         }
-        let stored = store::orders::insert(&self.store, &o).await?;
-        self.orders.insert((account, order_id), stored.id);
+        let id = db.insert_order(&o).await?;
+        let view = OrderView {
+            symbol: o.symbol,
+            side: o.side,
+            quantity: o.quantity,
+            order_type: o.order_type,
+        };
         self.publish(LiveEvent::Order {
             strategy_id: owner.strategy_id,
-            order_id: stored.id,
-            symbol: stored.symbol.clone(),
-            side: stored.side.clone(),
-            quantity: stored.quantity,
-            order_type: stored.order_type.clone(),
-            status: stored.status.clone(),
+            order_id: id,
+            symbol: view.symbol.clone(),
+            side: view.side.clone(),
+            quantity: view.quantity,
+            order_type: view.order_type.clone(),
+            status: o.status,
             reason: None,
             ts,
         });
-        Ok(stored.id)
+        self.orders.insert((account, order_id), (id, view));
+        Ok(id)
     }
 
-    async fn engine_event(&mut self, e: Event) -> Result<(), StoreError> {
+    async fn engine_event(&mut self, db: &mut Batch, e: Event) -> Result<(), StoreError> {
         match e {
             Event::OrderAccepted {
                 account,
@@ -237,7 +284,7 @@ impl Recorder {
                     return Ok(());
                 };
                 if matches!(request.quantity, Quantity::Units(_)) {
-                    self.insert_order(account, owner, order_id, &request, None, ts)
+                    self.insert_order(db, account, owner, order_id, &request, None, ts)
                         .await?;
                 } else {
                     self.sized_at_fill.insert((account, order_id), request);
@@ -257,15 +304,15 @@ impl Recorder {
                 o.instance_id = Some(owner.instance_id);
                 o.status = status::REJECTED.into();
                 o.reason = Some(reason.clone());
-                let stored = store::orders::insert(&self.store, &o).await?;
+                let id = db.insert_order(&o).await?;
                 self.publish(LiveEvent::Order {
                     strategy_id: owner.strategy_id,
-                    order_id: stored.id,
-                    symbol: stored.symbol,
-                    side: stored.side,
-                    quantity: stored.quantity,
-                    order_type: stored.order_type,
-                    status: stored.status,
+                    order_id: id,
+                    symbol: o.symbol,
+                    side: o.side,
+                    quantity: o.quantity,
+                    order_type: o.order_type,
+                    status: o.status,
                     reason: Some(reason),
                     ts,
                 });
@@ -277,27 +324,25 @@ impl Recorder {
                 reason,
             } => {
                 self.sized_at_fill.remove(&(account, order_id));
-                let (Some(&owner), Some(&id)) = (
-                    self.owners.get(&account),
-                    self.orders.get(&(account, order_id)),
-                ) else {
+                let Some(&owner) = self.owners.get(&account) else {
                     return Ok(());
                 };
-                match store::orders::cancel(&self.store, id, &reason).await {
-                    Ok(o) => self.publish(LiveEvent::Order {
+                let Some((id, view)) = self.orders.remove(&(account, order_id)) else {
+                    return Ok(());
+                };
+                // Already filled or cancelled: nothing left to cancel, nothing to say.
+                if db.cancel_order(id, &reason).await? {
+                    self.publish(LiveEvent::Order {
                         strategy_id: owner.strategy_id,
                         order_id: id,
-                        symbol: o.symbol,
-                        side: o.side,
-                        quantity: o.quantity,
-                        order_type: o.order_type,
-                        status: o.status,
+                        symbol: view.symbol,
+                        side: view.side,
+                        quantity: view.quantity,
+                        order_type: view.order_type,
+                        status: status::CANCELLED.into(),
                         reason: Some(reason),
                         ts,
-                    }),
-                    // Already filled or cancelled: nothing left to cancel.
-                    Err(StoreError::Conflict(_)) => {}
-                    Err(e) => return Err(e),
+                    });
                 }
             }
             Event::Fill(f) => {
@@ -306,7 +351,7 @@ impl Recorder {
                 };
                 let key = (f.account, f.order_id);
                 let id = match self.orders.get(&key) {
-                    Some(&id) => id,
+                    Some((id, _)) => *id,
                     None => {
                         // Sized at fill time, or made by the exchange itself (a bracket's
                         // exit, a liquidation): the order row is the fill's own.
@@ -322,6 +367,7 @@ impl Recorder {
                             tag: f.tag.clone().or_else(|| Some("exchange".into())),
                         });
                         self.insert_order(
+                            db,
                             f.account,
                             owner,
                             f.order_id,
@@ -332,9 +378,7 @@ impl Recorder {
                         .await?
                     }
                 };
-                let stored =
-                    store::orders::record_fill(&self.store, id, f.quantity, f.price, f.fee, f.ts)
-                        .await?;
+                let stored = db.record_fill(id, f.quantity, f.price, f.fee, f.ts).await?;
                 self.publish(LiveEvent::Fill {
                     strategy_id: owner.strategy_id,
                     order_id: id,
@@ -355,7 +399,7 @@ impl Recorder {
                 avg_price,
                 ts,
             } => {
-                if let Some(owner) = self.owners.get(&account) {
+                if let Some(&owner) = self.owners.get(&account) {
                     self.publish(LiveEvent::Position {
                         strategy_id: owner.strategy_id,
                         symbol,
@@ -375,6 +419,7 @@ impl Recorder {
                 let Some(&owner) = self.owners.get(&account) else {
                     return Ok(());
                 };
+                self.split(db).await?;
                 store::risk::add_alert(
                     &self.store,
                     &account_name(owner.strategy_id),
@@ -407,6 +452,7 @@ impl Recorder {
                     StrategyState::Halted => "halted",
                     StrategyState::Disabled => "failed",
                 };
+                self.split(db).await?;
                 store::strategies::set_status(
                     &self.store,
                     owner.strategy_id,

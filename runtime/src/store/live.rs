@@ -31,13 +31,64 @@ pub async fn cursors(store: &Store) -> StoreResult<HashMap<String, Cursor>> {
         .collect())
 }
 
-/// Move the cursors of several symbols in one transaction.
-pub async fn save_cursors(store: &Store, cursors: &[(String, Cursor)]) -> StoreResult<()> {
-    if cursors.is_empty() {
-        return Ok(());
+/// One write transaction the live recorder fills with everything it took from the engine at
+/// once (orders, fills with their positions, cancels, cursors), so many events cost one commit.
+pub struct Batch(sqlx::Transaction<'static, sqlx::Sqlite>);
+
+impl Batch {
+    /// Start a batch.
+    pub async fn begin(store: &Store) -> StoreResult<Batch> {
+        Ok(Batch(store.pool().begin().await?))
     }
+    /// Store an order; its id.
+    pub async fn insert_order(&mut self, o: &super::orders::NewOrder) -> StoreResult<i64> {
+        super::orders::insert_in(&mut self.0, o).await
+    }
+    /// Book a fill ([`super::orders::record_fill`]).
+    pub async fn record_fill(
+        &mut self,
+        order_id: i64,
+        quantity: f64,
+        price: f64,
+        fee: f64,
+        ts: i64,
+    ) -> StoreResult<super::orders::FillRecord> {
+        super::orders::record_fill_in(&mut self.0, order_id, quantity, price, fee, ts).await
+    }
+    /// Cancel a working order; whether it was working.
+    pub async fn cancel_order(&mut self, id: i64, reason: &str) -> StoreResult<bool> {
+        super::orders::cancel_in(&mut self.0, id, reason).await
+    }
+    /// Move cursors.
+    pub async fn save_cursors(&mut self, cursors: &[(String, Cursor)]) -> StoreResult<()> {
+        save_cursors_in(&mut self.0, cursors).await
+    }
+    /// Keep a strategy's snapshot.
+    pub async fn save_snapshot(
+        &mut self,
+        strategy_id: i64,
+        state: &[u8],
+        ts: i64,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE strategy_instances SET last_snapshot = ?, snapshot_at = ? WHERE strategy_id = ?")
+            .bind(state)
+            .bind(ts)
+            .bind(strategy_id)
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+    /// Make it all durable at once.
+    pub async fn commit(self) -> StoreResult<()> {
+        Ok(self.0.commit().await?)
+    }
+}
+
+async fn save_cursors_in(
+    tx: &mut sqlx::SqliteConnection,
+    cursors: &[(String, Cursor)],
+) -> StoreResult<()> {
     let t = now();
-    let mut tx = store.pool().begin().await?;
     for (symbol, c) in cursors {
         sqlx::query(
             "INSERT INTO live_cursors (symbol, seq, ts, close, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (symbol) DO UPDATE SET seq = excluded.seq, ts = excluded.ts, close = excluded.close, updated_at = excluded.updated_at",
@@ -50,7 +101,6 @@ pub async fn save_cursors(store: &Store, cursors: &[(String, Cursor)]) -> StoreR
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
@@ -78,24 +128,6 @@ pub async fn history_after(
             volume,
         })
         .collect())
-}
-
-/// Keep a strategy's latest snapshot (periodic, on swap, on disable).
-pub async fn save_snapshot(
-    store: &Store,
-    strategy_id: i64,
-    state: &[u8],
-    ts: i64,
-) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE strategy_instances SET last_snapshot = ?, snapshot_at = ? WHERE strategy_id = ?",
-    )
-    .bind(state)
-    .bind(ts)
-    .bind(strategy_id)
-    .execute(store.pool())
-    .await?;
-    Ok(())
 }
 
 /// A strategy's latest snapshot, if it has one.

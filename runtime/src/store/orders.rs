@@ -164,6 +164,14 @@ pub async fn symbol_exists(store: &Store, symbol: &str) -> StoreResult<bool> {
 
 /// Store an order; returns it with its id.
 pub async fn insert(store: &Store, o: &NewOrder) -> StoreResult<Order> {
+    let mut conn = store.pool().acquire().await?;
+    let id = insert_in(&mut conn, o).await?;
+    drop(conn);
+    get(store, id).await
+}
+
+/// [`insert`] inside the caller's transaction; returns the new id.
+pub async fn insert_in(conn: &mut sqlx::SqliteConnection, o: &NewOrder) -> StoreResult<i64> {
     let t = now();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO orders (account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, reason, tag, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -185,9 +193,9 @@ pub async fn insert(store: &Store, o: &NewOrder) -> StoreResult<Order> {
     .bind(&o.tag)
     .bind(t)
     .bind(t)
-    .fetch_one(store.pool())
+    .fetch_one(&mut *conn)
     .await?;
-    get(store, id).await
+    Ok(id)
 }
 
 /// One order.
@@ -283,6 +291,24 @@ pub async fn cancel(store: &Store, id: i64, reason: &str) -> StoreResult<Order> 
         return Err(not_working(store, id).await);
     }
     get(store, id).await
+}
+
+/// Cancel a working order inside the caller's transaction; whether it was working.
+pub async fn cancel_in(
+    conn: &mut sqlx::SqliteConnection,
+    id: i64,
+    reason: &str,
+) -> StoreResult<bool> {
+    let n = sqlx::query(
+        "UPDATE orders SET status = 'cancelled', reason = ?, updated_at = ? WHERE id = ? AND status IN ('accepted', 'partially_filled')",
+    )
+    .bind(reason)
+    .bind(now())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
 }
 
 /// Cancel every working order (of every account) with `reason`; returns the cancelled orders.
@@ -478,6 +504,21 @@ pub async fn record_fill(
     fee: f64,
     ts: i64,
 ) -> StoreResult<FillRecord> {
+    let mut tx = store.pool().begin().await?;
+    let f = record_fill_in(&mut tx, order_id, quantity, price, fee, ts).await?;
+    tx.commit().await?;
+    Ok(f)
+}
+
+/// [`record_fill`] inside the caller's transaction (the live recorder stores many at once).
+pub async fn record_fill_in(
+    tx: &mut sqlx::SqliteConnection,
+    order_id: i64,
+    quantity: f64,
+    price: f64,
+    fee: f64,
+    ts: i64,
+) -> StoreResult<FillRecord> {
     if !(quantity.is_finite()
         && quantity > 0.0
         && price.is_finite()
@@ -489,7 +530,6 @@ pub async fn record_fill(
             "fill of order {order_id} needs a positive quantity and price and a non-negative fee, got {quantity} @ {price} fee {fee}"
         )));
     }
-    let mut tx = store.pool().begin().await?;
     let order = sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
         "SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"
     )))
@@ -559,7 +599,7 @@ pub async fn record_fill(
             .await?;
             if crossed {
                 insert_position(
-                    &mut tx,
+                    &mut *tx,
                     &order.account,
                     &order.symbol,
                     side_of(after.quantity),
@@ -588,7 +628,7 @@ pub async fn record_fill(
         }
         None => {
             insert_position(
-                &mut tx,
+                &mut *tx,
                 &order.account,
                 &order.symbol,
                 side_of(after.quantity),
@@ -632,7 +672,6 @@ pub async fn record_fill(
     .bind(position_id)
     .fetch_one(&mut *tx)
     .await?;
-    tx.commit().await?;
     Ok(FillRecord {
         id: fill_id,
         order_id,
