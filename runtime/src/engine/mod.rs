@@ -321,9 +321,13 @@ impl<'s> Engine<'s> {
         let base = self.step;
         let mut equity = vec![f64::NAN; bars.len()];
         let mut in_market = vec![false; bars.len()];
+        // One pair of buffers for every account: live trading calls this per bar with many
+        // accounts.
+        let mut slot_equity = vec![f64::NAN; bars.len()];
+        let mut slot_in = vec![false; bars.len()];
         for account in 0..self.slots.len() {
-            let mut slot_equity = vec![f64::NAN; bars.len()];
-            let mut slot_in = vec![false; bars.len()];
+            slot_equity.fill(f64::NAN);
+            slot_in.fill(false);
             self.process_slot(account, bars, base, &mut slot_equity, &mut slot_in);
             // Carry values across bars of other symbols, then add into the account total.
             let slot = &mut self.slots[account];

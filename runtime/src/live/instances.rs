@@ -11,9 +11,9 @@ use crate::model::{Param, ParamValue};
 use crate::sandbox::{Sandbox, StrategyCode};
 use crate::store::{self, Store};
 
-/// Compiled code by version id: every instance of a version shares one compilation (a version
-/// never changes once stored).
-pub(crate) type CodeCache = std::sync::Mutex<std::collections::HashMap<i64, Arc<StrategyCode>>>;
+/// Compiled code by content hash: every instance of the same component (clones, versions
+/// uploaded twice) shares one compilation.
+pub(crate) type CodeCache = std::sync::Mutex<std::collections::HashMap<String, Arc<StrategyCode>>>;
 
 /// A strategy instance ready to be started or swapped in.
 pub(crate) struct Spec {
@@ -79,7 +79,7 @@ pub(crate) async fn build(
     let cached = codes
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&v.id)
+        .get(&v.content_sha256)
         .cloned();
     let bytes = match cached {
         Some(_) => Vec::new(),
@@ -111,7 +111,7 @@ pub(crate) async fn build(
     codes
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(v.id, code);
+        .insert(v.content_sha256.clone(), code);
     Ok(Spec {
         strategy_id,
         instance_id: record.instance.id,

@@ -15,6 +15,10 @@ use crate::events::{Event, EventSink, StrategyState};
 use crate::model::Bar;
 use crate::store::live::Cursor;
 
+/// Shortest time between two equity events of one instance: PnL watchers need a few a second,
+/// not one per tick.
+const EQUITY_EVERY: Duration = Duration::from_millis(250);
+
 /// Most symbols the engine takes (feeds and strategies add them as they come).
 pub(crate) const MAX_SYMBOLS: usize = 100_000;
 
@@ -89,6 +93,8 @@ struct Running {
     /// Engine symbol ids of `symbols`.
     ids: Vec<usize>,
     bars: u64,
+    /// When its equity was last published (the `pnl` stream is throttled per instance).
+    equity_at: Option<Instant>,
 }
 
 struct Worker {
@@ -262,6 +268,10 @@ impl Worker {
                     message,
                 });
             }
+            if r.equity_at.is_some_and(|t| t.elapsed() < EQUITY_EVERY) {
+                continue;
+            }
+            r.equity_at = Some(Instant::now());
             let book = engine.portfolio(r.account);
             let _ = self.out.send(Record::Equity {
                 strategy_id: id,
@@ -366,6 +376,7 @@ impl Worker {
                 symbols: spec.symbols,
                 ids,
                 bars: 0,
+                equity_at: None,
             },
         );
         Ok(())
