@@ -364,29 +364,8 @@ impl LiveEngine {
 
     /// Start the strategy's default instance as stored (its version, parameters, symbols).
     pub async fn enable(&self, strategy_id: i64) -> Result<(), LiveError> {
-        let spec = instances::build(
-            &self.0.store,
-            &self.0.sandbox,
-            &self.0.codes,
-            strategy_id,
-            None,
-        )
-        .await?;
-        let cash = self.0.config.initial_cash;
-        let account = instances::account(strategy_id);
-        let positions = instances::carried_positions(&self.0.store, &account).await?;
-        let cash = cash
-            + store::orders::cash_flow(&self.0.store, Some(&account))
-                .await?
-                .0;
-        self.ask(|reply| Command::Start {
-            spec: Box::new(spec),
-            cash,
-            positions,
-            state: worker::StartState::Fresh,
-            reply,
-        })
-        .await?
+        self.start_stored(strategy_id, worker::StartState::Fresh)
+            .await
     }
 
     /// [`LiveEngine::enable`] after a restart: from the stored snapshot, with working orders
@@ -401,6 +380,20 @@ impl LiveEngine {
             )
             .await;
         }
+        let state = match store::live::snapshot(&self.0.store, strategy_id).await? {
+            Some(s) => worker::StartState::Restore(s),
+            None => worker::StartState::Fresh,
+        };
+        self.start_stored(strategy_id, state).await
+    }
+
+    /// Start a stored strategy with the account's stored positions and cash (the starting
+    /// capital plus the cash flow of its fills).
+    async fn start_stored(
+        &self,
+        strategy_id: i64,
+        state: worker::StartState,
+    ) -> Result<(), LiveError> {
         let spec = instances::build(
             &self.0.store,
             &self.0.sandbox,
@@ -409,15 +402,12 @@ impl LiveEngine {
             None,
         )
         .await?;
+        let account = instances::account(strategy_id);
         let positions = instances::carried_positions(&self.0.store, &account).await?;
         let cash = self.0.config.initial_cash
             + store::orders::cash_flow(&self.0.store, Some(&account))
                 .await?
                 .0;
-        let state = match store::live::snapshot(&self.0.store, strategy_id).await? {
-            Some(s) => worker::StartState::Restore(s),
-            None => worker::StartState::Fresh,
-        };
         self.ask(|reply| Command::Start {
             spec: Box::new(spec),
             cash,
