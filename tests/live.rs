@@ -36,6 +36,35 @@ async fn database_with_goog(dir: &Path) -> std::path::PathBuf {
     db
 }
 
+/// POST a guest's component as multipart (with a `name` field when given) to `path`; expects
+/// 201 and returns the body.
+async fn post_component(
+    s: &TestServer,
+    token: &str,
+    path: &str,
+    module: &str,
+    name: Option<&str>,
+) -> Value {
+    let mut form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(qtm_tests::component(module)).file_name("s.wasm"),
+    );
+    if let Some(n) = name {
+        form = form.text("name", n.to_string());
+    }
+    let resp = s
+        .http
+        .post(format!("{}{path}", s.base))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let (st, body) = TestServer::decode(resp).await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    body
+}
+
 /// Upload a component as a new strategy trading GOOG with `params`; returns (strategy id,
 /// instance id).
 async fn upload(
@@ -45,22 +74,7 @@ async fn upload(
     name: &str,
     params: Value,
 ) -> (i64, i64) {
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(qtm_tests::component(module)).file_name("s.wasm"),
-        )
-        .text("name", name.to_string());
-    let resp = s
-        .http
-        .post(format!("{}/api/strategies", s.base))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let (st, body) = TestServer::decode(resp).await;
-    assert_eq!(st, StatusCode::CREATED, "{body}");
+    let body = post_component(s, token, "/api/strategies", module, Some(name)).await;
     let id = body["id"]
         .as_i64()
         .or(body["strategy"]["id"].as_i64())
@@ -78,21 +92,10 @@ async fn upload(
 }
 
 async fn upload_version(s: &TestServer, token: &str, id: i64, module: &str) -> i64 {
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(qtm_tests::component(module)).file_name("s.wasm"),
-    );
-    let resp = s
-        .http
-        .post(format!("{}/api/strategies/{id}/versions", s.base))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let (st, body) = TestServer::decode(resp).await;
-    assert_eq!(st, StatusCode::CREATED, "{body}");
-    body["version"].as_i64().unwrap()
+    let path = format!("/api/strategies/{id}/versions");
+    post_component(s, token, &path, module, None).await["version"]
+        .as_i64()
+        .unwrap()
 }
 
 async fn enable(s: &TestServer, token: &str, id: i64) {
