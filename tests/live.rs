@@ -406,6 +406,207 @@ async fn a_trapping_strategy_is_disabled_and_the_healthy_one_misses_nothing() {
     s.stop().await;
 }
 
+/// One text message from a WebSocket as JSON.
+async fn ws_json<S>(ws: &mut S) -> Value
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("message in time")
+            .expect("open")
+            .expect("ok");
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bars_pushed_over_the_websocket_ingest_endpoint_are_traded_once_and_bad_batches_change_nothing()
+ {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_with_goog(dir.path()).await;
+    let s = TestServer::start_on(&db, |_| {}).await;
+    let token = s.admin_token().await;
+    let viewer = s.user_token(&token, "watcher", "viewer").await;
+    let mut rx = s.server.state.live.subscribe();
+    let (id, _) = upload(&s, &token, guests::SEQ_RECORDER_V1, "pushed", json!({})).await;
+    enable(&s, &token, id).await;
+
+    // A viewer may watch but not feed: refused before the upgrade.
+    let refused =
+        tokio_tungstenite::connect_async(format!("{}/ws/ingest?token={viewer}", s.ws_base()))
+            .await
+            .unwrap_err();
+    assert!(refused.to_string().contains("403"), "{refused}");
+
+    // First-message auth, then batches answered in order.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}/ws/ingest", s.ws_base()))
+        .await
+        .unwrap();
+    let send = |v: Value| Message::Text(v.to_string().into());
+    ws.send(send(json!({"type": "auth", "token": token})))
+        .await
+        .unwrap();
+    let welcome = ws_json(&mut ws).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["max_entries"], 10_000);
+    ws.send(send(json!({"id": 1, "bars": bars(1, 20)})))
+        .await
+        .unwrap();
+    let mut bad = bars(21, 23);
+    bad[1]["high"] = json!(-1.0);
+    ws.send(send(json!({"id": "b", "bars": bad})))
+        .await
+        .unwrap();
+    ws.send(Message::Text("{\"bars\": [".into())).await.unwrap();
+    ws.send(send(json!({"type": "ping", "id": 9})))
+        .await
+        .unwrap();
+    ws.send(send(json!({"id": 2, "bars": bars(21, 40)})))
+        .await
+        .unwrap();
+    let ack = ws_json(&mut ws).await;
+    assert_eq!(ack, json!({"type": "ack", "id": 1, "bars": 20, "ticks": 0}));
+    let e = ws_json(&mut ws).await;
+    assert_eq!(
+        (e["type"].as_str(), e["id"].as_str()),
+        (Some("error"), Some("b")),
+        "{e}"
+    );
+    assert_eq!(e["error"]["field"], "bars[1]", "{e}");
+    let e = ws_json(&mut ws).await;
+    assert_eq!(e["error"]["code"], "bad_json", "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("line 1"),
+        "{e}"
+    );
+    assert_eq!(ws_json(&mut ws).await, json!({"type": "pong", "id": 9}));
+    assert_eq!(ws_json(&mut ws).await["id"], 2);
+
+    // Every pushed bar reached the strategy once and in order; the refused batch did not.
+    let mut lines = Vec::new();
+    seq_lines(&mut rx, id, 40, &mut lines).await;
+    assert_eq!(
+        lines.iter().map(|l| l.1).collect::<Vec<_>>(),
+        (1..=40).collect::<Vec<_>>()
+    );
+
+    // The bridge is a module: switched off, both ingest paths refuse and say how to switch it on.
+    let (st, body) = s
+        .call(
+            Method::PUT,
+            "/api/modules/ingest-bridge/toggle",
+            Some(&token),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    ws.send(send(json!({"id": 3, "bars": bars(41, 41)})))
+        .await
+        .unwrap();
+    let e = ws_json(&mut ws).await;
+    assert_eq!(e["error"]["code"], "conflict", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ingest-bridge"),
+        "{e}"
+    );
+    let (st, _) = s
+        .call(
+            Method::POST,
+            "/api/market",
+            Some(&token),
+            Some(json!({"bars": bars(41, 41)})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_feed_plays_the_data_directory_files_and_a_bad_file_is_named_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_with_goog(dir.path()).await;
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    // 30 minute bars of GOOG that the database does not have: their ts give them away.
+    let mut csv = String::from("ts,open,high,low,close,volume\n");
+    for i in 1..=30 {
+        let p = 100.0 + i as f64;
+        csv += &format!(
+            "{},{p},{},{},{p},10\n",
+            2_000_000_000 + 60 * i,
+            p + 1.0,
+            p - 1.0
+        );
+    }
+    std::fs::write(data.join("goog_1m.csv"), &csv).unwrap();
+    let data_dir = data.clone();
+    let s = TestServer::start_on(&db, move |c| {
+        c.replay = true;
+        c.data_dir = data_dir;
+    })
+    .await;
+    let token = s.admin_token().await;
+    let mut rx = s.server.state.live.subscribe();
+    let (id, _) = upload(&s, &token, guests::SEQ_RECORDER_V1, "from-files", json!({})).await;
+    enable(&s, &token, id).await;
+    let (st, body) = s
+        .call(
+            Method::POST,
+            "/api/modules/replay-feed/configure",
+            Some(&token),
+            Some(json!({"config": {"source": "files", "speed": 1_000_000.0, "loop": false}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    // The strategy sees the file's bars, each once, in order.
+    let mut lines = Vec::new();
+    seq_lines(&mut rx, id, 2_000_000_000 + 60 * 30, &mut lines).await;
+    let ts: Vec<i64> = lines.iter().map(|l| l.1).collect();
+    assert_eq!(
+        ts,
+        (1..=30).map(|i| 2_000_000_000 + 60 * i).collect::<Vec<_>>()
+    );
+
+    // A broken file stops the configure with the file and line, and the feed is not changed.
+    csv += "2000009999,1,0.5,0.9,1,1\n";
+    std::fs::write(data.join("goog_1m.csv"), &csv).unwrap();
+    let (st, body) = s
+        .call(
+            Method::POST,
+            "/api/modules/replay-feed/configure",
+            Some(&token),
+            Some(json!({"config": {"speed": 2_000_000.0}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (_, message) = error_of(&body);
+    assert!(
+        message.contains("goog_1m.csv") && message.contains("32"),
+        "{message}"
+    );
+    let (_, module) = s
+        .call(Method::GET, "/api/modules/replay-feed", Some(&token), None)
+        .await;
+    assert_eq!(module["config"]["speed"], 1_000_000.0, "{module}");
+    assert_eq!(module["config"]["source"], "files", "{module}");
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_trading_is_stored_consistently_and_a_restart_resumes_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();

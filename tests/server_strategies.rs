@@ -260,6 +260,12 @@ async fn full_flow_upload_configure_backtest_on_ws_and_results_equal_the_library
         json!({"fast": 10, "slow": 30, "mode": "flip", "sizing": "equity", "quantity": 1.0})
     );
     assert_eq!(inst["symbols"], json!(["GOOG"]));
+    // The list (served from a cached body) shows the change at once.
+    let (_, list) = s
+        .call(Method::GET, "/api/strategies", Some(&viewer), None)
+        .await;
+    assert_eq!(list[0]["instance"]["symbols"], json!(["GOOG"]), "{list}");
+    assert_eq!(list[0]["instance"]["params"]["mode"], "flip", "{list}");
 
     // Watch the strategy's updates and the notifications.
     let mut updates = ws_connect(&s, &format!("/ws/strategy-updates?token={viewer}")).await;
@@ -414,6 +420,10 @@ async fn full_flow_upload_configure_backtest_on_ws_and_results_equal_the_library
         )
         .await;
     assert_eq!(one["latest_backtest"]["id"], bt);
+    let (_, list) = s
+        .call(Method::GET, "/api/strategies", Some(&viewer), None)
+        .await;
+    assert_eq!(list[0]["latest_backtest"]["id"], bt, "{list}");
     assert_eq!(
         one["latest_backtest"]["n_trades"],
         reference.metrics.n_trades

@@ -7,6 +7,7 @@
 //! page), [`server`] (start-up, bootstrap, shutdown).
 
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod hub;

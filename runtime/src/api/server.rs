@@ -108,7 +108,8 @@ pub async fn start_with(
     store::modules::seed(&store).await?;
     // A backtest that was running when the previous process died will never finish.
     store::backtests::fail_interrupted(&store).await?;
-    let live = start_live(&store, &sandbox, &risk, config.replay).await?;
+    let live = start_live(&store, &sandbox, &risk, &config).await?;
+    let bridge_on = store::modules::get(&store, "ingest-bridge").await?.enabled;
     let state = AppState::new(
         store,
         config.clone(),
@@ -118,6 +119,7 @@ pub async fn start_with(
         risk,
         telemetry::prometheus(),
     );
+    state.set_ingest_enabled(bridge_on);
     let forwarder = spawn_live_forwarder(state.clone());
     let app = super::app(state.clone()).map_err(ServeError::Setup)?;
     let listener = TcpListener::bind(config.listen)
@@ -233,7 +235,7 @@ async fn start_live(
     store: &Store,
     sandbox: &Arc<Sandbox>,
     limits: &RiskLimits,
-    replay: bool,
+    server: &ServerConfig,
 ) -> Result<LiveEngine, ServeError> {
     let engine_module = store::modules::get(store, "live-engine").await?;
     let mut config = LiveConfig {
@@ -258,9 +260,10 @@ async fn start_live(
         .await
         .map_err(|e| ServeError::Setup(format!("live engine: {e}")))?;
     let feed = store::modules::get(store, "replay-feed").await?;
-    if replay && feed.enabled {
-        let settings: ReplaySettings = serde_json::from_value(feed.config.clone())
+    if server.replay && feed.enabled {
+        let mut settings: ReplaySettings = serde_json::from_value(feed.config.clone())
             .map_err(|e| ServeError::Setup(format!("replay-feed settings: {e}")))?;
+        settings.data_dir = server.data_dir.clone();
         if let Err(e) = live.start_replay(&settings).await {
             tracing::warn!(error = %e, "the replay feed did not start");
         }

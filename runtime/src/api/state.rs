@@ -3,6 +3,7 @@
 
 use std::num::NonZeroU32;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
@@ -12,6 +13,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use super::auth::access::AccessTable;
 use super::auth::cache::UserCache;
 use super::auth::jwt::JwtKeys;
+use super::cache::ResponseCache;
 use super::config::ServerConfig;
 use super::hub::Hub;
 use crate::live::LiveEngine;
@@ -40,6 +42,10 @@ pub struct Inner {
     pub metrics: PrometheusHandle,
     /// Users the gate read recently.
     pub users: UserCache,
+    /// Whether the `ingest-bridge` module takes market data (REST and WebSocket).
+    ingest_enabled: AtomicBool,
+    /// The body of `GET /api/strategies`, rebuilt when the catalog changes.
+    pub strategy_list: ResponseCache,
     access: OnceLock<AccessTable>,
     api_limiter: Option<DefaultKeyedRateLimiter<String>>,
     login_limiter: Option<DefaultKeyedRateLimiter<String>>,
@@ -83,6 +89,8 @@ impl AppState {
             risk: RwLock::new(risk),
             metrics,
             users: UserCache::default(),
+            strategy_list: ResponseCache::default(),
+            ingest_enabled: AtomicBool::new(true),
             access: OnceLock::new(),
             api_limiter,
             login_limiter,
@@ -96,6 +104,16 @@ impl AppState {
 
     pub(crate) fn set_access(&self, table: AccessTable) {
         let _ = self.access.set(table);
+    }
+
+    /// Whether the ingest bridge is on (its module's switch).
+    pub fn ingest_enabled(&self) -> bool {
+        self.ingest_enabled.load(Ordering::Relaxed)
+    }
+
+    /// Follow the `ingest-bridge` module's switch.
+    pub fn set_ingest_enabled(&self, on: bool) {
+        self.ingest_enabled.store(on, Ordering::Relaxed);
     }
 
     /// Whether one more API request from `key` fits the rate limit.

@@ -218,24 +218,43 @@ pub enum CloneStart {
     FromSnapshot,
 }
 
+/// Where the replay feed reads its bars.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplaySource {
+    /// The price history in the database (`qtm data import`).
+    #[default]
+    Database,
+    /// The CSV files of the server's data directory (`--data-dir`), one symbol per file, the
+    /// symbol taken from the file name as in `qtm backtest --data`.
+    Files,
+}
+
 /// Settings of the replay feed module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ReplaySettings {
-    /// Symbols to replay (all assets when empty).
+    pub source: ReplaySource,
+    /// Symbols to replay (every asset, or every file, when empty).
     pub symbols: Vec<String>,
     /// Recorded time per wall time.
     pub speed: f64,
     #[serde(rename = "loop")]
     pub looped: bool,
+    /// The folder `source: files` reads (the server's data directory; not a module setting,
+    /// so a client cannot point the server at arbitrary paths).
+    #[serde(skip)]
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Default for ReplaySettings {
     fn default() -> Self {
         Self {
+            source: ReplaySource::Database,
             symbols: Vec::new(),
             speed: 60.0,
             looped: true,
+            data_dir: std::path::PathBuf::from("data"),
         }
     }
 }
@@ -630,14 +649,38 @@ impl LiveEngine {
             .is_some()
     }
 
-    /// Replay the store's price history (the default feed) with `settings`, each symbol from
-    /// where its cursor stopped.
+    /// Replay the store's price history (the default feed) or the data directory's files with
+    /// `settings`, each symbol from where its cursor stopped.
     pub async fn start_replay(&self, settings: &ReplaySettings) -> Result<(), LiveError> {
         let cursors = store::live::cursors(&self.0.store).await?;
-        let wanted: Vec<String> = if settings.symbols.is_empty() {
+        let series = match settings.source {
+            ReplaySource::Database => self.stored_series(&settings.symbols).await?,
+            ReplaySource::Files => {
+                let dir = settings.data_dir.clone();
+                let wanted = settings.symbols.clone();
+                tokio::task::spawn_blocking(move || file_series(&dir, &wanted))
+                    .await
+                    .map_err(|e| LiveError::Refused(format!("reading the replay files: {e}")))??
+            }
+        };
+        let resume_after = cursors.into_iter().map(|(s, c)| (s, c.ts)).collect();
+        self.run_feed(Box::new(ReplayFeed {
+            series,
+            speed: settings.speed,
+            looped: settings.looped,
+            resume_after,
+        }));
+        Ok(())
+    }
+
+    async fn stored_series(
+        &self,
+        symbols: &[String],
+    ) -> Result<Vec<(String, Vec<Bar>)>, LiveError> {
+        let wanted: Vec<String> = if symbols.is_empty() {
             self.0.symbols.to_vec()
         } else {
-            settings.symbols.clone()
+            symbols.to_vec()
         };
         let mut series = Vec::new();
         for s in wanted {
@@ -647,14 +690,7 @@ impl LiveEngine {
             let bars = store::live::history_after(&self.0.store, &s, None).await?;
             series.push((s, bars));
         }
-        let resume_after = cursors.into_iter().map(|(s, c)| (s, c.ts)).collect();
-        self.run_feed(Box::new(ReplayFeed {
-            series,
-            speed: settings.speed,
-            looped: settings.looped,
-            resume_after,
-        }));
-        Ok(())
+        Ok(series)
     }
 
     /// Stop the feeds, snapshot every instance, store what is pending and stop the engine.
@@ -714,4 +750,52 @@ pub fn check_bar(b: &Bar) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The bars of every CSV file in `dir` (or of the files for `symbols`), by symbol. A bad file
+/// is an error naming the file and line: a replay that silently skipped it would look like a
+/// quiet market.
+fn file_series(
+    dir: &std::path::Path,
+    symbols: &[String],
+) -> Result<Vec<(String, Vec<Bar>)>, LiveError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| LiveError::Refused(format!("replay files: reading {}: {e}", dir.display())))?;
+    let mut files: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("csv")))
+        .collect();
+    files.sort();
+    let mut series: Vec<(String, Vec<Bar>)> = Vec::new();
+    for path in files {
+        let symbol = crate::market::symbol_from_path(&path);
+        if !symbols.is_empty() && !symbols.contains(&symbol) {
+            continue;
+        }
+        if series.iter().any(|(s, _)| *s == symbol) {
+            return Err(LiveError::Refused(format!(
+                "replay files: two files in {} are for {symbol}; keep one",
+                dir.display()
+            )));
+        }
+        let bars = crate::market::load_bars(&path)
+            .map_err(|e| LiveError::Refused(format!("replay files: {e}")))?;
+        series.push((symbol, bars));
+    }
+    if let Some(missing) = symbols
+        .iter()
+        .find(|s| !series.iter().any(|(x, _)| x == *s))
+    {
+        return Err(LiveError::Refused(format!(
+            "replay files: no file for {missing} in {}",
+            dir.display()
+        )));
+    }
+    if series.is_empty() {
+        return Err(LiveError::Refused(format!(
+            "replay files: no .csv file in {}",
+            dir.display()
+        )));
+    }
+    Ok(series)
 }

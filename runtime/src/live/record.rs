@@ -1,4 +1,5 @@
-//! The recorder: stores what the engine did, then broadcasts it. It runs on the async runtime
+//! The recorder: stores what the engine did, then broadcasts it (bars, which are market data
+//! and not state, go out at once). It runs on the async runtime
 //! and takes records in the engine's order, so an order row exists before its fills, and a
 //! symbol's cursor moves only after the effects of its bars are stored. Everything taken from
 //! the channel at once is written in one transaction, so a burst of fills costs one commit.
@@ -185,7 +186,13 @@ impl Recorder {
             Record::Retiring { account } => {
                 self.retiring.insert(account);
             }
-            Record::Bar { symbol, seq, bar } => self.publish(LiveEvent::Bar { symbol, seq, bar }),
+            // Market data is not state the store records (the cursor is, and it moves with
+            // the commit), so it need not wait for the commit.
+            Record::Bar { symbol, seq, bar } => {
+                let _ = self
+                    .events
+                    .send(Arc::new(LiveEvent::Bar { symbol, seq, bar }));
+            }
             Record::Done { cursors } => self.cursors.extend(cursors),
             Record::Log {
                 strategy_id,

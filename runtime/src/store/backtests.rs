@@ -169,6 +169,8 @@ pub async fn finish(store: &Store, id: i64, f: &Finished<'_>) -> StoreResult<()>
     .bind(id)
     .execute(store.pool())
     .await?;
+    // The strategy list shows each strategy's latest finished backtest.
+    store.catalog_changed();
     Ok(())
 }
 

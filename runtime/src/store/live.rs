@@ -33,16 +33,25 @@ pub async fn cursors(store: &Store) -> StoreResult<HashMap<String, Cursor>> {
 
 /// One write transaction the live recorder fills with everything it took from the engine at
 /// once (orders, fills with their positions, cancels, cursors), so many events cost one commit.
-pub struct Batch(sqlx::Transaction<'static, sqlx::Sqlite>);
+pub struct Batch {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    store: Store,
+    /// Whether the batch wrote instance rows (snapshots), which the catalog cache must learn.
+    touches_catalog: bool,
+}
 
 impl Batch {
     /// Start a batch.
     pub async fn begin(store: &Store) -> StoreResult<Batch> {
-        Ok(Batch(store.pool().begin().await?))
+        Ok(Batch {
+            tx: store.pool().begin().await?,
+            store: store.clone(),
+            touches_catalog: false,
+        })
     }
     /// Store an order; its id.
     pub async fn insert_order(&mut self, o: &super::orders::NewOrder) -> StoreResult<i64> {
-        super::orders::insert_in(&mut self.0, o).await
+        super::orders::insert_in(&mut self.tx, o).await
     }
     /// Book a fill ([`super::orders::record_fill`]).
     pub async fn record_fill(
@@ -53,15 +62,15 @@ impl Batch {
         fee: f64,
         ts: i64,
     ) -> StoreResult<super::orders::FillRecord> {
-        super::orders::record_fill_in(&mut self.0, order_id, quantity, price, fee, ts).await
+        super::orders::record_fill_in(&mut self.tx, order_id, quantity, price, fee, ts).await
     }
     /// Cancel a working order; whether it was working.
     pub async fn cancel_order(&mut self, id: i64, reason: &str) -> StoreResult<bool> {
-        super::orders::cancel_in(&mut self.0, id, reason).await
+        super::orders::cancel_in(&mut self.tx, id, reason).await
     }
     /// Move cursors.
     pub async fn save_cursors(&mut self, cursors: &[(String, Cursor)]) -> StoreResult<()> {
-        save_cursors_in(&mut self.0, cursors).await
+        save_cursors_in(&mut self.tx, cursors).await
     }
     /// Keep a strategy's snapshot.
     pub async fn save_snapshot(
@@ -74,13 +83,18 @@ impl Batch {
             .bind(state)
             .bind(ts)
             .bind(strategy_id)
-            .execute(&mut *self.0)
+            .execute(&mut *self.tx)
             .await?;
+        self.touches_catalog = true;
         Ok(())
     }
     /// Make it all durable at once.
     pub async fn commit(self) -> StoreResult<()> {
-        Ok(self.0.commit().await?)
+        self.tx.commit().await?;
+        if self.touches_catalog {
+            self.store.catalog_changed();
+        }
+        Ok(())
     }
 }
 
@@ -151,6 +165,7 @@ pub async fn set_version(store: &Store, strategy_id: i64, version_id: i64) -> St
     .bind(strategy_id)
     .execute(store.pool())
     .await?;
+    store.catalog_changed();
     Ok(())
 }
 

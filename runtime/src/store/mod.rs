@@ -17,6 +17,8 @@ pub mod strategies;
 pub mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -70,6 +72,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Store {
     pool: Pool,
     url: String,
+    catalog: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -112,6 +115,7 @@ impl Store {
         Ok(Store {
             pool,
             url: url.to_string(),
+            catalog: Arc::default(),
         })
     }
 
@@ -123,6 +127,19 @@ impl Store {
     /// The URL the store was opened with.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// How many writes to the strategy catalog (strategies, versions, instances, finished
+    /// backtests) this handle and its clones have committed. Lists built from those tables
+    /// are cached against it: a list read when the count was `n` is stale once it is not.
+    pub fn catalog_generation(&self) -> u64 {
+        self.catalog.load(Ordering::Acquire)
+    }
+
+    /// Called after (never before) a catalog write commits, so a reader that saw the old
+    /// count cannot keep a list read before the write.
+    pub(crate) fn catalog_changed(&self) {
+        self.catalog.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Wait for in-flight statements and close every connection (graceful shutdown).

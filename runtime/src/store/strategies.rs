@@ -232,6 +232,7 @@ pub async fn create(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    store.catalog_changed();
     get(store, id).await
 }
 
@@ -276,6 +277,7 @@ pub async fn add_version(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    store.catalog_changed();
     version_by_id(store, version_id).await
 }
 
@@ -466,12 +468,16 @@ pub async fn set_status(
     instance(store, strategy_id).await
 }
 
+/// Mark the strategy updated; this also tells the catalog cache that the instance update
+/// before it committed.
 async fn touch(store: &Store, strategy_id: i64) -> StoreResult<()> {
-    sqlx::query("UPDATE strategies SET updated_at = ? WHERE id = ?")
+    let r = sqlx::query("UPDATE strategies SET updated_at = ? WHERE id = ?")
         .bind(now())
         .bind(strategy_id)
         .execute(store.pool())
-        .await?;
+        .await;
+    store.catalog_changed();
+    r?;
     Ok(())
 }
 
@@ -481,6 +487,7 @@ pub async fn delete(store: &Store, id: i64) -> StoreResult<()> {
         .bind(id)
         .execute(store.pool())
         .await?;
+    store.catalog_changed();
     if r.rows_affected() == 0 {
         return Err(StoreError::NotFound(format!("strategy {id}")));
     }
@@ -500,6 +507,65 @@ mod tests {
             component: b"\0asm-bytes",
             created_by: None,
         }
+    }
+
+    #[tokio::test]
+    async fn every_catalog_write_moves_the_generation_once_it_has_committed() {
+        let s = crate::store::test_store().await;
+        let d = json!({"name": "t", "params": []});
+        let mut seen = s.catalog_generation();
+        let moved = |seen: &mut u64, what: &str| {
+            let now = s.catalog_generation();
+            assert!(now > *seen, "{what} did not move the catalog generation");
+            *seen = now;
+        };
+        let rec = create(
+            &s,
+            &NewStrategy {
+                name: "g",
+                description: "",
+                owner_id: None,
+                source: "upload",
+                cloned_from: None,
+            },
+            &component_version("aa", &d),
+            &json!({}),
+            &["SPY".to_string()],
+        )
+        .await
+        .unwrap();
+        moved(&mut seen, "create");
+        let id = rec.strategy.id;
+        let v2 = add_version(&s, id, &component_version("bb", &d), None)
+            .await
+            .unwrap();
+        moved(&mut seen, "add_version");
+        configure(&s, id, &json!({}), &["QQQ".to_string()])
+            .await
+            .unwrap();
+        moved(&mut seen, "configure");
+        set_status(&s, id, "enabled", None).await.unwrap();
+        moved(&mut seen, "set_status");
+        crate::store::live::set_version(&s, id, v2.id)
+            .await
+            .unwrap();
+        moved(&mut seen, "set_version");
+        let mut batch = crate::store::live::Batch::begin(&s).await.unwrap();
+        batch.save_snapshot(id, b"state", 7).await.unwrap();
+        assert_eq!(s.catalog_generation(), seen, "moved before the commit");
+        batch.commit().await.unwrap();
+        moved(&mut seen, "a snapshot");
+        // Reads and batches without instance rows leave it alone.
+        get(&s, id).await.unwrap();
+        crate::store::live::Batch::begin(&s)
+            .await
+            .unwrap()
+            .commit()
+            .await
+            .unwrap();
+        assert_eq!(s.catalog_generation(), seen);
+        delete(&s, id).await.unwrap();
+        moved(&mut seen, "delete");
     }
 
     #[tokio::test]

@@ -333,6 +333,17 @@ async fn ingest(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<IngestRequest>,
 ) -> ApiResult<(StatusCode, ApiJson<Ingested>)> {
+    Ok((StatusCode::ACCEPTED, ApiJson(ingest_batch(&state, &req)?)))
+}
+
+/// Check a whole batch and hand it to the live engine: the bridge's one path, shared by
+/// `POST /api/market` and the WebSocket ingest endpoint.
+pub(crate) fn ingest_batch(state: &AppState, req: &IngestRequest) -> ApiResult<Ingested> {
+    if !state.ingest_enabled() {
+        return Err(ApiError::conflict(
+            "the ingest bridge is switched off: PUT /api/modules/ingest-bridge/toggle {\"enabled\": true}",
+        ));
+    }
     let n = req.bars.len() + req.ticks.len();
     if n == 0 {
         return Err(ApiError::validation(
@@ -372,13 +383,10 @@ async fn ingest(
         all.push((symbol, bar));
     }
     state.live.ingest(all).map_err(live_error)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        ApiJson(Ingested {
-            bars: req.bars.len(),
-            ticks: req.ticks.len(),
-        }),
-    ))
+    Ok(Ingested {
+        bars: req.bars.len(),
+        ticks: req.ticks.len(),
+    })
 }
 
 fn check_entry(field: &str, symbol: &str, bar: &Bar) -> ApiResult<String> {

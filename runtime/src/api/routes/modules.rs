@@ -85,14 +85,19 @@ async fn toggle(
 
 /// Start, restart or stop the replay feed to match its module.
 async fn apply_feed(state: &AppState, module: &Module) -> ApiResult<()> {
+    if module.id == "ingest-bridge" {
+        state.set_ingest_enabled(module.enabled);
+        return Ok(());
+    }
     if module.id != "replay-feed" || !state.config.replay {
         return Ok(());
     }
     if module.enabled {
-        let settings: crate::live::ReplaySettings = serde_json::from_value(module.config.clone())
-            .map_err(|e| {
-            ApiError::validation("config", format!("replay-feed settings: {e}"))
-        })?;
+        let mut settings: crate::live::ReplaySettings =
+            serde_json::from_value(module.config.clone()).map_err(|e| {
+                ApiError::validation("config", format!("replay-feed settings: {e}"))
+            })?;
+        settings.data_dir = state.config.data_dir.clone();
         state
             .live
             .start_replay(&settings)
@@ -282,17 +287,22 @@ async fn configure(
         ));
     }
     validate_config(&module.kind, &changes)?;
-    let mut config = match module.config {
+    let mut config = match module.config.clone() {
         Value::Object(c) => c,
         _ => Map::new(),
     };
     config.extend(changes);
-    let module =
-        store::modules::set_config(&state.store, &id, &Value::Object(config), Some(p.user_id))
-            .await?;
-    if module.enabled {
-        apply_feed(&state, &module).await?;
+    // Applied before it is stored: settings the feed refuses (a broken replay file) are
+    // answered with the reason and leave the stored ones as they were.
+    let candidate = Module {
+        config: Value::Object(config),
+        ..module
+    };
+    if candidate.enabled {
+        apply_feed(&state, &candidate).await?;
     }
+    let module =
+        store::modules::set_config(&state.store, &id, &candidate.config, Some(p.user_id)).await?;
     announce(&state, "module_configured", &module, &p.username);
     Ok(ApiJson(module))
 }

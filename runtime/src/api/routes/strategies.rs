@@ -21,6 +21,7 @@ use utoipa_axum::routes;
 
 use crate::api::auth::Role;
 use crate::api::auth::access::Caller;
+use crate::api::cache::CachedJson;
 use crate::api::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::api::hub::Topic;
 use crate::api::state::AppState;
@@ -510,18 +511,28 @@ fn view(record: StrategyRecord, latest: Option<&Backtest>) -> StrategyView {
 #[utoipa::path(get, path = "/api/strategies", tag = "strategies",
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
     responses((status = 200, body = Vec<StrategyView>)))]
-async fn list_strategies(State(state): State<AppState>) -> ApiResult<ApiJson<Vec<StrategyView>>> {
-    let records = store::strategies::list(&state.store).await?;
-    let latest = store::backtests::latest_done(&state.store).await?;
-    Ok(ApiJson(
-        records
-            .into_iter()
-            .map(|r| {
-                let l = latest.get(&r.strategy.id);
-                view(r, l)
-            })
-            .collect(),
-    ))
+async fn list_strategies(State(state): State<AppState>) -> ApiResult<CachedJson> {
+    // Dashboards poll this; it changes only when the catalog does, so it is served from a
+    // serialized copy (four queries and the serialization were most of its cost).
+    let store = &state.store;
+    state
+        .strategy_list
+        .get_or_build(
+            store.catalog_generation(),
+            || store.catalog_generation(),
+            || async {
+                let records = store::strategies::list(store).await?;
+                let latest = store::backtests::latest_done(store).await?;
+                Ok(records
+                    .into_iter()
+                    .map(|r| {
+                        let l = latest.get(&r.strategy.id);
+                        view(r, l)
+                    })
+                    .collect::<Vec<StrategyView>>())
+            },
+        )
+        .await
 }
 
 /// One strategy.

@@ -1,5 +1,5 @@
 //! WebSocket streams: `GET /ws` (subscribe by message) and `GET /ws/{topic}` (subscribed to
-//! that topic on connect).
+//! that topic on connect); market data comes in over [`ingest`] (`GET /ws/ingest`).
 //!
 //! Authenticate with `?token=<access token>` (or `?api_key=`), or with a first message
 //! `{"type":"auth","token":"…"}` within 10 seconds. Then send
@@ -30,6 +30,8 @@ use super::error::{ApiError, ApiPath};
 use super::hub::Topic;
 use super::state::AppState;
 
+pub mod ingest;
+
 /// How long a client may take to accept one message before it is dropped.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an unauthenticated connection may wait before its auth message.
@@ -39,6 +41,7 @@ pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ws", get(connect_any))
+        .route("/ws/ingest", get(ingest::connect))
         .route("/ws/{topic}", get(connect_topic))
 }
 
@@ -81,9 +84,22 @@ async fn connect(
     upgrade: WebSocketUpgrade,
     topic: Option<Topic>,
 ) -> Result<Response, ApiError> {
-    // Credentials given up front are checked before upgrading, so a bad token is a plain 401.
-    let principal = if let Some(t) = &q.token {
-        Some(authenticate_token(&state, t).await?)
+    let principal = upfront_principal(&state, &q, &headers).await?;
+    Ok(upgrade
+        .max_message_size(64 << 10)
+        .on_upgrade(move |socket| session(state, socket, principal, topic)))
+}
+
+/// The caller named by credentials given with the upgrade request (`?token=`, `?api_key=` or
+/// the usual headers), checked before upgrading so a bad token is a plain 401; `None` when
+/// the client will authenticate with its first message.
+async fn upfront_principal(
+    state: &AppState,
+    q: &WsQuery,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, ApiError> {
+    Ok(if let Some(t) = &q.token {
+        Some(authenticate_token(state, t).await?)
     } else if let Some(k) = &q.api_key {
         let mut h = HeaderMap::new();
         h.insert(
@@ -91,17 +107,14 @@ async fn connect(
             k.parse()
                 .map_err(|_| ApiError::unauthorized("api_key is not valid text"))?,
         );
-        Some(authenticate(&state, &h).await?)
+        Some(authenticate(state, &h).await?)
     } else if headers.contains_key(axum::http::header::AUTHORIZATION)
         || headers.contains_key("x-api-key")
     {
-        Some(authenticate(&state, &headers).await?)
+        Some(authenticate(state, headers).await?)
     } else {
         None
-    };
-    Ok(upgrade
-        .max_message_size(64 << 10)
-        .on_upgrade(move |socket| session(state, socket, principal, topic)))
+    })
 }
 
 #[derive(Debug, Deserialize)]
