@@ -1,7 +1,8 @@
 //! Live engine at scale: `cargo bench -p qtm-tests --bench live_scale`.
 //!
 //! In this process, as the server runs it: a real SQLite store in a temporary directory with
-//! SPY's real 2011 minute bars imported under `QTM_BENCH_SCALE_SYMBOLS` names (default 10),
+//! real minute bars (`QTM_BENCH_SCALE_FILE` in `shared/data`, default `bt_index_1m_2006.csv`,
+//! the densest real minute file) imported under `QTM_BENCH_SCALE_SYMBOLS` names (default 10),
 //! `QTM_BENCH_SCALE_INSTANCES` sma-cross instances (default 10,000, spread round robin over
 //! the symbols) enabled through `LiveEngine::enable`, and the replay feed playing the minute
 //! bars at `QTM_BENCH_SCALE_SPEED`× (default 100) for `QTM_BENCH_SCALE_SECS` seconds
@@ -79,6 +80,7 @@ async fn run() {
     let n_instances = env_or("QTM_BENCH_SCALE_INSTANCES", 10_000) as usize;
     let speed = env_or("QTM_BENCH_SCALE_SPEED", 100) as f64;
     let secs = env_or("QTM_BENCH_SCALE_SECS", 30);
+    let file = std::env::var("QTM_BENCH_SCALE_FILE").unwrap_or("bt_index_1m_2006.csv".into());
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("qtm.db");
@@ -89,7 +91,7 @@ async fn run() {
     for s in &symbols {
         market::import_csv(
             &store,
-            &qtm_tests::data_dir().join("spy_1m_2011.csv"),
+            &qtm_tests::data_dir().join(&file),
             &ImportOptions {
                 symbol: s.clone(),
                 ..Default::default()
@@ -155,7 +157,7 @@ async fn run() {
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
     let collector = tokio::spawn(async move {
-        let (mut late, mut lagged) = (Vec::new(), 0u64);
+        let (mut late, mut fills, mut lagged) = (Vec::new(), Vec::new(), 0u64);
         loop {
             let e = tokio::select! {
                 r = rx.recv() => match r {
@@ -168,19 +170,28 @@ async fn run() {
                 },
                 _ = &mut stop_rx => break,
             };
-            if let LiveEvent::Bar { bar, .. } = &*e {
-                let due = Duration::from_secs_f64((bar.ts - first_ts) as f64 / speed);
-                let at = started.elapsed();
-                late.push(at.saturating_sub(due).as_secs_f64() * 1e3);
+            let at = started.elapsed();
+            let due = |ts: i64| Duration::from_secs_f64((ts - first_ts) as f64 / speed);
+            match &*e {
+                LiveEvent::Bar { bar, .. } => {
+                    late.push(at.saturating_sub(due(bar.ts)).as_secs_f64() * 1e3)
+                }
+                // A fill happens on the bar after the decision, at that bar's time: from the
+                // bar being due to its fill stored and published.
+                LiveEvent::Fill { ts, .. } => {
+                    fills.push(at.saturating_sub(due(*ts)).as_secs_f64() * 1e3)
+                }
+                _ => {}
             }
         }
-        (late, lagged)
+        (late, fills, lagged)
     });
     let cpu0 = cpu_secs();
     live.start_replay(&ReplaySettings {
         symbols: Vec::new(),
         speed,
         looped: false,
+        ..ReplaySettings::default()
     })
     .await
     .unwrap();
@@ -191,9 +202,16 @@ async fn run() {
     live.flush().await.unwrap();
     let status = live.status().await.unwrap();
     let _ = stop_tx.send(());
-    let (mut late, lagged) = collector.await.unwrap();
+    let (mut late, mut fills, lagged) = collector.await.unwrap();
     live.shutdown().await;
     late.sort_by(f64::total_cmp);
+    // The replay starts after it has read the history, so every bar is late by that start-up
+    // time; what is left after it is how far the engine fell behind the schedule.
+    let startup = late.first().copied().unwrap_or(0.0);
+    for l in late.iter_mut().chain(fills.iter_mut()) {
+        *l -= startup;
+    }
+    fills.sort_by(f64::total_cmp);
 
     let handled: u64 = status.iter().map(|i| i.bars).sum();
     let running = status.iter().filter(|i| i.state == "running").count();
@@ -201,7 +219,7 @@ async fn run() {
     let bars_per_symbol = late.len() as f64 / n_symbols as f64;
     let scheduled = (secs as f64 * speed / 60.0).floor();
     println!(
-        "live scale: {n_instances} sma-cross instances on {n_symbols} symbols (SPY 2011 minute bars), replay {speed}× for {secs} s"
+        "live scale: {n_instances} sma-cross instances on {n_symbols} symbols ({file}), replay {speed}× for {secs} s"
     );
     println!(
         "stored {n_instances} strategies in {:.1} s; database {:.0} MiB",
@@ -221,10 +239,17 @@ async fn run() {
         handled as f64 / window
     );
     println!(
-        "bar event lateness against the replay schedule: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; collector lagged by {lagged} events",
+        "bar events behind the replay schedule (after the {startup:.0} ms start-up): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; collector lagged by {lagged} events",
         pct(&late, 0.5),
         pct(&late, 0.99),
         late.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "bar due → its fill stored and published ({} fills): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        fills.len(),
+        pct(&fills, 0.5),
+        pct(&fills, 0.99),
+        fills.last().copied().unwrap_or(f64::NAN)
     );
     println!(
         "CPU {cpu:.1} s in a {window:.1} s window: {:.0} % of one core (2 cores here); peak RSS {:.0} MiB",

@@ -303,8 +303,16 @@ impl LiveEngine {
             stored_seq,
             commands_rx,
             records.clone(),
+            events.clone(),
         );
-        tokio::spawn(record::run(store.clone(), records_rx, events.clone()));
+        {
+            let (store, events) = (store.clone(), events.clone());
+            let rt = tokio::runtime::Handle::current();
+            std::thread::Builder::new()
+                .name("qtm-live-recorder".into())
+                .spawn(move || record::run(store, records_rx, events, rt))
+                .map_err(|e| LiveError::Refused(format!("starting the live recorder: {e}")))?;
+        }
         let live = LiveEngine(Arc::new(Shared {
             commands,
             events,

@@ -1,5 +1,5 @@
-//! The recorder: stores what the engine did, then broadcasts it (bars, which are market data
-//! and not state, go out at once). It runs on the async runtime
+//! The recorder: stores what the engine did, then broadcasts it (bars, market data rather than
+//! state, are broadcast by the engine thread itself). It runs on its own thread
 //! and takes records in the engine's order, so an order row exists before its fills, and a
 //! symbol's cursor moves only after the effects of its bars are stored. Everything taken from
 //! the channel at once is written in one transaction, so a burst of fills costs one commit.
@@ -14,8 +14,9 @@ use tokio::sync::oneshot;
 use super::LiveEvent;
 use super::instances::account as account_name;
 use crate::events::{Event, StrategyState};
-use crate::model::{Bar, LogLevel, OrderRequest, Quantity};
-use crate::store::live::{Batch, Cursor};
+use crate::model::{LogLevel, OrderRequest, Quantity};
+use crate::store::live::Cursor;
+use crate::store::writer::Writer;
 use crate::store::orders::{NewOrder, side_str, status};
 use crate::store::{self, Store, StoreError};
 
@@ -32,11 +33,6 @@ pub(crate) enum Record {
         account: usize,
     },
     Engine(Event),
-    Bar {
-        symbol: String,
-        seq: u64,
-        bar: Bar,
-    },
     /// Every bar up to these is handled.
     Done {
         cursors: Vec<(String, Cursor)>,
@@ -85,6 +81,10 @@ struct OrderView {
 
 struct Recorder {
     store: Store,
+    /// The recorder's own write connection.
+    db: Writer,
+    /// For the store's async functions.
+    rt: tokio::runtime::Handle,
     events: broadcast::Sender<Arc<LiveEvent>>,
     owners: HashMap<usize, Owner>,
     retiring: std::collections::HashSet<usize>,
@@ -99,14 +99,25 @@ struct Recorder {
     flushes: Vec<oneshot::Sender<()>>,
 }
 
-/// Records until the engine thread is gone.
-pub(crate) async fn run(
+/// Records until the engine thread is gone. Runs on its own thread: it writes through a
+/// synchronous connection, and reaches the async store (alerts, status changes) through `rt`.
+pub(crate) fn run(
     store: Store,
     mut records: UnboundedReceiver<Record>,
     events: broadcast::Sender<Arc<LiveEvent>>,
+    rt: tokio::runtime::Handle,
 ) {
+    let (db, _checkpoints) = match Writer::open_without_checkpoints(&store) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "live recorder: the store cannot be opened for writing; nothing the live engine does is stored");
+            return;
+        }
+    };
     let mut r = Recorder {
         store,
+        db,
+        rt,
         events,
         owners: HashMap::new(),
         retiring: Default::default(),
@@ -116,24 +127,36 @@ pub(crate) async fn run(
         pending: Vec::new(),
         flushes: Vec::new(),
     };
-    let mut batch = Vec::new();
-    while records.recv_many(&mut batch, 4096).await > 0 {
-        let mut db = match Batch::begin(&r.store).await {
-            Ok(db) => db,
-            Err(e) => {
-                tracing::error!(error = %e, "live recorder: the store is not available");
-                batch.clear();
-                continue;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = records.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match records.try_recv() {
+                Ok(rec) => batch.push(rec),
+                Err(_) => break,
             }
-        };
+        }
+        if let Err(e) = r.db.begin() {
+            tracing::error!(error = %e, "live recorder: the store is not available");
+            // Nothing of this batch can be stored; waiters learn it is over.
+            for rec in batch.drain(..) {
+                if let Record::Flush(done) = rec {
+                    let _ = done.send(());
+                }
+            }
+            continue;
+        }
         for rec in batch.drain(..) {
-            if let Err(e) = r.record(&mut db, rec).await {
+            if let Err(e) = r.record(rec) {
                 tracing::error!(error = %e, "live recorder: storing an engine event failed");
             }
         }
-        r.commit(db).await;
+        r.commit();
     }
 }
+
+/// Most records stored in one transaction.
+const MAX_BATCH: usize = 4096;
 
 impl Recorder {
     fn publish(&mut self, e: LiveEvent) {
@@ -141,13 +164,12 @@ impl Recorder {
     }
 
     /// Store the cursors, commit, then publish what was stored and answer flushes.
-    async fn commit(&mut self, mut db: Batch) {
+    fn commit(&mut self) {
         let cursors: Vec<(String, Cursor)> = self.cursors.drain().collect();
-        let stored = async {
-            db.save_cursors(&cursors).await?;
-            db.commit().await
-        }
-        .await;
+        let stored = self
+            .db
+            .save_cursors(&cursors)
+            .and_then(|()| self.db.commit());
         if let Err(e) = stored {
             tracing::error!(error = %e, "live recorder: committing a batch failed");
         }
@@ -159,16 +181,19 @@ impl Recorder {
         }
     }
 
-    /// Commit the open batch and start another, for the rare writes that go through the
-    /// store's own functions (alerts, status changes): they must not wait on our lock.
-    async fn split(&mut self, db: &mut Batch) -> Result<(), StoreError> {
-        let next = Batch::begin(&self.store).await?;
-        let done = std::mem::replace(db, next);
-        self.commit(done).await;
-        Ok(())
+    /// Run one of the store's own async writes (alerts, status changes) between two batches:
+    /// the open batch commits first, since it holds the write lock the write needs.
+    fn outside_batch<T>(
+        &mut self,
+        write: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.commit();
+        let result = self.rt.block_on(write);
+        self.db.begin()?;
+        result
     }
 
-    async fn record(&mut self, db: &mut Batch, rec: Record) -> Result<(), StoreError> {
+    fn record(&mut self, rec: Record) -> Result<(), StoreError> {
         match rec {
             Record::Registered {
                 account,
@@ -185,13 +210,6 @@ impl Recorder {
             }
             Record::Retiring { account } => {
                 self.retiring.insert(account);
-            }
-            // Market data is not state the store records (the cursor is, and it moves with
-            // the commit), so it need not wait for the commit.
-            Record::Bar { symbol, seq, bar } => {
-                let _ = self
-                    .events
-                    .send(Arc::new(LiveEvent::Bar { symbol, seq, bar }));
             }
             Record::Done { cursors } => self.cursors.extend(cursors),
             Record::Log {
@@ -220,7 +238,7 @@ impl Recorder {
                 strategy_id,
                 state,
                 ts,
-            } => db.save_snapshot(strategy_id, &state, ts).await?,
+            } => self.db.save_snapshot(strategy_id, &state, ts)?,
             Record::Status {
                 strategy_id,
                 status,
@@ -235,16 +253,15 @@ impl Recorder {
                 pause_us,
             }),
             Record::Flush(done) => self.flushes.push(done),
-            Record::Engine(e) => self.engine_event(db, e).await?,
+            Record::Engine(e) => self.engine_event(e)?,
         }
         Ok(())
     }
 
     /// Store an order of `owner` (units given for orders sized at fill time) and announce it.
     #[allow(clippy::too_many_arguments)]
-    async fn insert_order(
+    fn insert_order(
         &mut self,
-        db: &mut Batch,
         account: usize,
         owner: Owner,
         order_id: u64,
@@ -257,7 +274,7 @@ impl Recorder {
         if let Some(u) = units {
             o.quantity = u;
         }
-        let id = db.insert_order(&o).await?;
+        let id = self.db.insert_order(&o)?;
         let view = OrderView {
             symbol: o.symbol,
             side: o.side,
@@ -279,7 +296,7 @@ impl Recorder {
         Ok(id)
     }
 
-    async fn engine_event(&mut self, db: &mut Batch, e: Event) -> Result<(), StoreError> {
+    fn engine_event(&mut self, e: Event) -> Result<(), StoreError> {
         match e {
             Event::OrderAccepted {
                 account,
@@ -291,8 +308,7 @@ impl Recorder {
                     return Ok(());
                 };
                 if matches!(request.quantity, Quantity::Units(_)) {
-                    self.insert_order(db, account, owner, order_id, &request, None, ts)
-                        .await?;
+                    self.insert_order(account, owner, order_id, &request, None, ts)?;
                 } else {
                     self.sized_at_fill.insert((account, order_id), request);
                 }
@@ -311,7 +327,7 @@ impl Recorder {
                 o.instance_id = Some(owner.instance_id);
                 o.status = status::REJECTED.into();
                 o.reason = Some(reason.clone());
-                let id = db.insert_order(&o).await?;
+                let id = self.db.insert_order(&o)?;
                 self.publish(LiveEvent::Order {
                     strategy_id: owner.strategy_id,
                     order_id: id,
@@ -338,7 +354,7 @@ impl Recorder {
                     return Ok(());
                 };
                 // Already filled or cancelled: nothing left to cancel, nothing to say.
-                if db.cancel_order(id, &reason).await? {
+                if self.db.cancel_order(id, &reason)? {
                     self.publish(LiveEvent::Order {
                         strategy_id: owner.strategy_id,
                         order_id: id,
@@ -374,18 +390,16 @@ impl Recorder {
                             tag: f.tag.clone().or_else(|| Some("exchange".into())),
                         });
                         self.insert_order(
-                            db,
                             f.account,
                             owner,
                             f.order_id,
                             &request,
                             Some(f.quantity),
                             f.ts,
-                        )
-                        .await?
+                        )?
                     }
                 };
-                let stored = db.record_fill(id, f.quantity, f.price, f.fee, f.ts).await?;
+                let stored = self.db.record_fill(id, f.quantity, f.price, f.fee, f.ts)?;
                 self.publish(LiveEvent::Fill {
                     strategy_id: owner.strategy_id,
                     order_id: id,
@@ -426,15 +440,15 @@ impl Recorder {
                 let Some(&owner) = self.owners.get(&account) else {
                     return Ok(());
                 };
-                self.split(db).await?;
-                store::risk::add_alert(
-                    &self.store,
-                    &account_name(owner.strategy_id),
+                let store = self.store.clone();
+                let account = account_name(owner.strategy_id);
+                self.outside_batch(store::risk::add_alert(
+                    &store,
+                    &account,
                     &kind,
                     &message,
                     Some(owner.strategy_id),
-                )
-                .await?;
+                ))?;
                 self.publish(LiveEvent::RiskAlert {
                     strategy_id: owner.strategy_id,
                     kind,
@@ -459,14 +473,13 @@ impl Recorder {
                     StrategyState::Halted => "halted",
                     StrategyState::Disabled => "failed",
                 };
-                self.split(db).await?;
-                store::strategies::set_status(
-                    &self.store,
+                let store = self.store.clone();
+                self.outside_batch(store::strategies::set_status(
+                    &store,
                     owner.strategy_id,
                     status,
                     Some(&reason),
-                )
-                .await?;
+                ))?;
                 self.publish(LiveEvent::Status {
                     strategy_id: owner.strategy_id,
                     status: status.into(),

@@ -1,15 +1,16 @@
 //! The engine thread: bars and commands in arrival order, one at a time.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 
 use super::instances::Spec;
 use super::record::Record;
-use super::{LiveConfig, LiveInstance, snapshot_every};
+use super::{LiveConfig, LiveEvent, LiveInstance, snapshot_every};
 use crate::engine::Engine;
 use crate::events::{Event, EventSink, StrategyState};
 use crate::model::Bar;
@@ -104,6 +105,9 @@ struct Worker {
     /// Stored sequence numbers of symbols the engine does not have yet.
     stored_seq: HashMap<String, u64>,
     out: UnboundedSender<Record>,
+    /// Where bars go out at once: market data is not state the recorder stores (the
+    /// cursor is), so it does not queue behind the recorder's writes.
+    market: broadcast::Sender<Arc<LiveEvent>>,
     /// Time of the newest bar seen (the engine's clock for commands between bars).
     clock: i64,
     config: LiveConfig,
@@ -116,6 +120,7 @@ pub(crate) fn spawn(
     stored_seq: HashMap<String, u64>,
     commands: Receiver<Command>,
     out: UnboundedSender<Record>,
+    market: broadcast::Sender<Arc<LiveEvent>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("qtm-live-engine".into())
@@ -131,6 +136,7 @@ pub(crate) fn spawn(
                 seq,
                 stored_seq,
                 out,
+                market,
                 clock: 0,
                 config,
             };
@@ -248,7 +254,9 @@ impl Worker {
             let id = self.symbol(engine, &symbol);
             self.seq[id] += 1;
             let seq = self.seq[id];
-            let _ = self.out.send(Record::Bar { symbol, seq, bar });
+            let _ = self
+                .market
+                .send(Arc::new(LiveEvent::Bar { symbol, seq, bar }));
             last.insert(id, (seq, bar));
             batch.push((id, bar));
             self.clock = self.clock.max(bar.ts);

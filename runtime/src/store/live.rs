@@ -31,92 +31,10 @@ pub async fn cursors(store: &Store) -> StoreResult<HashMap<String, Cursor>> {
         .collect())
 }
 
-/// One write transaction the live recorder fills with everything it took from the engine at
-/// once (orders, fills with their positions, cancels, cursors), so many events cost one commit.
-pub struct Batch {
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-    store: Store,
-    /// Whether the batch wrote instance rows (snapshots), which the catalog cache must learn.
-    touches_catalog: bool,
-}
-
-impl Batch {
-    /// Start a batch.
-    pub async fn begin(store: &Store) -> StoreResult<Batch> {
-        Ok(Batch {
-            tx: store.pool().begin().await?,
-            store: store.clone(),
-            touches_catalog: false,
-        })
-    }
-    /// Store an order; its id.
-    pub async fn insert_order(&mut self, o: &super::orders::NewOrder) -> StoreResult<i64> {
-        super::orders::insert_in(&mut self.tx, o).await
-    }
-    /// Book a fill ([`super::orders::record_fill`]).
-    pub async fn record_fill(
-        &mut self,
-        order_id: i64,
-        quantity: f64,
-        price: f64,
-        fee: f64,
-        ts: i64,
-    ) -> StoreResult<super::orders::FillRecord> {
-        super::orders::record_fill_in(&mut self.tx, order_id, quantity, price, fee, ts).await
-    }
-    /// Cancel a working order; whether it was working.
-    pub async fn cancel_order(&mut self, id: i64, reason: &str) -> StoreResult<bool> {
-        super::orders::cancel_in(&mut self.tx, id, reason).await
-    }
-    /// Move cursors.
-    pub async fn save_cursors(&mut self, cursors: &[(String, Cursor)]) -> StoreResult<()> {
-        save_cursors_in(&mut self.tx, cursors).await
-    }
-    /// Keep a strategy's snapshot.
-    pub async fn save_snapshot(
-        &mut self,
-        strategy_id: i64,
-        state: &[u8],
-        ts: i64,
-    ) -> StoreResult<()> {
-        sqlx::query("UPDATE strategy_instances SET last_snapshot = ?, snapshot_at = ? WHERE strategy_id = ?")
-            .bind(state)
-            .bind(ts)
-            .bind(strategy_id)
-            .execute(&mut *self.tx)
-            .await?;
-        self.touches_catalog = true;
-        Ok(())
-    }
-    /// Make it all durable at once.
-    pub async fn commit(self) -> StoreResult<()> {
-        self.tx.commit().await?;
-        if self.touches_catalog {
-            self.store.catalog_changed();
-        }
-        Ok(())
-    }
-}
-
-async fn save_cursors_in(
-    tx: &mut sqlx::SqliteConnection,
-    cursors: &[(String, Cursor)],
-) -> StoreResult<()> {
-    let t = now();
-    for (symbol, c) in cursors {
-        sqlx::query(
-            "INSERT INTO live_cursors (symbol, seq, ts, close, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (symbol) DO UPDATE SET seq = excluded.seq, ts = excluded.ts, close = excluded.close, updated_at = excluded.updated_at",
-        )
-        .bind(symbol)
-        .bind(c.seq)
-        .bind(c.ts)
-        .bind(c.close)
-        .bind(t)
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(())
-}
+/// Insert or move one symbol's cursor: symbol, seq, ts, close, updated_at. The recorder writes
+/// cursors through [`super::writer::WriteTx::save_cursors`], in the transaction of the bars'
+/// effects.
+pub(crate) const UPSERT_CURSOR: &str = "INSERT INTO live_cursors (symbol, seq, ts, close, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (symbol) DO UPDATE SET seq = excluded.seq, ts = excluded.ts, close = excluded.close, updated_at = excluded.updated_at";
 
 /// Bars of `symbol` after `after` (unix seconds; all when `None`), oldest first.
 pub async fn history_after(

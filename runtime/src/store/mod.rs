@@ -15,6 +15,7 @@ pub mod settings;
 pub mod signals;
 pub mod strategies;
 pub mod users;
+pub mod writer;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -55,6 +56,9 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    /// A database error on the live recorder's connection ([`writer`]).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 impl StoreError {
@@ -72,39 +76,51 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Store {
     pool: Pool,
     url: String,
+    path: Arc<std::path::PathBuf>,
     catalog: Arc<AtomicU64>,
+    /// The directory of a `sqlite::memory:` database, removed with the last handle.
+    _temp: Option<Arc<tempfile::TempDir>>,
 }
+
+/// How long a statement waits for another connection's write lock before it fails.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Store {
     /// Open (creating if missing) the database at `url` and apply pending migrations.
     ///
-    /// `sqlite://path` (or a bare path, or `sqlite::memory:`) opens SQLite in WAL mode with
-    /// foreign keys on and `synchronous=NORMAL`, which in WAL mode is durable against process
-    /// crashes (a committed transaction survives `kill -9`; only a power cut can lose the
-    /// newest ones).
+    /// `sqlite://path` (or a bare path) opens SQLite in WAL mode with foreign keys on and
+    /// `synchronous=NORMAL`, which in WAL mode is durable against process crashes (a committed
+    /// transaction survives `kill -9`; only a power cut can lose the newest ones).
+    ///
+    /// `sqlite::memory:` gives a database that lives as long as the store: a file in a
+    /// temporary directory removed with the last handle. A real file (rather than SQLite's
+    /// in-memory mode, which is private to one connection) lets the live recorder write
+    /// through its own connection ([`writer`]).
     pub async fn open(url: &str) -> StoreResult<Store> {
-        let sqlite_url = if url.starts_with("sqlite:") {
-            url.to_string()
+        let (sqlite_url, temp) = if url.contains(":memory:") {
+            let dir = tempfile::Builder::new()
+                .prefix("qtm-memory-db")
+                .tempdir()
+                .map_err(|e| StoreError::Open(format!("{url}: a temporary directory: {e}")))?;
+            let u = format!("sqlite://{}", dir.path().join("qtm.db").display());
+            (u, Some(Arc::new(dir)))
+        } else if url.starts_with("sqlite:") {
+            (url.to_string(), None)
         } else if url.contains("://") {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         } else {
-            format!("sqlite://{url}")
+            (format!("sqlite://{url}"), None)
         };
-        let memory = sqlite_url.contains(":memory:");
         let options = SqliteConnectOptions::from_str(&sqlite_url)
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?
             .create_if_missing(true)
-            .journal_mode(if memory {
-                SqliteJournalMode::Memory
-            } else {
-                SqliteJournalMode::Wal
-            })
+            .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(BUSY_TIMEOUT);
+        let path = options.get_filename().to_path_buf();
         let pool = SqlitePoolOptions::new()
-            // One in-memory database exists per connection: share a single one.
-            .max_connections(if memory { 1 } else { 8 })
+            .max_connections(8)
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
@@ -115,8 +131,15 @@ impl Store {
         Ok(Store {
             pool,
             url: url.to_string(),
+            path: Arc::new(path),
             catalog: Arc::default(),
+            _temp: temp,
         })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
     }
 
     /// The connection pool, for the store's own modules.

@@ -11,7 +11,6 @@ use sqlx::FromRow;
 
 use super::{Store, StoreError, StoreResult, now};
 use crate::model::{OrderKind, OrderRequest, Quantity, Side, TimeInForce};
-use crate::portfolio::Portfolio;
 
 /// Account of orders placed by hand through the API.
 pub const MANUAL: &str = "manual";
@@ -151,6 +150,20 @@ pub fn side_str(side: Side) -> &'static str {
 
 const ORDER_COLUMNS: &str = "id, account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, filled_qty, avg_price, reason, tag, created_at, updated_at";
 
+/// One order by id (the columns of [`ORDER_COLUMNS`], in its order).
+pub(crate) const SELECT_ORDER: &str = "SELECT id, account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, filled_qty, avg_price, reason, tag, created_at, updated_at FROM orders WHERE id = ?";
+
+/// The open position of an account in a symbol (the columns of `POSITION_COLUMNS`).
+pub(crate) const SELECT_OPEN_POSITION: &str = "SELECT id, account, symbol, side, quantity, avg_price, realized_pnl, fees, opened_at, closed_at, updated_at FROM positions WHERE account = ? AND symbol = ? AND closed_at IS NULL";
+
+/// Store an order: account, instance_id, user_id, symbol, side, order_type, quantity,
+/// limit_price, stop_price, time_in_force, take_profit, stop_loss, status, reason, tag,
+/// created_at, updated_at; returns the id.
+pub(crate) const INSERT_ORDER: &str = "INSERT INTO orders (account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, reason, tag, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id";
+
+/// Cancel an order if it is working: reason, updated_at, id.
+pub(crate) const CANCEL_WORKING: &str = "UPDATE orders SET status = 'cancelled', reason = ?, updated_at = ? WHERE id = ? AND status IN ('accepted', 'partially_filled')";
+
 /// Whether `symbol` is a known asset.
 pub async fn symbol_exists(store: &Store, symbol: &str) -> StoreResult<bool> {
     Ok(
@@ -173,9 +186,7 @@ pub async fn insert(store: &Store, o: &NewOrder) -> StoreResult<Order> {
 /// [`insert`] inside the caller's transaction; returns the new id.
 pub async fn insert_in(conn: &mut sqlx::SqliteConnection, o: &NewOrder) -> StoreResult<i64> {
     let t = now();
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO orders (account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, reason, tag, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
+    let id: i64 = sqlx::query_scalar(INSERT_ORDER)
     .bind(&o.account)
     .bind(o.instance_id)
     .bind(o.user_id)
@@ -278,9 +289,7 @@ async fn not_working(store: &Store, id: i64) -> StoreError {
 
 /// Cancel a working order with `reason`.
 pub async fn cancel(store: &Store, id: i64, reason: &str) -> StoreResult<Order> {
-    let n = sqlx::query(
-        "UPDATE orders SET status = 'cancelled', reason = ?, updated_at = ? WHERE id = ? AND status IN ('accepted', 'partially_filled')",
-    )
+    let n = sqlx::query(CANCEL_WORKING)
     .bind(reason)
     .bind(now())
     .bind(id)
@@ -291,24 +300,6 @@ pub async fn cancel(store: &Store, id: i64, reason: &str) -> StoreResult<Order> 
         return Err(not_working(store, id).await);
     }
     get(store, id).await
-}
-
-/// Cancel a working order inside the caller's transaction; whether it was working.
-pub async fn cancel_in(
-    conn: &mut sqlx::SqliteConnection,
-    id: i64,
-    reason: &str,
-) -> StoreResult<bool> {
-    let n = sqlx::query(
-        "UPDATE orders SET status = 'cancelled', reason = ?, updated_at = ? WHERE id = ? AND status IN ('accepted', 'partially_filled')",
-    )
-    .bind(reason)
-    .bind(now())
-    .bind(id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    Ok(n > 0)
 }
 
 /// Cancel every working order (of every account) with `reason`; returns the cancelled orders.
@@ -504,220 +495,37 @@ pub async fn record_fill(
     fee: f64,
     ts: i64,
 ) -> StoreResult<FillRecord> {
-    let mut tx = store.pool().begin().await?;
-    let f = record_fill_in(&mut tx, order_id, quantity, price, fee, ts).await?;
-    tx.commit().await?;
-    Ok(f)
-}
-
-/// [`record_fill`] inside the caller's transaction (the live recorder stores many at once).
-pub async fn record_fill_in(
-    tx: &mut sqlx::SqliteConnection,
-    order_id: i64,
-    quantity: f64,
-    price: f64,
-    fee: f64,
-    ts: i64,
-) -> StoreResult<FillRecord> {
-    if !(quantity.is_finite()
-        && quantity > 0.0
-        && price.is_finite()
-        && price > 0.0
-        && fee.is_finite()
-        && fee >= 0.0)
-    {
-        return Err(StoreError::Conflict(format!(
-            "fill of order {order_id} needs a positive quantity and price and a non-negative fee, got {quantity} @ {price} fee {fee}"
-        )));
-    }
-    let order = sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"
-    )))
-    .bind(order_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| StoreError::NotFound(format!("order {order_id}")))?;
-    if !order.is_working() {
-        return Err(StoreError::Conflict(format!(
-            "order {order_id} is {}, it cannot fill",
-            order.status
-        )));
-    }
-    let left = order.quantity - order.filled_qty;
-    if quantity > left * (1.0 + 1e-9) {
-        return Err(StoreError::Conflict(format!(
-            "fill of {quantity} exceeds the {left} left of order {order_id}"
-        )));
-    }
-    let side = if order.side == "buy" {
-        Side::Buy
-    } else {
-        Side::Sell
-    };
-    let signed = if side == Side::Buy {
-        quantity
-    } else {
-        -quantity
-    };
-
-    let open = sqlx::query_as::<_, Position>(sqlx::AssertSqlSafe(format!(
-        "SELECT {POSITION_COLUMNS} FROM positions WHERE account = ? AND symbol = ? AND closed_at IS NULL"
-    )))
-    .bind(&order.account)
-    .bind(&order.symbol)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let mut book = Portfolio::new(vec![order.symbol.clone()].into(), 0.0);
-    if let Some(p) = &open {
-        book.apply_fill(0, p.quantity, p.avg_price, 0.0, p.opened_at);
-    }
-    // Fees are kept apart (the `fees` column), so realized PnL is the price move alone.
-    book.apply_fill(0, signed, price, 0.0, ts);
-    let after = book.position(0);
-    let realized = book.realized();
-    let t = now();
-    let side_of = |q: f64| if q < 0.0 { "short" } else { "long" };
-
-    let position_id = match &open {
-        Some(p) if after.quantity == 0.0 || (after.quantity > 0.0) != (p.quantity > 0.0) => {
-            // Flat, or through flat: this trade closes; a remainder opens the next one.
-            let crossed = after.quantity != 0.0;
-            let closing_fee = if crossed {
-                fee * p.quantity.abs() / quantity
-            } else {
-                fee
-            };
-            sqlx::query(
-                "UPDATE positions SET quantity = 0, realized_pnl = realized_pnl + ?, fees = fees + ?, closed_at = ?, updated_at = ? WHERE id = ?",
-            )
-            .bind(realized)
-            .bind(closing_fee)
-            .bind(ts)
-            .bind(t)
-            .bind(p.id)
-            .execute(&mut *tx)
-            .await?;
-            if crossed {
-                insert_position(
-                    &mut *tx,
-                    &order.account,
-                    &order.symbol,
-                    side_of(after.quantity),
-                    after.quantity,
-                    after.avg_price,
-                    fee - closing_fee,
-                    ts,
-                )
-                .await?;
-            }
-            p.id
-        }
-        Some(p) => {
-            sqlx::query(
-                "UPDATE positions SET quantity = ?, avg_price = ?, realized_pnl = realized_pnl + ?, fees = fees + ?, updated_at = ? WHERE id = ?",
-            )
-            .bind(after.quantity)
-            .bind(after.avg_price)
-            .bind(realized)
-            .bind(fee)
-            .bind(t)
-            .bind(p.id)
-            .execute(&mut *tx)
-            .await?;
-            p.id
-        }
-        None => {
-            insert_position(
-                &mut *tx,
-                &order.account,
-                &order.symbol,
-                side_of(after.quantity),
-                after.quantity,
-                after.avg_price,
-                fee,
-                ts,
-            )
-            .await?
-        }
-    };
-
-    let filled = order.filled_qty + quantity;
-    let avg = (order.avg_price.unwrap_or(0.0) * order.filled_qty + price * quantity) / filled;
-    let new_status = if filled >= order.quantity * (1.0 - 1e-9) {
-        status::FILLED
-    } else {
-        status::PARTIALLY_FILLED
-    };
-    sqlx::query(
-        "UPDATE orders SET filled_qty = ?, avg_price = ?, status = ?, updated_at = ? WHERE id = ?",
-    )
-    .bind(filled)
-    .bind(avg)
-    .bind(new_status)
-    .bind(t)
-    .bind(order_id)
-    .execute(&mut *tx)
-    .await?;
-    let fill_id: i64 = sqlx::query_scalar(
-        "INSERT INTO fills (order_id, account, symbol, side, quantity, price, fee, ts, position_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(order_id)
-    .bind(&order.account)
-    .bind(&order.symbol)
-    .bind(&order.side)
-    .bind(quantity)
-    .bind(price)
-    .bind(fee)
-    .bind(ts)
-    .bind(position_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok(FillRecord {
-        id: fill_id,
-        order_id,
-        position_id: Some(position_id),
-        account: order.account,
-        symbol: order.symbol,
-        side: order.side,
-        quantity,
-        price,
-        fee,
-        ts,
-        order_type: order.order_type,
-        tag: order.tag,
-        user_id: order.user_id,
+    // One implementation of fill booking: the live recorder's synchronous writer.
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut w = super::writer::Writer::open(&store)?;
+        w.begin()?;
+        // On an error the connection closes with the transaction open: SQLite rolls it back.
+        let f = w.record_fill(order_id, quantity, price, fee, ts)?;
+        w.commit()?;
+        Ok(f)
     })
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn insert_position(
-    tx: &mut sqlx::SqliteConnection,
-    account: &str,
-    symbol: &str,
-    side: &str,
-    quantity: f64,
-    avg_price: f64,
-    fees: f64,
-    ts: i64,
-) -> StoreResult<i64> {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO positions (account, symbol, side, quantity, avg_price, realized_pnl, fees, opened_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?) RETURNING id",
-    )
-    .bind(account)
-    .bind(symbol)
-    .bind(side)
-    .bind(quantity)
-    .bind(avg_price)
-    .bind(fees)
-    .bind(ts)
-    .bind(now())
-    .fetch_one(&mut *tx)
-    .await?)
+    .await
+    .map_err(|e| StoreError::Open(format!("booking a fill: {e}")))?
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_writer_reads_the_columns_the_async_side_reads() {
+        assert_eq!(
+            SELECT_ORDER,
+            format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?")
+        );
+        assert_eq!(
+            SELECT_OPEN_POSITION,
+            format!(
+                "SELECT {POSITION_COLUMNS} FROM positions WHERE account = ? AND symbol = ? AND closed_at IS NULL"
+            )
+        );
+    }
 
     fn order(side: &str, quantity: f64) -> NewOrder {
         NewOrder {

@@ -550,19 +550,16 @@ mod tests {
             .await
             .unwrap();
         moved(&mut seen, "set_version");
-        let mut batch = crate::store::live::Batch::begin(&s).await.unwrap();
-        batch.save_snapshot(id, b"state", 7).await.unwrap();
+        let mut w = crate::store::writer::Writer::open(&s).unwrap();
+        w.begin().unwrap();
+        w.save_snapshot(id, b"state", 7).unwrap();
         assert_eq!(s.catalog_generation(), seen, "moved before the commit");
-        batch.commit().await.unwrap();
+        w.commit().unwrap();
         moved(&mut seen, "a snapshot");
         // Reads and batches without instance rows leave it alone.
         get(&s, id).await.unwrap();
-        crate::store::live::Batch::begin(&s)
-            .await
-            .unwrap()
-            .commit()
-            .await
-            .unwrap();
+        w.begin().unwrap();
+        w.commit().unwrap();
         assert_eq!(s.catalog_generation(), seen);
         delete(&s, id).await.unwrap();
         moved(&mut seen, "delete");
