@@ -16,8 +16,8 @@ use super::instances::account as account_name;
 use crate::events::{Event, StrategyState};
 use crate::model::{LogLevel, OrderRequest, Quantity};
 use crate::store::live::Cursor;
-use crate::store::writer::Writer;
 use crate::store::orders::{NewOrder, side_str, status};
+use crate::store::writer::Writer;
 use crate::store::{self, Store, StoreError};
 
 /// What the engine thread hands the recorder.

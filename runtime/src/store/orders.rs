@@ -187,25 +187,25 @@ pub async fn insert(store: &Store, o: &NewOrder) -> StoreResult<Order> {
 pub async fn insert_in(conn: &mut sqlx::SqliteConnection, o: &NewOrder) -> StoreResult<i64> {
     let t = now();
     let id: i64 = sqlx::query_scalar(INSERT_ORDER)
-    .bind(&o.account)
-    .bind(o.instance_id)
-    .bind(o.user_id)
-    .bind(&o.symbol)
-    .bind(&o.side)
-    .bind(&o.order_type)
-    .bind(o.quantity)
-    .bind(o.limit_price)
-    .bind(o.stop_price)
-    .bind(&o.time_in_force)
-    .bind(o.take_profit)
-    .bind(o.stop_loss)
-    .bind(&o.status)
-    .bind(&o.reason)
-    .bind(&o.tag)
-    .bind(t)
-    .bind(t)
-    .fetch_one(&mut *conn)
-    .await?;
+        .bind(&o.account)
+        .bind(o.instance_id)
+        .bind(o.user_id)
+        .bind(&o.symbol)
+        .bind(&o.side)
+        .bind(&o.order_type)
+        .bind(o.quantity)
+        .bind(o.limit_price)
+        .bind(o.stop_price)
+        .bind(&o.time_in_force)
+        .bind(o.take_profit)
+        .bind(o.stop_loss)
+        .bind(&o.status)
+        .bind(&o.reason)
+        .bind(&o.tag)
+        .bind(t)
+        .bind(t)
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(id)
 }
 
@@ -290,12 +290,12 @@ async fn not_working(store: &Store, id: i64) -> StoreError {
 /// Cancel a working order with `reason`.
 pub async fn cancel(store: &Store, id: i64, reason: &str) -> StoreResult<Order> {
     let n = sqlx::query(CANCEL_WORKING)
-    .bind(reason)
-    .bind(now())
-    .bind(id)
-    .execute(store.pool())
-    .await?
-    .rows_affected();
+        .bind(reason)
+        .bind(now())
+        .bind(id)
+        .execute(store.pool())
+        .await?
+        .rows_affected();
     if n == 0 {
         return Err(not_working(store, id).await);
     }
