@@ -795,6 +795,76 @@ async fn orders_modify_and_trades_close_through_the_same_checks() {
     assert_eq!(fills[0]["side"], "sell");
     assert_eq!(fills[1]["order_type"], "limit");
 
+    // A live strategy's order and trade are the live engine's: refused, and nothing changes.
+    let describe = json!({"name": "live", "params": []});
+    let strategy = store::strategies::create(
+        d.s.store(),
+        &store::strategies::NewStrategy {
+            name: "live",
+            description: "",
+            owner_id: None,
+            source: "upload",
+            cloned_from: None,
+        },
+        &store::strategies::NewVersion {
+            content_sha256: "00",
+            contract_version: "qtm:strategy@0.1.0",
+            describe: &describe,
+            component: b"\0asm",
+            created_by: None,
+        },
+        &json!({}),
+        &["GOOG".to_string()],
+    )
+    .await
+    .unwrap();
+    let live = store::orders::insert(
+        d.s.store(),
+        &store::orders::NewOrder {
+            account: format!("strategy:{}", strategy.strategy.id),
+            instance_id: Some(strategy.instance.id),
+            symbol: "GOOG".into(),
+            side: "buy".into(),
+            order_type: "market".into(),
+            quantity: 3.0,
+            time_in_force: "gtc".into(),
+            status: "accepted".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let fill = store::orders::record_fill(d.s.store(), live.id, 1.0, 790.0, 0.0, 1_700_000_100)
+        .await
+        .unwrap();
+    for (method, path, body) in [
+        (
+            Method::POST,
+            format!("/api/orders/{}/cancel", live.id),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/api/orders/{}", live.id),
+            Some(json!({"quantity": 2})),
+        ),
+        (
+            Method::POST,
+            format!("/api/trades/{}/close", fill.position_id.unwrap()),
+            None,
+        ),
+    ] {
+        let (st, e) = d.call(method, &path, &d.trader, body).await;
+        assert_eq!(st, StatusCode::CONFLICT, "{path}: {e}");
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(message.contains("live"), "{message}");
+    }
+    let after = store::orders::get(d.s.store(), live.id).await.unwrap();
+    assert_eq!(
+        (after.status.as_str(), after.quantity, after.filled_qty),
+        ("partially_filled", 3.0, 1.0)
+    );
+
     let audit = audited(&d.s).await;
     assert!(has_audit(&audit, "PUT /api/orders/{id}", 200));
     assert!(has_audit(&audit, "PUT /api/orders/{id}", 409));

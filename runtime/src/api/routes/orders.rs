@@ -505,6 +505,19 @@ async fn create_order(
     Ok(ApiJson(place(&state, MANUAL, &p, request).await?))
 }
 
+/// Orders a live strategy placed are held by the live engine's paper exchange; changing only
+/// their stored copy would let the two disagree (the engine could still fill a "cancelled"
+/// order). They change through the strategy: halt or disable it and its orders are cancelled.
+fn refuse_live_order(order: &Order) -> ApiResult<()> {
+    match order.instance_id {
+        Some(instance) => Err(ApiError::conflict(format!(
+            "order {} belongs to live strategy instance {instance} ({}); the live engine manages it: halt (POST /api/strategy-instances/{instance}/halt) or disable the strategy to cancel its orders",
+            order.id, order.account
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Why it is cancelled.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -535,6 +548,7 @@ async fn cancel_order(
         Some(r) if !r.is_empty() => format!("cancelled by {}: {r}", p.username),
         _ => format!("cancelled by {}", p.username),
     };
+    refuse_live_order(&store::orders::get(&state.store, id).await?)?;
     let order = store::orders::cancel(&state.store, id, &reason).await?;
     state.hub.publish(
         Topic::Trades,
@@ -592,6 +606,7 @@ async fn modify_order(
     ApiJson(req): ApiJson<ModifyOrder>,
 ) -> ApiResult<ApiJson<Order>> {
     let order = store::orders::get(&state.store, id).await?;
+    refuse_live_order(&order)?;
     if !order.is_working() {
         return Err(ApiError::conflict(format!(
             "order {id} is {}, not working: only accepted or partially filled orders can be modified",
@@ -843,6 +858,12 @@ async fn close_trade(
     if p.closed_at.is_some() || p.quantity == 0.0 {
         return Err(ApiError::conflict(format!(
             "trade {id} is already closed: nothing to close"
+        )));
+    }
+    if let Some(strategy) = p.account.strip_prefix("strategy:") {
+        // Its position is the live engine's: an order stored here would never reach it.
+        return Err(ApiError::conflict(format!(
+            "trade {id} belongs to live strategy {strategy}; the live engine holds its position: disable the strategy or let it close the trade"
         )));
     }
     let tag = format!("close-trade:{id}");
