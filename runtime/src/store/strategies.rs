@@ -169,8 +169,14 @@ async fn insert_version(
     v: &NewVersion<'_>,
     t: i64,
 ) -> StoreResult<i64> {
+    sqlx::query("INSERT OR IGNORE INTO components (sha256, bytes, created_at) VALUES (?, ?, ?)")
+        .bind(v.content_sha256)
+        .bind(v.component)
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
     let r = sqlx::query(
-        "INSERT INTO strategy_versions (strategy_id, version, content_sha256, contract_version, describe, size_bytes, component, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO strategy_versions (strategy_id, version, content_sha256, contract_version, describe, size_bytes, component, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, x'', ?, ?)",
     )
     .bind(strategy_id)
     .bind(version)
@@ -178,7 +184,6 @@ async fn insert_version(
     .bind(v.contract_version)
     .bind(to_json(v.describe))
     .bind(v.component.len() as i64)
-    .bind(v.component)
     .bind(v.created_by)
     .bind(t)
     .execute(&mut *tx)
@@ -403,7 +408,9 @@ pub async fn version(store: &Store, strategy_id: i64, version: i64) -> StoreResu
 
 /// The component bytes of a version.
 pub async fn component(store: &Store, version_id: i64) -> StoreResult<Vec<u8>> {
-    sqlx::query_scalar("SELECT component FROM strategy_versions WHERE id = ?")
+    sqlx::query_scalar(
+        "SELECT c.bytes FROM strategy_versions v JOIN components c ON c.sha256 = v.content_sha256 WHERE v.id = ?",
+    )
         .bind(version_id)
         .fetch_optional(store.pool())
         .await?
@@ -488,6 +495,12 @@ pub async fn delete(store: &Store, id: i64) -> StoreResult<()> {
         .execute(store.pool())
         .await?;
     store.catalog_changed();
+    // Code no version uses any more (its versions went with the strategy).
+    sqlx::query(
+        "DELETE FROM components WHERE NOT EXISTS (SELECT 1 FROM strategy_versions v WHERE v.content_sha256 = components.sha256)",
+    )
+    .execute(store.pool())
+    .await?;
     if r.rows_affected() == 0 {
         return Err(StoreError::NotFound(format!("strategy {id}")));
     }
@@ -507,6 +520,46 @@ mod tests {
             component: b"\0asm-bytes",
             created_by: None,
         }
+    }
+
+    #[tokio::test]
+    async fn one_component_is_stored_once_however_many_strategies_use_it() {
+        let s = crate::store::test_store().await;
+        let d = json!({"name": "t", "params": []});
+        let stored = || async {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM components")
+                .fetch_one(s.pool())
+                .await
+                .unwrap();
+            n
+        };
+        let mut ids = Vec::new();
+        for name in ["a", "b", "c"] {
+            let r = create(
+                &s,
+                &NewStrategy {
+                    name,
+                    description: "",
+                    owner_id: None,
+                    source: "upload",
+                    cloned_from: None,
+                },
+                &component_version("same", &d),
+                &json!({}),
+                &[],
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.current_version.size_bytes, 10);
+            ids.push((r.strategy.id, r.current_version.id));
+        }
+        assert_eq!(stored().await, 1);
+        delete(&s, ids[0].0).await.unwrap();
+        // The others still read their bytes.
+        assert_eq!(component(&s, ids[1].1).await.unwrap(), b"\0asm-bytes");
+        delete(&s, ids[1].0).await.unwrap();
+        delete(&s, ids[2].0).await.unwrap();
+        assert_eq!(stored().await, 0, "bytes no version uses are removed");
     }
 
     #[tokio::test]
