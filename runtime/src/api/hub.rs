@@ -64,7 +64,7 @@ pub struct HubMessage {
     /// The symbol or strategy id the message is about, for subscription filters.
     pub key: Option<String>,
     /// The JSON text sent to clients: `{"type":"event","topic":…,"seq":…,"key":…,"data":…}`.
-    pub json: Arc<str>,
+    pub json: axum::extract::ws::Utf8Bytes,
 }
 
 /// The hub.
