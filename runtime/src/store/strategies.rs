@@ -523,6 +523,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn migration_6_moves_the_bytes_of_existing_versions_into_the_shared_table() {
+        use std::str::FromStr;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate!("src/store/migrations/sqlite")
+            .run_to(5, &pool)
+            .await
+            .unwrap();
+        // Two strategies as the schema before it stored them: the bytes in each version row.
+        for id in [1, 2] {
+            sqlx::query("INSERT INTO strategies (id, name, description, source, created_at, updated_at) VALUES (?, ?, '', 'upload', 1, 1)")
+                .bind(id)
+                .bind(format!("old-{id}"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO strategy_versions (strategy_id, version, content_sha256, contract_version, describe, size_bytes, component, created_at) VALUES (?, 1, 'ab', 'qtm:strategy@0.1.0', '{}', 4, x'0061736d', 1)")
+                .bind(id)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+
+        let s = Store::open(&url).await.unwrap();
+        for id in [1, 2] {
+            let v = version(&s, id, 1).await.unwrap();
+            assert_eq!(component(&s, v.id).await.unwrap(), b"\0asm");
+            assert_eq!(v.size_bytes, 4);
+        }
+        let (rows, left): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM components), (SELECT COALESCE(SUM(LENGTH(component)), 0) FROM strategy_versions)",
+        )
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            (rows, left),
+            (1, 0),
+            "one shared copy, none left in the versions"
+        );
+    }
+
+    #[tokio::test]
     async fn one_component_is_stored_once_however_many_strategies_use_it() {
         let s = crate::store::test_store().await;
         let d = json!({"name": "t", "params": []});
