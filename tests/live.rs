@@ -808,13 +808,16 @@ async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() 
             .env("QTM_ADMIN_PASSWORD", "admin-password-1")
             .env("QTM_LOG", "warn")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("serve.err")).unwrap())
             .spawn()
             .unwrap();
         tokio::time::sleep(after).await;
         assert!(
             child.try_wait().unwrap().is_none(),
-            "round {round}: the server exited early"
+            "round {round}: the server exited early (a stale {} from before a migration? \
+             `cargo test --workspace` rebuilds it): {}",
+            qtm.display(),
+            std::fs::read_to_string(dir.path().join("serve.err")).unwrap_or_default()
         );
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
