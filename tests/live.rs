@@ -502,6 +502,22 @@ async fn bars_pushed_over_the_websocket_ingest_endpoint_are_traded_once_and_bad_
         (1..=40).collect::<Vec<_>>()
     );
 
+    // Bars without orders leave only their cursor to store; it is committed within the
+    // recorder's short delay even when nothing else follows (no flush asked for).
+    let stored = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            let c = store::live::cursors(&s.server.state.store).await.unwrap();
+            if c.get("GOOG").is_some_and(|c| c.ts == 40) {
+                return c["GOOG"];
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the cursor of the last pushed bar is stored without a flush");
+    let close = 100.0 + 10.0 * (40.0_f64 / 17.0).sin() + 0.25;
+    assert!((stored.close - close).abs() < 1e-9, "{stored:?}");
+
     // The bridge is a module: switched off, both ingest paths refuse and say how to switch it on.
     let (st, body) = s
         .call(

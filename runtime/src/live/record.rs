@@ -128,7 +128,27 @@ pub(crate) fn run(
         flushes: Vec::new(),
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = records.blocking_recv() {
+    // When cursors first waited uncommitted (see below).
+    let mut cursors_since: Option<std::time::Instant> = None;
+    loop {
+        let first = match cursors_since {
+            None => records.blocking_recv(),
+            Some(t) => {
+                let wait = CURSOR_DELAY.saturating_sub(t.elapsed());
+                // The timer is made inside the runtime: this thread has none of its own.
+                let next =
+                    r.rt.block_on(async { tokio::time::timeout(wait, records.recv()).await });
+                match next {
+                    Ok(next) => next,
+                    Err(_) => {
+                        r.commit();
+                        cursors_since = None;
+                        continue;
+                    }
+                }
+            }
+        };
+        let Some(first) = first else { break };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match records.try_recv() {
@@ -136,24 +156,35 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        if let Err(e) = r.db.begin() {
-            tracing::error!(error = %e, "live recorder: the store is not available");
-            // Nothing of this batch can be stored; waiters learn it is over.
-            for rec in batch.drain(..) {
-                if let Record::Flush(done) = rec {
-                    let _ = done.send(());
-                }
-            }
-            continue;
-        }
         for rec in batch.drain(..) {
             if let Err(e) = r.record(rec) {
                 tracing::error!(error = %e, "live recorder: storing an engine event failed");
             }
         }
-        r.commit();
+        // Bars that caused no order, fill or snapshot leave only their cursors to store, and
+        // a commit per millisecond batch of those cost most of the recorder's time. Such
+        // cursors wait (at most CURSOR_DELAY) for the next batch that writes: should the
+        // process die first, the bars after the stored cursor are replayed, and they had no
+        // stored effects to repeat. What they published (equity, logs) is not stored either,
+        // so it goes out at once.
+        let must_commit = r.db.in_transaction()
+            || !r.flushes.is_empty()
+            || cursors_since.is_some_and(|t| t.elapsed() >= CURSOR_DELAY);
+        if must_commit {
+            r.commit();
+            cursors_since = None;
+        } else {
+            r.publish_pending();
+            if !r.cursors.is_empty() && cursors_since.is_none() {
+                cursors_since = Some(std::time::Instant::now());
+            }
+        }
     }
+    r.commit();
 }
+
+/// Longest time a bar's cursor waits uncommitted when its bar wrote nothing else.
+const CURSOR_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Most records stored in one transaction.
 const MAX_BATCH: usize = 4096;
@@ -173,24 +204,27 @@ impl Recorder {
         if let Err(e) = stored {
             tracing::error!(error = %e, "live recorder: committing a batch failed");
         }
-        for e in self.pending.drain(..) {
-            let _ = self.events.send(Arc::new(e));
-        }
+        self.publish_pending();
         for f in self.flushes.drain(..) {
             let _ = f.send(());
         }
     }
 
+    fn publish_pending(&mut self) {
+        for e in self.pending.drain(..) {
+            let _ = self.events.send(Arc::new(e));
+        }
+    }
+
     /// Run one of the store's own async writes (alerts, status changes) between two batches:
-    /// the open batch commits first, since it holds the write lock the write needs.
+    /// the open batch commits first, since it holds the write lock the write needs (the next
+    /// write of the recorder opens the next transaction).
     fn outside_batch<T>(
         &mut self,
         write: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         self.commit();
-        let result = self.rt.block_on(write);
-        self.db.begin()?;
-        result
+        self.rt.block_on(write)
     }
 
     fn record(&mut self, rec: Record) -> Result<(), StoreError> {

@@ -16,8 +16,8 @@ use super::orders::{FillRecord, NewOrder, Order, Position, status};
 use super::{BUSY_TIMEOUT, Store, StoreError, StoreResult, now};
 use crate::portfolio::Portfolio;
 
-/// The recorder's connection. Statements run inside the transaction [`Writer::begin`] opens
-/// and [`Writer::commit`] ends.
+/// The recorder's connection. Writes run inside a transaction that the first of them opens
+/// ([`Writer::begin`]) and [`Writer::commit`] ends.
 pub struct Writer {
     conn: Connection,
     store: Store,
@@ -54,16 +54,27 @@ impl Writer {
     }
 
     /// Start a transaction that holds the write lock from its first statement, so it can
-    /// never fail halfway on a lock another writer took after it started reading.
+    /// never fail halfway on a lock another writer took after it started reading. Every
+    /// write opens one when none is open, so a caller with nothing to write takes no lock.
     pub fn begin(&mut self) -> StoreResult<()> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        self.touches_catalog = false;
+        if self.conn.is_autocommit() {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.touches_catalog = false;
+        }
         Ok(())
+    }
+
+    /// Whether a transaction is open (something was written since the last commit).
+    pub fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
     }
 
     /// Make everything since [`Writer::begin`] durable at once. If the commit fails the
     /// transaction is rolled back, so the next `begin` starts clean.
     pub fn commit(&mut self) -> StoreResult<()> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
         if let Err(e) = self.conn.execute_batch("COMMIT") {
             if !self.conn.is_autocommit() {
                 let _ = self.conn.execute_batch("ROLLBACK");
@@ -78,6 +89,7 @@ impl Writer {
 
     /// Store an order; its id.
     pub fn insert_order(&mut self, o: &NewOrder) -> StoreResult<i64> {
+        self.begin()?;
         let t = now();
         let mut st = self.conn.prepare_cached(super::orders::INSERT_ORDER)?;
         Ok(st.query_row(
@@ -106,6 +118,7 @@ impl Writer {
 
     /// Cancel a working order; whether it was working.
     pub fn cancel_order(&mut self, id: i64, reason: &str) -> StoreResult<bool> {
+        self.begin()?;
         let mut st = self.conn.prepare_cached(super::orders::CANCEL_WORKING)?;
         Ok(st.execute(params![reason, now(), id])? > 0)
     }
@@ -123,6 +136,7 @@ impl Writer {
         fee: f64,
         ts: i64,
     ) -> StoreResult<FillRecord> {
+        self.begin()?;
         if !(quantity.is_finite()
             && quantity > 0.0
             && price.is_finite()
@@ -296,6 +310,10 @@ impl Writer {
 
     /// Move the live engine's stream cursors.
     pub fn save_cursors(&mut self, cursors: &[(String, Cursor)]) -> StoreResult<()> {
+        if cursors.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
         let t = now();
         let mut st = self.conn.prepare_cached(super::live::UPSERT_CURSOR)?;
         for (symbol, c) in cursors {
@@ -306,6 +324,7 @@ impl Writer {
 
     /// Keep a strategy's snapshot.
     pub fn save_snapshot(&mut self, strategy_id: i64, state: &[u8], ts: i64) -> StoreResult<()> {
+        self.begin()?;
         self.conn
             .prepare_cached(
                 "UPDATE strategy_instances SET last_snapshot = ?, snapshot_at = ? WHERE strategy_id = ?",
