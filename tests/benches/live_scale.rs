@@ -20,26 +20,9 @@ use qtm_runtime::sandbox::{Sandbox, SandboxConfig};
 use qtm_runtime::store::market::{self, ImportOptions};
 use qtm_runtime::store::strategies::{NewStrategy, NewVersion};
 use qtm_runtime::store::{self, Store};
+use qtm_tests::bench::{env_or, pct, status_kib};
 use qtm_tests::guests;
 use serde_json::json;
-
-fn env_or(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
 
 /// User plus system CPU time of this process, seconds.
 fn cpu_secs() -> f64 {
@@ -56,23 +39,8 @@ fn cpu_secs() -> f64 {
         .map_or(0.0, |(u, s)| (u + s) as f64 / 100.0)
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run());
+    qtm_tests::bench::run_async(run());
 }
 
 async fn run() {

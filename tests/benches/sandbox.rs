@@ -18,6 +18,7 @@ use qtm_runtime::model::{
     Bar, LogLevel, OpenOrder, OrderChange, OrderRequest, Param, ParamValue, Position, Signal,
 };
 use qtm_runtime::sandbox::{BarBatch, Sandbox, SandboxConfig, StrategyCode, StrategyHost};
+use qtm_tests::bench::rss_kib;
 use qtm_tests::sma_crossover::Crossover;
 use qtm_tests::{component, data_dir, guests, read_bars};
 
@@ -187,15 +188,6 @@ fn time_ns_per_bar(reps: usize, bars: usize, expect: u64, mut f: impl FnMut() ->
             })
             .collect(),
     )
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn main() {

@@ -11,16 +11,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use qtm_runtime::api::hub::Topic;
+use qtm_tests::bench::env_or;
 use qtm_tests::server::TestServer;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-
-fn env_or(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// `"t":<n>` from the event text without parsing the whole message (clients stay cheap).
 fn field(text: &str, name: &str) -> Option<u64> {
@@ -39,15 +33,7 @@ struct ClientStats {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run());
+    qtm_tests::bench::run_async(run());
 }
 
 async fn run() {

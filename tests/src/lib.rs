@@ -142,4 +142,5 @@ pub fn read_bars(path: &std::path::Path) -> Vec<Bar> {
         .collect()
 }
 
+pub mod bench;
 pub mod server;

@@ -1,0 +1,51 @@
+//! What the benchmark binaries share: settings from the environment, process figures from
+//! `/proc`, percentiles, and the async entry point.
+
+use std::future::Future;
+
+/// The number in environment variable `key`, or `default`.
+pub fn env_or(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A `/proc/self/status` figure in KiB (`"VmRSS:"`, `"VmHWM:"`); 0 where there is none.
+pub fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// This process's resident memory, KiB.
+pub fn rss_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+/// The `p` quantile (0–1) of sorted values, NaN for none.
+pub fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Run a benchmark's body on a 2-thread runtime, as the server runs; returns at once for
+/// `--list` (`cargo test --benches` probes the binaries with it).
+pub fn run_async(body: impl Future<Output = ()>) {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(body);
+}
