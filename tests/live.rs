@@ -11,7 +11,7 @@ use qtm_runtime::live::LiveEvent;
 use qtm_runtime::store::market::{self, ImportOptions};
 use qtm_runtime::store::{self, Store};
 use qtm_tests::guests;
-use qtm_tests::server::{TestServer, error_of};
+use qtm_tests::server::{TestServer, error_of, next_json};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::Receiver;
@@ -406,29 +406,6 @@ async fn a_trapping_strategy_is_disabled_and_the_healthy_one_misses_nothing() {
     s.stop().await;
 }
 
-/// One text message from a WebSocket as JSON.
-async fn ws_json<S>(ws: &mut S) -> Value
-where
-    S: futures_util::Stream<
-            Item = Result<
-                tokio_tungstenite::tungstenite::Message,
-                tokio_tungstenite::tungstenite::Error,
-            >,
-        > + Unpin,
-{
-    use futures_util::StreamExt;
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("message in time")
-            .expect("open")
-            .expect("ok");
-        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bars_pushed_over_the_websocket_ingest_endpoint_are_traded_once_and_bad_batches_change_nothing()
  {
@@ -458,7 +435,7 @@ async fn bars_pushed_over_the_websocket_ingest_endpoint_are_traded_once_and_bad_
     ws.send(send(json!({"type": "auth", "token": token})))
         .await
         .unwrap();
-    let welcome = ws_json(&mut ws).await;
+    let welcome = next_json(&mut ws).await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     assert_eq!(welcome["max_entries"], 10_000);
     ws.send(send(json!({"id": 1, "bars": bars(1, 20)})))
@@ -476,23 +453,23 @@ async fn bars_pushed_over_the_websocket_ingest_endpoint_are_traded_once_and_bad_
     ws.send(send(json!({"id": 2, "bars": bars(21, 40)})))
         .await
         .unwrap();
-    let ack = ws_json(&mut ws).await;
+    let ack = next_json(&mut ws).await;
     assert_eq!(ack, json!({"type": "ack", "id": 1, "bars": 20, "ticks": 0}));
-    let e = ws_json(&mut ws).await;
+    let e = next_json(&mut ws).await;
     assert_eq!(
         (e["type"].as_str(), e["id"].as_str()),
         (Some("error"), Some("b")),
         "{e}"
     );
     assert_eq!(e["error"]["field"], "bars[1]", "{e}");
-    let e = ws_json(&mut ws).await;
+    let e = next_json(&mut ws).await;
     assert_eq!(e["error"]["code"], "bad_json", "{e}");
     assert!(
         e["error"]["message"].as_str().unwrap().contains("line 1"),
         "{e}"
     );
-    assert_eq!(ws_json(&mut ws).await, json!({"type": "pong", "id": 9}));
-    assert_eq!(ws_json(&mut ws).await["id"], 2);
+    assert_eq!(next_json(&mut ws).await, json!({"type": "pong", "id": 9}));
+    assert_eq!(next_json(&mut ws).await["id"], 2);
 
     // Every pushed bar reached the strategy once and in order; the refused batch did not.
     let mut lines = Vec::new();
@@ -531,7 +508,7 @@ async fn bars_pushed_over_the_websocket_ingest_endpoint_are_traded_once_and_bad_
     ws.send(send(json!({"id": 3, "bars": bars(41, 41)})))
         .await
         .unwrap();
-    let e = ws_json(&mut ws).await;
+    let e = next_json(&mut ws).await;
     assert_eq!(e["error"]["code"], "conflict", "{e}");
     assert!(
         e["error"]["message"]

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use base64::Engine;
-use futures_util::{SinkExt, StreamExt};
-use qtm_tests::server::{ADMIN, JWT_SECRET, TestServer, error_of};
+use futures_util::SinkExt;
+use qtm_tests::server::{ADMIN, JWT_SECRET, TestServer, error_of, next_json};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -556,22 +556,6 @@ async fn ws_connect(
         .await
         .expect("ws connects");
     ws
-}
-
-async fn next_json<S>(ws: &mut S) -> Value
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("message in time")
-            .expect("open")
-            .expect("ok");
-        if let Message::Text(t) = m {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

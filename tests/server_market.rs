@@ -3,19 +3,16 @@
 //! webhooks signed as a sender would sign them.
 
 use std::path::Path;
-use std::time::Duration;
 
-use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use qtm_runtime::market::load_bars;
 use qtm_runtime::model::Bar;
 use qtm_runtime::store::market::{self, BarQuery, ImportOptions};
 use qtm_runtime::store::{Store, StoreError};
 use qtm_tests::data_dir;
-use qtm_tests::server::{TestServer, error_of};
+use qtm_tests::server::{TestServer, error_of, next_json};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
 const DAY: i64 = 86_400;
 
@@ -442,22 +439,6 @@ async fn a_bad_row_names_file_and_line_and_an_import_is_all_or_nothing() {
         .await;
     assert_eq!(assets[0]["bars"], goog.len());
     s.stop().await;
-}
-
-async fn next_json<S>(ws: &mut S) -> Value
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("message in time")
-            .expect("open")
-            .expect("ok");
-        if let Message::Text(t) = m {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
 }
 
 fn sign(secret: &str, ts: &str, body: &str) -> String {

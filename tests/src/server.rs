@@ -168,3 +168,26 @@ pub fn error_of(body: &Value) -> (String, String) {
     assert!(!message.is_empty(), "empty error message: {body}");
     (code.to_string(), message.to_string())
 }
+
+/// The next text message of a WebSocket as JSON (10 s at most; other frames are skipped).
+pub async fn next_json<S>(ws: &mut S) -> Value
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("message in time")
+            .expect("open")
+            .expect("ok");
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}

@@ -454,26 +454,12 @@ impl LiveEngine {
         strategy_id: i64,
         start: CloneStart,
     ) -> Result<(), LiveError> {
-        let spec = instances::build(
-            &self.0.store,
-            &self.0.sandbox,
-            &self.0.codes,
-            strategy_id,
-            None,
-        )
-        .await?;
         let state = match start {
             CloneStart::Fresh => worker::StartState::Fresh,
             CloneStart::FromSnapshot => worker::StartState::CloneOf(source),
         };
-        self.ask(|reply| Command::Start {
-            spec: Box::new(spec),
-            cash: self.0.config.initial_cash,
-            positions: Vec::new(),
-            state,
-            reply,
-        })
-        .await?
+        // A clone has its own account with no fills yet: the starting capital, flat.
+        self.start_stored(strategy_id, state).await
     }
 
     /// Stop a running instance: its orders are cancelled and its state is snapshotted.
