@@ -30,15 +30,15 @@ struct Entry {
 }
 
 impl ResponseCache {
-    /// The body for `generation`: the cached one while it is fresh, else `build`'s value
-    /// serialized (and kept, unless the generation moved while it was being built).
+    /// The body for the current `generation()`: the cached one while it is fresh, else
+    /// `build`'s value serialized (and kept, unless the generation moved while it was being
+    /// built).
     ///
-    /// `generation` must be read before `build` reads the tables, so a write committed during
+    /// The generation is read before `build` reads the tables, so a write committed during
     /// the build leaves a newer generation behind and the stale body is never served twice.
     pub async fn get_or_build<T, F, Fut>(
         &self,
-        generation: u64,
-        current: impl Fn() -> u64,
+        generation: impl Fn() -> u64,
         build: F,
     ) -> Result<CachedJson, ApiError>
     where
@@ -46,8 +46,9 @@ impl ResponseCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
+        let seen = generation();
         if let Some(e) = self.slot.read().unwrap_or_else(|p| p.into_inner()).as_ref()
-            && e.generation == generation
+            && e.generation == seen
             && e.built_at.elapsed() < RESPONSE_CACHE_TTL
         {
             return Ok(CachedJson(e.body.clone()));
@@ -58,9 +59,9 @@ impl ResponseCache {
             serde_json::to_vec(&value)
                 .map_err(|e| ApiError::internal(format!("serializing a response: {e}")))?,
         );
-        if current() == generation {
+        if generation() == seen {
             *self.slot.write().unwrap_or_else(|p| p.into_inner()) = Some(Entry {
-                generation,
+                generation: seen,
                 built_at,
                 body: body.clone(),
             });
@@ -93,17 +94,17 @@ mod tests {
             async move { Ok::<_, ApiError>(vec![n]) }
         };
         assert_eq!(
-            &cache.get_or_build(0, || 0, || build(1)).await.unwrap().0[..],
+            &cache.get_or_build(|| 0, || build(1)).await.unwrap().0[..],
             b"[1]"
         );
         // Same generation: the first body, without a build.
         assert_eq!(
-            &cache.get_or_build(0, || 0, || build(2)).await.unwrap().0[..],
+            &cache.get_or_build(|| 0, || build(2)).await.unwrap().0[..],
             b"[1]"
         );
         assert_eq!(builds.get(), 1);
         assert_eq!(
-            &cache.get_or_build(1, || 1, || build(3)).await.unwrap().0[..],
+            &cache.get_or_build(|| 1, || build(3)).await.unwrap().0[..],
             b"[3]"
         );
         assert_eq!(builds.get(), 2);
@@ -112,13 +113,20 @@ mod tests {
     #[tokio::test]
     async fn a_body_built_while_a_write_committed_is_served_once_and_not_kept() {
         let cache = ResponseCache::default();
+        // The first read sees 4, the one after the build 5: a write committed meanwhile.
+        let reads = Cell::new(4);
+        let generation = || {
+            let g = reads.get();
+            reads.set(5);
+            g
+        };
         let old = cache
-            .get_or_build(4, || 5, || async { Ok::<_, ApiError>("old") })
+            .get_or_build(generation, || async { Ok::<_, ApiError>("old") })
             .await
             .unwrap();
         assert_eq!(&old.0[..], b"\"old\"");
         let again = cache
-            .get_or_build(4, || 5, || async { Ok::<_, ApiError>("rebuilt") })
+            .get_or_build(|| 5, || async { Ok::<_, ApiError>("rebuilt") })
             .await
             .unwrap();
         assert_eq!(&again.0[..], b"\"rebuilt\"");
@@ -129,7 +137,6 @@ mod tests {
         let cache = ResponseCache::default();
         let e = cache
             .get_or_build(
-                0,
                 || 0,
                 || async { Err::<u8, _>(ApiError::not_found("strategy 9")) },
             )
@@ -137,7 +144,7 @@ mod tests {
             .unwrap_err();
         assert_eq!((e.status.as_u16(), e.message.as_str()), (404, "strategy 9"));
         let ok = cache
-            .get_or_build(0, || 0, || async { Ok::<_, ApiError>(7) })
+            .get_or_build(|| 0, || async { Ok::<_, ApiError>(7) })
             .await
             .unwrap();
         assert_eq!(&ok.0[..], b"7");

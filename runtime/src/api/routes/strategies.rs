@@ -518,7 +518,6 @@ async fn list_strategies(State(state): State<AppState>) -> ApiResult<CachedJson>
     state
         .strategy_list
         .get_or_build(
-            store.catalog_generation(),
             || store.catalog_generation(),
             || async {
                 let records = store::strategies::list(store).await?;
