@@ -451,3 +451,93 @@ fn a_trapping_strategy_is_disabled_and_the_backtest_completes() {
     assert_eq!(out.equity.len(), 2148);
     assert_eq!(out.metrics.final_equity, 10_000.0);
 }
+
+/// Buys one unit every 10th bar, sells it 5 bars later; counts `on-fill` calls.
+struct Counting {
+    wants_fills: bool,
+    bars: u64,
+    fills: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl qtm_runtime::engine::StrategyRunner for Counting {
+    fn on_bar(
+        &mut self,
+        host: &mut dyn qtm_runtime::sandbox::StrategyHost,
+        _symbol: u32,
+        _bar: &Bar,
+    ) -> Result<(), String> {
+        use qtm_runtime::model::{OrderKind, OrderRequest, Quantity, Side, TimeInForce};
+        self.bars += 1;
+        let side = match self.bars % 10 {
+            0 => Side::Buy,
+            5 if self.bars > 5 => Side::Sell,
+            _ => return Ok(()),
+        };
+        host.submit_order(OrderRequest {
+            symbol: "GOOG".into(),
+            side,
+            quantity: Quantity::Units(1.0),
+            kind: OrderKind::Market,
+            time_in_force: TimeInForce::Gtc,
+            take_profit: None,
+            stop_loss: None,
+            oco_group: None,
+            tag: None,
+        })
+        .map(|_| ())
+    }
+    fn on_fill(
+        &mut self,
+        _: &mut dyn qtm_runtime::sandbox::StrategyHost,
+        _: u32,
+        _: &qtm_runtime::model::Fill,
+    ) -> Result<(), String> {
+        self.fills
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+    fn wants_fills(&self) -> bool {
+        self.wants_fills
+    }
+}
+
+#[test]
+fn a_strategy_that_ignores_fills_is_not_called_for_them_and_trades_the_same() {
+    let bars: Vec<(usize, Bar)> = read_bars(&data_dir().join("goog_1d.csv"))
+        .into_iter()
+        .map(|b| (0, b))
+        .collect();
+    let run = |wants_fills: bool| {
+        let fills = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut sink = qtm_runtime::events::NullSink;
+        let mut engine =
+            qtm_runtime::engine::Engine::new(Default::default(), vec!["GOOG".into()], &mut sink);
+        let runner = Counting {
+            wants_fills,
+            bars: 0,
+            fills: fills.clone(),
+        };
+        engine
+            .add_strategy(
+                "count",
+                Box::new(runner),
+                &["GOOG".into()],
+                10_000.0,
+                Default::default(),
+            )
+            .unwrap();
+        engine.process(&bars);
+        let trades = engine.trades(0);
+        (trades, fills.load(std::sync::atomic::Ordering::Relaxed))
+    };
+    let (with, called) = run(true);
+    let (without, skipped) = run(false);
+    assert!(with.len() > 100, "{} trades", with.len());
+    assert_eq!(
+        called,
+        2 * with.len() as u64,
+        "one on-fill per entry and exit"
+    );
+    assert_eq!(skipped, 0);
+    assert_same_trades(&without, &with);
+}

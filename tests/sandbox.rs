@@ -63,6 +63,9 @@ fn sma_cross_describes_itself_and_passes_the_gate() {
     assert_eq!(gate.exports, ["qtm:strategy/guest@0.1.0"]);
     assert!(gate.functions > 10);
     assert_eq!(code.sha256().len(), 64);
+    // sma-cross sets `HANDLES_FILLS = false`; the hint survives componentization.
+    assert!(!gate.hints.on_fill);
+    assert!(load(&sb, guests::RSI_REVERSION).gate().hints.on_fill);
 }
 
 #[test]

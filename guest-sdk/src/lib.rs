@@ -109,6 +109,12 @@ pub use params::Params;
 /// The contract this SDK implements; the host refuses components built for another one.
 pub const CONTRACT: &str = "qtm:strategy@0.1.0";
 
+/// Name of the custom section in which [`export_strategy!`] leaves hints for the host: lines of
+/// `key=value`. They are optimizations only; a host that ignores them behaves the same, and a
+/// component without them gets every call. Today: `on-fill=0` when the strategy ignores fills
+/// ([`Strategy::HANDLES_FILLS`]).
+pub const HINTS_SECTION: &str = "qtm:hints";
+
 /// Index of a symbol in the list the instance was configured with (see [`Context::symbol`]).
 pub type SymbolId = u32;
 
@@ -128,6 +134,10 @@ pub trait Strategy: Sized + 'static {
     fn on_tick(&mut self, _ctx: &mut Context, _tick: &Tick) {}
     /// One of this strategy's orders was (partly) filled.
     fn on_fill(&mut self, _ctx: &mut Context, _fill: &Fill) {}
+    /// Whether [`Strategy::on_fill`] does anything. Set it to `false` when it does not: the
+    /// host then never calls `on-fill`, which saves a sandbox round trip per fill. Fills still
+    /// happen and [`Context::position`] still sees them.
+    const HANDLES_FILLS: bool = true;
     /// A timer the host fires on its own schedule (live trading).
     fn on_timer(&mut self, _ctx: &mut Context, _now_ns: i64) {}
     /// State to carry into the next version of the code.
@@ -197,6 +207,17 @@ macro_rules! export_strategy {
                 __QTM_RUNNER.restore(state)
             }
         }
+
+        // Hints for the host, read from the binary before anything runs (see `HINTS_SECTION`).
+        #[cfg(target_arch = "wasm32")]
+        #[doc(hidden)]
+        #[used]
+        #[unsafe(link_section = "qtm:hints")]
+        static __QTM_HINTS: [u8; 10] = if <$ty as $crate::Strategy>::HANDLES_FILLS {
+            *b"on-fill=1\n"
+        } else {
+            *b"on-fill=0\n"
+        };
 
         $crate::bindings::__export_bindings!(__QtmExport with_types_in $crate::bindings);
     };

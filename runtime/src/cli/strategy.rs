@@ -7,7 +7,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use crate::model::StrategyInfo;
-use crate::sandbox::gate::GateReport;
+use crate::sandbox::gate::{GateReport, Hints};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::toolchain;
 
@@ -83,6 +83,7 @@ struct Inspection<'a> {
     imports: &'a [String],
     exports: &'a [String],
     functions: u32,
+    hints: Hints,
     compile_ms: f64,
     describe: &'a StrategyInfo,
 }
@@ -96,6 +97,7 @@ fn inspect(file: PathBuf, json: bool) -> Result<()> {
         imports,
         exports,
         functions,
+        hints,
         ..
     } = code.gate();
     let report = Inspection {
@@ -106,6 +108,7 @@ fn inspect(file: PathBuf, json: bool) -> Result<()> {
         imports,
         exports,
         functions: *functions,
+        hints: *hints,
         compile_ms: code.compile_time().as_secs_f64() * 1e3,
         describe: code.info(),
     };
@@ -126,6 +129,9 @@ fn inspect(file: PathBuf, json: bool) -> Result<()> {
     println!("compile    {:.1} ms", report.compile_ms);
     println!("sha256     {}", report.sha256);
     println!("imports    {}", report.imports.join(", "));
+    if !report.hints.on_fill {
+        println!("hints      ignores fills (on-fill is never called)");
+    }
     println!(
         "symbols    {}",
         if info.symbols.is_empty() {

@@ -705,7 +705,7 @@ impl<'s> Engine<'s> {
                 continue;
             };
             let slot = &mut self.slots[account];
-            if slot.state != StrategyState::Running {
+            if slot.state != StrategyState::Running || !slot.runner.wants_fills() {
                 continue;
             }
             let Some(local) = slot.local[*symbol] else {

@@ -16,6 +16,10 @@ pub trait StrategyRunner: Send {
         symbol: u32,
         fill: &Fill,
     ) -> Result<(), String>;
+    /// Whether [`StrategyRunner::on_fill`] does anything; the engine skips the call when not.
+    fn wants_fills(&self) -> bool {
+        true
+    }
     /// Whether [`StrategyRunner::load_bars`] and [`StrategyRunner::resume`] are worth using.
     fn supports_batches(&self) -> bool {
         false
@@ -65,6 +69,9 @@ impl StrategyRunner for StrategyInstance {
         fill: &Fill,
     ) -> Result<(), String> {
         StrategyInstance::on_fill(self, host, symbol, fill).map_err(reason)
+    }
+    fn wants_fills(&self) -> bool {
+        self.code().gate().hints.on_fill
     }
     fn supports_batches(&self) -> bool {
         true

@@ -25,6 +25,41 @@ pub struct GateReport {
     pub functions: u32,
     /// Core modules inside the component.
     pub modules: u32,
+    /// What the component says about itself in its `qtm:hints` section.
+    pub hints: Hints,
+}
+
+/// Name of the custom section holding [`Hints`] (the guest SDK's `HINTS_SECTION`).
+pub const HINTS_SECTION: &str = "qtm:hints";
+
+/// Optimizations a component allows, read from its `qtm:hints` custom section: UTF-8 lines of
+/// `key=value`. Missing, unknown or malformed entries leave the safe default, so a hint can
+/// only skip work the strategy said it does not need; a lying component just misses calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Hints {
+    /// `on-fill=0`: the strategy ignores fills, so `on-fill` is never called.
+    pub on_fill: bool,
+}
+
+impl Default for Hints {
+    fn default() -> Self {
+        Self { on_fill: true }
+    }
+}
+
+impl Hints {
+    fn read(&mut self, data: &[u8]) {
+        let Ok(text) = std::str::from_utf8(data) else {
+            return;
+        };
+        for (key, value) in text.lines().filter_map(|l| l.trim().split_once('=')) {
+            match (key.trim(), value.trim()) {
+                ("on-fill", "0") => self.on_fill = false,
+                ("on-fill", "1") => self.on_fill = true,
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Check a component against the gate; `Err` says what was wrong.
@@ -46,6 +81,7 @@ pub fn check(bytes: &[u8], config: &SandboxConfig) -> Result<GateReport, String>
         exports: Vec::new(),
         functions: 0,
         modules: 0,
+        hints: Hints::default(),
     };
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
@@ -66,6 +102,9 @@ pub fn check(bytes: &[u8], config: &SandboxConfig) -> Result<GateReport, String>
             Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::FunctionSection(r) if depth > 1 => {
                 report.functions = report.functions.saturating_add(r.count());
+            }
+            Payload::CustomSection(c) if depth > 1 && c.name() == HINTS_SECTION => {
+                report.hints.read(c.data());
             }
             Payload::ComponentImportSection(r) if depth == 1 => {
                 for import in r {
@@ -169,6 +208,17 @@ mod tests {
         assert!(!compatible("0.2.0"));
         assert!(!compatible("1.1.0"));
         assert!(!compatible("x"));
+    }
+
+    #[test]
+    fn hints_only_switch_off_what_they_name() {
+        let mut h = Hints::default();
+        h.read(b"unknown=3\non-fill=maybe\n\xff");
+        assert!(h.on_fill, "junk keeps the default");
+        h.read(b" on-fill = 0 \n");
+        assert!(!h.on_fill);
+        h.read(b"on-fill=1");
+        assert!(h.on_fill);
     }
 
     #[test]

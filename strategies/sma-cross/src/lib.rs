@@ -46,6 +46,9 @@ impl SmaCross {
 }
 
 impl Strategy for SmaCross {
+    // Its side is decided when it orders; fills need no bookkeeping.
+    const HANDLES_FILLS: bool = false;
+
     fn info() -> Info {
         Info::new("sma-cross", "1.0.0")
             .description("Moving-average crossover (long_only or flip), fixed or equity sizing")
