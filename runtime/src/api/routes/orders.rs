@@ -3,9 +3,9 @@
 //! `POST /api/orders` validates an order, runs the engine's own pre-trade risk checks
 //! ([`crate::risk::RiskState::check_order`]) against the account as stored (its positions
 //! marked at the latest close, its working orders, its recent order rate, the kill switch) and
-//! stores it `accepted` or `rejected`. Accepted orders stay working in the store until the live
-//! paper engine fills them (it books executions with [`store::orders::record_fill`]); this
-//! server does not match orders itself.
+//! stores it `accepted` or `rejected`. Accepted orders stay working in the store until an
+//! execution is booked with [`store::orders::record_fill`]. Known gap: the live paper engine
+//! fills only its strategy instances' orders, so nothing matches manual orders yet.
 
 use axum::extract::State;
 use axum::http::StatusCode;
