@@ -466,25 +466,15 @@ impl qtm_runtime::engine::StrategyRunner for Counting {
         _symbol: u32,
         _bar: &Bar,
     ) -> Result<(), String> {
-        use qtm_runtime::model::{OrderKind, OrderRequest, Quantity, Side, TimeInForce};
+        use qtm_runtime::model::{OrderRequest, Quantity, Side};
         self.bars += 1;
         let side = match self.bars % 10 {
             0 => Side::Buy,
             5 if self.bars > 5 => Side::Sell,
             _ => return Ok(()),
         };
-        host.submit_order(OrderRequest {
-            symbol: "GOOG".into(),
-            side,
-            quantity: Quantity::Units(1.0),
-            kind: OrderKind::Market,
-            time_in_force: TimeInForce::Gtc,
-            take_profit: None,
-            stop_loss: None,
-            oco_group: None,
-            tag: None,
-        })
-        .map(|_| ())
+        host.submit_order(OrderRequest::market("GOOG", side, Quantity::Units(1.0)))
+            .map(|_| ())
     }
     fn on_fill(
         &mut self,

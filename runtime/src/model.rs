@@ -97,6 +97,23 @@ pub struct OrderRequest {
     pub tag: Option<String>,
 }
 
+impl OrderRequest {
+    /// A plain good-till-cancelled market order: no exits, no OCO group, no tag.
+    pub fn market(symbol: impl Into<String>, side: Side, quantity: Quantity) -> Self {
+        Self {
+            symbol: symbol.into(),
+            side,
+            quantity,
+            kind: OrderKind::Market,
+            time_in_force: TimeInForce::Gtc,
+            take_profit: None,
+            stop_loss: None,
+            oco_group: None,
+            tag: None,
+        }
+    }
+}
+
 /// Changes to a resting order; `None` keeps a field.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct OrderChange {

@@ -10,9 +10,7 @@ use std::time::Instant;
 
 use qtm_runtime::backtest::{self, BacktestConfig, BacktestOutcome, DataSource};
 use qtm_runtime::engine::StrategyRunner;
-use qtm_runtime::model::{
-    Bar, Fill, OrderKind, OrderRequest, Param, ParamValue, Quantity, Side, TimeInForce,
-};
+use qtm_runtime::model::{Bar, Fill, OrderRequest, Param, ParamValue, Quantity, Side};
 use qtm_runtime::sandbox::{Sandbox, SandboxConfig, StrategyHost};
 use qtm_tests::sma_crossover::{Cross, Crossover};
 use qtm_tests::{component, data_dir, guests};
@@ -36,17 +34,7 @@ impl StrategyRunner for NativeSmaCross {
             Some(Cross::Down) if self.side != -1 => (-1, Side::Sell),
             _ => return Ok(()),
         };
-        let order = OrderRequest {
-            symbol: self.symbol.clone(),
-            side,
-            quantity: Quantity::EquityFraction(1.0),
-            kind: OrderKind::Market,
-            time_in_force: TimeInForce::Gtc,
-            take_profit: None,
-            stop_loss: None,
-            oco_group: None,
-            tag: None,
-        };
+        let order = OrderRequest::market(&self.symbol, side, Quantity::EquityFraction(1.0));
         if host.submit_order(order).is_ok() {
             self.side = want;
         }
