@@ -156,10 +156,20 @@ pub(crate) const SELECT_ORDER: &str = "SELECT id, account, instance_id, user_id,
 /// The open position of an account in a symbol (the columns of `POSITION_COLUMNS`).
 pub(crate) const SELECT_OPEN_POSITION: &str = "SELECT id, account, symbol, side, quantity, avg_price, realized_pnl, fees, opened_at, closed_at, updated_at FROM positions WHERE account = ? AND symbol = ? AND closed_at IS NULL";
 
+/// [`INSERT_ORDER`] without its `RETURNING`, for the recorder's connection, which reads the
+/// new id with `last_insert_rowid` (SQLite buffers `RETURNING` rows through a temporary
+/// table, a cost on the fill path).
+macro_rules! insert_order_sql {
+    () => {
+        "INSERT INTO orders (account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, reason, tag, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    };
+}
 /// Store an order: account, instance_id, user_id, symbol, side, order_type, quantity,
 /// limit_price, stop_price, time_in_force, take_profit, stop_loss, status, reason, tag,
-/// created_at, updated_at; returns the id.
-pub(crate) const INSERT_ORDER: &str = "INSERT INTO orders (account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, reason, tag, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id";
+/// created_at, updated_at; nothing returned (see [`INSERT_ORDER`]).
+pub(crate) const INSERT_ORDER_PLAIN: &str = insert_order_sql!();
+/// [`INSERT_ORDER_PLAIN`] returning the id.
+pub(crate) const INSERT_ORDER: &str = concat!(insert_order_sql!(), " RETURNING id");
 
 /// Cancel an order if it is working: reason, updated_at, id.
 pub(crate) const CANCEL_WORKING: &str = "UPDATE orders SET status = 'cancelled', reason = ?, updated_at = ? WHERE id = ? AND status IN ('accepted', 'partially_filled')";

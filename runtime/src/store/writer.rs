@@ -91,29 +91,29 @@ impl Writer {
     pub fn insert_order(&mut self, o: &NewOrder) -> StoreResult<i64> {
         self.begin()?;
         let t = now();
-        let mut st = self.conn.prepare_cached(super::orders::INSERT_ORDER)?;
-        Ok(st.query_row(
-            params![
-                o.account,
-                o.instance_id,
-                o.user_id,
-                o.symbol,
-                o.side,
-                o.order_type,
-                o.quantity,
-                o.limit_price,
-                o.stop_price,
-                o.time_in_force,
-                o.take_profit,
-                o.stop_loss,
-                o.status,
-                o.reason,
-                o.tag,
-                t,
-                t
-            ],
-            |r| r.get(0),
-        )?)
+        let mut st = self
+            .conn
+            .prepare_cached(super::orders::INSERT_ORDER_PLAIN)?;
+        st.execute(params![
+            o.account,
+            o.instance_id,
+            o.user_id,
+            o.symbol,
+            o.side,
+            o.order_type,
+            o.quantity,
+            o.limit_price,
+            o.stop_price,
+            o.time_in_force,
+            o.take_profit,
+            o.stop_loss,
+            o.status,
+            o.reason,
+            o.tag,
+            t,
+            t
+        ])?;
+        Ok(self.conn.last_insert_rowid())
     }
 
     /// Cancel a working order; whether it was working.
@@ -243,25 +243,22 @@ impl Writer {
                 "UPDATE orders SET filled_qty = ?, avg_price = ?, status = ?, updated_at = ? WHERE id = ?",
             )?
             .execute(params![filled, avg, new_status, t, order_id])?;
-        let fill_id: i64 = self
-            .conn
+        self.conn
             .prepare_cached(
-                "INSERT INTO fills (order_id, account, symbol, side, quantity, price, fee, ts, position_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO fills (order_id, account, symbol, side, quantity, price, fee, ts, position_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )?
-            .query_row(
-                params![
-                    order_id,
-                    order.account,
-                    order.symbol,
-                    order.side,
-                    quantity,
-                    price,
-                    fee,
-                    ts,
-                    position_id
-                ],
-                |r| r.get(0),
-            )?;
+            .execute(params![
+                order_id,
+                order.account,
+                order.symbol,
+                order.side,
+                quantity,
+                price,
+                fee,
+                ts,
+                position_id
+            ])?;
+        let fill_id = self.conn.last_insert_rowid();
         Ok(FillRecord {
             id: fill_id,
             order_id,
@@ -288,24 +285,21 @@ impl Writer {
         fees: f64,
         ts: i64,
     ) -> StoreResult<i64> {
-        Ok(self
-            .conn
+        self.conn
             .prepare_cached(
-                "INSERT INTO positions (account, symbol, side, quantity, avg_price, realized_pnl, fees, opened_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?) RETURNING id",
+                "INSERT INTO positions (account, symbol, side, quantity, avg_price, realized_pnl, fees, opened_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
             )?
-            .query_row(
-                params![
-                    order.account,
-                    order.symbol,
-                    side,
-                    quantity,
-                    avg_price,
-                    fees,
-                    ts,
-                    now()
-                ],
-                |r| r.get(0),
-            )?)
+            .execute(params![
+                order.account,
+                order.symbol,
+                side,
+                quantity,
+                avg_price,
+                fees,
+                ts,
+                now()
+            ])?;
+        Ok(self.conn.last_insert_rowid())
     }
 
     /// Move the live engine's stream cursors.
