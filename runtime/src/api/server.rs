@@ -302,6 +302,11 @@ fn spawn_live_forwarder(state: AppState) -> JoinHandle<()> {
                 LiveEvent::Status { strategy_id, .. } | LiveEvent::Log { strategy_id, .. } => {
                     (Topic::StrategyUpdates, Some(strategy_id.to_string()))
                 }
+                // Manual orders are keyed by symbol on `trades`, as the order routes publish
+                // them.
+                LiveEvent::OrderFilled { order, .. }
+                | LiveEvent::OrderCancelled { order }
+                | LiveEvent::OrderAccepted { order } => (Topic::Trades, Some(order.symbol.clone())),
             };
             state.hub.publish(topic, key, &*event);
         }

@@ -9,9 +9,13 @@
 //! Slow or trapping strategies cost only their own fuel and deadline: they run one after the
 //! other in the engine thread, each bounded by the sandbox.
 //!
+//! Orders placed through the API are worked by the [`Desk`] next to the engine: the same
+//! exchange rules, fed by the same bars.
+//!
 //! Compiling a new version (the slow part of a swap) runs off the engine thread; the engine
 //! pauses only for snapshot → restore → replace.
 
+mod desk;
 mod feed;
 mod instances;
 mod record;
@@ -24,6 +28,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot, watch};
 
+pub use desk::Desk;
 pub use feed::{Feed, FeedOut, FeedTask, ReplayFeed};
 
 use crate::engine::EngineConfig;
@@ -156,13 +161,27 @@ pub enum LiveEvent {
         level: LogLevel,
         message: String,
     },
+    /// A manual order (placed through the API) filled on the paper desk, in part or in
+    /// whole: the order as it stands after the fill, and the fill.
+    OrderFilled {
+        order: store::orders::Order,
+        fill: store::orders::FillRecord,
+    },
+    /// A manual order the paper desk ended unfilled: expired, its one-cancels-other sibling
+    /// filled, or not enough buying power when it came to fill.
+    OrderCancelled { order: store::orders::Order },
+    /// An order the paper desk placed for a manual one: the exits of a filled bracket.
+    OrderAccepted { order: store::orders::Order },
 }
 
 impl LiveEvent {
     /// The strategy the event is about, if any.
     pub fn strategy_id(&self) -> Option<i64> {
         match self {
-            LiveEvent::Bar { .. } => None,
+            LiveEvent::Bar { .. }
+            | LiveEvent::OrderFilled { .. }
+            | LiveEvent::OrderCancelled { .. }
+            | LiveEvent::OrderAccepted { .. } => None,
             LiveEvent::Order { strategy_id, .. }
             | LiveEvent::Fill { strategy_id, .. }
             | LiveEvent::Position { strategy_id, .. }
@@ -272,6 +291,7 @@ struct Shared {
     codes: instances::CodeCache,
     config: LiveConfig,
     feeds: Mutex<HashMap<String, watch::Sender<bool>>>,
+    desk: Desk,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -291,6 +311,13 @@ impl LiveEngine {
         let symbols: Arc<[String]> = store::live::symbols(&store).await?.into();
         let cursors = store::live::cursors(&store).await?;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let desk = Desk::start(
+            store.clone(),
+            events.clone(),
+            config.engine.exchange.clone(),
+            config.initial_cash,
+        )
+        .await?;
         let (records, records_rx) = tokio::sync::mpsc::unbounded_channel();
         let (commands, commands_rx) = std::sync::mpsc::channel();
         let stored_seq = cursors
@@ -315,6 +342,7 @@ impl LiveEngine {
         }
         let live = LiveEngine(Arc::new(Shared {
             commands,
+            desk,
             events,
             symbols,
             store,
@@ -347,6 +375,11 @@ impl LiveEngine {
     /// The symbols with stored history when it started (what the replay can play).
     pub fn symbols(&self) -> &[String] {
         &self.0.symbols
+    }
+
+    /// The paper desk, which works the orders placed through the API.
+    pub fn desk(&self) -> &Desk {
+        &self.0.desk
     }
 
     /// Its settings.

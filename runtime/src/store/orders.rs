@@ -312,6 +312,30 @@ pub async fn cancel(store: &Store, id: i64, reason: &str) -> StoreResult<Order> 
     get(store, id).await
 }
 
+/// Put a stored order in a one-cancels-other group (the exits of a bracket).
+pub async fn set_oco_group(store: &Store, id: i64, group: &str) -> StoreResult<()> {
+    sqlx::query("UPDATE orders SET oco_group = ? WHERE id = ?")
+        .bind(group)
+        .bind(id)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// The one-cancels-other groups of `account`'s working orders, by order id.
+pub async fn working_oco_groups(
+    store: &Store,
+    account: &str,
+) -> StoreResult<std::collections::HashMap<i64, String>> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, oco_group FROM orders WHERE account = ? AND oco_group IS NOT NULL AND status IN ('accepted', 'partially_filled')",
+    )
+    .bind(account)
+    .fetch_all(store.pool())
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Cancel every working order (of every account) with `reason`; returns the cancelled orders.
 pub async fn cancel_all_working(store: &Store, reason: &str) -> StoreResult<Vec<Order>> {
     Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(

@@ -3,9 +3,10 @@
 //! `POST /api/orders` validates an order, runs the engine's own pre-trade risk checks
 //! ([`crate::risk::RiskState::check_order`]) against the account as stored (its positions
 //! marked at the latest close, its working orders, its recent order rate, the kill switch) and
-//! stores it `accepted` or `rejected`. Accepted orders stay working in the store until an
-//! execution is booked with [`store::orders::record_fill`]. Known gap: the live paper engine
-//! fills only its strategy instances' orders, so nothing matches manual orders yet.
+//! stores it `accepted` or `rejected`. Accepted orders go to the live engine's paper desk
+//! ([`crate::live::Desk`]), which fills them on the next bars of their symbols with the
+//! engine's fill rules and books each fill with its order and position; cancels and changes go
+//! through the desk too, so they cannot race a fill.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,7 +22,7 @@ use crate::api::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBo
 use crate::api::hub::Topic;
 use crate::api::state::AppState;
 use crate::exchange::Exchange;
-use crate::model::{OrderKind, OrderRequest, Quantity, Side, TimeInForce};
+use crate::model::{OrderChange, OrderKind, OrderRequest, Quantity, Side, TimeInForce};
 use crate::risk::{OrderCheck, RiskLimits, RiskState};
 use crate::store::orders::{
     FillFilter, FillRecord, MANUAL, NewOrder, Order, OrderFilter, Position, PositionFilter, status,
@@ -401,6 +402,10 @@ pub(crate) async fn place(
     let stored = store::orders::insert(&state.store, &o).await?;
     match verdict {
         Ok(()) => {
+            // Stored first: should the desk be gone, the order is worked after a restart.
+            if let Err(e) = state.live.desk().submit(stored.clone()).await {
+                tracing::warn!(order = stored.id, error = %e, "the paper desk did not take an order");
+            }
             state.hub.publish(
                 Topic::Trades,
                 Some(stored.symbol.clone()),
@@ -549,7 +554,12 @@ async fn cancel_order(
         _ => format!("cancelled by {}", p.username),
     };
     refuse_live_order(&store::orders::get(&state.store, id).await?)?;
-    let order = store::orders::cancel(&state.store, id, &reason).await?;
+    let order = state
+        .live
+        .desk()
+        .cancel(id, &reason)
+        .await
+        .map_err(super::strategies::live_error)?;
     state.hub.publish(
         Topic::Trades,
         Some(order.symbol.clone()),
@@ -665,14 +675,19 @@ async fn modify_order(
     if let Err(reason) = risk_check(&state, &order.account, &changed, left, Some(id)).await? {
         return Err(refuse(&state, &order.symbol, &reason, Some(id)).await?);
     }
-    let order = store::orders::modify(
-        &state.store,
-        id,
-        req.quantity,
-        req.limit_price,
-        req.stop_price,
-    )
-    .await?;
+    let order = state
+        .live
+        .desk()
+        .modify(
+            id,
+            OrderChange {
+                quantity: req.quantity,
+                limit_price: req.limit_price,
+                stop_price: req.stop_price,
+            },
+        )
+        .await
+        .map_err(super::strategies::live_error)?;
     state.hub.publish(
         Topic::Trades,
         Some(order.symbol.clone()),

@@ -629,7 +629,12 @@ async fn halt(
         .flush()
         .await
         .map_err(super::strategies::live_error)?;
-    let cancelled = store::orders::cancel_all_working(&state.store, "kill switch").await?;
+    let cancelled = state
+        .live
+        .desk()
+        .cancel_all("kill switch")
+        .await
+        .map_err(super::strategies::live_error)?;
     let message = format!(
         "{}; {} working order(s) cancelled, {} live strateg{} halted",
         h.reason,
