@@ -732,7 +732,11 @@ fn qtm_binary() -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() {
     let qtm = qtm_binary();
-    assert!(qtm.exists(), "{} is built by cargo test", qtm.display());
+    assert!(
+        qtm.exists(),
+        "{} is built by `cargo test --workspace` (./test.sh); with `-p qtm-tests` alone, run `cargo build -p qtm-runtime` first",
+        qtm.display()
+    );
     let dir = tempfile::tempdir().unwrap();
     let db = database_with_goog(dir.path()).await;
     let url = format!("sqlite://{}", db.display());
