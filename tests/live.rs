@@ -658,7 +658,10 @@ async fn replayed_trading_is_stored_consistently_and_a_restart_resumes_where_it_
     drop(ws);
     s.stop().await;
 
-    assert!(check_consistency(&db, id).await > 0, "the strategy traded");
+    assert!(
+        check_consistency(&db, &format!("strategy:{id}")).await > 0,
+        "the strategy traded"
+    );
     let store = Store::open(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
@@ -719,7 +722,7 @@ async fn replayed_trading_is_stored_consistently_and_a_restart_resumes_where_it_
     let n: u64 = count.rsplit("count=").next().unwrap().parse().unwrap();
     assert!(n > 7, "state was not restored: {count}");
     s.stop().await;
-    check_consistency(&db, id).await;
+    check_consistency(&db, &format!("strategy:{id}")).await;
 }
 
 /// The `qtm` binary next to this test's executable (cargo builds it for the workspace tests).
@@ -793,6 +796,8 @@ async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() 
         r.strategy.id
     };
     let mut fills_seen = Vec::new();
+    let mut manual_seen = Vec::new();
+    let mut placed_before = 0;
     // Deterministic "random" kill times between 0.4 and 2.3 s.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for round in 0..4 {
@@ -800,14 +805,23 @@ async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() 
         x ^= x >> 7;
         x ^= x << 17;
         let after = Duration::from_millis(400 + x % 1900);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
         let mut child = std::process::Command::new(&qtm)
-            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url])
+            .args(["serve", "--listen", &listen, "--database-url", &url])
             .env("QTM_ADMIN_PASSWORD", "admin-password-1")
             .env("QTM_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("serve.err")).unwrap())
             .spawn()
             .unwrap();
+        // Manual orders placed as fast as the server takes them, filled by the paper desk,
+        // until the kill.
+        let trader = tokio::spawn(place_manual_orders(format!("http://{listen}")));
         tokio::time::sleep(after).await;
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -818,10 +832,26 @@ async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() 
         );
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let n = check_consistency(&db, id).await;
-        eprintln!("round {round}: killed after {after:?}, {n} fills stored");
+        let placed = trader.await.unwrap();
+        let n = check_consistency(&db, &format!("strategy:{id}")).await;
+        let m = check_consistency(&db, "manual").await;
+        eprintln!(
+            "round {round}: killed after {after:?}, {n} strategy fills and {m} manual fills stored ({placed} manual orders placed)"
+        );
+        // Every manual order placed before this round's start was worked after the restart
+        // (a market order fills on the next bar).
+        assert!(
+            m >= placed_before,
+            "round {round}: {m} manual fills, {placed_before} orders placed in earlier rounds"
+        );
+        placed_before += placed;
         fills_seen.push(n);
+        manual_seen.push(m);
     }
+    assert!(
+        manual_seen.windows(2).all(|w| w[1] >= w[0]) && manual_seen.last() > Some(&0),
+        "manual fills per round: {manual_seen:?}"
+    );
     // Trading made progress across the kills.
     assert!(
         fills_seen.windows(2).all(|w| w[1] >= w[0]) && fills_seen.last() > fills_seen.first(),
@@ -829,14 +859,54 @@ async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() 
     );
 }
 
+/// Log in to the server at `base` once it is up, then place market orders of one GOOG,
+/// buying and selling in turn, until it is gone. Returns how many it accepted.
+async fn place_manual_orders(base: String) -> usize {
+    let http = reqwest::Client::new();
+    let mut token = None;
+    for _ in 0..200 {
+        let r = http
+            .post(format!("{base}/api/auth/login"))
+            .json(&json!({"username": "admin", "password": "admin-password-1"}))
+            .send()
+            .await;
+        if let Ok(r) = r
+            && let Ok(v) = r.json::<Value>().await
+            && let Some(t) = v["access_token"].as_str()
+        {
+            token = Some(t.to_string());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let Some(token) = token else { return 0 };
+    let mut placed = 0;
+    for i in 0.. {
+        let side = if i % 2 == 0 { "buy" } else { "sell" };
+        let r = http
+            .post(format!("{base}/api/orders"))
+            .bearer_auth(&token)
+            .json(&json!({"symbol": "GOOG", "side": side, "quantity": 1}))
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status() == StatusCode::OK => placed += 1,
+            Ok(_) => {}
+            Err(_) => return placed,
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    placed
+}
+
 /// Every fill's order exists and belongs to the account, each order's filled quantity is the
 /// sum of its fills (no fill stored twice, none lost), and the open position equals the sum of
 /// the fills. Returns the number of fills.
-async fn check_consistency(db: &Path, strategy_id: i64) -> usize {
+async fn check_consistency(db: &Path, account: &str) -> usize {
     let store = Store::open(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
-    let account = format!("strategy:{strategy_id}");
+    let account = account.to_string();
     let fills = store::orders::fills(
         &store,
         &store::orders::FillFilter {
