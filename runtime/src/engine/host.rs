@@ -33,7 +33,14 @@ pub(super) struct CallHost<'a> {
     /// Set when an order was placed, cancelled or modified.
     pub acted: bool,
     pub logs: &'a mut Vec<(i64, LogLevel, String)>,
+    /// Replaying bars the strategy already handled before a restart: their orders and fills
+    /// are stored, so new ones are refused.
+    pub replaying: bool,
 }
+
+/// What a strategy is told when it acts during a replay.
+const REPLAYING: &str =
+    "replaying bars already handled before a restart: orders are not placed until it is live again";
 
 impl CallHost<'_> {
     fn current(&self) -> &(usize, Bar, u64) {
@@ -104,6 +111,9 @@ impl StrategyHost for CallHost<'_> {
     }
 
     fn submit_order(&mut self, order: OrderRequest) -> Result<u64, String> {
+        if self.replaying {
+            return Err(REPLAYING.into());
+        }
         let (_, bar, step) = *self.current();
         let ts = bar.ts;
         let checked = (|| {
@@ -169,6 +179,9 @@ impl StrategyHost for CallHost<'_> {
     }
 
     fn cancel_order(&mut self, id: u64) -> Result<(), String> {
+        if self.replaying {
+            return Err(REPLAYING.into());
+        }
         self.exchange.cancel(self.account, id)?;
         self.acted = true;
         let ts = self.current().1.ts;
@@ -182,6 +195,9 @@ impl StrategyHost for CallHost<'_> {
     }
 
     fn modify_order(&mut self, id: u64, change: OrderChange) -> Result<(), String> {
+        if self.replaying {
+            return Err(REPLAYING.into());
+        }
         self.exchange.modify(self.account, id, change)?;
         self.acted = true;
         Ok(())

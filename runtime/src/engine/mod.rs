@@ -243,6 +243,51 @@ impl<'s> Engine<'s> {
         std::mem::replace(&mut slot.runner, runner)
     }
 
+    /// Hand an account's strategy bars it had already handled before a restart (after its
+    /// snapshot is restored), one `on-bar` at a time, so its state catches up with the bars
+    /// the store's cursors say were handled. It sees its account as it is now; orders it
+    /// places are refused, and nothing is published: the effects of these bars are stored.
+    /// Neither the engine's bar history nor other strategies see the bars. `Err` is the
+    /// strategy's failure (a trap, a spent budget).
+    pub fn replay(&mut self, account: usize, bars: &[(usize, Bar)]) -> Result<(), String> {
+        let n = self.symbols.len();
+        let mut history = vec![VecDeque::new(); n];
+        let mut quiet = crate::events::EventLog::default();
+        let slot = &mut self.slots[account];
+        let mut logs = Vec::new();
+        for (i, &(sym, bar)) in bars.iter().enumerate() {
+            let Some(local) = slot.local.get(sym).copied().flatten() else {
+                continue;
+            };
+            slot.book.set_mark(sym, bar.close);
+            push_history(&mut history[sym], bar, self.config.history);
+            let run = [(sym, bar, 0)];
+            let mut host = CallHost {
+                account,
+                symbols: &self.symbols,
+                own: &slot.own,
+                exchange: &mut self.exchange,
+                book: &mut slot.book,
+                risk: &mut slot.risk,
+                limits: &slot.limits,
+                history: &mut history,
+                history_len: self.config.history,
+                sink: &mut quiet,
+                signals: &self.signals,
+                run: &run,
+                at: 0,
+                acted: false,
+                logs: &mut logs,
+                replaying: true,
+            };
+            slot.runner
+                .on_bar(&mut host, local, &bar)
+                .map_err(|e| format!("bar {} of {} (time {}): {e}", i + 1, bars.len(), bar.ts))?;
+            logs.clear();
+        }
+        Ok(())
+    }
+
     /// Log lines written since the last call (bar time, level, text).
     pub fn take_logs(&mut self, account: usize) -> Vec<(i64, LogLevel, String)> {
         std::mem::take(&mut self.slots[account].logs)
@@ -579,6 +624,7 @@ impl<'s> Engine<'s> {
             at: if fill_at.is_some() { 0 } else { from },
             acted: false,
             logs,
+            replaying: false,
         };
         let r = f(runner.as_mut(), &mut host, batch, local);
         (r, host.at)

@@ -6,6 +6,9 @@
 //! recorder task that writes it to the store (each fill with its order and position in one
 //! transaction) and only then broadcasts it as a [`LiveEvent`]; the feed's per-symbol cursor
 //! moves once the effects of a bar are stored, so a restart resumes after the last stored bar.
+//! The bars themselves are journalled with the cursor, so a restarted instance is restored
+//! from its snapshot and replayed the bars it had seen since (orders held back) before the
+//! feed resumes.
 //! Slow or trapping strategies cost only their own fuel and deadline: they run one after the
 //! other in the engine thread, each bounded by the sandbox.
 //!
@@ -300,9 +303,10 @@ pub const EVENT_CAPACITY: usize = 8192;
 
 impl LiveEngine {
     /// Start the engine over the symbols in the store, resume the instances that were enabled
-    /// (from their last snapshot, with their stored positions; resting orders of the previous
-    /// run are cancelled, since the paper exchange that held them is gone), and continue every
-    /// symbol's sequence numbers after its stored cursor.
+    /// (from their last snapshot, with their stored positions, then replayed the journalled
+    /// bars they had handled since; resting orders of the previous run are cancelled, since
+    /// the paper exchange that held them is gone), and continue every symbol's sequence
+    /// numbers after its stored cursor.
     pub async fn start(
         store: Store,
         sandbox: Arc<Sandbox>,
@@ -320,10 +324,12 @@ impl LiveEngine {
         .await?;
         let (records, records_rx) = tokio::sync::mpsc::unbounded_channel();
         let (commands, commands_rx) = std::sync::mpsc::channel();
-        let stored_seq = cursors
+        let stored_seq: HashMap<String, u64> = cursors
             .iter()
             .map(|(s, c)| (s.clone(), c.seq.max(0) as u64))
             .collect();
+        let (journal_newest, journal) = store::live::journal(&store).await?;
+        let journal_before = journal_newest.map(|id| (id, stored_seq.clone()));
         let worker = worker::spawn(
             config.clone(),
             symbols.to_vec(),
@@ -337,7 +343,7 @@ impl LiveEngine {
             let rt = tokio::runtime::Handle::current();
             std::thread::Builder::new()
                 .name("qtm-live-recorder".into())
-                .spawn(move || record::run(store, records_rx, events, rt))
+                .spawn(move || record::run(store, records_rx, events, rt, journal_before))
                 .map_err(|e| LiveError::Refused(format!("starting the live recorder: {e}")))?;
         }
         let live = LiveEngine(Arc::new(Shared {
@@ -353,7 +359,7 @@ impl LiveEngine {
             worker: Mutex::new(Some(worker)),
         }));
         for id in store::live::enabled_strategies(&live.0.store).await? {
-            if let Err(e) = live.resume(id).await {
+            if let Err(e) = live.resume(id, &journal).await {
                 tracing::warn!(strategy = id, error = %e, "could not resume a live strategy");
                 let _ = store::strategies::set_status(
                     &live.0.store,
@@ -424,13 +430,17 @@ impl LiveEngine {
 
     /// Start the strategy's default instance as stored (its version, parameters, symbols).
     pub async fn enable(&self, strategy_id: i64) -> Result<(), LiveError> {
-        self.start_stored(strategy_id, worker::StartState::Fresh)
+        self.start_stored(strategy_id, worker::StartState::Fresh, &|_| Vec::new())
             .await
     }
 
     /// [`LiveEngine::enable`] after a restart: from the stored snapshot, with working orders
     /// of the previous run cancelled.
-    async fn resume(&self, strategy_id: i64) -> Result<(), LiveError> {
+    async fn resume(
+        &self,
+        strategy_id: i64,
+        journal: &HashMap<String, Vec<(u64, Bar)>>,
+    ) -> Result<(), LiveError> {
         let account = instances::account(strategy_id);
         for o in store::orders::working(&self.0.store, Some(&account)).await? {
             let _ = store::orders::cancel(
@@ -440,11 +450,18 @@ impl LiveEngine {
             )
             .await;
         }
-        let state = match store::live::snapshot(&self.0.store, strategy_id).await? {
-            Some(s) => worker::StartState::Restore(s),
-            None => worker::StartState::Fresh,
+        let (state, seen) = match store::live::snapshot(&self.0.store, strategy_id).await? {
+            Some(s) => (
+                worker::StartState::Restore(s),
+                store::live::snapshot_seqs(&self.0.store, strategy_id).await?,
+            ),
+            None => (worker::StartState::Fresh, None),
         };
-        self.start_stored(strategy_id, state).await
+        let replay = |symbols: &[String]| match &seen {
+            Some(seen) => replay_since(journal, symbols, seen),
+            None => Vec::new(),
+        };
+        self.start_stored(strategy_id, state, &replay).await
     }
 
     /// Start a stored strategy with the account's stored positions and cash (the starting
@@ -453,6 +470,7 @@ impl LiveEngine {
         &self,
         strategy_id: i64,
         state: worker::StartState,
+        replay: &ReplayFor<'_>,
     ) -> Result<(), LiveError> {
         let spec = instances::build(
             &self.0.store,
@@ -468,11 +486,20 @@ impl LiveEngine {
             + store::orders::cash_flow(&self.0.store, Some(&account))
                 .await?
                 .0;
+        let replay = replay(&spec.symbols);
+        if !replay.is_empty() {
+            tracing::info!(
+                strategy = strategy_id,
+                bars = replay.len(),
+                "replaying the bars handled since the last snapshot"
+            );
+        }
         self.ask(|reply| Command::Start {
             spec: Box::new(spec),
             cash,
             positions,
             state,
+            replay,
             reply,
         })
         .await?
@@ -492,7 +519,7 @@ impl LiveEngine {
             CloneStart::FromSnapshot => worker::StartState::CloneOf(source),
         };
         // A clone has its own account with no fills yet: the starting capital, flat.
-        self.start_stored(strategy_id, state).await
+        self.start_stored(strategy_id, state, &|_| Vec::new()).await
     }
 
     /// Stop a running instance: its orders are cancelled and its state is snapshotted.
@@ -745,6 +772,32 @@ impl LiveEngine {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
     }
+}
+
+/// Given an instance's symbols, the bars to replay to it before it trades.
+type ReplayFor<'a> = dyn Fn(&[String]) -> Vec<(String, Bar)> + Sync + 'a;
+
+/// The journalled bars of `symbols` after the sequence numbers a snapshot has `seen`, in time
+/// order: what the instance handled between its snapshot and the stored cursors.
+fn replay_since(
+    journal: &HashMap<String, Vec<(u64, Bar)>>,
+    symbols: &[String],
+    seen: &HashMap<String, u64>,
+) -> Vec<(String, Bar)> {
+    let mut bars: Vec<(i64, usize, u64, &str, Bar)> = Vec::new();
+    for (k, s) in symbols.iter().enumerate() {
+        // A symbol added after the snapshot was not seen by it: nothing to catch up.
+        let (Some(&after), Some(stored)) = (seen.get(s), journal.get(s)) else {
+            continue;
+        };
+        for &(seq, b) in stored.iter().filter(|(q, _)| *q > after) {
+            bars.push((b.ts, k, seq, s, b));
+        }
+    }
+    bars.sort_by_key(|(ts, k, seq, _, _)| (*ts, *k, *seq));
+    bars.into_iter()
+        .map(|(_, _, _, s, b)| (s.to_string(), b))
+        .collect()
 }
 
 /// Snapshot interval as a duration (at least 10 ms).

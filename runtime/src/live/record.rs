@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::LiveEvent;
 use super::instances::account as account_name;
 use crate::events::{Event, StrategyState};
-use crate::model::{LogLevel, OrderRequest, Quantity};
+use crate::model::{Bar, LogLevel, OrderRequest, Quantity};
 use crate::store::live::Cursor;
 use crate::store::orders::{NewOrder, side_str, status};
 use crate::store::writer::Writer;
@@ -33,9 +33,14 @@ pub(crate) enum Record {
         account: usize,
     },
     Engine(Event),
-    /// Every bar up to these is handled.
+    /// Every bar up to these is handled; `bars` are those bars, for the journal.
     Done {
         cursors: Vec<(String, Cursor)>,
+        bars: Vec<(String, u64, Bar)>,
+    },
+    /// Journalled bars up to these sequence numbers are needed by no running instance.
+    Prune {
+        upto: Vec<(String, u64)>,
     },
     Log {
         strategy_id: i64,
@@ -53,6 +58,8 @@ pub(crate) enum Record {
         strategy_id: i64,
         state: Vec<u8>,
         ts: i64,
+        /// The last sequence number it saw of each of its symbols.
+        seqs: Vec<(String, u64)>,
     },
     Status {
         strategy_id: i64,
@@ -94,6 +101,12 @@ struct Recorder {
     /// known.
     sized_at_fill: HashMap<(usize, u64), OrderRequest>,
     cursors: HashMap<String, Cursor>,
+    /// Bars handled and not journalled yet (they go with the cursors).
+    journal: Vec<(String, u64, Bar)>,
+    /// Journal entries of this run, oldest first: id and newest sequence number per symbol.
+    journalled: std::collections::VecDeque<(i64, HashMap<String, u64>)>,
+    /// The newest journal entry of the previous run and the cursors it had stored.
+    journal_before: Option<(i64, HashMap<String, u64>)>,
     /// Events of the records in the open batch: published once it is committed.
     pending: Vec<LiveEvent>,
     flushes: Vec<oneshot::Sender<()>>,
@@ -106,6 +119,7 @@ pub(crate) fn run(
     mut records: UnboundedReceiver<Record>,
     events: broadcast::Sender<Arc<LiveEvent>>,
     rt: tokio::runtime::Handle,
+    journal_before: Option<(i64, HashMap<String, u64>)>,
 ) {
     let (db, _checkpoints) = match Writer::open_without_checkpoints(&store) {
         Ok(w) => w,
@@ -124,6 +138,9 @@ pub(crate) fn run(
         orders: HashMap::new(),
         sized_at_fill: HashMap::new(),
         cursors: HashMap::new(),
+        journal: Vec::new(),
+        journalled: Default::default(),
+        journal_before,
         pending: Vec::new(),
         flushes: Vec::new(),
     };
@@ -198,8 +215,8 @@ impl Recorder {
     fn commit(&mut self) {
         let cursors: Vec<(String, Cursor)> = self.cursors.drain().collect();
         let stored = self
-            .db
-            .save_cursors(&cursors)
+            .save_journal()
+            .and_then(|()| self.db.save_cursors(&cursors))
             .and_then(|()| self.db.commit());
         if let Err(e) = stored {
             tracing::error!(error = %e, "live recorder: committing a batch failed");
@@ -207,6 +224,50 @@ impl Recorder {
         self.publish_pending();
         for f in self.flushes.drain(..) {
             let _ = f.send(());
+        }
+    }
+
+    /// Write the bars handled since the last journal entry as one entry (in the open batch).
+    fn save_journal(&mut self) -> Result<(), StoreError> {
+        if self.journal.is_empty() {
+            return Ok(());
+        }
+        let mut newest: HashMap<String, u64> = HashMap::new();
+        for (s, seq, _) in &self.journal {
+            newest.insert(s.clone(), *seq);
+        }
+        let r = self.db.save_bars(&self.journal);
+        self.journal.clear();
+        self.journalled.push_back((r?, newest));
+        Ok(())
+    }
+
+    /// Delete the journal entries whose bars every running instance's snapshot has seen
+    /// (`upto`: per symbol, the oldest sequence number a snapshot has seen).
+    fn prune_journal(&mut self, upto: HashMap<String, u64>) -> Result<(), StoreError> {
+        let covered = |newest: &HashMap<String, u64>| {
+            newest
+                .iter()
+                .all(|(s, q)| upto.get(s).is_some_and(|u| u >= q))
+        };
+        let mut last = None;
+        // Entries of the previous run hold bars up to the cursors it stored.
+        if let Some((id, cursors)) = &self.journal_before
+            && covered(cursors)
+        {
+            last = Some(*id);
+            self.journal_before = None;
+        }
+        while let Some((id, newest)) = self.journalled.front() {
+            if !covered(newest) {
+                break;
+            }
+            last = Some(*id);
+            self.journalled.pop_front();
+        }
+        match last {
+            Some(id) => self.db.prune_bars(id),
+            None => Ok(()),
         }
     }
 
@@ -245,7 +306,15 @@ impl Recorder {
             Record::Retiring { account } => {
                 self.retiring.insert(account);
             }
-            Record::Done { cursors } => self.cursors.extend(cursors),
+            Record::Done { cursors, bars } => {
+                self.cursors.extend(cursors);
+                self.journal.extend(bars);
+            }
+            Record::Prune { upto } => {
+                // Bars still waiting to be journalled are newer than any snapshot stored.
+                self.save_journal()?;
+                self.prune_journal(upto.into_iter().collect())?;
+            }
             Record::Log {
                 strategy_id,
                 ts,
@@ -272,7 +341,12 @@ impl Recorder {
                 strategy_id,
                 state,
                 ts,
-            } => self.db.save_snapshot(strategy_id, &state, ts)?,
+                seqs,
+            } => {
+                // The bars it saw are journalled with it.
+                self.save_journal()?;
+                self.db.save_snapshot(strategy_id, &state, ts, &seqs)?
+            }
             Record::Status {
                 strategy_id,
                 status,

@@ -40,6 +40,8 @@ pub(crate) enum Command {
         cash: f64,
         positions: Vec<(String, f64, f64)>,
         state: StartState,
+        /// Bars it saw after its snapshot, replayed to it (orders held back) before it trades.
+        replay: Vec<(String, Bar)>,
         reply: oneshot::Sender<Result<(), super::LiveError>>,
     },
     Stop {
@@ -96,6 +98,9 @@ struct Running {
     bars: u64,
     /// When its equity was last published (the `pnl` stream is throttled per instance).
     equity_at: Option<Instant>,
+    /// Per symbol of `ids`, the sequence number its stored snapshot has seen (journalled bars
+    /// after it are kept).
+    snapshot_seqs: Vec<u64>,
 }
 
 struct Worker {
@@ -126,9 +131,10 @@ pub(crate) fn spawn(
         .name("qtm-live-engine".into())
         .spawn(move || {
             let mut sink = Forward(out.clone());
+            let mut stored_seq = stored_seq;
             let seq = symbols
                 .iter()
-                .map(|s| stored_seq.get(s).copied().unwrap_or(0))
+                .map(|s| stored_seq.remove(s).unwrap_or(0))
                 .collect();
             let mut engine = Engine::new(config.engine.clone(), symbols, &mut sink);
             let mut w = Worker {
@@ -175,9 +181,10 @@ impl Worker {
                 cash,
                 positions,
                 state,
+                replay,
                 reply,
             } => {
-                let _ = reply.send(self.start(engine, *spec, cash, &positions, state));
+                let _ = reply.send(self.start(engine, *spec, cash, &positions, state, &replay));
             }
             Command::Stop {
                 strategy_id,
@@ -250,10 +257,12 @@ impl Worker {
     fn bars(&mut self, engine: &mut Engine<'_>, bars: Vec<(String, Bar)>) {
         let mut batch = Vec::with_capacity(bars.len());
         let mut last: HashMap<usize, (u64, Bar)> = HashMap::new();
+        let mut journal = Vec::with_capacity(bars.len());
         for (symbol, bar) in bars {
             let id = self.symbol(engine, &symbol);
             self.seq[id] += 1;
             let seq = self.seq[id];
+            journal.push((symbol.clone(), seq, bar));
             let _ = self
                 .market
                 .send(Arc::new(LiveEvent::Bar { symbol, seq, bar }));
@@ -301,7 +310,10 @@ impl Worker {
                 )
             })
             .collect();
-        let _ = self.out.send(Record::Done { cursors });
+        let _ = self.out.send(Record::Done {
+            cursors,
+            bars: journal,
+        });
     }
 
     fn start(
@@ -311,6 +323,7 @@ impl Worker {
         cash: f64,
         positions: &[(String, f64, f64)],
         state: StartState,
+        replay: &[(String, Bar)],
     ) -> Result<(), super::LiveError> {
         use super::LiveError;
         if self.running.contains_key(&spec.strategy_id) {
@@ -363,6 +376,19 @@ impl Worker {
                 book.set_mark(id, *p);
             }
         }
+        if !replay.is_empty() {
+            let bars: Vec<(usize, Bar)> = replay
+                .iter()
+                .filter_map(|(s, b)| engine.symbol_id(s).map(|id| (id, *b)))
+                .collect();
+            if let Err(e) = engine.replay(account, &bars) {
+                engine.retire(account, &e, self.clock);
+                return Err(LiveError::Refused(format!(
+                    "replaying the {} bars it had seen since its snapshot: {e}",
+                    bars.len()
+                )));
+            }
+        }
         let _ = self.out.send(Record::Registered {
             account,
             strategy_id: spec.strategy_id,
@@ -385,9 +411,35 @@ impl Worker {
                 ids,
                 bars: 0,
                 equity_at: None,
+                snapshot_seqs: Vec::new(),
             },
         );
+        // Its state now, so a crash before the first periodic snapshot replays from here.
+        self.snapshot_one(engine, spec.strategy_id);
         Ok(())
+    }
+
+    /// Snapshot one running instance to the store, with the sequence numbers it has seen.
+    fn snapshot_one(&mut self, engine: &mut Engine<'_>, strategy_id: i64) {
+        let Some(r) = self.running.get_mut(&strategy_id) else {
+            return;
+        };
+        let Ok(state) = engine.runner_mut(r.account).snapshot() else {
+            return;
+        };
+        r.snapshot_seqs = r.ids.iter().map(|&i| self.seq[i]).collect();
+        let seqs = r
+            .symbols
+            .iter()
+            .cloned()
+            .zip(r.snapshot_seqs.iter().copied())
+            .collect();
+        let _ = self.out.send(Record::Snapshot {
+            strategy_id,
+            state,
+            ts: self.clock,
+            seqs,
+        });
     }
 
     fn stop(
@@ -396,17 +448,14 @@ impl Worker {
         strategy_id: i64,
         reason: &str,
     ) -> Result<(), super::LiveError> {
+        if !self.running.contains_key(&strategy_id) {
+            return Err(super::LiveError::NotRunning(strategy_id));
+        }
+        self.snapshot_one(engine, strategy_id);
         let r = self
             .running
             .remove(&strategy_id)
             .ok_or(super::LiveError::NotRunning(strategy_id))?;
-        if let Ok(state) = engine.runner_mut(r.account).snapshot() {
-            let _ = self.out.send(Record::Snapshot {
-                strategy_id,
-                state,
-                ts: self.clock,
-            });
-        }
         let _ = self.out.send(Record::Retiring { account: r.account });
         engine.retire(r.account, reason, self.clock);
         let _ = self.out.send(Record::Status {
@@ -444,10 +493,18 @@ impl Worker {
         let from = r.version;
         r.version = spec.version;
         drop(old);
+        r.snapshot_seqs = r.ids.iter().map(|&i| self.seq[i]).collect();
+        let seqs = r
+            .symbols
+            .iter()
+            .cloned()
+            .zip(r.snapshot_seqs.iter().copied())
+            .collect();
         let _ = self.out.send(Record::Snapshot {
             strategy_id: spec.strategy_id,
             state,
             ts: self.clock,
+            seqs,
         });
         let _ = self.out.send(Record::Status {
             strategy_id: spec.strategy_id,
@@ -459,19 +516,34 @@ impl Worker {
         Ok((from, pause))
     }
 
+    /// Snapshot every running instance, then let the journal drop the bars that every
+    /// instance's stored snapshot has seen.
     fn snapshot_all(&mut self, engine: &mut Engine<'_>) {
-        for (&id, r) in &self.running {
-            if *engine.state(r.account) != StrategyState::Running {
-                continue;
-            }
-            if let Ok(state) = engine.runner_mut(r.account).snapshot() {
-                let _ = self.out.send(Record::Snapshot {
-                    strategy_id: id,
-                    state,
-                    ts: self.clock,
-                });
+        let ids: Vec<i64> = self
+            .running
+            .iter()
+            .filter(|(_, r)| *engine.state(r.account) == StrategyState::Running)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.snapshot_one(engine, id);
+        }
+        let mut upto = self.seq.clone();
+        for r in self.running.values() {
+            for (k, &i) in r.ids.iter().enumerate() {
+                let seen = r.snapshot_seqs.get(k).copied().unwrap_or(0);
+                upto[i] = upto[i].min(seen);
             }
         }
+        let mut upto: Vec<(String, u64)> = upto
+            .into_iter()
+            .enumerate()
+            .filter(|(_, q)| *q > 0)
+            .map(|(i, q)| (engine.symbols()[i].clone(), q))
+            .collect();
+        // Symbols of the previous run the engine has not met again: no instance holds them.
+        upto.extend(self.stored_seq.iter().map(|(s, q)| (s.clone(), *q)));
+        let _ = self.out.send(Record::Prune { upto });
     }
 }
 

@@ -73,6 +73,98 @@ pub async fn snapshot(store: &Store, strategy_id: i64) -> StoreResult<Option<Vec
     .flatten())
 }
 
+/// Per symbol, the sequence number of the last bar a strategy's latest snapshot saw (`None`
+/// for snapshots stored without them).
+pub async fn snapshot_seqs(
+    store: &Store,
+    strategy_id: i64,
+) -> StoreResult<Option<HashMap<String, u64>>> {
+    let text = sqlx::query_scalar::<_, Option<String>>(
+        "SELECT snapshot_seqs FROM strategy_instances WHERE strategy_id = ? ORDER BY id LIMIT 1",
+    )
+    .bind(strategy_id)
+    .fetch_optional(store.pool())
+    .await?
+    .flatten();
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+}
+
+/// The live engine's journal: per symbol, the bars with their sequence numbers, oldest
+/// first, and the id of the newest entry.
+pub async fn journal(
+    store: &Store,
+) -> StoreResult<(Option<i64>, HashMap<String, Vec<(u64, Bar)>>)> {
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT id, bars FROM live_journal ORDER BY id")
+        .fetch_all(store.pool())
+        .await?;
+    let mut out: HashMap<String, Vec<(u64, Bar)>> = HashMap::new();
+    let newest = rows.last().map(|(id, _)| *id);
+    for (id, blob) in rows {
+        let bars = decode_bars(&blob).map_err(|e| super::StoreError::Corrupt {
+            table: "live_journal",
+            message: format!("entry {id}: {e}"),
+        })?;
+        for (s, seq, b) in bars {
+            out.entry(s).or_default().push((seq, b));
+        }
+    }
+    Ok((newest, out))
+}
+
+/// Bars packed for the journal: per bar, the symbol's length (u16) and UTF-8 bytes, the
+/// sequence number (u64), the time (i64) and open, high, low, close, volume (f64), all
+/// little-endian.
+pub(crate) fn encode_bars(bars: &[(String, u64, Bar)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bars.len() * 64);
+    for (s, seq, b) in bars {
+        out.extend_from_slice(&(s.len().min(u16::MAX as usize) as u16).to_le_bytes());
+        out.extend_from_slice(&s.as_bytes()[..s.len().min(u16::MAX as usize)]);
+        out.extend_from_slice(&seq.to_le_bytes());
+        out.extend_from_slice(&b.ts.to_le_bytes());
+        for v in [b.open, b.high, b.low, b.close, b.volume] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// The bars of [`encode_bars`]; an error says where the bytes stop making sense.
+pub(crate) fn decode_bars(bytes: &[u8]) -> Result<Vec<(String, u64, Bar)>, String> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        let err = |what: &str| format!("truncated {what} at byte {pos} of {}", bytes.len());
+        let n = u16::from_le_bytes(
+            rest.get(..2)
+                .ok_or_else(|| err("symbol length"))?
+                .try_into()
+                .expect("2 bytes"),
+        ) as usize;
+        let symbol = rest.get(2..2 + n).ok_or_else(|| err("symbol"))?;
+        let symbol = std::str::from_utf8(symbol)
+            .map_err(|e| format!("symbol at byte {pos}: {e}"))?
+            .to_string();
+        let fixed = rest.get(2 + n..2 + n + 56).ok_or_else(|| err("bar"))?;
+        let w = |k: usize| -> [u8; 8] { fixed[k * 8..k * 8 + 8].try_into().expect("8 bytes") };
+        let f = |k: usize| f64::from_le_bytes(w(k));
+        out.push((
+            symbol,
+            u64::from_le_bytes(w(0)),
+            Bar {
+                ts: i64::from_le_bytes(w(1)),
+                open: f(2),
+                high: f(3),
+                low: f(4),
+                close: f(5),
+                volume: f(6),
+            },
+        ));
+        pos += 2 + n + 56;
+    }
+    Ok(out)
+}
+
 /// Point a strategy's default instance at another of its versions (swap, rollback).
 pub async fn set_version(store: &Store, strategy_id: i64, version_id: i64) -> StoreResult<()> {
     sqlx::query(
@@ -168,4 +260,34 @@ pub async fn strategy_of_instance(store: &Store, instance_id: i64) -> StoreResul
         .fetch_optional(store.pool())
         .await?
         .ok_or_else(|| super::StoreError::NotFound(format!("strategy instance {instance_id}")))
+}
+
+#[cfg(test)]
+mod journal_tests {
+    use super::*;
+
+    fn bar(ts: i64) -> Bar {
+        Bar {
+            ts,
+            open: 1.5,
+            high: 2.0,
+            low: 1.0,
+            close: 1.75,
+            volume: 1e6,
+        }
+    }
+
+    #[test]
+    fn journal_entries_round_trip_and_truncation_is_named() {
+        let bars = vec![
+            ("GOOG".to_string(), 7, bar(100)),
+            ("BRK.B".to_string(), 1, bar(-5)),
+        ];
+        let bytes = encode_bars(&bars);
+        assert_eq!(bytes.len(), 2 * (2 + 56) + 4 + 5);
+        assert_eq!(decode_bars(&bytes).unwrap(), bars);
+        let e = decode_bars(&bytes[..bytes.len() - 3]).unwrap_err();
+        assert_eq!(e, "truncated bar at byte 62 of 122");
+        assert!(decode_bars(&[]).unwrap().is_empty());
+    }
 }

@@ -653,7 +653,7 @@ mod tests {
         moved(&mut seen, "set_version");
         let mut w = crate::store::writer::Writer::open(&s).unwrap();
         w.begin().unwrap();
-        w.save_snapshot(id, b"state", 7).unwrap();
+        w.save_snapshot(id, b"state", 7, &[]).unwrap();
         assert_eq!(s.catalog_generation(), seen, "moved before the commit");
         w.commit().unwrap();
         moved(&mut seen, "a snapshot");

@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::live::Cursor;
 use super::orders::{FillRecord, NewOrder, Order, Position, status};
 use super::{BUSY_TIMEOUT, Store, StoreError, StoreResult, now};
+use crate::model::Bar;
 use crate::portfolio::Portfolio;
 
 /// The recorder's connection. Writes run inside a transaction that the first of them opens
@@ -67,6 +68,11 @@ impl Writer {
     /// Whether a transaction is open (something was written since the last commit).
     pub fn in_transaction(&self) -> bool {
         !self.conn.is_autocommit()
+    }
+
+    /// Rows inserted, updated or deleted through this connection so far.
+    pub fn changes(&self) -> u64 {
+        self.conn.total_changes()
     }
 
     /// Make everything since [`Writer::begin`] durable at once. If the commit fails the
@@ -316,15 +322,45 @@ impl Writer {
         Ok(())
     }
 
-    /// Keep a strategy's snapshot.
-    pub fn save_snapshot(&mut self, strategy_id: i64, state: &[u8], ts: i64) -> StoreResult<()> {
+    /// Keep a strategy's snapshot, with the sequence number of the last bar it saw of each
+    /// of its symbols.
+    pub fn save_snapshot(
+        &mut self,
+        strategy_id: i64,
+        state: &[u8],
+        ts: i64,
+        seqs: &[(String, u64)],
+    ) -> StoreResult<()> {
         self.begin()?;
+        let seqs: serde_json::Map<String, serde_json::Value> = seqs
+            .iter()
+            .map(|(s, q)| (s.clone(), serde_json::Value::from(*q)))
+            .collect();
+        let seqs = serde_json::Value::Object(seqs).to_string();
         self.conn
             .prepare_cached(
-                "UPDATE strategy_instances SET last_snapshot = ?, snapshot_at = ? WHERE strategy_id = ?",
+                "UPDATE strategy_instances SET last_snapshot = ?, snapshot_at = ?, snapshot_seqs = ? WHERE strategy_id = ?",
             )?
-            .execute(params![state, ts, strategy_id])?;
+            .execute(params![state, ts, seqs, strategy_id])?;
         self.touches_catalog = true;
+        Ok(())
+    }
+
+    /// Journal bars the engine handled (symbol, sequence number, bar) as one entry; its id.
+    pub fn save_bars(&mut self, bars: &[(String, u64, Bar)]) -> StoreResult<i64> {
+        self.begin()?;
+        self.conn
+            .prepare_cached("INSERT INTO live_journal (bars) VALUES (?)")?
+            .execute(params![super::live::encode_bars(bars)])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Drop the journal entries up to `id`: no running instance needs their bars.
+    pub fn prune_bars(&mut self, id: i64) -> StoreResult<()> {
+        self.begin()?;
+        self.conn
+            .prepare_cached("DELETE FROM live_journal WHERE id <= ?")?
+            .execute(params![id])?;
         Ok(())
     }
 }
