@@ -746,34 +746,7 @@ async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() 
     // A strategy trading every third bar, enabled, and a fast looping replay of GOOG.
     let id = {
         let store = Store::open(&url).await.unwrap();
-        let sandbox = qtm_runtime::sandbox::Sandbox::new(Default::default()).unwrap();
-        let bytes = qtm_tests::component(guests::SEQ_RECORDER_V1);
-        let code = sandbox.load(&bytes).unwrap();
-        let describe = serde_json::to_value(code.info()).unwrap();
-        let r = store::strategies::create(
-            &store,
-            &store::strategies::NewStrategy {
-                name: "crash",
-                description: "",
-                owner_id: None,
-                source: "test",
-                cloned_from: None,
-            },
-            &store::strategies::NewVersion {
-                content_sha256: code.sha256(),
-                contract_version: "qtm:strategy@0.1.0",
-                describe: &describe,
-                component: &bytes,
-                created_by: None,
-            },
-            &json!({"act_every": 3}),
-            &["GOOG".to_string()],
-        )
-        .await
-        .unwrap();
-        store::strategies::set_status(&store, r.strategy.id, "enabled", None)
-            .await
-            .unwrap();
+        let id = enabled_seq_recorder(&store, "crash", json!({"act_every": 3})).await;
         store::modules::seed(&store).await.unwrap();
         store::modules::set_config(
             &store,
@@ -793,7 +766,7 @@ async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() 
         .await
         .unwrap();
         store.close().await;
-        r.strategy.id
+        id
     };
     let mut fills_seen = Vec::new();
     let mut manual_seen = Vec::new();
@@ -857,6 +830,42 @@ async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() 
         fills_seen.windows(2).all(|w| w[1] >= w[0]) && fills_seen.last() > fills_seen.first(),
         "fills per round: {fills_seen:?}"
     );
+}
+
+/// Store a `seq-recorder` v1 strategy with `params` on GOOG, enabled (the live engine
+/// resumes it when it starts); its id.
+async fn enabled_seq_recorder(store: &Store, name: &str, params: Value) -> i64 {
+    let sandbox = qtm_runtime::sandbox::Sandbox::new(Default::default()).unwrap();
+    let bytes = qtm_tests::component(guests::SEQ_RECORDER_V1);
+    let code = sandbox.load(&bytes).unwrap();
+    let describe = serde_json::to_value(code.info()).unwrap();
+    let id = store::strategies::create(
+        store,
+        &store::strategies::NewStrategy {
+            name,
+            description: "",
+            owner_id: None,
+            source: "test",
+            cloned_from: None,
+        },
+        &store::strategies::NewVersion {
+            content_sha256: code.sha256(),
+            contract_version: "qtm:strategy@0.1.0",
+            describe: &describe,
+            component: &bytes,
+            created_by: None,
+        },
+        &params,
+        &["GOOG".to_string()],
+    )
+    .await
+    .unwrap()
+    .strategy
+    .id;
+    store::strategies::set_status(store, id, "enabled", None)
+        .await
+        .unwrap();
+    id
 }
 
 /// Log in to the server at `base` once it is up, then place market orders of one GOOG,
@@ -960,36 +969,8 @@ async fn after_a_crash_each_instance_is_replayed_from_its_snapshot_to_the_cursor
         .await
         .unwrap();
     let sandbox = Arc::new(qtm_runtime::sandbox::Sandbox::new(Default::default()).unwrap());
-    let bytes = qtm_tests::component(guests::SEQ_RECORDER_V1);
-    let code = sandbox.load(&bytes).unwrap();
-    let describe = serde_json::to_value(code.info()).unwrap();
-    let id = store::strategies::create(
-        &store,
-        &store::strategies::NewStrategy {
-            name: "replayed",
-            description: "",
-            owner_id: None,
-            source: "test",
-            cloned_from: None,
-        },
-        &store::strategies::NewVersion {
-            content_sha256: code.sha256(),
-            contract_version: "qtm:strategy@0.1.0",
-            describe: &describe,
-            component: &bytes,
-            created_by: None,
-        },
-        // Buys on every 4th bar: the replayed 8th must not buy again.
-        &json!({"act_every": 4}),
-        &["GOOG".to_string()],
-    )
-    .await
-    .unwrap()
-    .strategy
-    .id;
-    store::strategies::set_status(&store, id, "enabled", None)
-        .await
-        .unwrap();
+    // Buys on every 4th bar: the replayed 8th must not buy again.
+    let id = enabled_seq_recorder(&store, "replayed", json!({"act_every": 4})).await;
     let config = LiveConfig {
         snapshot_every_secs: 3600.0,
         ..LiveConfig::default()

@@ -421,10 +421,18 @@ impl Worker {
 
     /// Snapshot one running instance to the store, with the sequence numbers it has seen.
     fn snapshot_one(&mut self, engine: &mut Engine<'_>, strategy_id: i64) {
-        let Some(r) = self.running.get_mut(&strategy_id) else {
+        let Some(r) = self.running.get(&strategy_id) else {
             return;
         };
-        let Ok(state) = engine.runner_mut(r.account).snapshot() else {
+        if let Ok(state) = engine.runner_mut(r.account).snapshot() {
+            self.store_snapshot(strategy_id, state);
+        }
+    }
+
+    /// Send a running instance's `state` to the store with the sequence numbers it has seen,
+    /// and remember them (the journal keeps the bars after them).
+    fn store_snapshot(&mut self, strategy_id: i64, state: Vec<u8>) {
+        let Some(r) = self.running.get_mut(&strategy_id) else {
             return;
         };
         r.snapshot_seqs = r.ids.iter().map(|&i| self.seq[i]).collect();
@@ -493,19 +501,7 @@ impl Worker {
         let from = r.version;
         r.version = spec.version;
         drop(old);
-        r.snapshot_seqs = r.ids.iter().map(|&i| self.seq[i]).collect();
-        let seqs = r
-            .symbols
-            .iter()
-            .cloned()
-            .zip(r.snapshot_seqs.iter().copied())
-            .collect();
-        let _ = self.out.send(Record::Snapshot {
-            strategy_id: spec.strategy_id,
-            state,
-            ts: self.clock,
-            seqs,
-        });
+        self.store_snapshot(spec.strategy_id, state);
         let _ = self.out.send(Record::Status {
             strategy_id: spec.strategy_id,
             status: "swapped".into(),
