@@ -23,7 +23,8 @@ pub(super) struct CallHost<'a> {
     pub book: &'a mut Portfolio,
     pub risk: &'a mut RiskState,
     pub limits: &'a RiskLimits,
-    pub history: &'a mut [VecDeque<Bar>],
+    /// Per symbol: recent bars with their steps, up to the end of the batch being processed.
+    pub history: &'a [VecDeque<(u64, Bar)>],
     pub history_len: usize,
     pub sink: &'a mut dyn EventSink,
     pub signals: &'a std::collections::HashMap<String, Signal>,
@@ -61,13 +62,12 @@ impl CallHost<'_> {
             })
     }
 
-    /// Mark the account and extend history up to run position `to` (the strategy moved on).
+    /// Mark the account up to run position `to` (the strategy moved on).
     pub fn advance_to(&mut self, to: usize) {
         while self.at < to {
             self.at += 1;
             let (sym, bar, _) = self.run[self.at];
             self.book.set_mark(sym, bar.close);
-            push_history(&mut self.history[sym], bar, self.history_len);
         }
     }
 
@@ -94,14 +94,20 @@ impl CallHost<'_> {
     }
 }
 
-pub(super) fn push_history(h: &mut VecDeque<Bar>, bar: Bar, keep: usize) {
+/// Add the bars of a batch to the history, keeping `keep` bars from before it: every bar of
+/// the batch must find its own `keep` predecessors while the batch is processed.
+pub(super) fn push_history(history: &mut [VecDeque<(u64, Bar)>], bars: &[(usize, Bar)], base: u64, keep: usize) {
     if keep == 0 {
         return;
     }
-    if h.len() == keep {
-        h.pop_front();
+    for &(sym, _) in bars {
+        let h = &mut history[sym];
+        let extra = h.len().saturating_sub(keep);
+        h.drain(..extra);
     }
-    h.push_back(bar);
+    for (j, &(sym, bar)) in bars.iter().enumerate() {
+        history[sym].push_back((base + j as u64, bar));
+    }
 }
 
 impl StrategyHost for CallHost<'_> {
@@ -233,11 +239,13 @@ impl StrategyHost for CallHost<'_> {
         let Ok(s) = self.symbol_id(symbol) else {
             return Vec::new();
         };
+        // The history runs to the end of the batch, shared by every account: what this call
+        // may see ends at its own bar.
+        let step = self.current().2;
         let h = &self.history[s];
-        h.iter()
-            .skip(h.len().saturating_sub(count as usize))
-            .copied()
-            .collect()
+        let end = h.partition_point(|(st, _)| *st <= step);
+        let n = (count as usize).min(self.history_len).min(end);
+        h.range(end - n..end).map(|(_, b)| *b).collect()
     }
 
     fn at_bar(&mut self, index: u32) {

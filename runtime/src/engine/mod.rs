@@ -90,7 +90,8 @@ pub struct Engine<'s> {
     symbols: Arc<[String]>,
     exchange: Exchange,
     slots: Vec<Slot>,
-    history: Vec<VecDeque<Bar>>,
+    /// Per symbol: recent bars with their steps (see `push_history`).
+    history: Vec<VecDeque<(u64, Bar)>>,
     signals: HashMap<String, Signal>,
     sink: &'s mut dyn EventSink,
     step: u64,
@@ -260,8 +261,8 @@ impl<'s> Engine<'s> {
                 continue;
             };
             slot.book.set_mark(sym, bar.close);
-            push_history(&mut history[sym], bar, self.config.history);
-            let run = [(sym, bar, 0)];
+            push_history(&mut history, &[(sym, bar)], i as u64, self.config.history);
+            let run = [(sym, bar, i as u64)];
             let mut host = CallHost {
                 account,
                 symbols: &self.symbols,
@@ -270,7 +271,7 @@ impl<'s> Engine<'s> {
                 book: &mut slot.book,
                 risk: &mut slot.risk,
                 limits: &slot.limits,
-                history: &mut history,
+                history: &history,
                 history_len: self.config.history,
                 sink: &mut quiet,
                 signals: &self.signals,
@@ -364,16 +365,30 @@ impl<'s> Engine<'s> {
             return;
         }
         let base = self.step;
+        push_history(&mut self.history, bars, base, self.config.history);
         let mut equity = vec![f64::NAN; bars.len()];
         let mut in_market = vec![false; bars.len()];
         // One pair of buffers for every account: live trading calls this per bar with many
         // accounts.
         let mut slot_equity = vec![f64::NAN; bars.len()];
         let mut slot_in = vec![false; bars.len()];
-        for account in 0..self.slots.len() {
+        // Resting orders fill on every account's first bar of the batch before any strategy
+        // runs, so fills (what a trader waits for) go out first. Nothing else in the batch can
+        // change them: accounts are independent, an account skips the bars of symbols it does
+        // not trade, and `recent-bars` answers as of the caller's own bar.
+        let mut filled_first = vec![None; self.slots.len()];
+        for (account, first) in filled_first.iter_mut().enumerate() {
+            let slot = &self.slots[account];
+            if let Some(j) = bars.iter().position(|&(s, _)| slot.local[s].is_some()) {
+                let (sym, bar) = bars[j];
+                self.exchange_step(account, sym, base + j as u64, &bar);
+                *first = Some(j);
+            }
+        }
+        for (account, &first) in filled_first.iter().enumerate() {
             slot_equity.fill(f64::NAN);
             slot_in.fill(false);
-            self.process_slot(account, bars, base, &mut slot_equity, &mut slot_in);
+            self.process_slot(account, bars, base, first, &mut slot_equity, &mut slot_in);
             // Carry values across bars of other symbols, then add into the account total.
             let slot = &mut self.slots[account];
             let (mut last_e, mut last_in) = (slot.carry_equity, slot.carry_in_market);
@@ -414,6 +429,7 @@ impl<'s> Engine<'s> {
         account: usize,
         bars: &[(usize, Bar)],
         base: u64,
+        exchange_done: Option<usize>,
         out: &mut [f64],
         in_market: &mut [bool],
     ) {
@@ -425,13 +441,15 @@ impl<'s> Engine<'s> {
                 continue;
             }
             let step = base + j as u64;
-            // 1. The exchange acts on this bar for resting orders, before the strategy sees it.
-            self.exchange_step(account, sym, step, &bar);
+            // 1. The exchange acts on this bar for resting orders, before the strategy sees it
+            // (for the account's first bar of the batch, it already has).
+            if exchange_done != Some(j) {
+                self.exchange_step(account, sym, step, &bar);
+            }
             // 2. Mark to the close; the strategy will see this bar.
             {
                 let slot = &mut self.slots[account];
                 slot.book.set_mark(sym, bar.close);
-                push_history(&mut self.history[sym], bar, self.config.history);
             }
             if self.slots[account].state != StrategyState::Running {
                 let equity = self.slots[account].book.equity();
@@ -616,7 +634,7 @@ impl<'s> Engine<'s> {
             book,
             risk,
             limits,
-            history: &mut self.history,
+            history: &self.history,
             history_len: self.config.history,
             sink: self.sink,
             signals: &self.signals,
@@ -653,16 +671,8 @@ impl<'s> Engine<'s> {
             }
         });
         let run = &self.slots[account].run;
-        // History for bars the strategy moved past without asking the host.
         match result {
-            Ok(n) => {
-                let n = n.clamp(1, run.len() - from);
-                // A guest may claim fewer bars than it asked `at-bar` about: never a bad range.
-                for (s, b, _) in &run[at + 1..(from + n).max(at + 1)] {
-                    push_history(&mut self.history[*s], *b, self.config.history);
-                }
-                (n, batched)
-            }
+            Ok(n) => (n.clamp(1, run.len() - from), batched),
             Err(reason) => {
                 let ts = run[at].1.ts;
                 self.stop_slot(account, StrategyState::Disabled, &reason, ts);
