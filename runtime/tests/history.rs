@@ -24,7 +24,10 @@ impl Looker {
             .iter()
             .map(|b| b.close)
             .collect();
-        self.seen.lock().unwrap().push(format!("{when}: {closes:?}"));
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{when}: {closes:?}"));
     }
 }
 

@@ -96,7 +96,12 @@ impl CallHost<'_> {
 
 /// Add the bars of a batch to the history, keeping `keep` bars from before it: every bar of
 /// the batch must find its own `keep` predecessors while the batch is processed.
-pub(super) fn push_history(history: &mut [VecDeque<(u64, Bar)>], bars: &[(usize, Bar)], base: u64, keep: usize) {
+pub(super) fn push_history(
+    history: &mut [VecDeque<(u64, Bar)>],
+    bars: &[(usize, Bar)],
+    base: u64,
+    keep: usize,
+) {
     if keep == 0 {
         return;
     }
