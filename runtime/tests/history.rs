@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use qtm_runtime::engine::{Engine, EngineConfig, StrategyRunner};
 use qtm_runtime::events::EventLog;
-use qtm_runtime::model::{Bar, Fill, OrderKind, OrderRequest, Quantity, Side, TimeInForce};
+use qtm_runtime::model::{Bar, Fill, OrderRequest, Quantity, Side};
 use qtm_runtime::risk::RiskLimits;
 use qtm_runtime::sandbox::StrategyHost;
 
@@ -37,17 +37,7 @@ impl StrategyRunner for Looker {
         // X's bars are the ones below 1,000.
         if !self.bought && bar.close < 1_000.0 {
             self.bought = true;
-            let _ = host.submit_order(OrderRequest {
-                symbol: "X".into(),
-                side: Side::Buy,
-                quantity: Quantity::Units(1.0),
-                kind: OrderKind::Market,
-                time_in_force: TimeInForce::Gtc,
-                take_profit: None,
-                stop_loss: None,
-                oco_group: None,
-                tag: None,
-            });
+            let _ = host.submit_order(OrderRequest::market("X", Side::Buy, Quantity::Units(1.0)));
         }
         Ok(())
     }
