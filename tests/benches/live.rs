@@ -24,7 +24,7 @@ use qtm_runtime::sandbox::{Sandbox, SandboxConfig};
 use qtm_runtime::store::market::{self, ImportOptions};
 use qtm_runtime::store::strategies::{NewStrategy, NewVersion};
 use qtm_runtime::store::{self, Store};
-use qtm_tests::bench::{env_or, pct, rss_kib};
+use qtm_tests::bench::{env_or, io_bytes, pct, rss_kib};
 use qtm_tests::guests;
 use serde_json::json;
 
@@ -117,6 +117,7 @@ async fn run() {
         .map(|b| b.close)
         .collect();
     let mut rx = live.subscribe();
+    let wchar0 = io_bytes("wchar:");
     let sent: Arc<std::sync::Mutex<HashMap<(String, i64), Instant>>> = Default::default();
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let collector = tokio::spawn(async move {
@@ -202,6 +203,7 @@ async fn run() {
     }
     let fed_in = feeder.await.unwrap();
     live.flush().await.unwrap();
+    let written = io_bytes("wchar:").saturating_sub(wchar0);
     let status = live.status().await.unwrap();
     let _ = stop_tx.send(());
     live.shutdown().await;
@@ -250,6 +252,14 @@ async fn run() {
             v.last().copied().unwrap_or(f64::NAN)
         );
     }
+    // Noise-free where latency is not: what the store writes (WAL frames, checkpoints, all
+    // of them whole pages) for the flow.
+    println!(
+        "store writes while feeding: {:.1} MiB, {:.1} KiB per fill, {:.0} B per tick",
+        written as f64 / 1048576.0,
+        written as f64 / 1024.0 / fills.len().max(1) as f64,
+        written as f64 / total.max(1) as f64
+    );
     println!(
         "RSS: {:.1} MiB before enabling, {:.1} MiB after {n_instances} instances: {:.1} KiB each; enable {:.0} µs each",
         rss0 as f64 / 1024.0,

@@ -49,3 +49,16 @@ pub fn run_async(body: impl Future<Output = ()>) {
         .expect("a tokio runtime")
         .block_on(body);
 }
+
+/// A `/proc/self/io` counter in bytes (`"wchar:"`: bytes handed to `write`-like calls;
+/// `"write_bytes:"`: bytes sent on to the block layer); 0 where there is none.
+pub fn io_bytes(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}

@@ -263,10 +263,21 @@ pub async fn list(store: &Store, f: &OrderFilter) -> StoreResult<Vec<Order>> {
     .await?)
 }
 
+/// The working orders (of one account, given twice, or all for NULL), read through the
+/// partial index `orders_working` rather than every order.
+const WORKING_ORDERS: &str = "FROM orders WHERE status IN ('accepted', 'partially_filled') AND (? IS NULL OR account = ?) ORDER BY id";
+
+/// An account's manual orders accepted since a time (index `orders_account`).
+const ACCEPTED_SINCE: &str = "SELECT created_at FROM orders WHERE account = ? AND instance_id IS NULL AND created_at >= ? AND status <> 'rejected' ORDER BY created_at";
+
+/// An account's working orders in one-cancels-other groups. The working orders are few and
+/// an account's orders many, so the planner is told which index to read.
+const WORKING_OCO: &str = "SELECT id, oco_group FROM orders INDEXED BY orders_working WHERE account = ? AND oco_group IS NOT NULL AND status IN ('accepted', 'partially_filled')";
+
 /// Working orders of `account` (every account when `None`), oldest first.
 pub async fn working(store: &Store, account: Option<&str>) -> StoreResult<Vec<Order>> {
     Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE status IN ('accepted', 'partially_filled') AND (? IS NULL OR account = ?) ORDER BY id"
+        "SELECT {ORDER_COLUMNS} {WORKING_ORDERS}"
     )))
     .bind(account)
     .bind(account)
@@ -274,16 +285,16 @@ pub async fn working(store: &Store, account: Option<&str>) -> StoreResult<Vec<Or
     .await?)
 }
 
-/// Creation times of the orders of `account` accepted at or after `since` (whatever became of
-/// them later): what the order-rate limit counts.
+/// Creation times of the manual orders (placed through the API, not by a strategy instance)
+/// of `account` accepted at or after `since`, whatever became of them later: what the
+/// order-rate limit of manual orders counts. The engine limits each instance's own orders
+/// from memory.
 pub async fn accepted_since(store: &Store, account: &str, since: i64) -> StoreResult<Vec<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT created_at FROM orders WHERE account = ? AND created_at >= ? AND status <> 'rejected' ORDER BY created_at",
-    )
-    .bind(account)
-    .bind(since)
-    .fetch_all(store.pool())
-    .await?)
+    Ok(sqlx::query_scalar(ACCEPTED_SINCE)
+        .bind(account)
+        .bind(since)
+        .fetch_all(store.pool())
+        .await?)
 }
 
 /// Why an order cannot change: missing (`NotFound`) or no longer working (`Conflict`).
@@ -327,19 +338,20 @@ pub async fn working_oco_groups(
     store: &Store,
     account: &str,
 ) -> StoreResult<std::collections::HashMap<i64, String>> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, oco_group FROM orders WHERE account = ? AND oco_group IS NOT NULL AND status IN ('accepted', 'partially_filled')",
-    )
-    .bind(account)
-    .fetch_all(store.pool())
-    .await?;
+    let rows: Vec<(i64, String)> = sqlx::query_as(WORKING_OCO)
+        .bind(account)
+        .fetch_all(store.pool())
+        .await?;
     Ok(rows.into_iter().collect())
 }
+
+/// Cancel every working order (through `orders_working`).
+const CANCEL_ALL_WORKING: &str = "UPDATE orders SET status = 'cancelled', reason = ?, updated_at = ? WHERE status IN ('accepted', 'partially_filled')";
 
 /// Cancel every working order (of every account) with `reason`; returns the cancelled orders.
 pub async fn cancel_all_working(store: &Store, reason: &str) -> StoreResult<Vec<Order>> {
     Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
-        "UPDATE orders SET status = 'cancelled', reason = ?, updated_at = ? WHERE status IN ('accepted', 'partially_filled') RETURNING {ORDER_COLUMNS}"
+        "{CANCEL_ALL_WORKING} RETURNING {ORDER_COLUMNS}"
     )))
     .bind(reason)
     .bind(now())
@@ -546,6 +558,36 @@ pub async fn record_fill(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plan SQLite picks for `sql` (every parameter NULL), one step per line.
+    async fn plan(store: &Store, sql: &str) -> String {
+        let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {sql}"
+        )));
+        for _ in 0..sql.matches('?').count() {
+            q = q.bind(None::<i64>);
+        }
+        let rows = q.fetch_all(store.pool()).await.unwrap();
+        rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
+    }
+
+    #[tokio::test]
+    async fn order_reads_use_the_small_indexes_the_write_path_keeps() {
+        let s = Store::open("sqlite::memory:").await.unwrap();
+        let working = plan(&s, &format!("SELECT {ORDER_COLUMNS} {WORKING_ORDERS}")).await;
+        assert_eq!(working, "SCAN orders USING INDEX orders_working");
+        let since = plan(&s, ACCEPTED_SINCE).await;
+        assert!(
+            since.starts_with(
+                "SEARCH orders USING INDEX orders_account (account=? AND created_at>?)"
+            ),
+            "{since}"
+        );
+        let oco = plan(&s, WORKING_OCO).await;
+        assert_eq!(oco, "SCAN orders USING INDEX orders_working");
+        let cancel_all = plan(&s, CANCEL_ALL_WORKING).await;
+        assert_eq!(cancel_all, "SCAN orders USING INDEX orders_working");
+    }
 
     #[test]
     fn the_writer_reads_the_columns_the_async_side_reads() {
