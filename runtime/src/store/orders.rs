@@ -246,12 +246,19 @@ pub struct OrderFilter {
 pub async fn list(store: &Store, f: &OrderFilter) -> StoreResult<Vec<Order>> {
     let working = f.status.as_deref() == Some("working");
     let status = if working { None } else { f.status.as_deref() };
+    // Working orders are a few among all of them: read those through their index instead of
+    // every order newest first (the open-orders view asks this all the time).
+    let only_working = working || status.is_some_and(|s| status::WORKING.contains(&s));
+    let from = if only_working {
+        LIST_WORKING_FROM
+    } else {
+        LIST_FROM
+    };
     Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE (? IS NULL OR status = ?) AND (? = 0 OR status IN ('accepted', 'partially_filled')) AND (? IS NULL OR symbol = ?) AND (? IS NULL OR account = ?) AND (? IS NULL OR tag = ?) ORDER BY id DESC LIMIT ?"
+        "SELECT {ORDER_COLUMNS} {from} {LIST_FILTERS}"
     )))
     .bind(status)
     .bind(status)
-    .bind(working)
     .bind(&f.symbol)
     .bind(&f.symbol)
     .bind(&f.account)
@@ -262,6 +269,17 @@ pub async fn list(store: &Store, f: &OrderFilter) -> StoreResult<Vec<Order>> {
     .fetch_all(store.pool())
     .await?)
 }
+
+/// Every order, for [`list`].
+const LIST_FROM: &str = "FROM orders WHERE 1";
+
+/// The working orders only, for [`list`].
+const LIST_WORKING_FROM: &str =
+    "FROM orders INDEXED BY orders_working WHERE status IN ('accepted', 'partially_filled')";
+
+/// [`list`]'s optional filters (status, symbol, account and tag each given twice, NULL for
+/// any) and its order.
+const LIST_FILTERS: &str = "AND (? IS NULL OR status = ?) AND (? IS NULL OR symbol = ?) AND (? IS NULL OR account = ?) AND (? IS NULL OR tag = ?) ORDER BY id DESC LIMIT ?";
 
 /// The working orders (of one account, given twice, or all for NULL), read through the
 /// partial index `orders_working` rather than every order.
@@ -572,6 +590,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn listing_working_orders_reads_only_those_newest_first() {
+        let s = crate::store::test_store().await;
+        let a = insert(&s, &order("buy", 1.0)).await.unwrap();
+        let b = insert(&s, &order("sell", 2.0)).await.unwrap();
+        let c = insert(&s, &order("buy", 3.0)).await.unwrap();
+        cancel(&s, b.id, "by hand").await.unwrap();
+        let ids = |status: &str, symbol: Option<&str>| {
+            let f = OrderFilter {
+                status: Some(status.into()),
+                symbol: symbol.map(Into::into),
+                limit: 10,
+                ..Default::default()
+            };
+            let s = s.clone();
+            async move {
+                list(&s, &f)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|o| o.id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(ids("working", None).await, [c.id, a.id]);
+        assert_eq!(ids("accepted", None).await, [c.id, a.id]);
+        assert_eq!(ids("partially_filled", None).await, Vec::<i64>::new());
+        assert_eq!(ids("cancelled", None).await, [b.id]);
+        assert_eq!(ids("working", Some("NOPE")).await, Vec::<i64>::new());
+        assert_eq!(ids("working", Some(&a.symbol)).await, [c.id, a.id]);
+    }
+
+    #[tokio::test]
     async fn order_reads_use_the_small_indexes_the_write_path_keeps() {
         let s = Store::open("sqlite::memory:").await.unwrap();
         let working = plan(&s, &format!("SELECT {ORDER_COLUMNS} {WORKING_ORDERS}")).await;
@@ -583,6 +633,12 @@ mod tests {
             ),
             "{since}"
         );
+        let open = plan(
+            &s,
+            &format!("SELECT {ORDER_COLUMNS} {LIST_WORKING_FROM} {LIST_FILTERS}"),
+        )
+        .await;
+        assert_eq!(open, "SCAN orders USING INDEX orders_working");
         let oco = plan(&s, WORKING_OCO).await;
         assert_eq!(oco, "SCAN orders USING INDEX orders_working");
         let cancel_all = plan(&s, CANCEL_ALL_WORKING).await;
