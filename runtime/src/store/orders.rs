@@ -453,8 +453,15 @@ pub struct PositionFilter {
 
 /// Positions matching `f`, newest first.
 pub async fn positions(store: &Store, f: &PositionFilter) -> StoreResult<Vec<Position>> {
+    // Open positions are a few among every position ever held: read those through their
+    // index (what the positions view asks most).
+    let from = if f.open == Some(true) {
+        OPEN_POSITIONS_FROM
+    } else {
+        "FROM positions WHERE 1"
+    };
     Ok(sqlx::query_as::<_, Position>(sqlx::AssertSqlSafe(format!(
-        "SELECT {POSITION_COLUMNS} FROM positions WHERE (? IS NULL OR (closed_at IS NULL) = ?) AND (? IS NULL OR symbol = ?) AND (? IS NULL OR account = ?) ORDER BY id DESC LIMIT ?"
+        "SELECT {POSITION_COLUMNS} {from} AND (? IS NULL OR (closed_at IS NULL) = ?) AND (? IS NULL OR symbol = ?) AND (? IS NULL OR account = ?) ORDER BY id DESC LIMIT ?"
     )))
     .bind(f.open)
     .bind(f.open)
@@ -467,10 +474,14 @@ pub async fn positions(store: &Store, f: &PositionFilter) -> StoreResult<Vec<Pos
     .await?)
 }
 
+/// The open positions, through the partial index of them.
+const OPEN_POSITIONS_FROM: &str =
+    "FROM positions INDEXED BY positions_open WHERE closed_at IS NULL";
+
 /// Every open position of `account` (every account when `None`).
 pub async fn open_positions(store: &Store, account: Option<&str>) -> StoreResult<Vec<Position>> {
     Ok(sqlx::query_as::<_, Position>(sqlx::AssertSqlSafe(format!(
-        "SELECT {POSITION_COLUMNS} FROM positions WHERE closed_at IS NULL AND (? IS NULL OR account = ?) ORDER BY id"
+        "SELECT {POSITION_COLUMNS} {OPEN_POSITIONS_FROM} AND (? IS NULL OR account = ?) ORDER BY id"
     )))
     .bind(account)
     .bind(account)
@@ -639,6 +650,15 @@ mod tests {
         )
         .await;
         assert_eq!(open, "SCAN orders USING INDEX orders_working");
+        let positions = plan(
+            &s,
+            &format!("SELECT {POSITION_COLUMNS} {OPEN_POSITIONS_FROM} AND (? IS NULL OR account = ?) ORDER BY id"),
+        )
+        .await;
+        assert!(
+            positions.starts_with("SCAN positions USING INDEX positions_open"),
+            "{positions}"
+        );
         let oco = plan(&s, WORKING_OCO).await;
         assert_eq!(oco, "SCAN orders USING INDEX orders_working");
         let cancel_all = plan(&s, CANCEL_ALL_WORKING).await;
@@ -708,6 +728,21 @@ mod tests {
         assert_eq!((open[0].side.as_str(), open[0].quantity), ("short", -5.0));
         assert!((open[0].avg_price - 120.0).abs() < 1e-9);
         assert!((open[0].fees - 1.0).abs() < 1e-9);
+        let listed = |open: Option<bool>| {
+            let s = s.clone();
+            async move {
+                let f = PositionFilter {
+                    open,
+                    limit: 10,
+                    ..Default::default()
+                };
+                let p = positions(&s, &f).await.unwrap();
+                p.iter().map(|p| p.id).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(listed(Some(true)).await, [open[0].id]);
+        assert_eq!(listed(Some(false)).await, [trade.id]);
+        assert_eq!(listed(None).await, [open[0].id, trade.id]);
 
         // Cash: -400 - 660 + 1800 - 5 fees.
         let (cash, fees) = cash_flow(&s, None).await.unwrap();
