@@ -322,7 +322,7 @@ impl LiveEngine {
             config.initial_cash,
         )
         .await?;
-        let (records, records_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (records, records_rx) = std::sync::mpsc::channel();
         let (commands, commands_rx) = std::sync::mpsc::channel();
         let stored_seq: HashMap<String, u64> = cursors
             .iter()
@@ -335,7 +335,7 @@ impl LiveEngine {
             symbols.to_vec(),
             stored_seq,
             commands_rx,
-            records.clone(),
+            records,
             events.clone(),
         );
         {

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use tokio::sync::broadcast;
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 
 use super::LiveEvent;
@@ -116,7 +116,7 @@ struct Recorder {
 /// synchronous connection, and reaches the async store (alerts, status changes) through `rt`.
 pub(crate) fn run(
     store: Store,
-    mut records: UnboundedReceiver<Record>,
+    records: Receiver<Record>,
     events: broadcast::Sender<Arc<LiveEvent>>,
     rt: tokio::runtime::Handle,
     journal_before: Option<(i64, HashMap<String, u64>)>,
@@ -149,21 +149,16 @@ pub(crate) fn run(
     let mut cursors_since: Option<std::time::Instant> = None;
     loop {
         let first = match cursors_since {
-            None => records.blocking_recv(),
-            Some(t) => {
-                let wait = CURSOR_DELAY.saturating_sub(t.elapsed());
-                // The timer is made inside the runtime: this thread has none of its own.
-                let next =
-                    r.rt.block_on(async { tokio::time::timeout(wait, records.recv()).await });
-                match next {
-                    Ok(next) => next,
-                    Err(_) => {
-                        r.commit();
-                        cursors_since = None;
-                        continue;
-                    }
+            None => records.recv().ok(),
+            Some(t) => match records.recv_timeout(CURSOR_DELAY.saturating_sub(t.elapsed())) {
+                Ok(next) => Some(next),
+                Err(RecvTimeoutError::Timeout) => {
+                    r.commit();
+                    cursors_since = None;
+                    continue;
                 }
-            }
+                Err(RecvTimeoutError::Disconnected) => None,
+            },
         };
         let Some(first) = first else { break };
         batch.push(first);

@@ -2,10 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::{broadcast, oneshot};
 
 use super::instances::Spec;
@@ -75,7 +74,7 @@ pub(crate) enum Command {
 }
 
 /// Forwards engine events to the recorder; never blocks.
-struct Forward(UnboundedSender<Record>);
+struct Forward(Sender<Record>);
 
 impl EventSink for Forward {
     fn publish(&mut self, event: Event) {
@@ -109,7 +108,7 @@ struct Worker {
     seq: Vec<u64>,
     /// Stored sequence numbers of symbols the engine does not have yet.
     stored_seq: HashMap<String, u64>,
-    out: UnboundedSender<Record>,
+    out: Sender<Record>,
     /// Where bars go out at once: market data is not state the recorder stores (the
     /// cursor is), so it does not queue behind the recorder's writes.
     market: broadcast::Sender<Arc<LiveEvent>>,
@@ -124,7 +123,7 @@ pub(crate) fn spawn(
     symbols: Vec<String>,
     stored_seq: HashMap<String, u64>,
     commands: Receiver<Command>,
-    out: UnboundedSender<Record>,
+    out: Sender<Record>,
     market: broadcast::Sender<Arc<LiveEvent>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
