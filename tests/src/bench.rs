@@ -13,7 +13,13 @@ pub fn env_or(key: &str, default: u64) -> u64 {
 
 /// A `/proc/self/status` figure in KiB (`"VmRSS:"`, `"VmHWM:"`); 0 where there is none.
 pub fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    proc_figure("/proc/self/status", field)
+}
+
+/// The first number after `field` on its line of the `/proc` file `path`; 0 where there is
+/// none.
+fn proc_figure(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines()
@@ -53,12 +59,5 @@ pub fn run_async(body: impl Future<Output = ()>) {
 /// A `/proc/self/io` counter in bytes (`"wchar:"`: bytes handed to `write`-like calls;
 /// `"write_bytes:"`: bytes sent on to the block layer); 0 where there is none.
 pub fn io_bytes(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/io")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+    proc_figure("/proc/self/io", field)
 }

@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+
 use tokio::sync::broadcast;
 use tokio::sync::oneshot;
 

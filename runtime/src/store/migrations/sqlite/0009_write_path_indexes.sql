@@ -2,7 +2,7 @@
 -- moves is a page SQLite writes again into the WAL. `cargo bench -p qtm-tests --bench live`
 -- (100 instances, 10,000 ticks/s) wrote 24.5 KiB per fill with the indexes of 0001 and 0004,
 -- half of it for `orders_account (account, status)`: every fill moved an entry from one
--- status to the next, at a random place for each account. With these, 9.0 KiB.
+-- status to the next, at a random place for each account. With these, 8.9 KiB.
 --
 -- Status is now only in a partial index of the working orders: small, so its pages stay hot,
 -- and an order leaves it once.
