@@ -61,3 +61,33 @@ pub fn run_async(body: impl Future<Output = ()>) {
 pub fn io_bytes(field: &str) -> u64 {
     proc_figure("/proc/self/io", field)
 }
+
+/// The machine's CPU time so far, in clock ticks: (all, stolen by the hypervisor), from the
+/// `cpu` line of `/proc/stat`; (0, 0) where there is none.
+pub fn cpu_ticks() -> (u64, u64) {
+    let line = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .unwrap_or_default();
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let all = f.iter().take(8).sum();
+    (all, f.get(7).copied().unwrap_or(0))
+}
+
+/// Share of the machine's CPU time the hypervisor took (steal) between two [`cpu_ticks`]
+/// readings, in percent. On a shared VM, latency figures from a run with much steal say
+/// more about the neighbours than about the code.
+pub fn steal_percent(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let all = after.0.saturating_sub(before.0);
+    let stolen = after.1.saturating_sub(before.1);
+    if all == 0 {
+        0.0
+    } else {
+        100.0 * stolen as f64 / all as f64
+    }
+}
