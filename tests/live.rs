@@ -1058,3 +1058,91 @@ async fn after_a_crash_each_instance_is_replayed_from_its_snapshot_to_the_cursor
     live.shutdown().await;
     assert_eq!(journalled(store.clone()).await, 0);
 }
+
+/// Book `fills` (side, quantity, price, fee) for `strategy_id`'s account as the live engine
+/// would have: an order of its instance per fill. Returns the account's cash flow.
+async fn book_fills(store: &Store, strategy_id: i64, fills: &[(&str, f64, f64, f64)]) -> f64 {
+    let instance = store::strategies::instance(store, strategy_id)
+        .await
+        .unwrap();
+    let mut flow = 0.0;
+    for (k, &(side, quantity, price, fee)) in fills.iter().enumerate() {
+        let o = store::orders::insert(
+            store,
+            &store::orders::NewOrder {
+                account: format!("strategy:{strategy_id}"),
+                instance_id: Some(instance.id),
+                symbol: "GOOG".into(),
+                side: side.into(),
+                order_type: "market".into(),
+                quantity,
+                time_in_force: "gtc".into(),
+                status: store::orders::status::ACCEPTED.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        store::orders::record_fill(store, o.id, quantity, price, fee, 1_000 + k as i64)
+            .await
+            .unwrap();
+        let signed = if side == "buy" { -quantity } else { quantity };
+        flow += signed * price - fee;
+    }
+    flow
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_every_instance_with_the_cash_its_fills_left_it() {
+    // Few instances read their account's fills one by one; many read every account's in one
+    // pass (from 12): both must give each instance its own cash.
+    for n in [2usize, 13] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = database_with_goog(dir.path()).await;
+        let store = Store::open(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let mut expected = Vec::new();
+        for i in 0..n {
+            let id = enabled_seq_recorder(&store, &format!("r{i}"), json!({})).await;
+            // Bought 10 + i, sold 4 of them, paid fees.
+            let q = 10.0 + i as f64;
+            let flow = book_fills(
+                &store,
+                id,
+                &[("buy", q, 100.0, 1.0), ("sell", 4.0, 110.0 + i as f64, 0.5)],
+            )
+            .await;
+            expected.push((id, flow, q - 4.0));
+        }
+        let sandbox = Arc::new(qtm_runtime::sandbox::Sandbox::new(Default::default()).unwrap());
+        let config = qtm_runtime::live::LiveConfig::default();
+        let initial = config.initial_cash;
+        let live = qtm_runtime::live::LiveEngine::start(store.clone(), sandbox, config)
+            .await
+            .unwrap();
+        let status = live.status().await.unwrap();
+        assert_eq!(status.len(), n);
+        for (id, flow, held) in expected {
+            let i = status.iter().find(|i| i.strategy_id == id).unwrap();
+            assert_eq!(i.state, "running", "{n} instances: {i:?}");
+            // Cash is the starting capital plus the fills' cash flow, so buying power and
+            // PnL go on from where the previous run left them.
+            assert!(
+                (i.cash - (initial + flow)).abs() < 1e-6,
+                "{n} instances, strategy {id}: cash {} against {}",
+                i.cash,
+                initial + flow
+            );
+            // The position it still holds is carried at its average price.
+            assert!(
+                (i.equity - (i.cash + held * 100.0)).abs() < 1e-6,
+                "{n} instances, strategy {id}: equity {} cash {} held {held}",
+                i.equity,
+                i.cash
+            );
+        }
+        live.shutdown().await;
+        store.close().await;
+    }
+}

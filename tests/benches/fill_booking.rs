@@ -86,7 +86,11 @@ async fn run() {
             let (account, instance) = &owners[next % accounts];
             let k = next / accounts;
             next += 1;
-            let side = if k.is_multiple_of(2) { Side::Buy } else { Side::Sell };
+            let side = if k.is_multiple_of(2) {
+                Side::Buy
+            } else {
+                Side::Sell
+            };
             let quantity = if k == 0 { 1.0 } else { 2.0 };
             let request = OrderRequest {
                 symbol: format!("S{}", (next - 1) % 10),

@@ -298,6 +298,11 @@ struct Shared {
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// From how many instances resumed on start their cash flows are read in one grouped pass over
+/// the fills rather than one pass per account: on 1,000,000 fills of 100 accounts the grouped
+/// pass took 0.80 s and one account's 0.064 s.
+const CASH_FLOWS_GROUPED_FROM: usize = 12;
+
 /// Events buffered per subscriber of [`LiveEngine::subscribe`].
 pub const EVENT_CAPACITY: usize = 8192;
 
@@ -358,8 +363,16 @@ impl LiveEngine {
             feeds: Mutex::new(HashMap::new()),
             worker: Mutex::new(Some(worker)),
         }));
-        for id in store::live::enabled_strategies(&live.0.store).await? {
-            if let Err(e) = live.resume(id, &journal).await {
+        let enabled = store::live::enabled_strategies(&live.0.store).await?;
+        // Each instance's cash is a pass over the fills of its account. With many instances,
+        // one grouped pass over the fills for every account is cheaper.
+        let cash_flows = if enabled.len() >= CASH_FLOWS_GROUPED_FROM {
+            Some(store::orders::cash_flows(&live.0.store).await?)
+        } else {
+            None
+        };
+        for id in enabled {
+            if let Err(e) = live.resume(id, &journal, cash_flows.as_ref()).await {
                 tracing::warn!(strategy = id, error = %e, "could not resume a live strategy");
                 let _ = store::strategies::set_status(
                     &live.0.store,
@@ -430,8 +443,13 @@ impl LiveEngine {
 
     /// Start the strategy's default instance as stored (its version, parameters, symbols).
     pub async fn enable(&self, strategy_id: i64) -> Result<(), LiveError> {
-        self.start_stored(strategy_id, worker::StartState::Fresh, &|_| Vec::new())
-            .await
+        self.start_stored(
+            strategy_id,
+            worker::StartState::Fresh,
+            &|_| Vec::new(),
+            None,
+        )
+        .await
     }
 
     /// [`LiveEngine::enable`] after a restart: from the stored snapshot, with working orders
@@ -440,8 +458,10 @@ impl LiveEngine {
         &self,
         strategy_id: i64,
         journal: &HashMap<String, Vec<(u64, Bar)>>,
+        cash_flows: Option<&HashMap<String, f64>>,
     ) -> Result<(), LiveError> {
         let account = instances::account(strategy_id);
+        let cash_flow = cash_flows.map(|all| all.get(&account).copied().unwrap_or(0.0));
         for o in store::orders::working(&self.0.store, Some(&account)).await? {
             let _ = store::orders::cancel(
                 &self.0.store,
@@ -461,16 +481,18 @@ impl LiveEngine {
             Some(seen) => replay_since(journal, symbols, seen),
             None => Vec::new(),
         };
-        self.start_stored(strategy_id, state, &replay).await
+        self.start_stored(strategy_id, state, &replay, cash_flow)
+            .await
     }
 
-    /// Start a stored strategy with the account's stored positions and cash (the starting
-    /// capital plus the cash flow of its fills).
+    /// Start a stored strategy with the account's stored positions and cash: the starting
+    /// capital plus the cash flow of its fills (`cash_flow` when the caller has it, else read).
     async fn start_stored(
         &self,
         strategy_id: i64,
         state: worker::StartState,
         replay: &ReplayFor<'_>,
+        cash_flow: Option<f64>,
     ) -> Result<(), LiveError> {
         let spec = instances::build(
             &self.0.store,
@@ -482,10 +504,15 @@ impl LiveEngine {
         .await?;
         let account = instances::account(strategy_id);
         let positions = instances::carried_positions(&self.0.store, &account).await?;
-        let cash = self.0.config.initial_cash
-            + store::orders::cash_flow(&self.0.store, Some(&account))
-                .await?
-                .0;
+        let cash_flow = match cash_flow {
+            Some(c) => c,
+            None => {
+                store::orders::cash_flow(&self.0.store, Some(&account))
+                    .await?
+                    .0
+            }
+        };
+        let cash = self.0.config.initial_cash + cash_flow;
         let replay = replay(&spec.symbols);
         if !replay.is_empty() {
             tracing::info!(
@@ -519,7 +546,8 @@ impl LiveEngine {
             CloneStart::FromSnapshot => worker::StartState::CloneOf(source),
         };
         // A clone has its own account with no fills yet: the starting capital, flat.
-        self.start_stored(strategy_id, state, &|_| Vec::new()).await
+        self.start_stored(strategy_id, state, &|_| Vec::new(), None)
+            .await
     }
 
     /// Stop a running instance: its orders are cancelled and its state is snapshotted.
