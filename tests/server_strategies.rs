@@ -1097,3 +1097,45 @@ async fn backtest_requests_are_checked_and_failures_are_recorded() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_answered_before_its_body_is_read_closes_the_connection_and_the_next_request_works()
+ {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let bytes = qtm_tests::component(guests::SMA_CROSS);
+    let post = |path: &str, token: Option<&str>| {
+        let mut req = s
+            .http
+            .post(format!("{}{path}", s.base))
+            .header("content-type", "application/wasm")
+            .body(bytes.clone());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let connection = |r: &reqwest::Response| {
+        r.headers()
+            .get("connection")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    // A version for a strategy that does not exist: the upload is read, then refused, and the
+    // connection stays usable.
+    let r = post("/api/strategies/999999/versions", Some(&admin))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(connection(&r), None);
+    // No token: refused before the body is read, so the server says it closes.
+    for _ in 0..20 {
+        let r = post("/api/strategies", None).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(connection(&r).as_deref(), Some("close"));
+        // The client does not reuse that connection: the next request gets its answer.
+        let (st, body) = s
+            .call(Method::GET, "/api/strategies", Some(&admin), None)
+            .await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+    }
+}

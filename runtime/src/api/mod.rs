@@ -16,6 +16,7 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+mod unread_body;
 pub mod ws;
 
 pub use config::ServerConfig;
@@ -72,6 +73,7 @@ pub fn app(state: AppState) -> Result<Router, String> {
             )
         })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(from_fn(unread_body::close_if_unread))
         .layer(cors(&state.config.cors_origins))
         .layer(from_fn(telemetry::track))
         .with_state(state);

@@ -36,6 +36,9 @@ impl Writer {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         )?;
+        // Room for every statement of the hot path, one cursor upsert per batch size among
+        // them, so none is parsed again.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Writer {
             conn,
             store: store.clone(),
@@ -308,16 +311,28 @@ impl Writer {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Move the live engine's stream cursors.
+    /// Move the live engine's stream cursors: one statement per [`CURSORS_PER_STATEMENT`]
+    /// of them (one row at a time, the upserts cost nearly as much as the fills of a batch).
     pub fn save_cursors(&mut self, cursors: &[(String, Cursor)]) -> StoreResult<()> {
         if cursors.is_empty() {
             return Ok(());
         }
         self.begin()?;
         let t = now();
-        let mut st = self.conn.prepare_cached(super::live::UPSERT_CURSOR)?;
-        for (symbol, c) in cursors {
-            st.execute(params![symbol, c.seq, c.ts, c.close, t])?;
+        for chunk in cursors.chunks(CURSORS_PER_STATEMENT) {
+            let mut st = self
+                .conn
+                .prepare_cached(&super::live::upsert_cursors_sql(chunk.len()))?;
+            let mut k = 1;
+            for (symbol, c) in chunk {
+                st.raw_bind_parameter(k, symbol)?;
+                st.raw_bind_parameter(k + 1, c.seq)?;
+                st.raw_bind_parameter(k + 2, c.ts)?;
+                st.raw_bind_parameter(k + 3, c.close)?;
+                st.raw_bind_parameter(k + 4, t)?;
+                k += 5;
+            }
+            st.raw_execute()?;
         }
         Ok(())
     }
@@ -364,6 +379,12 @@ impl Writer {
         Ok(())
     }
 }
+
+/// Prepared statements a writer keeps.
+const STATEMENT_CACHE: usize = 128;
+
+/// Most cursors one upsert statement moves (5 parameters each).
+const CURSORS_PER_STATEMENT: usize = 64;
 
 /// Checkpoints the WAL every [`CHECKPOINT_EVERY`] on its own thread, passively (it never
 /// waits for or blocks writers), until dropped.
@@ -446,4 +467,47 @@ fn position_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Position> {
         closed_at: r.get(9)?,
         updated_at: r.get(10)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cursor(seq: i64) -> Cursor {
+        Cursor {
+            seq,
+            ts: 1_000 + seq,
+            close: 10.0 + seq as f64,
+        }
+    }
+
+    #[tokio::test]
+    async fn cursors_are_inserted_and_moved_many_per_statement() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("c.db").display()))
+            .await
+            .unwrap();
+        let mut w = Writer::open(&store).unwrap();
+        // More than one statement's worth, then a few moved and one new.
+        let first: Vec<(String, Cursor)> = (0..CURSORS_PER_STATEMENT as i64 + 6)
+            .map(|i| (format!("S{i}"), cursor(i)))
+            .collect();
+        w.save_cursors(&first).unwrap();
+        w.commit().unwrap();
+        w.save_cursors(&[
+            ("S1".into(), cursor(500)),
+            ("S3".into(), cursor(700)),
+            ("NEW".into(), cursor(9)),
+        ])
+        .unwrap();
+        w.commit().unwrap();
+        let stored = crate::store::live::cursors(&store).await.unwrap();
+        assert_eq!(stored.len(), first.len() + 1);
+        assert_eq!(stored["S0"], cursor(0));
+        assert_eq!(stored["S1"], cursor(500));
+        assert_eq!(stored["S3"], cursor(700));
+        assert_eq!(stored["NEW"], cursor(9));
+        let last = format!("S{}", CURSORS_PER_STATEMENT + 5);
+        assert_eq!(stored[&last], cursor(CURSORS_PER_STATEMENT as i64 + 5));
+    }
 }

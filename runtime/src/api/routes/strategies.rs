@@ -648,8 +648,9 @@ async fn create_version(
     ApiQuery(q): ApiQuery<VersionQuery>,
     req: Request,
 ) -> ApiResult<(StatusCode, ApiJson<Version>)> {
-    let current = store::strategies::get(&state.store, id).await?;
+    // The body first: answering before it is read would cost the client its connection.
     let upload = read_upload(&state, req).await?;
+    let current = store::strategies::get(&state.store, id).await?;
     let checked = check_upload(&state, upload.bytes).await?;
     let activate = q.activate.unwrap_or(true);
     let params = if activate {
