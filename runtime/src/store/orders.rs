@@ -560,12 +560,22 @@ fn fills_query(f: &FillFilter) -> QueryBuilder<Sqlite> {
     q
 }
 
+/// The cash fills moved before fees, over the rows selected: minus what buys cost, plus what
+/// sells brought (SQL, a macro so both reads below are built from the one formula).
+macro_rules! trade_cash_sql {
+    () => {
+        "SUM(CASE WHEN side = 'buy' THEN -quantity * price ELSE quantity * price END)"
+    };
+}
+
 /// Cash of the fills of `account` (every account when `None`): minus what buys cost, plus what
 /// sells brought, minus fees. Starting capital plus this is the account's cash.
 pub async fn cash_flow(store: &Store, account: Option<&str>) -> StoreResult<(f64, f64)> {
-    let row: (Option<f64>, Option<f64>) = sqlx::query_as(
-        "SELECT SUM(CASE WHEN side = 'buy' THEN -quantity * price ELSE quantity * price END), SUM(fee) FROM fills WHERE (? IS NULL OR account = ?)",
-    )
+    let row: (Option<f64>, Option<f64>) = sqlx::query_as(concat!(
+        "SELECT ",
+        trade_cash_sql!(),
+        ", SUM(fee) FROM fills WHERE (? IS NULL OR account = ?)"
+    ))
     .bind(account)
     .bind(account)
     .fetch_one(store.pool())
@@ -577,9 +587,11 @@ pub async fn cash_flow(store: &Store, account: Option<&str>) -> StoreResult<(f64
 /// [`cash_flow`] of every account with fills, by account, in one pass over the fills (fees
 /// included).
 pub async fn cash_flows(store: &Store) -> StoreResult<HashMap<String, f64>> {
-    let rows: Vec<(String, f64)> = sqlx::query_as(
-        "SELECT account, SUM(CASE WHEN side = 'buy' THEN -quantity * price ELSE quantity * price END) - SUM(fee) FROM fills GROUP BY account",
-    )
+    let rows: Vec<(String, f64)> = sqlx::query_as(concat!(
+        "SELECT account, ",
+        trade_cash_sql!(),
+        " - SUM(fee) FROM fills GROUP BY account"
+    ))
     .fetch_all(store.pool())
     .await?;
     Ok(rows.into_iter().collect())
