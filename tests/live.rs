@@ -1094,8 +1094,8 @@ async fn book_fills(store: &Store, strategy_id: i64, fills: &[(&str, f64, f64, f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_every_instance_with_the_cash_its_fills_left_it() {
-    // Few instances read their account's fills one by one; many read every account's in one
-    // pass (from 12): both must give each instance its own cash.
+    // Each instance reads its own account's row of the cash totals the fills keep
+    // (`account_cash`), whatever the number of accounts beside it.
     for n in [2usize, 13] {
         let dir = tempfile::tempdir().unwrap();
         let db = database_with_goog(dir.path()).await;

@@ -298,11 +298,6 @@ struct Shared {
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-/// From how many instances resumed on start their cash flows are read in one grouped pass over
-/// the fills rather than one pass per account: on 1,000,000 fills of 100 accounts the grouped
-/// pass took 0.80 s and one account's 0.064 s.
-const CASH_FLOWS_GROUPED_FROM: usize = 12;
-
 /// Events buffered per subscriber of [`LiveEngine::subscribe`].
 pub const EVENT_CAPACITY: usize = 8192;
 
@@ -364,15 +359,8 @@ impl LiveEngine {
             worker: Mutex::new(Some(worker)),
         }));
         let enabled = store::live::enabled_strategies(&live.0.store).await?;
-        // Each instance's cash is a pass over the fills of its account. With many instances,
-        // one grouped pass over the fills for every account is cheaper.
-        let cash_flows = if enabled.len() >= CASH_FLOWS_GROUPED_FROM {
-            Some(store::orders::cash_flows(&live.0.store).await?)
-        } else {
-            None
-        };
         for id in enabled {
-            if let Err(e) = live.resume(id, &journal, cash_flows.as_ref()).await {
+            if let Err(e) = live.resume(id, &journal).await {
                 tracing::warn!(strategy = id, error = %e, "could not resume a live strategy");
                 let _ = store::strategies::set_status(
                     &live.0.store,
@@ -443,13 +431,8 @@ impl LiveEngine {
 
     /// Start the strategy's default instance as stored (its version, parameters, symbols).
     pub async fn enable(&self, strategy_id: i64) -> Result<(), LiveError> {
-        self.start_stored(
-            strategy_id,
-            worker::StartState::Fresh,
-            &|_| Vec::new(),
-            None,
-        )
-        .await
+        self.start_stored(strategy_id, worker::StartState::Fresh, &|_| Vec::new())
+            .await
     }
 
     /// [`LiveEngine::enable`] after a restart: from the stored snapshot, with working orders
@@ -458,10 +441,8 @@ impl LiveEngine {
         &self,
         strategy_id: i64,
         journal: &HashMap<String, Vec<(u64, Bar)>>,
-        cash_flows: Option<&HashMap<String, f64>>,
     ) -> Result<(), LiveError> {
         let account = instances::account(strategy_id);
-        let cash_flow = cash_flows.map(|all| all.get(&account).copied().unwrap_or(0.0));
         for o in store::orders::working(&self.0.store, Some(&account)).await? {
             let _ = store::orders::cancel(
                 &self.0.store,
@@ -481,18 +462,16 @@ impl LiveEngine {
             Some(seen) => replay_since(journal, symbols, seen),
             None => Vec::new(),
         };
-        self.start_stored(strategy_id, state, &replay, cash_flow)
-            .await
+        self.start_stored(strategy_id, state, &replay).await
     }
 
     /// Start a stored strategy with the account's stored positions and cash: the starting
-    /// capital plus the cash flow of its fills (`cash_flow` when the caller has it, else read).
+    /// capital plus the cash flow of its fills.
     async fn start_stored(
         &self,
         strategy_id: i64,
         state: worker::StartState,
         replay: &ReplayFor<'_>,
-        cash_flow: Option<f64>,
     ) -> Result<(), LiveError> {
         let spec = instances::build(
             &self.0.store,
@@ -504,15 +483,10 @@ impl LiveEngine {
         .await?;
         let account = instances::account(strategy_id);
         let positions = instances::carried_positions(&self.0.store, &account).await?;
-        let cash_flow = match cash_flow {
-            Some(c) => c,
-            None => {
-                store::orders::cash_flow(&self.0.store, Some(&account))
-                    .await?
-                    .0
-            }
-        };
-        let cash = self.0.config.initial_cash + cash_flow;
+        let cash = self.0.config.initial_cash
+            + store::orders::cash_flow(&self.0.store, Some(&account))
+                .await?
+                .0;
         let replay = replay(&spec.symbols);
         if !replay.is_empty() {
             tracing::info!(
@@ -546,8 +520,7 @@ impl LiveEngine {
             CloneStart::FromSnapshot => worker::StartState::CloneOf(source),
         };
         // A clone has its own account with no fills yet: the starting capital, flat.
-        self.start_stored(strategy_id, state, &|_| Vec::new(), None)
-            .await
+        self.start_stored(strategy_id, state, &|_| Vec::new()).await
     }
 
     /// Stop a running instance: its orders are cancelled and its state is snapshotted.

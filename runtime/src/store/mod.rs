@@ -124,7 +124,7 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?;
-        sqlx::migrate!("src/store/migrations/sqlite")
+        MIGRATOR
             .run(&pool)
             .await
             .map_err(|e| StoreError::Open(format!("migrating {url}: {e}")))?;
@@ -170,6 +170,9 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+/// The schema's migrations, applied in order on open.
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 
 /// Seconds since the Unix epoch, the store's time unit.
 pub fn now() -> i64 {

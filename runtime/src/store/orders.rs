@@ -366,10 +366,7 @@ pub async fn set_oco_group(store: &Store, id: i64, group: &str) -> StoreResult<(
 }
 
 /// The one-cancels-other groups of `account`'s working orders, by order id.
-pub async fn working_oco_groups(
-    store: &Store,
-    account: &str,
-) -> StoreResult<std::collections::HashMap<i64, String>> {
+pub async fn working_oco_groups(store: &Store, account: &str) -> StoreResult<HashMap<i64, String>> {
     let rows: Vec<(i64, String)> = sqlx::query_as(WORKING_OCO)
         .bind(account)
         .fetch_all(store.pool())
@@ -560,42 +557,23 @@ fn fills_query(f: &FillFilter) -> QueryBuilder<Sqlite> {
     q
 }
 
-/// The cash fills moved before fees, over the rows selected: minus what buys cost, plus what
-/// sells brought (SQL, a macro so both reads below are built from the one formula).
-macro_rules! trade_cash_sql {
-    () => {
-        "SUM(CASE WHEN side = 'buy' THEN -quantity * price ELSE quantity * price END)"
-    };
-}
-
 /// Cash of the fills of `account` (every account when `None`): minus what buys cost, plus what
-/// sells brought, minus fees. Starting capital plus this is the account's cash.
+/// sells brought, minus fees, and the fees alone. Starting capital plus the first is the
+/// account's cash. Read from the per-account totals the fills' triggers keep (`account_cash`,
+/// migration 0010), not from the fills, so it costs the same at any number of fills.
 pub async fn cash_flow(store: &Store, account: Option<&str>) -> StoreResult<(f64, f64)> {
-    let row: (Option<f64>, Option<f64>) = sqlx::query_as(concat!(
-        "SELECT ",
-        trade_cash_sql!(),
-        ", SUM(fee) FROM fills WHERE (? IS NULL OR account = ?)"
-    ))
-    .bind(account)
-    .bind(account)
+    let row: (Option<f64>, Option<f64>) = match account {
+        Some(a) => sqlx::query_as(ACCOUNT_CASH).bind(a),
+        None => sqlx::query_as("SELECT SUM(trade_cash), SUM(fees) FROM account_cash"),
+    }
     .fetch_one(store.pool())
     .await?;
     let fees = row.1.unwrap_or(0.0);
     Ok((row.0.unwrap_or(0.0) - fees, fees))
 }
 
-/// [`cash_flow`] of every account with fills, by account, in one pass over the fills (fees
-/// included).
-pub async fn cash_flows(store: &Store) -> StoreResult<HashMap<String, f64>> {
-    let rows: Vec<(String, f64)> = sqlx::query_as(concat!(
-        "SELECT account, ",
-        trade_cash_sql!(),
-        " - SUM(fee) FROM fills GROUP BY account"
-    ))
-    .fetch_all(store.pool())
-    .await?;
-    Ok(rows.into_iter().collect())
-}
+/// One account's row of `account_cash` (aggregated, so an account without fills reads NULLs).
+const ACCOUNT_CASH: &str = "SELECT SUM(trade_cash), SUM(fees) FROM account_cash WHERE account = ?";
 
 /// Book one execution of a working order, as the live engine reports it: the fill row, the
 /// order's filled quantity, average price and status, and the position (opened, grown,
@@ -830,21 +808,83 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn cash_flows_of_every_account_match_each_account_s_own() {
+    async fn account_cash_follows_every_fill_booked() {
         let s = crate::store::test_store().await;
+        assert_eq!(cash_flow(&s, Some(MANUAL)).await.unwrap(), (0.0, 0.0));
         let buy = insert(&s, &order("buy", 10.0)).await.unwrap();
-        record_fill(&s, buy.id, 10.0, 100.0, 1.0, 10).await.unwrap();
+        record_fill(&s, buy.id, 4.0, 100.0, 1.0, 10).await.unwrap();
+        record_fill(&s, buy.id, 6.0, 101.5, 0.25, 11).await.unwrap();
         let mut other = order("sell", 2.0);
         other.account = "other".into();
         let sell = insert(&s, &other).await.unwrap();
         record_fill(&s, sell.id, 2.0, 50.0, 0.5, 20).await.unwrap();
-        let all = cash_flows(&s).await.unwrap();
-        assert_eq!(all.len(), 2);
-        assert_eq!(all[MANUAL], -1001.0);
-        assert_eq!(all["other"], 99.5);
-        for (account, flow) in &all {
-            assert_eq!(cash_flow(&s, Some(account)).await.unwrap().0, *flow);
+
+        // What the fills themselves say, summed in the order they were booked.
+        let all = FillFilter {
+            limit: 100,
+            ..FillFilter::default()
+        };
+        let listed = fills(&s, &all).await.unwrap();
+        assert_eq!(listed.len(), 3);
+        let of = |account: &str| {
+            let (mut trade, mut fees) = (0.0, 0.0);
+            for f in listed.iter().rev().filter(|f| f.account == account) {
+                trade += if f.side == "buy" {
+                    -f.quantity * f.price
+                } else {
+                    f.quantity * f.price
+                };
+                fees += f.fee;
+            }
+            (trade - fees, fees)
+        };
+        assert_eq!(cash_flow(&s, Some(MANUAL)).await.unwrap(), (-1010.25, 1.25));
+        assert_eq!(cash_flow(&s, Some(MANUAL)).await.unwrap(), of(MANUAL));
+        assert_eq!(cash_flow(&s, Some("other")).await.unwrap(), (99.5, 0.5));
+        assert_eq!(cash_flow(&s, Some("other")).await.unwrap(), of("other"));
+        assert_eq!(cash_flow(&s, None).await.unwrap(), (-910.75, 1.75));
+        assert_eq!(cash_flow(&s, Some("nobody")).await.unwrap(), (0.0, 0.0));
+        assert_eq!(
+            plan(&s, ACCOUNT_CASH).await,
+            "SEARCH account_cash USING PRIMARY KEY (account=?)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_from_before_the_cash_totals_gets_them_from_its_fills() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let url = format!("sqlite://{}", path.display());
+        {
+            use sqlx::sqlite::SqliteConnectOptions;
+            use std::str::FromStr;
+            let options = SqliteConnectOptions::from_str(&url)
+                .unwrap()
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            crate::store::MIGRATOR.run_to(9, &pool).await.unwrap();
+            for (id, account, side, qty, price, fee) in [
+                (1, "a", "buy", 3.0, 10.0, 0.5),
+                (2, "a", "sell", 3.0, 12.0, 0.5),
+                (3, "b", "sell", 1.0, 7.0, 0.0),
+            ] {
+                sqlx::query(
+                    "INSERT INTO orders (id, account, symbol, side, order_type, quantity, time_in_force, status, filled_qty, avg_price, created_at, updated_at) VALUES (?, ?, 'X', ?, 'market', ?, 'gtc', 'filled', ?, ?, 0, 0)",
+                )
+                .bind(id).bind(account).bind(side).bind(qty).bind(qty).bind(price)
+                .execute(&pool).await.unwrap();
+                sqlx::query(
+                    "INSERT INTO fills (order_id, account, symbol, side, quantity, price, fee, ts) VALUES (?, ?, 'X', ?, ?, ?, ?, 0)",
+                )
+                .bind(id).bind(account).bind(side).bind(qty).bind(price).bind(fee)
+                .execute(&pool).await.unwrap();
+            }
+            pool.close().await;
         }
+        let s = Store::open(&url).await.unwrap();
+        assert_eq!(cash_flow(&s, Some("a")).await.unwrap(), (5.0, 1.0));
+        assert_eq!(cash_flow(&s, Some("b")).await.unwrap(), (7.0, 0.0));
+        assert_eq!(cash_flow(&s, None).await.unwrap(), (12.0, 1.0));
     }
 
     #[test]
