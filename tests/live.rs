@@ -1095,7 +1095,7 @@ async fn book_fills(store: &Store, strategy_id: i64, fills: &[(&str, f64, f64, f
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_every_instance_with_the_cash_its_fills_left_it() {
     // Each instance reads its own account's row of the cash totals the fills keep
-    // (`account_cash`), whatever the number of accounts beside it.
+    // (`account_totals`), whatever the number of accounts beside it.
     for n in [2usize, 13] {
         let dir = tempfile::tempdir().unwrap();
         let db = database_with_goog(dir.path()).await;
@@ -1145,4 +1145,62 @@ async fn a_restart_resumes_every_instance_with_the_cash_its_fills_left_it() {
         live.shutdown().await;
         store.close().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_shortens_long_gaps_to_its_pause_limit_and_keeps_the_recorded_times() {
+    // SPY's real minute bars open with the sparse pre-market: the first 21 bars span 167
+    // minutes, 167 s at 60×. With a 50 ms pause limit they all arrive at once, times intact.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("qtm.db").display()))
+        .await
+        .unwrap();
+    let csv = qtm_tests::data_dir().join("spy_1m_2011.csv");
+    market::import_csv(
+        &store,
+        &csv,
+        &ImportOptions {
+            symbol: "SPY".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let recorded: Vec<i64> = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .take(21)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!((recorded[20] - recorded[0]) / 60, 167);
+
+    let sandbox = Arc::new(qtm_runtime::sandbox::Sandbox::new(Default::default()).unwrap());
+    let live = qtm_runtime::live::LiveEngine::start(store.clone(), sandbox, Default::default())
+        .await
+        .unwrap();
+    let mut rx = live.subscribe();
+    live.start_replay(&qtm_runtime::live::ReplaySettings {
+        speed: 60.0,
+        looped: false,
+        max_pause_secs: Some(0.05),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut seen = Vec::new();
+        while seen.len() < 21 {
+            if let LiveEvent::Bar { seq, bar, .. } = &*rx.recv().await.unwrap() {
+                seen.push((*seq, bar.ts));
+            }
+        }
+        seen
+    })
+    .await
+    .expect("21 bars within 20 s: the gaps were not shortened");
+    let expected: Vec<(u64, i64)> = (1..).zip(recorded).collect();
+    assert_eq!(seen, expected);
+    live.shutdown().await;
+    store.close().await;
 }

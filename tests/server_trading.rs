@@ -980,12 +980,16 @@ async fn modules_toggle_and_configure_with_checked_settings() {
     assert_eq!(st, StatusCode::OK, "{m}");
     assert_eq!(
         m["config"],
-        json!({"source": "database", "speed": 120, "loop": true, "symbols": ["GOOG"]})
+        json!({"source": "database", "speed": 120, "loop": true, "max_pause_secs": 1.0, "symbols": ["GOOG"]})
     );
     for (body, field) in [
         (json!({"config": {"speed": 0}}), "config.speed"),
         (json!({"config": {"speed": 100000001}}), "config.speed"),
         (json!({"config": {"loop": 1}}), "config.loop"),
+        (
+            json!({"config": {"max_pause_secs": 0}}),
+            "config.max_pause_secs",
+        ),
         (json!({"config": {"source": "kafka"}}), "config.source"),
         (json!({"config": {"symbols": "GOOG"}}), "config.symbols"),
         (json!({"config": {"sped": 5}}), "config.sped"),
@@ -1035,6 +1039,9 @@ async fn modules_toggle_and_configure_with_checked_settings() {
         (m["initial_capital"].as_f64(), m["equity"].as_f64()),
         (Some(50_000.0), Some(50_000.0))
     );
+    // An empty book's sums are zero, not negative zero.
+    assert_eq!(m["gross_exposure"].to_string(), "0.0", "{m}");
+    assert!(!m.to_string().contains("-0.0"), "{m}");
 
     let health = on(&drain(&mut rx), Topic::SystemHealth);
     assert!(

@@ -159,6 +159,8 @@ async fn run() {
         symbols: Vec::new(),
         speed,
         looped: false,
+        // The recorded gaps as they are: the schedule above is the bars' times over `speed`.
+        max_pause_secs: None,
         ..ReplaySettings::default()
     })
     .await

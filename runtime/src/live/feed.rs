@@ -40,13 +40,19 @@ pub trait Feed: Send + 'static {
 
 /// Replays recorded bars, each symbol on its own clock from its first bar (or from where the
 /// engine's cursor says it stopped), `speed` times faster than they were recorded. With `loop`
-/// the series starts over, shifted by its span so time keeps moving forward.
+/// the series starts over, shifted by its span so time keeps moving forward. With
+/// `max_pause` no symbol waits longer than that for its next bar: nights, weekends and the
+/// sparse bars of extended hours would otherwise stop a replayed market for minutes (a
+/// weekend is 64 minutes at 60×). The bars keep their recorded times; only the pacing changes.
 pub struct ReplayFeed {
     /// Bars per symbol, oldest first.
     pub series: Vec<(String, Vec<Bar>)>,
     /// Recorded time per wall time (60 = a minute bar every second).
     pub speed: f64,
     pub looped: bool,
+    /// Longest wall-clock wait between two bars of a symbol, in seconds (`None`: the recorded
+    /// gaps, divided by `speed`).
+    pub max_pause: Option<f64>,
     /// Where each symbol resumes: bars at or before this time (already handled before a
     /// restart, with loop shifts applied) are skipped.
     pub resume_after: HashMap<String, i64>,
@@ -61,6 +67,8 @@ struct Track {
     shift: i64,
     /// Span of one pass plus one bar interval.
     period: i64,
+    /// When the next bar is due, in wall seconds from the replay's start.
+    due: f64,
 }
 
 impl Track {
@@ -75,6 +83,7 @@ impl Track {
             next: 0,
             shift: 0,
             period,
+            due: 0.0,
         };
         if let Some(after) = after {
             // Skip whole passes, then the bars of this pass already handled.
@@ -98,11 +107,18 @@ impl Track {
         })
     }
 
-    fn advance(&mut self, looped: bool) {
+    /// Move past the bar just sent; the next one is due after its recorded gap at `speed`,
+    /// or after `max_pause` when that is shorter.
+    fn advance(&mut self, looped: bool, speed: f64, max_pause: Option<f64>) {
+        let sent = self.peek().map(|b| b.ts);
         self.next += 1;
         if self.next == self.bars.len() && looped {
             self.next = 0;
             self.shift += self.period;
+        }
+        if let (Some(sent), Some(next)) = (sent, self.peek()) {
+            let wait = (next.ts - sent) as f64 / speed;
+            self.due += max_pause.map_or(wait, |m| wait.min(m));
         }
     }
 }
@@ -127,12 +143,9 @@ impl Feed for ReplayFeed {
                     Track::new(s, bars, after, self.looped)
                 })
                 .collect();
+            let max_pause = self.max_pause.filter(|m| m.is_finite() && *m >= 0.0);
             // Each symbol's clock: its own first bar is due now.
             let start = tokio::time::Instant::now();
-            let origins: Vec<i64> = tracks
-                .iter()
-                .map(|t| t.peek().map_or(0, |b| b.ts))
-                .collect();
             loop {
                 if *stop.borrow() {
                     return Ok(());
@@ -140,11 +153,8 @@ impl Feed for ReplayFeed {
                 // The next bar due across symbols.
                 let mut due: Option<(usize, f64)> = None;
                 for (i, t) in tracks.iter().enumerate() {
-                    if let Some(b) = t.peek() {
-                        let at = (b.ts - origins[i]) as f64 / speed;
-                        if due.is_none_or(|(_, d)| at < d) {
-                            due = Some((i, at));
-                        }
+                    if t.peek().is_some() && due.is_none_or(|(_, d)| t.due < d) {
+                        due = Some((i, t.due));
                     }
                 }
                 let Some((_, at)) = due else {
@@ -158,13 +168,13 @@ impl Feed for ReplayFeed {
                 // Everything due by now goes out in one batch.
                 let now_s = start.elapsed().as_secs_f64();
                 let mut batch = Vec::new();
-                for (i, t) in tracks.iter_mut().enumerate() {
+                for t in tracks.iter_mut() {
                     while let Some(b) = t.peek() {
-                        if (b.ts - origins[i]) as f64 / speed > now_s || batch.len() >= 4096 {
+                        if t.due > now_s || batch.len() >= 4096 {
                             break;
                         }
                         batch.push((t.symbol.clone(), b));
-                        t.advance(self.looped);
+                        t.advance(self.looped, speed, max_pause);
                     }
                 }
                 if !batch.is_empty() {
@@ -197,7 +207,7 @@ mod tests {
         let mut seen = Vec::new();
         for _ in 0..5 {
             seen.push(t.peek().unwrap().ts);
-            t.advance(true);
+            t.advance(true, 60.0, None);
         }
         assert_eq!(seen, [100, 160, 220, 280, 340]);
         // A restart after 280 (the first bar of the second pass) continues at 340.
@@ -206,5 +216,43 @@ mod tests {
         // Without a loop, a cursor past the end leaves nothing.
         let t = Track::new("X".into(), bars, Some(220), false).unwrap();
         assert!(t.peek().is_none());
+    }
+
+    /// Wall seconds at which each of the first `n` bars is due.
+    fn dues(bars: &[Bar], looped: bool, speed: f64, max_pause: Option<f64>, n: usize) -> Vec<f64> {
+        let mut t = Track::new("X".into(), bars.to_vec(), None, looped).unwrap();
+        let mut dues = Vec::new();
+        while dues.len() < n && t.peek().is_some() {
+            dues.push(t.due);
+            t.advance(looped, speed, max_pause);
+        }
+        dues
+    }
+
+    #[test]
+    fn gaps_longer_than_the_pause_limit_are_shortened_to_it() {
+        // Three minute bars, a night, two more; at 60× a minute is a second.
+        let bars = [
+            bar(0),
+            bar(60),
+            bar(120),
+            bar(120 + 17 * 3600),
+            bar(180 + 17 * 3600),
+        ];
+        assert_eq!(
+            dues(&bars, false, 60.0, None, 5),
+            [0.0, 1.0, 2.0, 2.0 + 1020.0, 3.0 + 1020.0]
+        );
+        assert_eq!(
+            dues(&bars, false, 60.0, Some(1.0), 5),
+            [0.0, 1.0, 2.0, 3.0, 4.0]
+        );
+        // Gaps shorter than the limit keep their pace; the loop's seam is one bar interval.
+        assert_eq!(
+            dues(&bars[..3], true, 120.0, Some(5.0), 5),
+            [0.0, 0.5, 1.0, 1.5, 2.0]
+        );
+        // No wait at all when the limit is zero: the whole series as fast as it goes.
+        assert_eq!(dues(&bars, false, 60.0, Some(0.0), 5), [0.0; 5]);
     }
 }

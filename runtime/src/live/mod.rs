@@ -252,6 +252,10 @@ pub enum ReplaySource {
     Files,
 }
 
+/// The replay's default longest wait between two bars of a symbol: at the default 60× a
+/// minute bar is a second apart, so a closed market costs one bar interval.
+pub const DEFAULT_MAX_PAUSE_SECS: f64 = 1.0;
+
 /// Settings of the replay feed module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -263,6 +267,10 @@ pub struct ReplaySettings {
     pub speed: f64,
     #[serde(rename = "loop")]
     pub looped: bool,
+    /// Longest wait for a symbol's next bar, in wall seconds: longer recorded gaps (nights,
+    /// weekends, sparse extended hours) are shortened to it so the market keeps moving.
+    /// `null`: the recorded gaps, divided by `speed`.
+    pub max_pause_secs: Option<f64>,
     /// The folder `source: files` reads (the server's data directory; not a module setting,
     /// so a client cannot point the server at arbitrary paths).
     #[serde(skip)]
@@ -276,6 +284,7 @@ impl Default for ReplaySettings {
             symbols: Vec::new(),
             speed: 60.0,
             looped: true,
+            max_pause_secs: Some(DEFAULT_MAX_PAUSE_SECS),
             data_dir: std::path::PathBuf::from("data"),
         }
     }
@@ -723,6 +732,7 @@ impl LiveEngine {
             series,
             speed: settings.speed,
             looped: settings.looped,
+            max_pause: settings.max_pause_secs,
             resume_after,
         }));
         Ok(())

@@ -43,7 +43,7 @@ pub fn builtin() -> Vec<(
             "feed",
             "Replays recorded bars (files or the database's price history) at a chosen speed, so a fresh install shows a moving market.",
             true,
-            json!({"source": "database", "speed": 60.0, "loop": true, "symbols": []}),
+            json!({"source": "database", "speed": 60.0, "loop": true, "max_pause_secs": 1.0, "symbols": []}),
         ),
         (
             "ingest-bridge",

@@ -559,12 +559,12 @@ fn fills_query(f: &FillFilter) -> QueryBuilder<Sqlite> {
 
 /// Cash of the fills of `account` (every account when `None`): minus what buys cost, plus what
 /// sells brought, minus fees, and the fees alone. Starting capital plus the first is the
-/// account's cash. Read from the per-account totals the fills' triggers keep (`account_cash`,
+/// account's cash. Read from the per-account totals fill booking keeps (`account_totals`,
 /// migration 0010), not from the fills, so it costs the same at any number of fills.
 pub async fn cash_flow(store: &Store, account: Option<&str>) -> StoreResult<(f64, f64)> {
     let row: (Option<f64>, Option<f64>) = match account {
         Some(a) => sqlx::query_as(ACCOUNT_CASH).bind(a),
-        None => sqlx::query_as("SELECT SUM(trade_cash), SUM(fees) FROM account_cash"),
+        None => sqlx::query_as("SELECT SUM(trade_cash), SUM(fees) FROM account_totals"),
     }
     .fetch_one(store.pool())
     .await?;
@@ -572,8 +572,18 @@ pub async fn cash_flow(store: &Store, account: Option<&str>) -> StoreResult<(f64
     Ok((row.0.unwrap_or(0.0) - fees, fees))
 }
 
-/// One account's row of `account_cash` (aggregated, so an account without fills reads NULLs).
-const ACCOUNT_CASH: &str = "SELECT SUM(trade_cash), SUM(fees) FROM account_cash WHERE account = ?";
+/// One account's row of `account_totals` (aggregated, so an account without fills reads NULLs).
+const ACCOUNT_CASH: &str =
+    "SELECT SUM(trade_cash), SUM(fees) FROM account_totals WHERE account = ?";
+
+/// Realized PnL of every trade of every account, open or closed, from the per-account totals
+/// fill booking keeps (not a pass over every position ever opened).
+pub async fn realized_pnl(store: &Store) -> StoreResult<f64> {
+    let (total,): (Option<f64>,) = sqlx::query_as("SELECT SUM(realized_pnl) FROM account_totals")
+        .fetch_one(store.pool())
+        .await?;
+    Ok(total.unwrap_or(0.0))
+}
 
 /// Book one execution of a working order, as the live engine reports it: the fill row, the
 /// order's filled quantity, average price and status, and the position (opened, grown,
@@ -808,7 +818,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn account_cash_follows_every_fill_booked() {
+    async fn account_totals_follow_every_fill_booked() {
         let s = crate::store::test_store().await;
         assert_eq!(cash_flow(&s, Some(MANUAL)).await.unwrap(), (0.0, 0.0));
         let buy = insert(&s, &order("buy", 10.0)).await.unwrap();
@@ -846,8 +856,36 @@ mod tests {
         assert_eq!(cash_flow(&s, Some("nobody")).await.unwrap(), (0.0, 0.0));
         assert_eq!(
             plan(&s, ACCOUNT_CASH).await,
-            "SEARCH account_cash USING PRIMARY KEY (account=?)"
+            "SEARCH account_totals USING PRIMARY KEY (account=?)"
         );
+
+        // Realized PnL: nothing while trades only open; then a close and a partial cover.
+        assert_eq!(realized_pnl(&s).await.unwrap(), 0.0);
+        let close = insert(&s, &order("sell", 10.0)).await.unwrap();
+        record_fill(&s, close.id, 10.0, 105.0, 0.0, 30)
+            .await
+            .unwrap();
+        let mut cover = order("buy", 1.0);
+        cover.account = "other".into();
+        let cover = insert(&s, &cover).await.unwrap();
+        record_fill(&s, cover.id, 1.0, 45.0, 0.0, 40).await.unwrap();
+        let every = PositionFilter {
+            limit: 100,
+            ..PositionFilter::default()
+        };
+        let per_trade: Vec<f64> = positions(&s, &every)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.realized_pnl)
+            .collect();
+        assert_eq!(per_trade.len(), 2);
+        let booked = realized_pnl(&s).await.unwrap();
+        assert!(
+            (booked - (10.0 * (105.0 - 100.9) + 5.0)).abs() < 1e-9,
+            "{booked}"
+        );
+        assert!((booked - per_trade.iter().sum::<f64>()).abs() < 1e-9);
     }
 
     #[tokio::test]
@@ -863,6 +901,12 @@ mod tests {
                 .create_if_missing(true);
             let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
             crate::store::MIGRATOR.run_to(9, &pool).await.unwrap();
+            sqlx::query(
+                "INSERT INTO positions (account, symbol, side, quantity, avg_price, realized_pnl, opened_at, closed_at, updated_at) VALUES ('a', 'X', 'long', 0, 10, 6, 0, 0, 0), ('b', 'X', 'short', -1, 7, 0, 0, NULL, 0), ('c', 'X', 'long', 0, 1, -2.5, 0, 0, 0)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
             for (id, account, side, qty, price, fee) in [
                 (1, "a", "buy", 3.0, 10.0, 0.5),
                 (2, "a", "sell", 3.0, 12.0, 0.5),
@@ -885,6 +929,8 @@ mod tests {
         assert_eq!(cash_flow(&s, Some("a")).await.unwrap(), (5.0, 1.0));
         assert_eq!(cash_flow(&s, Some("b")).await.unwrap(), (7.0, 0.0));
         assert_eq!(cash_flow(&s, None).await.unwrap(), (12.0, 1.0));
+        // A trade without fills of its own still counts (account `c`).
+        assert_eq!(realized_pnl(&s).await.unwrap(), 3.5);
     }
 
     #[test]

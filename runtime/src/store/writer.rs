@@ -268,6 +268,17 @@ impl Writer {
                 position_id
             ])?;
         let fill_id = self.conn.last_insert_rowid();
+        // The account's running totals, so reading its cash is not a pass over its fills.
+        let trade_cash = if order.side == "buy" {
+            -quantity * price
+        } else {
+            quantity * price
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO account_totals (account, trade_cash, fees, realized_pnl) VALUES (?, ?, ?, ?) ON CONFLICT (account) DO UPDATE SET trade_cash = trade_cash + excluded.trade_cash, fees = fees + excluded.fees, realized_pnl = realized_pnl + excluded.realized_pnl",
+            )?
+            .execute(params![order.account, trade_cash, fee, realized])?;
         Ok(FillRecord {
             id: fill_id,
             order_id,

@@ -124,6 +124,11 @@ enum Rule {
         min_exclusive: f64,
         max: f64,
     },
+    /// A number in (min, max], or `null` for none.
+    NumberOrNull {
+        min_exclusive: f64,
+        max: f64,
+    },
     /// A whole number in [min, max].
     Int {
         min: i64,
@@ -152,6 +157,13 @@ fn rules(kind: &str) -> &'static [(&'static str, Rule)] {
                 },
             ),
             ("loop", Rule::Bool),
+            (
+                "max_pause_secs",
+                Rule::NumberOrNull {
+                    min_exclusive: 0.0,
+                    max: 86_400.0,
+                },
+            ),
             ("symbols", Rule::Names { max: 1_000 }),
         ],
         "ingest" => &[(
@@ -212,6 +224,15 @@ pub fn validate_config(kind: &str, changes: &Map<String, Value>) -> ApiResult<()
                     ));
                 }
             },
+            Rule::NumberOrNull { min_exclusive, max } => match v.as_f64() {
+                _ if v.is_null() => {}
+                Some(x) if x > *min_exclusive && x <= *max => {}
+                _ => {
+                    return bad(format!(
+                        "must be null or a number above {min_exclusive} and at most {max}"
+                    ));
+                }
+            },
             Rule::Int { min, max } => match v.as_i64() {
                 Some(x) if (*min..=*max).contains(&x) => {}
                 _ => return bad(format!("must be a whole number from {min} to {max}")),
@@ -248,8 +269,8 @@ pub fn validate_config(kind: &str, changes: &Map<String, Value>) -> ApiResult<()
 }
 
 /// Change a module's settings (admin). Only the keys given change; each is checked against
-/// the module kind's settings (`feed`: source `database`|`files`, speed in (0, 10000], loop,
-/// symbols; `ingest`: max_batch; `signals`: sources; `engine`: snapshot_every_secs,
+/// the module kind's settings (`feed`: source `database`|`files`, speed in (0, 10⁸], loop,
+/// max_pause_secs in (0, 86400] or null, symbols; `ingest`: max_batch; `signals`: sources; `engine`: snapshot_every_secs,
 /// initial_cash). Stored and announced on `system-health` and `notifications`.
 #[utoipa::path(post, path = "/api/modules/{id}/configure", tag = "modules",
     params(("id" = String, Path, description = "module id")), request_body = ConfigureRequest,
@@ -333,6 +354,14 @@ mod tests {
             Err("config.speed".into())
         );
         assert!(check("feed", json!({"speed": 100000000})).is_ok());
+        for bad in [json!(0), json!(-1), json!(86_401), json!("1")] {
+            assert_eq!(
+                check("feed", json!({"max_pause_secs": bad})),
+                Err("config.max_pause_secs".into())
+            );
+        }
+        assert!(check("feed", json!({"max_pause_secs": 0.25})).is_ok());
+        assert!(check("feed", json!({"max_pause_secs": null})).is_ok());
         assert_eq!(
             check("feed", json!({"loop": "yes"})),
             Err("config.loop".into())

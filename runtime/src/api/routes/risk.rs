@@ -208,10 +208,10 @@ async fn snapshot(state: &AppState) -> ApiResult<Snapshot> {
             s.accounts.push(p.account.clone());
         }
     }
-    let market_value: f64 = by_symbol.iter().map(|s| s.notional).sum();
+    let market_value = total(by_symbol.iter().map(|s| s.notional));
     let equity = cash + market_value;
-    let gross: f64 = by_symbol.iter().map(|s| s.notional.abs()).sum();
-    let long: f64 = by_symbol.iter().map(|s| s.notional.max(0.0)).sum();
+    let gross = total(by_symbol.iter().map(|s| s.notional.abs()));
+    let long = total(by_symbol.iter().map(|s| s.notional.max(0.0)));
     for s in &mut by_symbol {
         s.side = if s.quantity > 0.0 {
             "long"
@@ -283,8 +283,8 @@ async fn snapshot(state: &AppState) -> ApiResult<Snapshot> {
         long_exposure: long,
         short_exposure: gross - long,
         leverage: ratio(gross, equity),
-        realized_pnl: positions_realized(state).await?,
-        unrealized_pnl: by_symbol.iter().map(|s| s.unrealized_pnl).sum(),
+        realized_pnl: store::orders::realized_pnl(&state.store).await?,
+        unrealized_pnl: total(by_symbol.iter().map(|s| s.unrealized_pnl)),
         fees,
         open_positions: positions.len(),
         open_orders: working.len(),
@@ -301,17 +301,10 @@ async fn snapshot(state: &AppState) -> ApiResult<Snapshot> {
     })
 }
 
-/// Realized PnL of every trade, open or closed.
-async fn positions_realized(state: &AppState) -> ApiResult<f64> {
-    let all = store::orders::positions(
-        &state.store,
-        &store::orders::PositionFilter {
-            limit: i64::MAX,
-            ..Default::default()
-        },
-    )
-    .await?;
-    Ok(all.iter().map(|p| p.realized_pnl).sum())
+/// Sum of `xs` from +0.0: `Iterator::sum` of floats starts from -0.0, so an empty book would
+/// report its exposures as `-0.0`.
+fn total(xs: impl Iterator<Item = f64>) -> f64 {
+    xs.fold(0.0, |a, x| a + x)
 }
 
 /// a / b, 0 when b is not positive (no equity: no meaningful share).
