@@ -20,13 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qtm_runtime::live::{LiveConfig, LiveEngine, LiveEvent};
-use qtm_runtime::sandbox::{Sandbox, SandboxConfig};
-use qtm_runtime::store::market::{self, ImportOptions};
-use qtm_runtime::store::strategies::{NewStrategy, NewVersion};
-use qtm_runtime::store::{self, Store};
-use qtm_tests::bench::{cpu_ticks, env_or, io_bytes, pct, rss_kib, steal_percent};
-use qtm_tests::guests;
-use serde_json::json;
+use qtm_tests::bench::{cpu_ticks, env_or, io_bytes, live_book, pct, rss_kib, steal_percent};
 
 fn main() {
     qtm_tests::bench::run_async(run());
@@ -40,56 +34,8 @@ async fn run() {
     let swaps = env_or("QTM_BENCH_LIVE_SWAPS", 200) as usize;
 
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("qtm.db").display()))
-        .await
-        .unwrap();
-    let symbols: Vec<String> = (0..n_symbols).map(|i| format!("S{i}")).collect();
-    for s in &symbols {
-        market::import_csv(
-            &store,
-            &qtm_tests::data_dir().join("goog_1d.csv"),
-            &ImportOptions {
-                symbol: s.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    }
-    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
-    let bytes = qtm_tests::component(guests::SMA_CROSS);
-    let code = sandbox.load(&bytes).unwrap();
-    let describe = serde_json::to_value(code.info()).unwrap();
-    let version = NewVersion {
-        content_sha256: code.sha256(),
-        contract_version: "qtm:strategy@0.1.0",
-        describe: &describe,
-        component: &bytes,
-        created_by: None,
-    };
-    let mut ids = Vec::new();
-    for i in 0..n_instances {
-        let r = store::strategies::create(
-            &store,
-            &NewStrategy {
-                name: &format!("sma-{i}"),
-                description: "",
-                owner_id: None,
-                source: "bench",
-                cloned_from: None,
-            },
-            &version,
-            &json!({"fast": 10, "slow": 30, "mode": "flip", "sizing": "fixed", "quantity": 1}),
-            &[symbols[i % n_symbols].clone()],
-        )
-        .await
-        .unwrap();
-        ids.push(r.strategy.id);
-    }
-    // A second version of the first strategy, to swap back and forth.
-    store::strategies::add_version(&store, ids[0], &version, None)
-        .await
-        .unwrap();
+    let book = live_book(&dir.path().join("qtm.db"), n_symbols, n_instances).await;
+    let (store, sandbox, ids) = (book.store.clone(), book.sandbox.clone(), book.ids.clone());
 
     let live = LiveEngine::start(
         store.clone(),
@@ -109,13 +55,6 @@ async fn run() {
     let enable_each = t.elapsed().as_secs_f64() * 1e6 / n_instances as f64;
     let rss1 = rss_kib();
 
-    // Prices: GOOG's real closes, one series per symbol (offset so symbols differ).
-    let closes: Vec<f64> = store::live::history_after(&store, "S0", None)
-        .await
-        .unwrap()
-        .iter()
-        .map(|b| b.close)
-        .collect();
     let mut rx = live.subscribe();
     let wchar0 = io_bytes("wchar:");
     let ticks0 = cpu_ticks();
@@ -150,7 +89,7 @@ async fn run() {
     let total = (rate * secs) as usize;
     let feeder = {
         let live = live.clone();
-        let symbols = symbols.clone();
+        let book = Arc::new(book);
         let sent = sent.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -161,12 +100,9 @@ async fn run() {
                 tick.tick().await;
                 let mut batch = Vec::with_capacity(per_ms);
                 for _ in 0..per_ms {
-                    let sym = k % symbols.len();
-                    let step = k / symbols.len();
-                    let p = closes[(step + sym * 37) % closes.len()];
-                    let ts = 1_700_000_000 + step as i64;
+                    let (sym, ts, p) = book.tick(k);
                     batch.push((
-                        symbols[sym].clone(),
+                        book.symbols[sym].clone(),
                         qtm_runtime::model::Bar {
                             ts,
                             open: p,

@@ -91,3 +91,99 @@ pub fn steal_percent(before: (u64, u64), after: (u64, u64)) -> f64 {
         100.0 * stolen as f64 / all as f64
     }
 }
+
+/// What the live benchmarks trade: a store with `symbols` (GOOG's real daily bars imported
+/// under each name) and `ids`, stored sma-cross strategies (fast 10 / slow 30, flip, one
+/// share) spread round robin over the symbols, each with a second version to swap to.
+pub struct LiveBook {
+    pub store: qtm_runtime::store::Store,
+    pub sandbox: std::sync::Arc<qtm_runtime::sandbox::Sandbox>,
+    pub symbols: Vec<String>,
+    pub ids: Vec<i64>,
+    /// GOOG's closes, the prices the ticks replay.
+    pub closes: Vec<f64>,
+}
+
+/// A [`LiveBook`] of `n_instances` strategies over `n_symbols` symbols, in `db`.
+pub async fn live_book(db: &std::path::Path, n_symbols: usize, n_instances: usize) -> LiveBook {
+    use qtm_runtime::store::market::{self, ImportOptions};
+    use qtm_runtime::store::strategies::{NewStrategy, NewVersion};
+    use qtm_runtime::store::{self, Store};
+
+    let store = Store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let symbols: Vec<String> = (0..n_symbols).map(|i| format!("S{i}")).collect();
+    for s in &symbols {
+        market::import_csv(
+            &store,
+            &crate::data_dir().join("goog_1d.csv"),
+            &ImportOptions {
+                symbol: s.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let sandbox = std::sync::Arc::new(
+        qtm_runtime::sandbox::Sandbox::new(qtm_runtime::sandbox::SandboxConfig::default()).unwrap(),
+    );
+    let bytes = crate::component(crate::guests::SMA_CROSS);
+    let code = sandbox.load(&bytes).unwrap();
+    let describe = serde_json::to_value(code.info()).unwrap();
+    let version = NewVersion {
+        content_sha256: code.sha256(),
+        contract_version: "qtm:strategy@0.1.0",
+        describe: &describe,
+        component: &bytes,
+        created_by: None,
+    };
+    let mut ids = Vec::new();
+    for i in 0..n_instances {
+        let r = store::strategies::create(
+            &store,
+            &NewStrategy {
+                name: &format!("sma-{i}"),
+                description: "",
+                owner_id: None,
+                source: "bench",
+                cloned_from: None,
+            },
+            &version,
+            &serde_json::json!({"fast": 10, "slow": 30, "mode": "flip", "sizing": "fixed", "quantity": 1}),
+            &[symbols[i % n_symbols].clone()],
+        )
+        .await
+        .unwrap();
+        store::strategies::add_version(&store, r.strategy.id, &version, None)
+            .await
+            .unwrap();
+        ids.push(r.strategy.id);
+    }
+    let closes = store::live::history_after(&store, "S0", None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.close)
+        .collect();
+    LiveBook {
+        store,
+        sandbox,
+        symbols,
+        ids,
+        closes,
+    }
+}
+
+impl LiveBook {
+    /// Tick number `k` of the feed: round robin over the symbols, each symbol's ticks one
+    /// second apart from 1,700,000,000, at GOOG's closes (offset per symbol so they differ).
+    /// Returns (symbol index, ts, price).
+    pub fn tick(&self, k: usize) -> (usize, i64, f64) {
+        let sym = k % self.symbols.len();
+        let step = k / self.symbols.len();
+        let price = self.closes[(step + sym * 37) % self.closes.len()];
+        (sym, 1_700_000_000 + step as i64, price)
+    }
+}

