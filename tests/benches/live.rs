@@ -15,12 +15,14 @@
 //!    instance while the ticks flow.
 //! 3. RSS per live instance: process RSS before and after enabling the instances.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qtm_runtime::live::{LiveConfig, LiveEngine, LiveEvent};
-use qtm_tests::bench::{cpu_ticks, env_or, io_bytes, live_book, pct, rss_kib, steal_percent};
+use qtm_tests::bench::{
+    TickTimes, cpu_ticks, env_or, io_bytes, latencies_us, latency_row, live_book, rss_kib,
+    sma_10_30, steal_percent,
+};
 
 fn main() {
     qtm_tests::bench::run_async(run());
@@ -34,8 +36,19 @@ async fn run() {
     let swaps = env_or("QTM_BENCH_LIVE_SWAPS", 200) as usize;
 
     let dir = tempfile::tempdir().unwrap();
-    let book = live_book(&dir.path().join("qtm.db"), n_symbols, n_instances).await;
+    let book = live_book(
+        &dir.path().join("qtm.db"),
+        "goog_1d.csv",
+        n_symbols,
+        n_instances,
+        sma_10_30,
+    )
+    .await;
     let (store, sandbox, ids) = (book.store.clone(), book.sandbox.clone(), book.ids.clone());
+    // A second version of the first strategy, to swap back and forth.
+    qtm_runtime::store::strategies::add_version(&store, ids[0], &book.version.as_new(), None)
+        .await
+        .unwrap();
 
     let live = LiveEngine::start(
         store.clone(),
@@ -58,7 +71,7 @@ async fn run() {
     let mut rx = live.subscribe();
     let wchar0 = io_bytes("wchar:");
     let ticks0 = cpu_ticks();
-    let sent: Arc<std::sync::Mutex<HashMap<(String, i64), Instant>>> = Default::default();
+    let sent: Arc<std::sync::Mutex<TickTimes>> = Default::default();
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let collector = tokio::spawn(async move {
         let (mut bar_lat, mut fill_lat) = (Vec::new(), Vec::new());
@@ -148,19 +161,8 @@ async fn run() {
     let (bar_events, fill_events) = collector.await.unwrap();
 
     let sent = sent.lock().unwrap();
-    let lat = |events: &[(String, i64, Instant)]| -> Vec<f64> {
-        let mut v: Vec<f64> = events
-            .iter()
-            .filter_map(|(s, ts, at)| {
-                sent.get(&(s.clone(), *ts))
-                    .map(|t0| at.duration_since(*t0).as_secs_f64() * 1e6)
-            })
-            .collect();
-        v.sort_by(f64::total_cmp);
-        v
-    };
-    let bars = lat(&bar_events);
-    let fills = lat(&fill_events);
+    let bars = latencies_us(&sent, &bar_events);
+    let fills = latencies_us(&sent, &fill_events);
     pauses.sort_by(f64::total_cmp);
     let handled: u64 = status.iter().map(|i| i.bars).sum();
 
@@ -184,13 +186,7 @@ async fn run() {
         ),
         ("hot-swap pause under load", &pauses),
     ] {
-        println!(
-            "| {name} | {} | {:.1} | {:.1} | {:.1} |",
-            v.len(),
-            pct(v, 0.5),
-            pct(v, 0.99),
-            v.last().copied().unwrap_or(f64::NAN)
-        );
+        println!("{}", latency_row(name, v));
     }
     // Noise-free where latency is not: what the store writes (WAL frames, checkpoints, all
     // of them whole pages) for the flow.

@@ -12,16 +12,10 @@
 //! bars the replay scheduled, how late each bar's `bar` event was published against its
 //! replay schedule (stored first, as always), and the process CPU time over the window.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qtm_runtime::live::{LiveConfig, LiveEngine, LiveEvent, ReplaySettings};
-use qtm_runtime::sandbox::{Sandbox, SandboxConfig};
-use qtm_runtime::store::market::{self, ImportOptions};
-use qtm_runtime::store::strategies::{NewStrategy, NewVersion};
-use qtm_runtime::store::{self, Store};
-use qtm_tests::bench::{env_or, pct, status_kib};
-use qtm_tests::guests;
+use qtm_tests::bench::{env_or, live_book, pct, status_kib};
 use serde_json::json;
 
 /// User plus system CPU time of this process, seconds.
@@ -52,57 +46,15 @@ async fn run() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("qtm.db");
-    let store = Store::open(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    let symbols: Vec<String> = (0..n_symbols).map(|i| format!("S{i}")).collect();
-    for s in &symbols {
-        market::import_csv(
-            &store,
-            &qtm_tests::data_dir().join(&file),
-            &ImportOptions {
-                symbol: s.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    }
-    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
-    let bytes = qtm_tests::component(guests::SMA_CROSS);
-    let code = sandbox.load(&bytes).unwrap();
-    let describe = serde_json::to_value(code.info()).unwrap();
-    let version = NewVersion {
-        content_sha256: code.sha256(),
-        contract_version: "qtm:strategy@0.1.0",
-        describe: &describe,
-        component: &bytes,
-        created_by: None,
-    };
-    let t = Instant::now();
-    let mut ids = Vec::with_capacity(n_instances);
-    for i in 0..n_instances {
-        // Parameters vary so the instances do not all trade on the same bar.
+    // Parameters vary so the instances do not all trade on the same bar.
+    let book = live_book(&db, &file, n_symbols, n_instances, |i| {
         let fast = 3 + (i % 7) as i64;
-        let r = store::strategies::create(
-            &store,
-            &NewStrategy {
-                name: &format!("sma-{i}"),
-                description: "",
-                owner_id: None,
-                source: "bench",
-                cloned_from: None,
-            },
-            &version,
-            &json!({"fast": fast, "slow": fast + 10 + (i % 11) as i64, "mode": "flip",
-                    "sizing": "fixed", "quantity": 1}),
-            &[symbols[i % n_symbols].clone()],
-        )
-        .await
-        .unwrap();
-        ids.push(r.strategy.id);
-    }
-    let stored_in = t.elapsed();
+        json!({"fast": fast, "slow": fast + 10 + (i % 11) as i64, "mode": "flip",
+               "sizing": "fixed", "quantity": 1})
+    })
+    .await;
+    let (store, sandbox, ids) = (book.store, book.sandbox, book.ids);
+    let stored_in = book.stored_in;
 
     let live = LiveEngine::start(store.clone(), sandbox.clone(), LiveConfig::default())
         .await
@@ -117,7 +69,7 @@ async fn run() {
     let rss1 = status_kib("VmRSS:");
 
     // When each bar is due: the replay starts every symbol at its first bar.
-    let first_ts = store::live::history_after(&store, "S0", None)
+    let first_ts = qtm_runtime::store::live::history_after(&store, "S0", None)
         .await
         .unwrap()[0]
         .ts;

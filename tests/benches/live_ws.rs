@@ -10,12 +10,13 @@
 //! JSON in, ingest, strategy decision (on the tick before), risk, paper fill, stored, the
 //! hub, JSON out, two loopback sockets. The same for each tick's bar on the market-data socket.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use qtm_tests::bench::{cpu_ticks, env_or, live_book, pct, steal_percent};
+use qtm_tests::bench::{
+    TickTimes, cpu_ticks, env_or, latencies_us, latency_row, live_book, sma_10_30, steal_percent,
+};
 use qtm_tests::server::TestServer;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -24,7 +25,7 @@ fn main() {
     qtm_tests::bench::run_async(run());
 }
 
-type Sent = Arc<Mutex<HashMap<(String, i64), Instant>>>;
+type Sent = Arc<Mutex<TickTimes>>;
 
 /// Read `url`'s events until `stop`; for each `data` the `pick` maps to (symbol, ts), the
 /// time it arrived. Also counts `lagged` notices (events the hub skipped for this client).
@@ -85,7 +86,7 @@ async fn run() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("qtm.db");
-    let book = live_book(&db, n_symbols, n_instances).await;
+    let book = live_book(&db, "goog_1d.csv", n_symbols, n_instances, sma_10_30).await;
     book.store.close().await;
     let s = TestServer::start_on(&db, |_| {}).await;
     let live = s.server.state.live.clone();
@@ -178,19 +179,8 @@ async fn run() {
     s.stop().await;
 
     let sent = sent.lock().unwrap();
-    let lat = |events: &[(String, i64, Instant)]| -> Vec<f64> {
-        let mut v: Vec<f64> = events
-            .iter()
-            .filter_map(|(s, ts, at)| {
-                sent.get(&(s.clone(), *ts))
-                    .map(|t0| at.duration_since(*t0).as_secs_f64() * 1e6)
-            })
-            .collect();
-        v.sort_by(f64::total_cmp);
-        v
-    };
-    let bars = lat(&bar_events);
-    let fills = lat(&fill_events);
+    let bars = latencies_us(&sent, &bar_events);
+    let fills = latencies_us(&sent, &fill_events);
     println!(
         "live over WebSockets: {n_instances} sma-cross instances on {n_symbols} symbols, {rate} ticks/s for {secs} s"
     );
@@ -215,12 +205,6 @@ async fn run() {
             &fills,
         ),
     ] {
-        println!(
-            "| {name} | {} | {:.1} | {:.1} | {:.1} |",
-            v.len(),
-            pct(v, 0.5),
-            pct(v, 0.99),
-            v.last().copied().unwrap_or(f64::NAN)
-        );
+        println!("{}", latency_row(name, v));
     }
 }

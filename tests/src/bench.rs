@@ -92,22 +92,52 @@ pub fn steal_percent(before: (u64, u64), after: (u64, u64)) -> f64 {
     }
 }
 
-/// What the live benchmarks trade: a store with `symbols` (GOOG's real daily bars imported
-/// under each name) and `ids`, stored sma-cross strategies (fast 10 / slow 30, flip, one
-/// share) spread round robin over the symbols, each with a second version to swap to.
+/// What the live benchmarks trade: a store with `symbols` (one real data file imported under
+/// each name) and `ids`, stored sma-cross strategies spread round robin over the symbols.
 pub struct LiveBook {
     pub store: qtm_runtime::store::Store,
     pub sandbox: std::sync::Arc<qtm_runtime::sandbox::Sandbox>,
     pub symbols: Vec<String>,
     pub ids: Vec<i64>,
-    /// GOOG's closes, the prices the ticks replay.
+    /// The stored sma-cross version the strategies run (to add as a second version).
+    pub version: StoredVersion,
+    /// How long storing the strategies took.
+    pub stored_in: std::time::Duration,
+    /// The first symbol's closes, the prices [`LiveBook::tick`] replays.
     pub closes: Vec<f64>,
 }
 
-/// A [`LiveBook`] of `n_instances` strategies over `n_symbols` symbols, in `db`.
-pub async fn live_book(db: &std::path::Path, n_symbols: usize, n_instances: usize) -> LiveBook {
+/// A component as the store keeps it, for [`qtm_runtime::store::strategies::add_version`].
+pub struct StoredVersion {
+    pub sha256: String,
+    pub describe: serde_json::Value,
+    pub component: Vec<u8>,
+}
+
+impl StoredVersion {
+    /// The store's view of it.
+    pub fn as_new(&self) -> qtm_runtime::store::strategies::NewVersion<'_> {
+        qtm_runtime::store::strategies::NewVersion {
+            content_sha256: &self.sha256,
+            contract_version: "qtm:strategy@0.1.0",
+            describe: &self.describe,
+            component: &self.component,
+            created_by: None,
+        }
+    }
+}
+
+/// A [`LiveBook`] in `db`: `file` (from `shared/data`) imported as `n_symbols` symbols, and
+/// `n_instances` sma-cross strategies, strategy `i` with the parameters `params(i)`.
+pub async fn live_book(
+    db: &std::path::Path,
+    file: &str,
+    n_symbols: usize,
+    n_instances: usize,
+    params: impl Fn(usize) -> serde_json::Value,
+) -> LiveBook {
     use qtm_runtime::store::market::{self, ImportOptions};
-    use qtm_runtime::store::strategies::{NewStrategy, NewVersion};
+    use qtm_runtime::store::strategies::NewStrategy;
     use qtm_runtime::store::{self, Store};
 
     let store = Store::open(&format!("sqlite://{}", db.display()))
@@ -117,7 +147,7 @@ pub async fn live_book(db: &std::path::Path, n_symbols: usize, n_instances: usiz
     for s in &symbols {
         market::import_csv(
             &store,
-            &crate::data_dir().join("goog_1d.csv"),
+            &crate::data_dir().join(file),
             &ImportOptions {
                 symbol: s.clone(),
                 ..Default::default()
@@ -129,17 +159,15 @@ pub async fn live_book(db: &std::path::Path, n_symbols: usize, n_instances: usiz
     let sandbox = std::sync::Arc::new(
         qtm_runtime::sandbox::Sandbox::new(qtm_runtime::sandbox::SandboxConfig::default()).unwrap(),
     );
-    let bytes = crate::component(crate::guests::SMA_CROSS);
-    let code = sandbox.load(&bytes).unwrap();
-    let describe = serde_json::to_value(code.info()).unwrap();
-    let version = NewVersion {
-        content_sha256: code.sha256(),
-        contract_version: "qtm:strategy@0.1.0",
-        describe: &describe,
-        component: &bytes,
-        created_by: None,
+    let component = crate::component(crate::guests::SMA_CROSS);
+    let code = sandbox.load(&component).unwrap();
+    let version = StoredVersion {
+        sha256: code.sha256().to_string(),
+        describe: serde_json::to_value(code.info()).unwrap(),
+        component,
     };
-    let mut ids = Vec::new();
+    let t = std::time::Instant::now();
+    let mut ids = Vec::with_capacity(n_instances);
     for i in 0..n_instances {
         let r = store::strategies::create(
             &store,
@@ -150,17 +178,15 @@ pub async fn live_book(db: &std::path::Path, n_symbols: usize, n_instances: usiz
                 source: "bench",
                 cloned_from: None,
             },
-            &version,
-            &serde_json::json!({"fast": 10, "slow": 30, "mode": "flip", "sizing": "fixed", "quantity": 1}),
+            &version.as_new(),
+            &params(i),
             &[symbols[i % n_symbols].clone()],
         )
         .await
         .unwrap();
-        store::strategies::add_version(&store, r.strategy.id, &version, None)
-            .await
-            .unwrap();
         ids.push(r.strategy.id);
     }
+    let stored_in = t.elapsed();
     let closes = store::live::history_after(&store, "S0", None)
         .await
         .unwrap()
@@ -172,8 +198,15 @@ pub async fn live_book(db: &std::path::Path, n_symbols: usize, n_instances: usiz
         sandbox,
         symbols,
         ids,
+        version,
+        stored_in,
         closes,
     }
+}
+
+/// The live benches' strategy: sma-cross 10/30, flipping long and short, one share.
+pub fn sma_10_30(_: usize) -> serde_json::Value {
+    serde_json::json!({"fast": 10, "slow": 30, "mode": "flip", "sizing": "fixed", "quantity": 1})
 }
 
 impl LiveBook {
@@ -186,4 +219,32 @@ impl LiveBook {
         let price = self.closes[(step + sym * 37) % self.closes.len()];
         (sym, 1_700_000_000 + step as i64, price)
     }
+}
+
+/// When each tick, keyed by (symbol, ts), was handed to the engine or written to a socket.
+pub type TickTimes = std::collections::HashMap<(String, i64), std::time::Instant>;
+
+/// Latency in µs, sorted, of each event (symbol, ts, when it arrived) from its tick's time in
+/// `sent`; events of ticks not in `sent` are left out.
+pub fn latencies_us(sent: &TickTimes, events: &[(String, i64, std::time::Instant)]) -> Vec<f64> {
+    let mut v: Vec<f64> = events
+        .iter()
+        .filter_map(|(s, ts, at)| {
+            sent.get(&(s.clone(), *ts))
+                .map(|t0| at.duration_since(*t0).as_secs_f64() * 1e6)
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// A markdown table row: `name`, count, p50, p99 and max of sorted `v`.
+pub fn latency_row(name: &str, v: &[f64]) -> String {
+    format!(
+        "| {name} | {} | {:.1} | {:.1} | {:.1} |",
+        v.len(),
+        pct(v, 0.5),
+        pct(v, 0.99),
+        v.last().copied().unwrap_or(f64::NAN)
+    )
 }
