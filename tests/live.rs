@@ -721,8 +721,82 @@ async fn replayed_trading_is_stored_consistently_and_a_restart_resumes_where_it_
     // The count carried over the restart (it does not start again at 1).
     let n: u64 = count.rsplit("count=").next().unwrap().parse().unwrap();
     assert!(n > 7, "state was not restored: {count}");
+    // Stopped, its performance shows what its paper trading booked, across both runs.
+    let (st, body) = s
+        .call(
+            Method::POST,
+            &format!("/api/strategies/{id}/disable"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, perf) = s
+        .call(
+            Method::GET,
+            &format!("/api/strategies/{id}/performance"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{perf}");
+    assert!(perf["live"].is_null(), "{perf}");
+    let account = format!("strategy:{id}");
+    let booked = booked_totals(&s.server.state.store, &account).await;
+    assert_eq!(perf["paper"]["account"], account.as_str());
+    let initial = s.server.state.live.config().initial_cash;
+    for (field, want) in [
+        ("cash", initial + booked.cash_flow),
+        ("realized_pnl", booked.realized_pnl),
+        ("fees", booked.fees),
+    ] {
+        let got = perf["paper"][field].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-6, "{field}: {got} against {want}");
+    }
+    // The recorder only buys: its cash went into shares.
+    assert!(booked.cash_flow < 0.0, "it bought: {perf}");
     s.stop().await;
-    check_consistency(&db, &format!("strategy:{id}")).await;
+    check_consistency(&db, &account).await;
+}
+
+/// `account`'s totals summed from its fills and trades themselves.
+async fn booked_totals(store: &Store, account: &str) -> store::orders::AccountTotals {
+    let fills = store::orders::fills(
+        store,
+        &store::orders::FillFilter {
+            account: Some(account.to_string()),
+            limit: i64::MAX,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let trades = store::orders::positions(
+        store,
+        &store::orders::PositionFilter {
+            account: Some(account.to_string()),
+            limit: i64::MAX,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let fees: f64 = fills.iter().map(|f| f.fee).sum();
+    let moved: f64 = fills
+        .iter()
+        .map(|f| {
+            if f.side == "buy" {
+                -f.quantity * f.price
+            } else {
+                f.quantity * f.price
+            }
+        })
+        .sum();
+    store::orders::AccountTotals {
+        cash_flow: moved - fees,
+        fees,
+        realized_pnl: trades.iter().map(|p| p.realized_pnl).sum(),
+    }
 }
 
 /// The `qtm` binary next to this test's executable (cargo builds it for the workspace tests).
@@ -953,6 +1027,19 @@ async fn check_consistency(db: &Path, account: &str) -> usize {
         .map(|p| p.quantity)
         .sum();
     assert!((open - net).abs() < 1e-9, "positions {open} != fills {net}");
+    // The account's running totals were moved in the transactions that booked the fills.
+    let kept = store::orders::totals(&store, Some(&account)).await.unwrap();
+    let summed = booked_totals(&store, &account).await;
+    for (what, k, s) in [
+        ("cash flow", kept.cash_flow, summed.cash_flow),
+        ("fees", kept.fees, summed.fees),
+        ("realized PnL", kept.realized_pnl, summed.realized_pnl),
+    ] {
+        assert!(
+            (k - s).abs() < 1e-6 * (1.0 + s.abs()),
+            "{what}: totals {k} != fills and trades {s}"
+        );
+    }
     store.close().await;
     fills.len()
 }

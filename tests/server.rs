@@ -529,6 +529,9 @@ async fn health_docs_and_metrics_are_served() {
     assert_eq!(status, StatusCode::OK);
     assert!(doc["paths"]["/api/auth/login"]["post"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // Nested response types are documented too.
+    let paper = &doc["components"]["schemas"]["PaperResults"]["properties"];
+    assert!(paper["realized_pnl"].is_object(), "{paper}");
     s.call(Method::GET, "/api/system/status", None, None).await;
     let text = s
         .http

@@ -442,6 +442,11 @@ async fn full_flow_upload_configure_backtest_on_ws_and_results_equal_the_library
     assert_eq!(perf["runs"].as_array().unwrap().len(), 1);
     assert!(perf["live"].is_null());
     assert!(perf["live_note"].as_str().unwrap().contains("live engine"));
+    // Never traded live: its paper account holds the starting capital.
+    assert_eq!(
+        perf["paper"],
+        serde_json::json!({"account": format!("strategy:{id}"), "cash": 100000.0, "realized_pnl": 0.0, "fees": 0.0})
+    );
     s.stop().await;
 }
 

@@ -307,6 +307,11 @@ struct Shared {
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// The paper account strategy `strategy_id` trades in live (`strategy:<id>`).
+pub fn strategy_account(strategy_id: i64) -> String {
+    instances::account(strategy_id)
+}
+
 /// Events buffered per subscriber of [`LiveEngine::subscribe`].
 pub const EVENT_CAPACITY: usize = 8192;
 

@@ -557,32 +557,47 @@ fn fills_query(f: &FillFilter) -> QueryBuilder<Sqlite> {
     q
 }
 
-/// Cash of the fills of `account` (every account when `None`): minus what buys cost, plus what
-/// sells brought, minus fees, and the fees alone. Starting capital plus the first is the
-/// account's cash. Read from the per-account totals fill booking keeps (`account_totals`,
-/// migration 0010), not from the fills, so it costs the same at any number of fills.
-pub async fn cash_flow(store: &Store, account: Option<&str>) -> StoreResult<(f64, f64)> {
-    let row: (Option<f64>, Option<f64>) = match account {
-        Some(a) => sqlx::query_as(ACCOUNT_CASH).bind(a),
-        None => sqlx::query_as("SELECT SUM(trade_cash), SUM(fees) FROM account_totals"),
+/// What an account's fills and trades add up to, from the per-account totals fill booking
+/// keeps in the fill's transaction (`account_totals`, migration 0010): one row read at any
+/// number of fills, where these were passes over every fill and every position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AccountTotals {
+    /// Minus what buys cost, plus what sells brought, minus fees: starting capital plus this
+    /// is the account's cash.
+    pub cash_flow: f64,
+    /// Fees paid.
+    pub fees: f64,
+    /// Realized PnL of its trades, open or closed (fees apart).
+    pub realized_pnl: f64,
+}
+
+/// The totals of `account` (of every account when `None`); zeros for an account that never
+/// traded.
+pub async fn totals(store: &Store, account: Option<&str>) -> StoreResult<AccountTotals> {
+    let row: (Option<f64>, Option<f64>, Option<f64>) = match account {
+        Some(a) => sqlx::query_as(ACCOUNT_TOTALS).bind(a),
+        None => sqlx::query_as(
+            "SELECT SUM(trade_cash), SUM(fees), SUM(realized_pnl) FROM account_totals",
+        ),
     }
     .fetch_one(store.pool())
     .await?;
     let fees = row.1.unwrap_or(0.0);
-    Ok((row.0.unwrap_or(0.0) - fees, fees))
+    Ok(AccountTotals {
+        cash_flow: row.0.unwrap_or(0.0) - fees,
+        fees,
+        realized_pnl: row.2.unwrap_or(0.0),
+    })
 }
 
 /// One account's row of `account_totals` (aggregated, so an account without fills reads NULLs).
-const ACCOUNT_CASH: &str =
-    "SELECT SUM(trade_cash), SUM(fees) FROM account_totals WHERE account = ?";
+const ACCOUNT_TOTALS: &str =
+    "SELECT SUM(trade_cash), SUM(fees), SUM(realized_pnl) FROM account_totals WHERE account = ?";
 
-/// Realized PnL of every trade of every account, open or closed, from the per-account totals
-/// fill booking keeps (not a pass over every position ever opened).
-pub async fn realized_pnl(store: &Store) -> StoreResult<f64> {
-    let (total,): (Option<f64>,) = sqlx::query_as("SELECT SUM(realized_pnl) FROM account_totals")
-        .fetch_one(store.pool())
-        .await?;
-    Ok(total.unwrap_or(0.0))
+/// The cash flow and fees of [`totals`].
+pub async fn cash_flow(store: &Store, account: Option<&str>) -> StoreResult<(f64, f64)> {
+    let t = totals(store, account).await?;
+    Ok((t.cash_flow, t.fees))
 }
 
 /// Book one execution of a working order, as the live engine reports it: the fill row, the
@@ -855,12 +870,12 @@ mod tests {
         assert_eq!(cash_flow(&s, None).await.unwrap(), (-910.75, 1.75));
         assert_eq!(cash_flow(&s, Some("nobody")).await.unwrap(), (0.0, 0.0));
         assert_eq!(
-            plan(&s, ACCOUNT_CASH).await,
+            plan(&s, ACCOUNT_TOTALS).await,
             "SEARCH account_totals USING PRIMARY KEY (account=?)"
         );
 
         // Realized PnL: nothing while trades only open; then a close and a partial cover.
-        assert_eq!(realized_pnl(&s).await.unwrap(), 0.0);
+        assert_eq!(totals(&s, None).await.unwrap().realized_pnl, 0.0);
         let close = insert(&s, &order("sell", 10.0)).await.unwrap();
         record_fill(&s, close.id, 10.0, 105.0, 0.0, 30)
             .await
@@ -880,7 +895,7 @@ mod tests {
             .map(|p| p.realized_pnl)
             .collect();
         assert_eq!(per_trade.len(), 2);
-        let booked = realized_pnl(&s).await.unwrap();
+        let booked = totals(&s, None).await.unwrap().realized_pnl;
         assert!(
             (booked - (10.0 * (105.0 - 100.9) + 5.0)).abs() < 1e-9,
             "{booked}"
@@ -930,7 +945,15 @@ mod tests {
         assert_eq!(cash_flow(&s, Some("b")).await.unwrap(), (7.0, 0.0));
         assert_eq!(cash_flow(&s, None).await.unwrap(), (12.0, 1.0));
         // A trade without fills of its own still counts (account `c`).
-        assert_eq!(realized_pnl(&s).await.unwrap(), 3.5);
+        assert_eq!(totals(&s, None).await.unwrap().realized_pnl, 3.5);
+        assert_eq!(
+            totals(&s, Some("a")).await.unwrap(),
+            AccountTotals {
+                cash_flow: 5.0,
+                fees: 1.0,
+                realized_pnl: 6.0
+            }
+        );
     }
 
     #[test]

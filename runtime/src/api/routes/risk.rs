@@ -172,8 +172,8 @@ async fn snapshot(state: &AppState) -> ApiResult<Snapshot> {
         let symbols: Vec<String> = positions.iter().map(|p| p.symbol.clone()).collect();
         store::risk::last_prices(&state.store, &symbols).await?
     };
-    let (cash_flow, fees) = store::orders::cash_flow(&state.store, None).await?;
-    let cash = initial + cash_flow;
+    let totals = store::orders::totals(&state.store, None).await?;
+    let (cash, fees) = (initial + totals.cash_flow, totals.fees);
 
     let mut by_symbol: Vec<SymbolExposure> = Vec::new();
     let mut unpriced = Vec::new();
@@ -283,7 +283,7 @@ async fn snapshot(state: &AppState) -> ApiResult<Snapshot> {
         long_exposure: long,
         short_exposure: gross - long,
         leverage: ratio(gross, equity),
-        realized_pnl: store::orders::realized_pnl(&state.store).await?,
+        realized_pnl: totals.realized_pnl,
         unrealized_pnl: total(by_symbol.iter().map(|s| s.unrealized_pnl)),
         fees,
         open_positions: positions.len(),

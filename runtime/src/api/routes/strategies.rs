@@ -932,8 +932,8 @@ async fn delete_strategy(
     }))
 }
 
-/// How a strategy performed: its backtests (latest, best by Sharpe, every run), and live
-/// results once the live engine runs it.
+/// How a strategy performed: its backtests (latest, best by Sharpe, every run), its live
+/// figures while the live engine runs it, and what its paper trading has booked.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Performance {
     pub strategy_id: i64,
@@ -948,6 +948,20 @@ pub struct Performance {
     #[schema(value_type = Option<Object>)]
     pub live: Option<Value>,
     pub live_note: String,
+    /// What its live (paper) trading has booked so far, running or not.
+    pub paper: PaperResults,
+}
+
+/// A strategy's stored paper-trading results: its account's totals, kept as fills are booked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaperResults {
+    /// The paper account (`strategy:<id>`).
+    pub account: String,
+    /// The live engine's starting capital plus the cash its fills moved.
+    pub cash: f64,
+    /// Realized PnL of its trades, fees apart.
+    pub realized_pnl: f64,
+    pub fees: f64,
 }
 
 /// Backtest metrics of a strategy, and its live figures while it runs live.
@@ -995,6 +1009,14 @@ async fn strategy_performance(
                 .to_string(),
         ),
     };
+    let account = crate::live::strategy_account(id);
+    let totals = store::orders::totals(&state.store, Some(&account)).await?;
+    let paper = PaperResults {
+        account,
+        cash: state.live.config().initial_cash + totals.cash_flow,
+        realized_pnl: totals.realized_pnl,
+        fees: totals.fees,
+    };
     Ok(ApiJson(Performance {
         strategy_id: id,
         latest,
@@ -1002,6 +1024,7 @@ async fn strategy_performance(
         runs,
         live,
         live_note,
+        paper,
     }))
 }
 
