@@ -560,7 +560,7 @@ fn fills_query(f: &FillFilter) -> QueryBuilder<Sqlite> {
 /// What an account's fills and trades add up to, from the per-account totals fill booking
 /// keeps in the fill's transaction (`account_totals`, migration 0010): one row read at any
 /// number of fills, where these were passes over every fill and every position.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct AccountTotals {
     /// Minus what buys cost, plus what sells brought, minus fees: starting capital plus this
     /// is the account's cash.

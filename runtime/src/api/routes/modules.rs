@@ -270,8 +270,9 @@ pub fn validate_config(kind: &str, changes: &Map<String, Value>) -> ApiResult<()
 
 /// Change a module's settings (admin). Only the keys given change; each is checked against
 /// the module kind's settings (`feed`: source `database`|`files`, speed in (0, 10⁸], loop,
-/// max_pause_secs in (0, 86400] or null, symbols; `ingest`: max_batch; `signals`: sources; `engine`: snapshot_every_secs,
-/// initial_cash). Stored and announced on `system-health` and `notifications`.
+/// max_pause_secs in (0, 86400] or null, symbols; `ingest`: max_batch; `signals`: sources;
+/// `engine`: snapshot_every_secs, initial_cash). Stored and announced on `system-health` and
+/// `notifications`.
 #[utoipa::path(post, path = "/api/modules/{id}/configure", tag = "modules",
     params(("id" = String, Path, description = "module id")), request_body = ConfigureRequest,
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
