@@ -134,6 +134,10 @@ pub enum ExchangeEvent {
 pub struct Exchange {
     config: ExchangeConfig,
     orders: Vec<Order>,
+    /// Resting orders per account (indexed by account): an account without any costs
+    /// nothing to process. With 10,000 live accounts, scanning every resting order for each
+    /// account's bar made the exchange's pass quadratic.
+    resting: Vec<u32>,
     next_id: u64,
 }
 
@@ -167,8 +171,26 @@ impl Exchange {
         Self {
             config,
             orders: Vec::new(),
+            resting: Vec::new(),
             next_id: 1,
         }
+    }
+
+    /// Add a resting order.
+    fn rest(&mut self, order: Order) {
+        let a = order.account;
+        if a >= self.resting.len() {
+            self.resting.resize(a + 1, 0);
+        }
+        self.resting[a] += 1;
+        self.orders.push(order);
+    }
+
+    /// Remove resting order `i`.
+    fn unrest(&mut self, i: usize) -> Order {
+        let o = self.orders.remove(i);
+        self.resting[o.account] -= 1;
+        o
     }
 
     /// The cost and fill model.
@@ -235,7 +257,7 @@ impl Exchange {
     ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.orders.push(Order {
+        self.rest(Order {
             id,
             account,
             symbol,
@@ -259,12 +281,15 @@ impl Exchange {
             .iter()
             .position(|o| o.id == id && o.account == account)
             .ok_or_else(|| format!("no open order {id}"))?;
-        self.orders.remove(i);
+        self.unrest(i);
         Ok(())
     }
 
     /// Cancel every order of `account`; returns the ids.
     pub fn cancel_all(&mut self, account: usize) -> Vec<u64> {
+        if !self.has_orders(account) {
+            return Vec::new();
+        }
         let ids = self
             .orders
             .iter()
@@ -272,6 +297,7 @@ impl Exchange {
             .map(|o| o.id)
             .collect();
         self.orders.retain(|o| o.account != account);
+        self.resting[account] = 0;
         ids
     }
 
@@ -316,6 +342,9 @@ impl Exchange {
 
     /// Resting orders of `account`.
     pub fn open_orders(&self, account: usize) -> Vec<OpenOrder> {
+        if !self.has_orders(account) {
+            return Vec::new();
+        }
         self.orders
             .iter()
             .filter(|o| o.account == account)
@@ -330,47 +359,49 @@ impl Exchange {
 
     /// Number of resting orders of `account`.
     pub fn open_count(&self, account: usize) -> usize {
-        self.orders.iter().filter(|o| o.account == account).count()
+        self.resting.get(account).map_or(0, |&n| n as usize)
     }
 
     /// Whether `account` has any resting order.
     #[inline]
     pub fn has_orders(&self, account: usize) -> bool {
-        self.orders.iter().any(|o| o.account == account)
+        self.resting.get(account).is_some_and(|&n| n > 0)
     }
 
     /// Whether processing `bar` (engine step `step`) would change anything for `account`:
     /// a fill, a trigger, an expiry or a trailing stop's anchor. Pure: lets the engine hand a
     /// strategy a run of bars on which the exchange has nothing to do.
     pub fn would_act(&self, account: usize, symbol: usize, step: u64, bar: &Bar) -> bool {
-        self.orders.iter().any(|o| {
-            if o.account != account || o.symbol != symbol || step < o.active_from_step {
-                return false;
-            }
-            if o.request.time_in_force != TimeInForce::Gtc {
-                return true;
-            }
-            let side = o.request.side;
-            match o.request.kind {
-                OrderKind::Market => true,
-                OrderKind::Limit(p) => price::limit(side, p, bar).is_some(),
-                OrderKind::Stop(p) => price::stop(side, p, bar).is_some(),
-                OrderKind::StopLimit { stop, limit } => {
-                    if o.triggered {
-                        price::limit(side, limit, bar).is_some()
-                    } else {
-                        price::stop(side, stop, bar).is_some()
+        self.has_orders(account)
+            && self.orders.iter().any(|o| {
+                if o.account != account || o.symbol != symbol || step < o.active_from_step {
+                    return false;
+                }
+                if o.request.time_in_force != TimeInForce::Gtc {
+                    return true;
+                }
+                let side = o.request.side;
+                match o.request.kind {
+                    OrderKind::Market => true,
+                    OrderKind::Limit(p) => price::limit(side, p, bar).is_some(),
+                    OrderKind::Stop(p) => price::stop(side, p, bar).is_some(),
+                    OrderKind::StopLimit { stop, limit } => {
+                        if o.triggered {
+                            price::limit(side, limit, bar).is_some()
+                        } else {
+                            price::stop(side, stop, bar).is_some()
+                        }
+                    }
+                    OrderKind::TrailingStop(_) => {
+                        let moved = match side {
+                            Side::Sell => bar.high > o.anchor,
+                            Side::Buy => bar.low < o.anchor,
+                        };
+                        moved
+                            || price::stop(side, o.trail_level().unwrap_or(f64::NAN), bar).is_some()
                     }
                 }
-                OrderKind::TrailingStop(_) => {
-                    let moved = match side {
-                        Side::Sell => bar.high > o.anchor,
-                        Side::Buy => bar.low < o.anchor,
-                    };
-                    moved || price::stop(side, o.trail_level().unwrap_or(f64::NAN), bar).is_some()
-                }
-            }
-        })
+            })
     }
 
     /// Process `bar` of `symbol` (engine step `step`) for `account`: expire, trigger and fill
@@ -384,6 +415,9 @@ impl Exchange {
         book: &mut Portfolio,
         out: &mut Vec<ExchangeEvent>,
     ) {
+        if !self.has_orders(account) {
+            return;
+        }
         let mut ids: Vec<(bool, u64)> = self
             .orders
             .iter()
@@ -473,7 +507,7 @@ impl Exchange {
         reason: impl Into<String>,
         out: &mut Vec<ExchangeEvent>,
     ) {
-        let o = self.orders.remove(i);
+        let o = self.unrest(i);
         out.push(ExchangeEvent::Cancelled {
             account: o.account,
             order_id: o.id,
@@ -640,7 +674,7 @@ impl Exchange {
         if !done && one_shot {
             self.drop_order(i, bar.ts, "rest of an immediate-or-cancel order", out);
         } else if done {
-            self.orders.remove(i);
+            self.unrest(i);
         }
         if let Some(group) = oco {
             let siblings: Vec<u64> = self
@@ -654,7 +688,9 @@ impl Exchange {
                 .map(|s| s.id)
                 .collect();
             for sid in siblings {
-                self.orders.retain(|s| s.id != sid);
+                if let Some(j) = self.orders.iter().position(|s| s.id == sid) {
+                    self.unrest(j);
+                }
                 out.push(ExchangeEvent::Cancelled {
                     account,
                     order_id: sid,
@@ -679,7 +715,7 @@ impl Exchange {
             {
                 let exit_id = self.next_id;
                 self.next_id += 1;
-                self.orders.push(Order {
+                self.rest(Order {
                     id: exit_id,
                     account,
                     symbol,
@@ -714,5 +750,61 @@ impl Exchange {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{OrderKind, OrderRequest, Quantity, Side};
+
+    fn bar(price: f64) -> Bar {
+        Bar {
+            ts: 1_000,
+            open: price,
+            high: price + 1.0,
+            low: price - 1.0,
+            close: price,
+            volume: 1e6,
+        }
+    }
+
+    fn stop(side: Side, at: f64, group: Option<&str>) -> OrderRequest {
+        let mut o = OrderRequest::market("X", side, Quantity::Units(1.0));
+        o.kind = OrderKind::Stop(at);
+        o.oco_group = group.map(Into::into);
+        o
+    }
+
+    #[test]
+    fn resting_counts_follow_every_way_an_order_leaves() {
+        let mut x = Exchange::new(ExchangeConfig::default());
+        let mut book = Portfolio::new(vec!["X".to_string()].into(), 1e6);
+        let mut out = Vec::new();
+        // Account 7 first: the counts grow to any account id.
+        let m = OrderRequest::market("X", Side::Buy, Quantity::Units(1.0));
+        x.submit(7, 0, m.clone(), 0, 0, 100.0);
+        let cancelled = x.submit(7, 0, m, 0, 0, 100.0);
+        x.submit(2, 0, stop(Side::Buy, 200.0, Some("g")), 0, 0, 100.0);
+        x.submit(2, 0, stop(Side::Sell, 99.5, Some("g")), 0, 0, 100.0);
+        assert_eq!(
+            (x.open_count(7), x.open_count(2), x.open_count(0)),
+            (2, 2, 0)
+        );
+        assert!(!x.has_orders(1_000), "an account never seen has none");
+
+        x.cancel(7, cancelled).unwrap();
+        assert_eq!(x.open_count(7), 1);
+        // The market order fills; the sell stop fills and cancels its OCO sibling.
+        x.process_bar(7, 0, 1, &bar(100.0), &mut book, &mut out);
+        x.process_bar(2, 0, 1, &bar(100.0), &mut book, &mut out);
+        assert!(!x.has_orders(7) && !x.has_orders(2), "{out:?}");
+        assert!(x.open_orders(2).is_empty());
+
+        x.submit(3, 0, stop(Side::Buy, 500.0, None), 1, 0, 100.0);
+        x.submit(3, 0, stop(Side::Buy, 600.0, None), 1, 0, 100.0);
+        assert_eq!(x.cancel_all(3).len(), 2);
+        assert_eq!(x.open_count(3), 0);
+        assert!(x.orders.is_empty());
     }
 }

@@ -312,8 +312,10 @@ pub fn strategy_account(strategy_id: i64) -> String {
     instances::account(strategy_id)
 }
 
-/// Events buffered per subscriber of [`LiveEngine::subscribe`].
-pub const EVENT_CAPACITY: usize = 8192;
+/// Events buffered per subscriber of [`LiveEngine::subscribe`]. A bar reaching 10,000
+/// instances publishes an equity event for each of them at once, plus their fills: the buffer
+/// holds such a burst whole, so a subscriber that keeps up on average loses nothing.
+pub const EVENT_CAPACITY: usize = 32_768;
 
 impl LiveEngine {
     /// Start the engine over the symbols in the store, resume the instances that were enabled
