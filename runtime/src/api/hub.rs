@@ -124,6 +124,16 @@ impl Hub {
         seq
     }
 
+    /// Send `json`, a message that is not an event (no sequence number), to every client
+    /// subscribed to `topic`, whatever keys it filters on.
+    pub fn notice(&self, topic: Topic, json: String) {
+        let _ = self.tx.send(Arc::new(HubMessage {
+            topic,
+            key: None,
+            json: json.into(),
+        }));
+    }
+
     /// A new receiver of everything published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<HubMessage>> {
         self.tx.subscribe()

@@ -291,47 +291,77 @@ fn without_nagle(
 /// (keyed by symbol), orders, fills and positions on `trades`, equity on `pnl`, alerts on
 /// `risk-alerts`, status changes and logs on `strategy-updates` (keyed by strategy id).
 fn spawn_live_forwarder(state: AppState) -> JoinHandle<()> {
-    let mut rx = state.live.subscribe();
-    tokio::spawn(async move {
-        loop {
-            let event = match rx.recv().await {
-                Ok(e) => e,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(skipped = n, "live events skipped by the stream forwarder");
-                    continue;
+    let rx = state.live.subscribe();
+    tokio::spawn(async move { forward_live_events(rx, &state.hub).await })
+}
+
+/// The topics live events are published on.
+const LIVE_TOPICS: [Topic; 5] = [
+    Topic::MarketData,
+    Topic::Trades,
+    Topic::Pnl,
+    Topic::RiskAlerts,
+    Topic::StrategyUpdates,
+];
+
+/// Forward live events to `hub` until the engine's channel closes. Should the forwarder fall
+/// behind the engine's buffer, the events it skipped never reach any client: each stream of
+/// live events then carries `{"type":"lagged","skipped":n,"source":"live-engine"}`, so a
+/// client knows to read the state again over REST instead of trusting a silent gap.
+async fn forward_live_events(
+    mut rx: tokio::sync::broadcast::Receiver<Arc<LiveEvent>>,
+    hub: &super::hub::Hub,
+) {
+    loop {
+        let event = match rx.recv().await {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(skipped = n, "live events skipped by the stream forwarder");
+                metrics::counter!("qtm_live_events_skipped_total").increment(n);
+                for topic in LIVE_TOPICS {
+                    let notice = serde_json::json!({
+                        "type": "lagged",
+                        "topic": topic.as_str(),
+                        "skipped": n,
+                        "source": "live-engine",
+                    });
+                    hub.notice(topic, notice.to_string());
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            };
-            let (topic, key) = match &*event {
-                LiveEvent::Bar { symbol, .. } => (Topic::MarketData, Some(symbol.clone())),
-                LiveEvent::Order { strategy_id, .. }
-                | LiveEvent::Fill { strategy_id, .. }
-                | LiveEvent::Position { strategy_id, .. } => {
-                    (Topic::Trades, Some(strategy_id.to_string()))
-                }
-                LiveEvent::Equity { strategy_id, .. } => {
-                    (Topic::Pnl, Some(strategy_id.to_string()))
-                }
-                LiveEvent::RiskAlert { strategy_id, .. } => {
-                    (Topic::RiskAlerts, Some(strategy_id.to_string()))
-                }
-                LiveEvent::Status { strategy_id, .. } | LiveEvent::Log { strategy_id, .. } => {
-                    (Topic::StrategyUpdates, Some(strategy_id.to_string()))
-                }
-                // Manual orders are keyed by symbol on `trades`, as the order routes publish
-                // them.
-                LiveEvent::OrderFilled { order, .. }
-                | LiveEvent::OrderCancelled { order }
-                | LiveEvent::OrderAccepted { order } => (Topic::Trades, Some(order.symbol.clone())),
-            };
-            state.hub.publish(topic, key, &*event);
-        }
-    })
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let (topic, key) = match &*event {
+            LiveEvent::Bar { symbol, .. } => (Topic::MarketData, Some(symbol.clone())),
+            LiveEvent::Order { strategy_id, .. }
+            | LiveEvent::Fill { strategy_id, .. }
+            | LiveEvent::Position { strategy_id, .. } => {
+                (Topic::Trades, Some(strategy_id.to_string()))
+            }
+            LiveEvent::Equity { strategy_id, .. } => (Topic::Pnl, Some(strategy_id.to_string())),
+            LiveEvent::RiskAlert { strategy_id, .. } => {
+                (Topic::RiskAlerts, Some(strategy_id.to_string()))
+            }
+            LiveEvent::Status { strategy_id, .. } | LiveEvent::Log { strategy_id, .. } => {
+                (Topic::StrategyUpdates, Some(strategy_id.to_string()))
+            }
+            // Manual orders are keyed by symbol on `trades`, as the order routes publish
+            // them.
+            LiveEvent::OrderFilled { order, .. }
+            | LiveEvent::OrderCancelled { order }
+            | LiveEvent::OrderAccepted { order } => (Topic::Trades, Some(order.symbol.clone())),
+        };
+        hub.publish(topic, key, &*event);
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use axum::serve::Listener;
+
+    use crate::live::LiveEvent;
 
     #[tokio::test]
     async fn accepted_connections_have_nagle_off() {
@@ -342,5 +372,50 @@ mod tests {
         let (accepted, _) = listener.accept().await;
         let _client = client.await.unwrap().unwrap();
         assert!(accepted.nodelay().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_forwarder_that_falls_behind_tells_every_live_stream_what_it_skipped() {
+        let (tx, rx) = tokio::sync::broadcast::channel(4);
+        let hub = crate::api::hub::Hub::new();
+        let mut clients = hub.subscribe();
+        // Ten bars before the forwarder reads any: it can only read the last four.
+        for seq in 1..=10 {
+            let bar = crate::model::Bar {
+                ts: seq as i64,
+                open: 1.0,
+                high: 1.0,
+                low: 1.0,
+                close: 1.0,
+                volume: 1.0,
+            };
+            let symbol = "SPY".to_string();
+            tx.send(Arc::new(LiveEvent::Bar { symbol, seq, bar }))
+                .unwrap();
+        }
+        drop(tx);
+        super::forward_live_events(rx, &hub).await;
+        let mut got = Vec::new();
+        while let Ok(m) = clients.try_recv() {
+            let v: serde_json::Value = serde_json::from_str(&m.json).unwrap();
+            got.push((m.topic.as_str(), v));
+        }
+        let notices: Vec<_> = got.iter().filter(|(_, v)| v["type"] == "lagged").collect();
+        assert_eq!(notices.len(), super::LIVE_TOPICS.len(), "{got:?}");
+        for (topic, v) in &notices {
+            assert_eq!(v["skipped"], 6);
+            assert_eq!(v["source"], "live-engine");
+            assert_eq!(v["topic"], *topic);
+        }
+        let seqs: Vec<u64> = got
+            .iter()
+            .filter(|(_, v)| v["type"] == "event")
+            .map(|(_, v)| v["data"]["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            seqs,
+            [7, 8, 9, 10],
+            "the notices come first, then what is left"
+        );
     }
 }
