@@ -306,7 +306,7 @@ const LIVE_TOPICS: [Topic; 5] = [
 
 /// Forward live events to `hub` until the engine's channel closes. Should the forwarder fall
 /// behind the engine's buffer, the events it skipped never reach any client: each stream of
-/// live events then carries `{"type":"lagged","skipped":n,"source":"live-engine"}`, so a
+/// live events then carries `{"type":"lagged","topic","skipped","source":"live-engine"}`, so a
 /// client knows to read the state again over REST instead of trusting a silent gap.
 async fn forward_live_events(
     mut rx: tokio::sync::broadcast::Receiver<Arc<LiveEvent>>,
