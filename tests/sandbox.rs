@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use qtm_runtime::model::{Param, ParamKind, ParamValue, Quantity};
 use qtm_runtime::sandbox::{
-    BarBatch, Limits, Sandbox, SandboxConfig, SandboxError, StrategyCode, TrapReason,
+    ContractVersion, Limits, Sandbox, SandboxConfig, SandboxError, StrategyCode, TrapReason,
 };
 use qtm_tests::{RecordingHost, component, data_dir, guests, read_bars};
 
@@ -55,12 +55,13 @@ fn sma_cross_describes_itself_and_passes_the_gate() {
         ParamValue::Choice("long_only".into())
     );
     let gate = code.gate();
-    assert_eq!(gate.contract, "qtm:strategy@0.1.0");
+    assert_eq!(gate.contract, "qtm:strategy@0.2.0");
     assert_eq!(
         gate.imports,
-        ["qtm:strategy/types@0.1.0", "qtm:strategy/host@0.1.0"]
+        ["qtm:strategy/types@0.2.0", "qtm:strategy/host@0.2.0"]
     );
-    assert_eq!(gate.exports, ["qtm:strategy/guest@0.1.0"]);
+    assert_eq!(gate.exports, ["qtm:strategy/guest@0.2.0"]);
+    assert_eq!(code.contract_version(), ContractVersion::V0_2);
     assert!(gate.functions > 10);
     assert_eq!(code.sha256().len(), 64);
     // sma-cross sets `HANDLES_FILLS = false`; the hint survives componentization.
@@ -91,8 +92,8 @@ fn incompatible_contract_version_is_refused_naming_both_versions() {
         .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "component refused: component was built for contract qtm:strategy@0.2.0, \
-         but this host implements qtm:strategy@0.1.0"
+        "component refused: component was built for contract qtm:strategy@0.3.0, \
+         but this host implements qtm:strategy@0.1.0 and @0.2.0"
     );
 }
 
@@ -207,35 +208,28 @@ fn batched_bars_give_exactly_the_per_bar_orders_on_real_data() {
         ..Default::default()
     };
     let mut batched = code.instantiate(&sma_params("flip"), &symbols).unwrap();
-    let mut batch = BarBatch::with_capacity(4096);
+    host.bars = bars.iter().map(|b| (0, *b)).collect();
     let mut acted_at = Vec::new();
-    for (chunk_no, chunk) in bars.chunks(4096).enumerate() {
-        batch.clear();
-        for b in chunk {
-            batch.push(0, b);
+    let mut done = 0u64;
+    loop {
+        let before = host.orders.len();
+        let n = batched.on_bars(&mut host).unwrap();
+        if n == 0 {
+            break;
         }
-        batched.load_bars(&batch).unwrap();
-        let mut done = 0usize;
-        loop {
-            let before = host.orders.len();
-            let n = batched.resume(&mut host).unwrap() as usize;
-            if n == 0 {
-                break;
-            }
-            done += n;
-            if host.orders.len() > before {
-                // The call returned right after the bar that placed the order.
-                acted_at.push((chunk_no * 4096 + done - 1) as u32);
-            } else {
-                assert_eq!(
-                    done,
-                    chunk.len(),
-                    "a resume without orders must finish the batch"
-                );
-            }
+        done += n;
+        if host.orders.len() > before {
+            // The pull ended right after the bar that placed the order.
+            acted_at.push((done - 1) as u32);
+            assert_eq!(host.order_at.last(), Some(&(done as u32)));
+        } else {
+            assert!(
+                host.bars.is_empty(),
+                "a pull without orders takes every bar"
+            );
         }
-        assert_eq!(done, chunk.len());
     }
+    assert_eq!(done, bars.len() as u64);
     assert_eq!(host.orders, per_bar_host.orders);
     assert_eq!(acted_at, order_bars);
     assert_eq!(batched.stats().bars, bars.len() as u64);
@@ -264,9 +258,6 @@ fn batched_bars_give_exactly_the_per_bar_orders_on_real_data() {
     let first = &host.orders[0];
     assert_eq!(first.quantity, Quantity::Units(5.0));
     assert!(host.orders.windows(2).all(|w| w[0].side != w[1].side));
-    // `at-bar` told the host the index of every acting bar within its batch.
-    let expected: Vec<u32> = acted_at.iter().map(|i| i % 4096).collect();
-    assert_eq!(host.at_bar, expected);
 }
 
 #[test]
@@ -314,7 +305,23 @@ fn fuel_is_rearmed_before_every_call() {
     assert_eq!(inst.stats().calls, 1_001); // configure + 1,000 bars
     assert!(inst.stats().fuel > 1_000 * 1_100_000);
 
-    // The same work at 120 % of the budget is stopped on its first bar.
+    // Pulled bars get the same budget each: 500 bars at 60 % of it in one call pass (a budget
+    // pooled over the call would run out on its second bar).
+    let mut pulled = burn(iterations);
+    host.bars = std::iter::repeat_n((0, bar), 500).collect();
+    assert_eq!(pulled.on_bars(&mut host).unwrap(), 500);
+    assert!(pulled.stats().last_call_fuel > 500 * 1_100_000);
+    assert_eq!(pulled.stats().bars, 500);
+
+    // The same work at 120 % of the budget is stopped on its first bar, pulled or not.
+    let mut over = burn(iterations * 2);
+    host.bars = std::iter::repeat_n((0, bar), 5).collect();
+    let e = over.on_bars(&mut host).unwrap_err();
+    assert!(
+        matches!(e, SandboxError::Trapped(TrapReason::OutOfFuel(2_000_000))),
+        "{e}"
+    );
+    assert_eq!(host.pulled, 501, "the trap came on the first pulled bar");
     let mut over = burn(iterations * 2);
     let e = over.on_bar(&mut host, 0, &bar).unwrap_err();
     assert!(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use qtm_runtime::model::{Param, ParamValue};
 use qtm_runtime::sandbox::{
-    BarBatch, Limits, Sandbox, SandboxConfig, SandboxError, StrategyCode, StrategyInstance,
+    Limits, Sandbox, SandboxConfig, SandboxError, StrategyCode, StrategyInstance,
 };
 use qtm_tests::{RecordingHost, component, guests, numbered_bars};
 
@@ -109,19 +109,15 @@ fn hot_swap_between_bars_loses_and_repeats_nothing() {
 }
 
 #[test]
-fn hot_swap_inside_a_batch_hands_the_rest_of_the_batch_to_the_new_code() {
+fn hot_swap_between_pulls_continues_with_the_next_bar_in_the_new_code() {
     let sb = sandbox();
     let (v1, v2) = codes(&sb);
     let symbols = vec!["S".to_string()];
     let mut inst = v1.instantiate(&act_every(100), &symbols).unwrap();
     let mut host = RecordingHost::default();
-    let mut batch = BarBatch::default();
-    for b in numbered_bars(1_000) {
-        batch.push(0, &b);
-    }
-    inst.load_bars(&batch).unwrap();
-    // Bar 100 placed an order: the batch stops right after it.
-    assert_eq!(inst.resume(&mut host).unwrap(), 100);
+    host.bars = numbered_bars(1_000).into_iter().map(|b| (0, b)).collect();
+    // Bar 100 placed an order: the pull stops right after it.
+    assert_eq!(inst.on_bars(&mut host).unwrap(), 100);
     assert_eq!(host.orders.len(), 1);
     // Swap back and forth at every stop: v1 → v2 → v1 (rollback) → …
     let mut versions = vec![];
@@ -134,7 +130,7 @@ fn hot_swap_inside_a_batch_hands_the_rest_of_the_batch_to_the_new_code() {
         let prepared = inst.prepare_swap(next_code).unwrap();
         inst.swap(prepared).unwrap();
         versions.push(inst.code().info().version.clone());
-        let n = inst.resume(&mut host).unwrap();
+        let n = inst.on_bars(&mut host).unwrap();
         if n == 0 {
             break;
         }
@@ -152,9 +148,11 @@ fn hot_swap_inside_a_batch_hands_the_rest_of_the_batch_to_the_new_code() {
         );
     }
     assert_eq!(host.orders.len(), 10);
-    // Every bar logs, so the host heard `at-bar` for each one; indices count from the start of
-    // the batch the host loaded, across swaps.
-    assert_eq!(host.at_bar, (0..1_000).collect::<Vec<u32>>());
+    // Each order came on the 100th bar of its pull: the host had handed out exactly that many.
+    assert_eq!(
+        host.order_at,
+        (1..=10).map(|k| k * 100).collect::<Vec<u32>>()
+    );
     assert_eq!(versions.len(), 10);
 }
 

@@ -4,41 +4,22 @@ use crate::bindings::qtm::strategy::host;
 use crate::{Bar, LogLevel, OpenOrder, Order, OrderChange, ParamValue, Position, Quantity, Side};
 use crate::{Signal, SymbolId};
 
-/// Handed to every callback. All host calls go through it, so the SDK can keep the host's
-/// notion of "the current bar" right inside a batch and know when the strategy acted.
+/// Handed to every callback: the strategy's way to the host. The host answers as of the bar
+/// being handled; it knows which one, since it hands bars out one at a time.
 #[derive(Debug, Default)]
 pub struct Context {
     symbols: Vec<String>,
-    /// Set when the strategy submitted, cancelled or modified an order during this event.
-    pub(crate) acted: bool,
-    /// Inside a batch: the index of the bar being handled, and the last index told to the host.
-    pub(crate) batch_index: Option<u32>,
-    pub(crate) synced_index: Option<u32>,
 }
 
 impl Context {
     pub(crate) const fn empty() -> Self {
         Self {
             symbols: Vec::new(),
-            acted: false,
-            batch_index: None,
-            synced_index: None,
         }
     }
 
     pub(crate) fn set_symbols(&mut self, symbols: Vec<String>) {
         self.symbols = symbols;
-    }
-
-    /// Before any host call: make sure the host answers as of the bar being handled.
-    #[inline]
-    fn sync(&mut self) {
-        if self.batch_index != self.synced_index {
-            if let Some(i) = self.batch_index {
-                host::at_bar(i);
-            }
-            self.synced_index = self.batch_index;
-        }
     }
 
     /// The symbols this instance trades; a [`SymbolId`] indexes this list.
@@ -56,8 +37,6 @@ impl Context {
 
     /// Submit an order; `Err` carries the risk engine's or exchange's reason.
     pub fn submit(&mut self, order: Order) -> Result<u64, String> {
-        self.sync();
-        self.acted = true;
         host::submit_order(&order.into_request())
     }
 
@@ -82,39 +61,31 @@ impl Context {
 
     /// Cancel a resting order.
     pub fn cancel(&mut self, id: u64) -> Result<(), String> {
-        self.sync();
-        self.acted = true;
         host::cancel_order(id)
     }
 
     /// Change a resting order's quantity or prices.
     pub fn modify(&mut self, id: u64, change: OrderChange) -> Result<(), String> {
-        self.sync();
-        self.acted = true;
         host::modify_order(id, change)
     }
 
     /// Signed position in `symbol` (0 when flat).
     pub fn position(&mut self, symbol: &str) -> Position {
-        self.sync();
         host::get_position(symbol)
     }
 
     /// Free cash.
     pub fn cash(&mut self) -> f64 {
-        self.sync();
         host::cash()
     }
 
     /// Cash plus positions marked at the current bar.
     pub fn equity(&mut self) -> f64 {
-        self.sync();
         host::equity()
     }
 
     /// This instance's resting orders.
     pub fn open_orders(&mut self) -> Vec<OpenOrder> {
-        self.sync();
         host::open_orders()
     }
 
@@ -125,25 +96,22 @@ impl Context {
 
     /// The latest value of an external signal.
     pub fn signal(&mut self, name: &str) -> Option<Signal> {
-        self.sync();
         host::get_signal(name)
     }
 
     /// The engine's clock (historical in a backtest), unix nanoseconds.
     pub fn now_ns(&mut self) -> i64 {
-        self.sync();
         host::now_ns()
     }
 
-    /// Up to `count` recent bars of `symbol`, oldest first, ending at the current bar.
-    pub fn recent_bars(&mut self, symbol: &str, count: u32) -> Vec<Bar> {
-        self.sync();
+    /// Up to `count` recent bars of `symbol`, oldest first, ending at the current bar. `Err`
+    /// for a symbol this instance does not trade or a `count` over the host's cap (10,000).
+    pub fn recent_bars(&mut self, symbol: &str, count: u32) -> Result<Vec<Bar>, String> {
         host::recent_bars(symbol, count)
     }
 
     /// Write a line to the instance's log (the host caps volume per call).
     pub fn log(&mut self, level: LogLevel, message: &str) {
-        self.sync();
         host::log(level, message)
     }
 

@@ -4,9 +4,9 @@
 //! qtm host runs under a fuel budget, a memory cap and a wall-clock deadline.
 //!
 //! A strategy implements [`Strategy`] and is exported with [`export_strategy!`]. The SDK hides
-//! the contract's plumbing: batching (the host hands over thousands of bars per call and the SDK
-//! stops exactly after the first bar on which you act, so fills still happen before you see the
-//! next bar), parameter validation, and snapshot/restore for hot swaps.
+//! the contract's plumbing: pulling bars (one call takes thousands of bars, one at a time from
+//! the host, and ends right after the first bar on which you act, so fills still happen before
+//! the next bar exists), parameter validation, and snapshot/restore for hot swaps.
 //!
 //! ## A complete strategy
 //!
@@ -81,11 +81,12 @@ pub mod order;
 pub mod params;
 pub mod state;
 
-/// Bindings generated from `wit/strategy.wit`; the SDK's own types wrap most of them.
+/// Bindings generated from `wit/since_v0.2.0/strategy.wit`; the SDK's own types wrap most of
+/// them.
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/since_v0.2.0",
         world: "strategy",
         pub_export_macro: true,
         export_macro_name: "__export_bindings",
@@ -107,7 +108,7 @@ pub use order::Order;
 pub use params::Params;
 
 /// The contract this SDK implements; the host refuses components built for another one.
-pub const CONTRACT: &str = "qtm:strategy@0.1.0";
+pub const CONTRACT: &str = "qtm:strategy@0.2.0";
 
 /// Name of the custom section in which [`export_strategy!`] leaves hints for the host: lines of
 /// `key=value`. They are optimizations only; a host that ignores them behaves the same, and a
@@ -194,11 +195,8 @@ macro_rules! export_strategy {
             fn on_timer(now_ns: i64) {
                 __QTM_RUNNER.on_timer(now_ns)
             }
-            fn load_bars(batch: ::std::vec::Vec<u8>) {
-                __QTM_RUNNER.load_bars(batch)
-            }
-            fn resume() -> u32 {
-                __QTM_RUNNER.resume()
+            fn on_bars() {
+                __QTM_RUNNER.on_bars()
             }
             fn snapshot() -> ::std::vec::Vec<u8> {
                 __QTM_RUNNER.snapshot()

@@ -21,6 +21,7 @@ impl Looker {
     fn look(&self, host: &mut dyn StrategyHost, when: String) {
         let closes: Vec<f64> = host
             .recent_bars("X", self.count)
+            .unwrap_or_default()
             .iter()
             .map(|b| b.close)
             .collect();

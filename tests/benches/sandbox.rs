@@ -2,7 +2,7 @@
 //!
 //! Every ratio is measured in one run on the same data, so machine noise cancels out:
 //! - ns per bar for `sma-cross`: native (the guest's own crossover source compiled natively),
-//!   WASM one call per bar, WASM batched with exact semantics (`load-bars` + `resume`), and the
+//!   WASM one call per bar, WASM pulling bars with exact semantics (`on-bars` + `next-bar`), and the
 //!   same on a trending series with no signals (pure compute + transfer);
 //! - instantiate + configure µs (on-demand and pooled), load from the `.cwasm` cache µs;
 //! - hot-swap pause p50/p99 (snapshot → restore → swap; the new instance prepared off the path);
@@ -17,18 +17,22 @@ use std::time::{Duration, Instant};
 use qtm_runtime::model::{
     Bar, LogLevel, OpenOrder, OrderChange, OrderRequest, Param, ParamValue, Position, Signal,
 };
-use qtm_runtime::sandbox::{BarBatch, Sandbox, SandboxConfig, StrategyCode, StrategyHost};
+use qtm_runtime::sandbox::{Sandbox, SandboxConfig, StrategyCode, StrategyHost};
 use qtm_tests::bench::rss_kib;
 use qtm_tests::sma_crossover::Crossover;
 use qtm_tests::{component, data_dir, guests, read_bars};
 
-/// The cheapest possible host: counts orders, answers queries with constants.
+/// The cheapest possible host: counts orders, answers queries with constants, and hands out
+/// `bars[next..end]` when pulled.
 #[derive(Default)]
-struct CountingHost {
+struct CountingHost<'a> {
     orders: u64,
+    bars: &'a [Bar],
+    next: usize,
+    end: usize,
 }
 
-impl StrategyHost for CountingHost {
+impl StrategyHost for CountingHost<'_> {
     fn log(&mut self, _: LogLevel, _: &str) {}
     fn submit_order(&mut self, _: OrderRequest) -> Result<u64, String> {
         self.orders += 1;
@@ -58,10 +62,14 @@ impl StrategyHost for CountingHost {
     fn now_ns(&mut self) -> i64 {
         0
     }
-    fn recent_bars(&mut self, _: &str, _: u32) -> Vec<Bar> {
-        Vec::new()
+    fn recent_bars(&mut self, _: &str, _: u32) -> Result<Vec<Bar>, String> {
+        Ok(Vec::new())
     }
-    fn at_bar(&mut self, _: u32) {}
+    fn next_bar(&mut self) -> Option<(u32, Bar)> {
+        let b = *self.bars[..self.end].get(self.next)?;
+        self.next += 1;
+        Some((0, b))
+    }
 }
 
 /// The 1M-bar series of `shared/data/README.md`, built in memory from `bt_index_1m_2006.csv`:
@@ -160,17 +168,16 @@ fn per_call(code: &Arc<StrategyCode>, bars: &[Bar]) -> u64 {
     host.orders
 }
 
+/// Pulled runs of up to `batch_size` bars (`on-bars` + `next-bar`), as the engine offers them.
 fn batched(code: &Arc<StrategyCode>, bars: &[Bar], batch_size: usize) -> u64 {
     let mut inst = code.instantiate(&params(), &["X".into()]).unwrap();
-    let mut host = CountingHost::default();
-    let mut batch = BarBatch::with_capacity(batch_size);
-    for chunk in bars.chunks(batch_size) {
-        batch.clear();
-        for b in chunk {
-            batch.push(0, b);
-        }
-        inst.load_bars(&batch).unwrap();
-        while inst.resume(&mut host).unwrap() > 0 {}
+    let mut host = CountingHost {
+        bars,
+        ..Default::default()
+    };
+    while host.next < bars.len() {
+        host.end = (host.next + batch_size).min(bars.len());
+        while host.next < host.end && inst.on_bars(&mut host).unwrap() > 0 {}
     }
     host.orders
 }

@@ -55,13 +55,19 @@ pub fn numbered_bars(n: usize) -> Vec<Bar> {
         .collect()
 }
 
-/// A host that records what a strategy asked for: logs, orders, batch positions. It is the
-/// sandbox tests' stand-in for the engine, which comes with its own tests.
+/// A host that records what a strategy asked for: logs, orders, and which bar it held when it
+/// asked (`pulled`). It is the sandbox tests' stand-in for the engine, which comes with its own
+/// tests. `bars` is what `next-bar` hands out, in order.
 #[derive(Debug, Default)]
 pub struct RecordingHost {
     pub logs: Vec<(LogLevel, String)>,
     pub orders: Vec<OrderRequest>,
-    pub at_bar: Vec<u32>,
+    /// Bars `next_bar` hands out (symbol id, bar), front first.
+    pub bars: std::collections::VecDeque<(u32, Bar)>,
+    /// Bars handed out so far; orders are placed while the last of them is current.
+    pub pulled: u32,
+    /// For each order, the number of bars pulled when it was placed.
+    pub order_at: Vec<u32>,
     pub positions: HashMap<String, f64>,
     pub cash: f64,
     pub next_id: u64,
@@ -85,6 +91,7 @@ impl StrategyHost for RecordingHost {
             *self.positions.entry(order.symbol.clone()).or_default() += sign * q;
         }
         self.orders.push(order);
+        self.order_at.push(self.pulled);
         self.next_id += 1;
         Ok(self.next_id)
     }
@@ -115,11 +122,13 @@ impl StrategyHost for RecordingHost {
     fn now_ns(&mut self) -> i64 {
         0
     }
-    fn recent_bars(&mut self, _symbol: &str, _count: u32) -> Vec<Bar> {
-        Vec::new()
+    fn recent_bars(&mut self, _symbol: &str, _count: u32) -> Result<Vec<Bar>, String> {
+        Ok(Vec::new())
     }
-    fn at_bar(&mut self, index: u32) {
-        self.at_bar.push(index);
+    fn next_bar(&mut self) -> Option<(u32, Bar)> {
+        let next = self.bars.pop_front()?;
+        self.pulled += 1;
+        Some(next)
     }
 }
 

@@ -31,6 +31,10 @@ pub(super) struct CallHost<'a> {
     /// The bars of the current run (engine symbol, bar, step); `at` indexes it.
     pub run: &'a [(usize, Bar, u64)],
     pub at: usize,
+    /// Engine symbol id → the strategy's symbol id.
+    pub local: &'a [Option<u32>],
+    /// Bars of `run` handed out by `next_bar` in this call; the first is `run[at]` itself.
+    pub handed: usize,
     /// Set when an order was placed, cancelled or modified.
     pub acted: bool,
     pub logs: &'a mut Vec<(i64, LogLevel, String)>,
@@ -240,21 +244,28 @@ impl StrategyHost for CallHost<'_> {
         self.current().1.ts.saturating_mul(1_000_000_000)
     }
 
-    fn recent_bars(&mut self, symbol: &str, count: u32) -> Vec<Bar> {
-        let Ok(s) = self.symbol_id(symbol) else {
-            return Vec::new();
-        };
+    fn recent_bars(&mut self, symbol: &str, count: u32) -> Result<Vec<Bar>, String> {
+        let s = self.symbol_id(symbol)?;
         // The history runs to the end of the batch, shared by every account: what this call
         // may see ends at its own bar.
         let step = self.current().2;
         let h = &self.history[s];
         let end = h.partition_point(|(st, _)| *st <= step);
         let n = (count as usize).min(self.history_len).min(end);
-        h.range(end - n..end).map(|(_, b)| *b).collect()
+        Ok(h.range(end - n..end).map(|(_, b)| *b).collect())
     }
 
-    fn at_bar(&mut self, index: u32) {
-        let to = (index as usize).min(self.run.len().saturating_sub(1));
-        self.advance_to(to);
+    fn next_bar(&mut self) -> Option<(u32, Bar)> {
+        // The bar the call starts on is handed out first; each later one only now moves the
+        // account's clock and marks to it.
+        if self.handed > 0 {
+            if self.at + 1 >= self.run.len() {
+                return None;
+            }
+            self.advance_to(self.at + 1);
+        }
+        self.handed += 1;
+        let (sym, bar, _) = self.run[self.at];
+        Some((self.local[sym].unwrap_or(0), bar))
     }
 }

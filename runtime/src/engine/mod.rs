@@ -4,12 +4,13 @@
 //! exchange) → portfolio → events. A backtest drives it with historical bars; live trading
 //! drives the same code with a feed. It knows nothing of HTTP, SQL or wall clocks.
 //!
-//! For speed with exact semantics, a strategy that supports batches is handed a *run* of bars
-//! on which the exchange provably has nothing to do for it (no resting order would trigger,
-//! fill, expire or trail; no kill switch would fire). It stops right after the first bar on
-//! which it acts, so every order is treated exactly as with one call per bar. After the
-//! exchange has dealt with that order, the strategy resumes the rest of the run it still holds
-//! if the same checks still pass for it, instead of being sent the bars again.
+//! For speed with exact semantics, a strategy that pulls bars (`on-bars`) is offered a *run*
+//! of bars on which the exchange provably has nothing to do for it (no resting order would
+//! trigger, fill, expire or trail; no kill switch would fire). It takes them one at a time
+//! (`next-bar`), so it never holds a bar before its decisions on the previous one are in, and
+//! the pull ends right after the first bar on which it acts, so every order is treated exactly
+//! as with one call per bar. After the exchange has dealt with that order, the strategy pulls
+//! on through the rest of the run if the same checks still pass for it.
 
 mod host;
 mod runner;
@@ -26,7 +27,6 @@ use crate::exchange::{Exchange, ExchangeConfig, ExchangeEvent};
 use crate::model::{Bar, EquityPoint, Fill, LogLevel, Signal, Trade};
 use crate::portfolio::Portfolio;
 use crate::risk::{RiskLimits, RiskState};
-use crate::sandbox::BarBatch;
 use host::{CallHost, push_history};
 
 /// Engine settings.
@@ -34,9 +34,9 @@ use host::{CallHost, push_history};
 #[serde(default)]
 pub struct EngineConfig {
     pub exchange: ExchangeConfig,
-    /// Hand batching strategies runs of bars instead of one call per bar.
+    /// Let strategies that pull bars take runs of them in one call instead of one call per bar.
     pub batch: bool,
-    /// Longest run handed over at once.
+    /// Longest run offered at once.
     pub max_batch: usize,
     /// Bars kept per symbol for `recent-bars`.
     pub history: usize,
@@ -65,9 +65,8 @@ struct Slot {
     risk: RiskState,
     limits: RiskLimits,
     state: StrategyState,
-    batch: BarBatch,
-    /// The run last handed to the strategy, how many of its bars it handled, and whether it
-    /// still holds the rest loaded: then the next call just resumes instead of re-loading.
+    /// The run last offered to the strategy, how many of its bars it handled, and whether the
+    /// rest is still valid: then the next call pulls on through it instead of building anew.
     run: Vec<(usize, Bar, u64)>,
     pos: usize,
     resumable: bool,
@@ -148,7 +147,6 @@ impl<'s> Engine<'s> {
             risk: RiskState::default(),
             limits,
             state: StrategyState::Running,
-            batch: BarBatch::default(),
             run: Vec::new(),
             pos: 0,
             resumable: false,
@@ -230,8 +228,8 @@ impl<'s> Engine<'s> {
     }
 
     /// Put `runner` in place of an account's strategy between two events and return the old
-    /// one. The caller carries state over (snapshot → restore) before calling this. Bars the
-    /// old strategy holds in a loaded run are dropped with it, so the next bar starts a new run.
+    /// one. The caller carries state over (snapshot → restore) before calling this. The rest of
+    /// the current run is dropped, so the next bar starts a new run.
     pub fn replace_runner(
         &mut self,
         account: usize,
@@ -277,6 +275,8 @@ impl<'s> Engine<'s> {
                 signals: &self.signals,
                 run: &run,
                 at: 0,
+                local: &slot.local,
+                handed: 0,
                 acted: false,
                 logs: &mut logs,
                 replaying: true,
@@ -462,7 +462,7 @@ impl<'s> Engine<'s> {
             // 3. The run of bars the strategy may take at once: the rest of the run it already
             // holds when that is still safe (the usual case after an order), else a new one.
             let slot = &mut self.slots[account];
-            let batching = self.config.batch && slot.runner.supports_batches();
+            let batching = self.config.batch && slot.runner.pulls_bars();
             // One symbol and no equity limits: whether the rest it holds is still safe follows
             // from that rest's lowest and highest close, so runs can outlive many orders.
             let simple = slot.own.len() == 1 && !has_equity_limits(&slot.limits);
@@ -497,7 +497,7 @@ impl<'s> Engine<'s> {
                     false
                 };
                 if !resume {
-                    // Encoded bars the strategy will not reach: shorten later runs.
+                    // Bars scanned that the strategy will not reach: shorten later runs.
                     slot.window = (slot.pos * 2).clamp(16, self.config.max_batch);
                 }
             }
@@ -532,7 +532,7 @@ impl<'s> Engine<'s> {
                     }
                 }
             }
-            // `at-bar` moves marks ahead during the call; keep where they were to replay from.
+            // Pulled bars move marks ahead during the call; keep where they were to replay from.
             let slot = &mut self.slots[account];
             let multi = slot.run.len() - from > 1;
             if multi {
@@ -566,7 +566,7 @@ impl<'s> Engine<'s> {
             let last_step = slot.run[until - 1].2;
             // Without equity limits only running out of money can stop the strategy here.
             let limits = has_equity_limits(&slot.limits);
-            // The call may have moved the marks ahead (`at-bar`); replay them bar by bar.
+            // The call may have moved the marks ahead (pulled bars); replay them bar by bar.
             for h in from..until {
                 let slot = &mut self.slots[account];
                 let (s, b, st) = slot.run[h];
@@ -604,7 +604,7 @@ impl<'s> Engine<'s> {
         account: usize,
         from: usize,
         fill_at: Option<(usize, Bar, u64)>,
-        f: impl FnOnce(&mut dyn StrategyRunner, &mut CallHost<'_>, &mut BarBatch, &[Option<u32>]) -> R,
+        f: impl FnOnce(&mut dyn StrategyRunner, &mut CallHost<'_>) -> R,
     ) -> (R, usize) {
         let Slot {
             runner,
@@ -613,7 +613,6 @@ impl<'s> Engine<'s> {
             book,
             risk,
             limits,
-            batch,
             run,
             logs,
             ..
@@ -640,34 +639,28 @@ impl<'s> Engine<'s> {
             signals: &self.signals,
             run,
             at: if fill_at.is_some() { 0 } else { from },
+            local,
+            handed: 0,
             acted: false,
             logs,
             replaying: false,
         };
-        let r = f(runner.as_mut(), &mut host, batch, local);
+        let r = f(runner.as_mut(), &mut host);
         (r, host.at)
     }
 
-    /// Run the strategy on `slot.run` from position `from` (its current bar): resume the bars
-    /// it holds (`resume`), load the run when it has more than one bar, or call `on-bar`.
-    /// Returns how many bars it handled and whether it still holds the rest of the run.
+    /// Run the strategy on `slot.run` from position `from` (its current bar): let it pull
+    /// through the run when more than one bar is left (or it is resuming one), else call
+    /// `on-bar`. Returns how many bars it handled and whether the rest of the run stays valid.
     fn call_strategy(&mut self, account: usize, from: usize, resume: bool) -> (usize, bool) {
         let batched = resume || self.slots[account].run.len() - from > 1;
-        let (result, at) = self.with_host(account, from, None, |runner, host, batch, local| {
-            if resume {
-                runner.resume(host).map(|n| n as usize)
-            } else if batched {
-                batch.clear();
-                for (s, b, _) in host.run {
-                    batch.push(local[*s].unwrap_or(0), b);
-                }
-                runner
-                    .load_bars(batch)
-                    .and_then(|_| runner.resume(host))
-                    .map(|n| n as usize)
+        let (result, at) = self.with_host(account, from, None, |runner, host| {
+            if batched {
+                runner.on_bars(host).map(|n| n as usize)
             } else {
-                let (s, b, _) = host.run[0];
-                runner.on_bar(host, local[s].unwrap_or(0), &b).map(|_| 1)
+                let (s, b, _) = host.run[host.at];
+                let local = host.local[s].unwrap_or(0);
+                runner.on_bar(host, local, &b).map(|_| 1)
             }
         });
         let run = &self.slots[account].run;
@@ -776,7 +769,7 @@ impl<'s> Engine<'s> {
                 ts: *ts,
                 tag: tag.clone(),
             };
-            let (result, _) = self.with_host(account, 0, Some(at), |runner, host, _, _| {
+            let (result, _) = self.with_host(account, 0, Some(at), |runner, host| {
                 runner.on_fill(host, local, &fill)
             });
             if let Err(reason) = result {

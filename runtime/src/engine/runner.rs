@@ -2,7 +2,7 @@
 //! built-ins and benchmarks.
 
 use crate::model::{Bar, Fill};
-use crate::sandbox::{BarBatch, InstanceStats, SandboxError, StrategyHost, StrategyInstance};
+use crate::sandbox::{InstanceStats, SandboxError, StrategyHost, StrategyInstance};
 
 /// A strategy as the engine sees it. Errors are the reason the strategy was stopped.
 pub trait StrategyRunner: Send {
@@ -20,17 +20,15 @@ pub trait StrategyRunner: Send {
     fn wants_fills(&self) -> bool {
         true
     }
-    /// Whether [`StrategyRunner::load_bars`] and [`StrategyRunner::resume`] are worth using.
-    fn supports_batches(&self) -> bool {
+    /// Whether [`StrategyRunner::on_bars`] is worth using.
+    fn pulls_bars(&self) -> bool {
         false
     }
-    /// Hand over a batch of bars.
-    fn load_bars(&mut self, _batch: &BarBatch) -> Result<(), String> {
-        Err("batches are not supported".into())
-    }
-    /// Handle loaded bars up to and including the first one it acted on; returns the count.
-    fn resume(&mut self, _host: &mut dyn StrategyHost) -> Result<u32, String> {
-        Err("batches are not supported".into())
+    /// Pull bars from [`StrategyHost::next_bar`] until it answers `None` or the strategy acts
+    /// on a bar (places, cancels or modifies an order), so the host can act before the next
+    /// bar exists. Returns how many bars it took.
+    fn on_bars(&mut self, _host: &mut dyn StrategyHost) -> Result<u64, String> {
+        Err("pulling bars is not supported".into())
     }
     /// The strategy's state, for a hot swap, a clone or crash recovery.
     fn snapshot(&mut self) -> Result<Vec<u8>, String> {
@@ -73,14 +71,11 @@ impl StrategyRunner for StrategyInstance {
     fn wants_fills(&self) -> bool {
         self.code().gate().hints.on_fill
     }
-    fn supports_batches(&self) -> bool {
-        true
+    fn pulls_bars(&self) -> bool {
+        StrategyInstance::pulls_bars(self)
     }
-    fn load_bars(&mut self, batch: &BarBatch) -> Result<(), String> {
-        StrategyInstance::load_bars(self, batch).map_err(reason)
-    }
-    fn resume(&mut self, host: &mut dyn StrategyHost) -> Result<u32, String> {
-        StrategyInstance::resume(self, host).map_err(reason)
+    fn on_bars(&mut self, host: &mut dyn StrategyHost) -> Result<u64, String> {
+        StrategyInstance::on_bars(self, host).map_err(reason)
     }
     fn snapshot(&mut self) -> Result<Vec<u8>, String> {
         StrategyInstance::snapshot(self).map_err(reason)

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::{self, StrategyPre};
+use super::bindings::{self, ContractVersion, StrategyPre};
 use super::config::SandboxConfig;
 use super::error::SandboxError;
 use super::gate::{self, GateReport};
@@ -86,11 +86,7 @@ impl Sandbox {
         }
         let engine = Engine::new(&c).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        bindings::Strategy::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        bindings::add_to_linker(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
         Ok(Self {
             engine,
@@ -132,11 +128,15 @@ impl Sandbox {
             }
         };
         let compile_time = started.elapsed();
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
+        let version = report
+            .contract
+            .rsplit_once('@')
+            .and_then(|(_, v)| ContractVersion::compatible(v))
+            .ok_or_else(|| {
+                SandboxError::Refused(format!("unsupported contract {}", report.contract))
+            })?;
+        let pre = StrategyPre::new(&self.linker, &component, version)
             .map_err(|e| SandboxError::Refused(format!("{e:#}")))?;
-        let pre = StrategyPre::new(pre).map_err(|e| SandboxError::Refused(format!("{e:#}")))?;
         let mut code = StrategyCode {
             sha256,
             report,
@@ -147,9 +147,7 @@ impl Sandbox {
             engine: self.engine.clone(),
             config: self.config.clone(),
         };
-        let info = code
-            .describe()
-            .map_err(|e| SandboxError::Refused(format!("describe failed: {e}")))?;
+        let info = code.describe()?;
         code.info = Some(info);
         Ok(Arc::new(code))
     }
@@ -171,7 +169,7 @@ pub struct StrategyCode {
     info: Option<StrategyInfo>,
     compile_time: Duration,
     from_cache: bool,
-    pub(super) pre: StrategyPre<HostState>,
+    pub(super) pre: StrategyPre,
     pub(super) engine: Engine,
     pub(super) config: Arc<SandboxConfig>,
 }
@@ -202,17 +200,23 @@ impl StrategyCode {
     pub fn compile_time(&self) -> Duration {
         self.compile_time
     }
+    /// The contract version the component was built for.
+    pub fn contract_version(&self) -> ContractVersion {
+        self.pre.version()
+    }
     /// Whether the compiled code came from the on-disk cache.
     pub fn from_cache(&self) -> bool {
         self.from_cache
     }
 
+    /// The strategy's description, refused when the call fails or breaks the caps.
     fn describe(&self) -> Result<StrategyInfo, SandboxError> {
-        let mut inst = StrategyInstance::bare(self)?;
-        let info = inst.call(&mut DetachedHost, 0, |b, s| {
-            b.qtm_strategy_guest().call_describe(s)
-        })?;
-        Ok(convert::info_from_wit(info))
+        let mut inst = StrategyInstance::bare(self)
+            .map_err(|e| SandboxError::Refused(format!("describe failed: {e}")))?;
+        let info = inst
+            .call(&mut DetachedHost, 0, |b, s| b.describe(s))
+            .map_err(|e| SandboxError::Refused(format!("describe failed: {e}")))?;
+        convert::info_from_wit(info).map_err(SandboxError::Refused)
     }
 
     /// A new instance with `params` (validated against the description, defaults filled in)

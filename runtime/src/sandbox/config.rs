@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Limits {
-    /// Fuel (≈ wasm instructions) for one call, re-armed before every call.
+    /// Fuel (≈ wasm instructions) for one call, re-armed before every call and for every bar
+    /// pulled inside `on-bars`, so a bar gets the same budget however it is delivered. Host
+    /// work done for the strategy is charged to it too (`caps::FUEL_PER_*`).
     pub fuel_per_call: u64,
-    /// Extra fuel per bar for a batched call, so a batch gets the budget its bars would get.
-    pub fuel_per_bar: u64,
-    /// Wall-clock backstop for one call (epoch interruption); catches what fuel cannot, such as
-    /// a guest spending its time in host calls.
+    /// Wall-clock backstop for one call or pulled bar (epoch interruption); catches what fuel
+    /// cannot.
     pub deadline: Duration,
     /// Linear memory cap per instance, in bytes. Growing past it traps.
     pub memory_bytes: usize,
@@ -24,9 +24,11 @@ pub struct Limits {
     pub instances: usize,
     pub tables: usize,
     pub memories: usize,
-    /// Orders (submit, cancel, modify) one call may place before the instance is disabled.
+    /// Orders (submit, cancel, modify) one call (or pulled bar) may place before the instance
+    /// is disabled.
     pub orders_per_call: u32,
-    /// Host calls of any kind one call may make before the instance is disabled.
+    /// Host calls of any kind one call (or pulled bar) may make before the instance is
+    /// disabled.
     pub host_calls_per_call: u32,
     /// Log lines kept per call; the rest are dropped and counted.
     pub log_lines_per_call: u32,
@@ -40,7 +42,6 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             fuel_per_call: 10_000_000,
-            fuel_per_bar: 100_000,
             deadline: Duration::from_millis(500),
             memory_bytes: 64 << 20,
             table_elements: 20_000,

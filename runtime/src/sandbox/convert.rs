@@ -1,6 +1,6 @@
 //! Conversions between the generated contract types and the host's plain `model` types.
 
-use super::bindings::qtm::strategy::types as wit;
+use super::bindings::latest::qtm::strategy::types as wit;
 use crate::model::{
     Bar, Fill, LogLevel, OpenOrder, OrderKind, OrderRequest, OrderStatus, ParamKind, ParamSpec,
     ParamValue, Quantity, Side, StrategyInfo, Tick, TimeInForce, Trail,
@@ -165,8 +165,116 @@ fn param_value_from_wit(v: wit::ParamValue) -> ParamValue {
     }
 }
 
-pub fn info_from_wit(i: wit::StrategyInfo) -> StrategyInfo {
-    StrategyInfo {
+/// Every cap `describe` output is held to (`caps::INFO_*`); `Err` names each one broken.
+fn check_info(i: &wit::StrategyInfo) -> Result<(), String> {
+    use super::caps::*;
+    let mut problems = Vec::new();
+    let text = |problems: &mut Vec<String>, field: String, value: &str, max: usize| {
+        if let Err(e) = check(&field, value, max) {
+            problems.push(e);
+        }
+    };
+    text(&mut problems, "name".into(), &i.name, INFO_NAME_BYTES);
+    text(
+        &mut problems,
+        "version".into(),
+        &i.version,
+        INFO_VERSION_BYTES,
+    );
+    text(
+        &mut problems,
+        "description".into(),
+        &i.description,
+        INFO_DESCRIPTION_BYTES,
+    );
+    for (n, s) in i.symbols.iter().enumerate().take(INFO_SYMBOLS) {
+        text(&mut problems, format!("symbol {n}"), s, SYMBOL_BYTES);
+    }
+    for p in i.params.iter().take(INFO_PARAMS) {
+        let name: String = p.name.chars().take(INFO_NAME_BYTES).collect();
+        text(
+            &mut problems,
+            format!("parameter `{name}`'s name"),
+            &p.name,
+            INFO_NAME_BYTES,
+        );
+        text(
+            &mut problems,
+            format!("parameter `{name}`'s description"),
+            &p.description,
+            INFO_DESCRIPTION_BYTES,
+        );
+        if let wit::ParamKind::Choice(c) = &p.kind {
+            if c.len() > INFO_CHOICES {
+                problems.push(format!(
+                    "parameter `{name}` has {} choices, over the cap of {INFO_CHOICES}",
+                    c.len()
+                ));
+            }
+            for choice in c.iter().take(INFO_CHOICES) {
+                text(
+                    &mut problems,
+                    format!("a choice of `{name}`"),
+                    choice,
+                    INFO_NAME_BYTES,
+                );
+            }
+        }
+    }
+    if i.symbols.len() > INFO_SYMBOLS {
+        problems.push(format!(
+            "{} default symbols, over the cap of {INFO_SYMBOLS}",
+            i.symbols.len()
+        ));
+    }
+    if i.params.len() > INFO_PARAMS {
+        problems.push(format!(
+            "{} parameters, over the cap of {INFO_PARAMS}",
+            i.params.len()
+        ));
+    }
+    let total = i.name.len()
+        + i.version.len()
+        + i.description.len()
+        + i.symbols.iter().map(String::len).sum::<usize>()
+        + i.params
+            .iter()
+            .map(|p| {
+                p.name.len()
+                    + p.description.len()
+                    + match &p.kind {
+                        wit::ParamKind::Choice(c) => c.iter().map(String::len).sum(),
+                        _ => 0,
+                    }
+                    + match &p.default {
+                        wit::ParamValue::Choice(c) => c.len(),
+                        _ => 0,
+                    }
+            })
+            .sum::<usize>();
+    if total > INFO_TOTAL_BYTES {
+        problems.push(format!(
+            "the description totals {total} bytes, over the cap of {INFO_TOTAL_BYTES}"
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let shown = problems.len().min(8);
+    let mut msg = format!(
+        "describe output breaks its caps: {}",
+        problems[..shown].join("; ")
+    );
+    if problems.len() > shown {
+        msg.push_str(&format!("; and {} more", problems.len() - shown));
+    }
+    Err(msg)
+}
+
+/// The strategy's description, once it is within its caps.
+pub fn info_from_wit(i: wit::StrategyInfo) -> Result<StrategyInfo, String> {
+    check_info(&i)?;
+    Ok(StrategyInfo {
         name: i.name,
         version: i.version,
         description: i.description,
@@ -194,5 +302,5 @@ pub fn info_from_wit(i: wit::StrategyInfo) -> StrategyInfo {
                 default: param_value_from_wit(p.default),
             })
             .collect(),
-    }
+    })
 }

@@ -42,6 +42,8 @@ pub enum SandboxError {
     Restore(String),
     #[error("snapshot refused: {0}")]
     Snapshot(String),
+    #[error("not supported by this code: {0}")]
+    Unsupported(String),
     #[error("the engine could not be set up: {0}")]
     Engine(String),
     #[error("cache: {0}")]

@@ -7,8 +7,9 @@
 use serde::Serialize;
 use wasmparser::{Encoding, Parser, Payload};
 
+use super::CONTRACT_PACKAGE;
+use super::bindings::ContractVersion;
 use super::config::SandboxConfig;
-use super::{CONTRACT_PACKAGE, CONTRACT_VERSION};
 
 /// What the gate learned about a component it accepted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -152,7 +153,8 @@ fn contract_of(exports: &[String]) -> Result<String, String> {
     {
         return Err(format!(
             "component was built for contract {CONTRACT_PACKAGE}@{version}, \
-             but this host implements {CONTRACT_PACKAGE}@{CONTRACT_VERSION}"
+             but this host implements {}",
+            implemented()
         ));
     }
     let prefix = format!("{CONTRACT_PACKAGE}/guest@");
@@ -173,8 +175,8 @@ fn check_import(import: &str) -> Result<(), String> {
                 return Ok(());
             }
             return Err(format!(
-                "component imports `{import}`, but this host implements \
-                 {CONTRACT_PACKAGE}@{CONTRACT_VERSION}"
+                "component imports `{import}`, but this host implements {}",
+                implemented()
             ));
         }
     }
@@ -184,17 +186,18 @@ fn check_import(import: &str) -> Result<(), String> {
     ))
 }
 
-/// Semver compatibility as the component model sees it: same major, and for 0.x the same minor.
+/// Whether `version` is compatible with a version this host runs.
 fn compatible(version: &str) -> bool {
-    let parse = |v: &str| -> Option<(u64, u64)> {
-        let mut it = v.split(['.', '-', '+']);
-        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-    };
-    match (parse(version), parse(CONTRACT_VERSION)) {
-        (Some((0, a)), Some((0, b))) => a == b,
-        (Some((a, _)), Some((b, _))) => a == b,
-        _ => false,
-    }
+    ContractVersion::compatible(version).is_some()
+}
+
+/// The versions this host runs, for messages: `qtm:strategy@0.1.0 and @0.2.0`.
+fn implemented() -> String {
+    let all: Vec<String> = ContractVersion::ALL
+        .iter()
+        .map(|v| format!("@{v}"))
+        .collect();
+    format!("{CONTRACT_PACKAGE}{}", all.join(" and "))
 }
 
 #[cfg(test)]
@@ -205,7 +208,8 @@ mod tests {
     fn versions_follow_component_semver() {
         assert!(compatible("0.1.0"));
         assert!(compatible("0.1.7"));
-        assert!(!compatible("0.2.0"));
+        assert!(compatible("0.2.0"));
+        assert!(!compatible("0.3.0"));
         assert!(!compatible("1.1.0"));
         assert!(!compatible("x"));
     }
@@ -227,7 +231,10 @@ mod tests {
         assert!(e.contains("`wasi:filesystem/preopens@0.2.0`"), "{e}");
         assert!(check_import("qtm:strategy/host@0.1.0").is_ok());
         let e = check_import("qtm:strategy/host@0.3.0").unwrap_err();
-        assert!(e.contains("implements qtm:strategy@0.1.0"), "{e}");
+        assert!(
+            e.contains("implements qtm:strategy@0.1.0 and @0.2.0"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2,11 +2,15 @@
 //!
 //! The engine answers a strategy's requests by implementing [`StrategyHost`]. The sandbox lends
 //! that implementation to the instance's `Store` for exactly the duration of one call, and
-//! enforces the per-call limits (orders, host calls, log volume) before forwarding anything.
+//! before forwarding anything it enforces the per-bar limits (orders, host calls, log volume),
+//! the caps on strings and lists (`caps`), and charges the host's work to the guest's fuel.
 
 use std::ptr::NonNull;
 
-use super::bindings::qtm::strategy::{host, types};
+use wasmtime::StoreContextMut;
+
+use super::bindings::latest::qtm::strategy::{host, types};
+use super::caps;
 use super::config::Limits;
 use super::convert;
 use crate::model::{Bar, LogLevel, OpenOrder, OrderChange, OrderRequest, Param, Position, Signal};
@@ -33,10 +37,13 @@ pub trait StrategyHost {
     fn signal(&mut self, name: &str) -> Option<Signal>;
     /// The engine clock, unix nanoseconds.
     fn now_ns(&mut self) -> i64;
-    /// Up to `count` recent bars of `symbol`, oldest first.
-    fn recent_bars(&mut self, symbol: &str, count: u32) -> Vec<Bar>;
-    /// Inside a batch, the strategy is now handling bar `index` of the loaded batch.
-    fn at_bar(&mut self, index: u32);
+    /// Up to `count` recent bars of `symbol`, oldest first, ending at the current bar; `Err`
+    /// for a symbol the strategy does not trade. `count` is already within the cap.
+    fn recent_bars(&mut self, symbol: &str, count: u32) -> Result<Vec<Bar>, String>;
+    /// Inside `on-bars`: hand over the next bar of the run (its symbol id for the strategy)
+    /// and move the host's clock to it, or `None` when the run is over. The sandbox asks only
+    /// when the strategy is done with the previous bar and placed no order on it.
+    fn next_bar(&mut self) -> Option<(u32, Bar)>;
 }
 
 /// A host for calls made outside any engine (describe, configure, inspect): it answers
@@ -75,10 +82,12 @@ impl StrategyHost for DetachedHost {
     fn now_ns(&mut self) -> i64 {
         0
     }
-    fn recent_bars(&mut self, _: &str, _: u32) -> Vec<Bar> {
-        Vec::new()
+    fn recent_bars(&mut self, _: &str, _: u32) -> Result<Vec<Bar>, String> {
+        Ok(Vec::new())
     }
-    fn at_bar(&mut self, _: u32) {}
+    fn next_bar(&mut self) -> Option<(u32, Bar)> {
+        None
+    }
 }
 
 /// Raised from a host import to trap the guest when it breaks a per-call limit.
@@ -93,12 +102,46 @@ impl std::fmt::Display for HostAbort {
 
 impl std::error::Error for HostAbort {}
 
-/// Per-call counters, reset before every call.
+/// Raised when fuel runs out counting the host's work on the guest's behalf: reported like
+/// the guest's own fuel running out.
+#[derive(Debug)]
+pub(crate) struct HostFuelOut;
+
+impl std::fmt::Display for HostFuelOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("fuel exhausted by host work done for the strategy")
+    }
+}
+
+impl std::error::Error for HostFuelOut {}
+
+/// Per-bar counters, reset before every call and every pulled bar.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct CallCounters {
     pub host_calls: u32,
     pub orders: u32,
     pub log_lines: u32,
+    /// Fuel owed for host work since the fuel was last armed.
+    pub host_fuel: u64,
+}
+
+/// Fuel and pull state of the running call.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Budget {
+    /// Fuel armed when the current bar (or call) began.
+    pub armed: u64,
+    /// Fuel to arm for each pulled bar.
+    pub per_bar: u64,
+    /// Epoch ticks to arm for each pulled bar.
+    pub deadline_ticks: u64,
+    /// Fuel spent (guest and host work) on bars already settled during this call.
+    pub settled: u64,
+    /// Inside `on-bars`: whether `next-bar` may hand out bars.
+    pub pulling: bool,
+    /// Bars handed out by `next-bar` in this call.
+    pub handed: u64,
+    /// Whether the strategy placed, cancelled or modified an order on the current bar.
+    pub acted: bool,
 }
 
 /// Everything a Store holds: limits, counters, configured parameters, and the borrowed host.
@@ -109,9 +152,12 @@ pub(crate) struct HostState {
     pub(crate) limits: Limits,
     pub(crate) params: Vec<Param>,
     pub(crate) call: CallCounters,
+    pub(crate) budget: Budget,
     pub(crate) logs_dropped: u64,
     pub(crate) orders: u64,
     pub(crate) host_calls: u64,
+    /// Fuel charged for host work in total.
+    pub(crate) host_fuel: u64,
 }
 
 // SAFETY: `host` is `None` whenever the Store is not inside a call, and a call never crosses
@@ -126,9 +172,11 @@ impl HostState {
             limits,
             params: Vec::new(),
             call: CallCounters::default(),
+            budget: Budget::default(),
             logs_dropped: 0,
             orders: 0,
             host_calls: 0,
+            host_fuel: 0,
         }
     }
 
@@ -141,7 +189,9 @@ impl HostState {
         struct Clear<'a>(&'a mut wasmtime::Store<HostState>);
         impl Drop for Clear<'_> {
             fn drop(&mut self) {
-                self.0.data_mut().host = None;
+                let d = self.0.data_mut();
+                d.host = None;
+                d.budget.pulling = false;
             }
         }
         let ptr: NonNull<dyn StrategyHost + '_> = NonNull::from(host);
@@ -157,6 +207,10 @@ impl HostState {
 
     fn host(&mut self) -> wasmtime::Result<&mut dyn StrategyHost> {
         self.count_call()?;
+        self.host_unmetered()
+    }
+
+    fn host_unmetered(&mut self) -> wasmtime::Result<&mut dyn StrategyHost> {
         match self.host {
             // SAFETY: see `lend`; the pointer is valid while it is `Some`.
             Some(mut p) => Ok(unsafe { p.as_mut() }),
@@ -166,7 +220,8 @@ impl HostState {
         }
     }
 
-    fn count_call(&mut self) -> wasmtime::Result<()> {
+    /// Count a host call against the per-bar limit and charge its base cost.
+    pub(crate) fn count_call(&mut self) -> wasmtime::Result<()> {
         self.call.host_calls += 1;
         self.host_calls += 1;
         if self.call.host_calls > self.limits.host_calls_per_call {
@@ -175,17 +230,89 @@ impl HostState {
                 self.limits.host_calls_per_call
             ))));
         }
+        self.charge(caps::FUEL_PER_HOST_CALL)
+    }
+
+    /// Charge `fuel` of host work. Settled exactly against the guest's fuel at the next bar
+    /// or the end of the call; here it traps at once when it alone exceeds the armed budget,
+    /// so no loop of host calls can outrun the budget between two settlements.
+    pub(crate) fn charge(&mut self, fuel: u64) -> wasmtime::Result<()> {
+        self.call.host_fuel = self.call.host_fuel.saturating_add(fuel);
+        self.host_fuel = self.host_fuel.saturating_add(fuel);
+        if self.call.host_fuel > self.budget.armed {
+            return Err(wasmtime::Error::new(HostFuelOut));
+        }
         Ok(())
+    }
+
+    fn charge_bytes(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        self.charge((bytes as u64).saturating_mul(caps::FUEL_PER_BYTE))
     }
 
     fn order_slot(&mut self) -> wasmtime::Result<()> {
         self.call.orders += 1;
         self.orders += 1;
+        self.budget.acted = true;
         if self.call.orders > self.limits.orders_per_call {
             return Err(wasmtime::Error::new(HostAbort(format!(
                 "more than {} orders in one call (order spam)",
                 self.limits.orders_per_call
             ))));
+        }
+        self.charge(caps::FUEL_PER_ORDER)
+    }
+
+    /// Fuel spent since the budget was last armed, given what is left: the guest's own plus
+    /// the host work charged. `Err` when the host work overdraws what the guest left.
+    pub(crate) fn settle(&mut self, left: u64) -> Result<u64, HostFuelOut> {
+        let owed = std::mem::take(&mut self.call.host_fuel);
+        let spent = self.budget.armed.saturating_sub(left).saturating_add(owed);
+        self.budget.settled = self.budget.settled.saturating_add(spent);
+        self.budget.armed = left;
+        if owed > left {
+            Err(HostFuelOut)
+        } else {
+            Ok(spent)
+        }
+    }
+
+    /// `next-bar`: settle the bar just handled, then hand out the next one with a fresh fuel
+    /// budget and deadline, unless the strategy acted on its bar (the host must handle the
+    /// order before the next bar exists) or the run is over.
+    pub(crate) fn next_bar(
+        mut store: StoreContextMut<'_, HostState>,
+    ) -> wasmtime::Result<Option<host::BarEvent>> {
+        store.data_mut().count_call()?;
+        let left = store.get_fuel()?;
+        let d = store.data_mut();
+        d.settle(left).map_err(wasmtime::Error::new)?;
+        if !d.budget.pulling || d.budget.acted {
+            d.budget.pulling = false;
+            return Ok(None);
+        }
+        let Some((symbol_id, bar)) = d.host_unmetered()?.next_bar() else {
+            d.budget.pulling = false;
+            return Ok(None);
+        };
+        d.budget.handed += 1;
+        d.call = CallCounters::default();
+        let (fuel, ticks) = (d.budget.per_bar, d.budget.deadline_ticks);
+        d.budget.armed = fuel;
+        store.set_fuel(fuel)?;
+        store.set_epoch_deadline(ticks);
+        Ok(Some(host::BarEvent {
+            symbol_id,
+            bar: convert::bar_to_wit(&bar),
+        }))
+    }
+
+    fn check_order_strings(order: &types::OrderRequest) -> Result<(), String> {
+        caps::check("symbol", &order.symbol, caps::SYMBOL_BYTES)?;
+        if let Some(t) = &order.tag {
+            caps::check("tag", t, caps::TAG_BYTES)?;
+        }
+        if let Some(g) = &order.oco_group {
+            caps::check("oco-group", g, caps::OCO_GROUP_BYTES)?;
         }
         Ok(())
     }
@@ -194,24 +321,17 @@ impl HostState {
 impl types::Host for HostState {}
 
 impl host::Host for HostState {
-    fn log(&mut self, level: types::LogLevel, mut message: String) -> wasmtime::Result<()> {
-        let max_bytes = self.limits.log_line_bytes;
+    fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
+        self.count_call()?;
+        self.charge_bytes(message.len())?;
         self.call.log_lines += 1;
         if self.call.log_lines > self.limits.log_lines_per_call {
-            // Dropped lines still count against the host-call budget, so a log loop ends.
-            self.count_call()?;
             self.logs_dropped += 1;
             return Ok(());
         }
-        if message.len() > max_bytes {
-            let mut cut = max_bytes;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
-        self.host()?.log(convert::log_level(level), &message);
+        let message = caps::cut(message, self.limits.log_line_bytes);
+        self.host_unmetered()?
+            .log(convert::log_level(level), &message);
         Ok(())
     }
 
@@ -219,14 +339,24 @@ impl host::Host for HostState {
         &mut self,
         order: types::OrderRequest,
     ) -> wasmtime::Result<Result<u64, String>> {
+        self.count_call()?;
         self.order_slot()?;
+        let bytes = order.symbol.len()
+            + order.tag.as_ref().map_or(0, String::len)
+            + order.oco_group.as_ref().map_or(0, String::len);
+        self.charge_bytes(bytes)?;
+        if let Err(e) = Self::check_order_strings(&order) {
+            // Refused before anything keeps it: neither the exchange nor an event sees it.
+            return Ok(Err(e));
+        }
         let order = convert::order_request_from_wit(order);
-        Ok(self.host()?.submit_order(order))
+        Ok(self.host_unmetered()?.submit_order(order))
     }
 
     fn cancel_order(&mut self, id: u64) -> wasmtime::Result<Result<(), String>> {
+        self.count_call()?;
         self.order_slot()?;
-        Ok(self.host()?.cancel_order(id))
+        Ok(self.host_unmetered()?.cancel_order(id))
     }
 
     fn modify_order(
@@ -234,17 +364,25 @@ impl host::Host for HostState {
         id: u64,
         change: types::OrderChange,
     ) -> wasmtime::Result<Result<(), String>> {
+        self.count_call()?;
         self.order_slot()?;
         let change = OrderChange {
             quantity: change.quantity,
             limit_price: change.limit_price,
             stop_price: change.stop_price,
         };
-        Ok(self.host()?.modify_order(id, change))
+        Ok(self.host_unmetered()?.modify_order(id, change))
     }
 
     fn get_position(&mut self, symbol: String) -> wasmtime::Result<types::Position> {
-        let p = self.host()?.position(&symbol);
+        self.count_call()?;
+        self.charge_bytes(symbol.len())?;
+        // An over-long name cannot be a symbol the instance trades: flat, like any unknown one.
+        let p = if symbol.len() > caps::SYMBOL_BYTES {
+            Position::default()
+        } else {
+            self.host_unmetered()?.position(&symbol)
+        };
         Ok(types::Position {
             quantity: p.quantity,
             avg_price: p.avg_price,
@@ -261,11 +399,22 @@ impl host::Host for HostState {
 
     fn open_orders(&mut self) -> wasmtime::Result<Vec<types::OpenOrder>> {
         let orders = self.host()?.open_orders();
+        let bytes: usize = orders
+            .iter()
+            .map(|o| {
+                o.request.symbol.len()
+                    + o.request.tag.as_ref().map_or(0, String::len)
+                    + o.request.oco_group.as_ref().map_or(0, String::len)
+            })
+            .sum();
+        self.charge((orders.len() as u64).saturating_mul(caps::FUEL_PER_ELEMENT))?;
+        self.charge_bytes(bytes)?;
         Ok(orders.into_iter().map(convert::open_order_to_wit).collect())
     }
 
     fn param(&mut self, name: String) -> wasmtime::Result<Option<types::ParamValue>> {
         self.count_call()?;
+        self.charge_bytes(name.len())?;
         Ok(self
             .params
             .iter()
@@ -274,7 +423,16 @@ impl host::Host for HostState {
     }
 
     fn get_signal(&mut self, name: String) -> wasmtime::Result<Option<types::Signal>> {
-        Ok(self.host()?.signal(&name).map(|s| types::Signal {
+        self.count_call()?;
+        self.charge_bytes(name.len())?;
+        if name.len() > caps::NAME_BYTES {
+            return Ok(None);
+        }
+        let Some(s) = self.host_unmetered()?.signal(&name) else {
+            return Ok(None);
+        };
+        self.charge_bytes(s.payload.len())?;
+        Ok(Some(types::Signal {
             value: s.value,
             ts_ns: s.ts_ns,
             payload: s.payload,
@@ -285,16 +443,36 @@ impl host::Host for HostState {
         Ok(self.host()?.now_ns())
     }
 
-    fn recent_bars(&mut self, symbol: String, count: u32) -> wasmtime::Result<Vec<types::Bar>> {
-        // Bounded so a guest cannot make the host build an arbitrarily large list.
-        let count = count.min(10_000);
-        let bars = self.host()?.recent_bars(&symbol, count);
-        Ok(bars.iter().map(convert::bar_to_wit).collect())
+    fn recent_bars(
+        &mut self,
+        symbol: String,
+        count: u32,
+    ) -> wasmtime::Result<Result<Vec<types::Bar>, String>> {
+        self.count_call()?;
+        self.charge_bytes(symbol.len())?;
+        if count > caps::RECENT_BARS {
+            return Ok(Err(format!(
+                "count {count} is over the cap of {} bars",
+                caps::RECENT_BARS
+            )));
+        }
+        if let Err(e) = caps::check("symbol", &symbol, caps::SYMBOL_BYTES) {
+            return Ok(Err(e));
+        }
+        let bars = match self.host_unmetered()?.recent_bars(&symbol, count) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.charge((bars.len() as u64).saturating_mul(caps::FUEL_PER_ELEMENT))?;
+        Ok(Ok(bars.iter().map(convert::bar_to_wit).collect()))
     }
 
-    fn at_bar(&mut self, index: u32) -> wasmtime::Result<()> {
-        self.host()?.at_bar(index);
-        Ok(())
+    fn next_bar(&mut self) -> wasmtime::Result<Option<host::BarEvent>> {
+        // Shadowed in the linker by `HostState::next_bar`, which needs the store to re-arm
+        // the fuel; reaching this means the linker was built without it.
+        Err(wasmtime::Error::new(HostAbort(
+            "next-bar is not linked with access to the store".into(),
+        )))
     }
 }
 

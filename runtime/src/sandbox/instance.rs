@@ -6,65 +6,12 @@ use std::sync::Arc;
 use serde::Serialize;
 use wasmtime::{Store, StoreLimitsBuilder, Trap};
 
-use super::bindings::Strategy as Bindings;
+use super::bindings::{Bindings, ContractVersion};
 use super::code::StrategyCode;
-use super::convert;
 use super::error::{SandboxError, TrapReason};
-use super::host::{DetachedHost, HostAbort, HostState, StrategyHost, params_to_wit};
+use super::host::{Budget, DetachedHost, HostAbort, HostFuelOut, HostState, StrategyHost};
+use super::{caps, convert, host::params_to_wit};
 use crate::model::{Bar, Fill, Param, Tick};
-
-/// Bytes per bar in a batch: symbol id, ts, open, high, low, close, volume as little-endian f64.
-pub const BAR_BYTES: usize = 56;
-
-/// Bars encoded for the contract's `load-bars` (flat little-endian f64, 7 per bar).
-#[derive(Debug, Default, Clone)]
-pub struct BarBatch {
-    bytes: Vec<u8>,
-}
-
-impl BarBatch {
-    /// An empty batch with room for `bars` bars.
-    pub fn with_capacity(bars: usize) -> Self {
-        Self {
-            bytes: Vec::with_capacity(bars * BAR_BYTES),
-        }
-    }
-    /// Append one bar of the instance's symbol `symbol_id`.
-    #[inline]
-    pub fn push(&mut self, symbol_id: u32, bar: &Bar) {
-        let mut rec = [0u8; BAR_BYTES];
-        let values = [
-            symbol_id as f64,
-            bar.ts as f64,
-            bar.open,
-            bar.high,
-            bar.low,
-            bar.close,
-            bar.volume,
-        ];
-        for (dst, v) in rec.chunks_exact_mut(8).zip(values) {
-            dst.copy_from_slice(&v.to_le_bytes());
-        }
-        // One append per bar: seven small ones cost more than the encoding itself.
-        self.bytes.extend_from_slice(&rec);
-    }
-    /// Number of bars.
-    pub fn len(&self) -> usize {
-        self.bytes.len() / BAR_BYTES
-    }
-    /// Whether the batch has no bars.
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-    /// Remove all bars, keeping the allocation.
-    pub fn clear(&mut self) {
-        self.bytes.clear();
-    }
-    /// The encoded bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-}
 
 /// Whether an instance still runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,7 +29,7 @@ pub enum InstanceStatus {
 pub struct InstanceStats {
     /// Calls into the guest, of every kind.
     pub calls: u64,
-    /// Bars delivered (one per `on-bar`, each bar consumed by `resume`).
+    /// Bars delivered (one per `on-bar`, each bar pulled with `next-bar`).
     pub bars: u64,
     /// Fuel consumed in total.
     pub fuel: u64,
@@ -99,6 +46,8 @@ pub struct InstanceStats {
     pub host_calls: u64,
     pub orders: u64,
     pub logs_dropped: u64,
+    /// Fuel charged for host work done on the strategy's behalf (part of `fuel`).
+    pub host_fuel: u64,
 }
 
 /// The Store, the bindings and the status of one guest; no knowledge of the code it came from.
@@ -127,6 +76,7 @@ impl Guest {
         store
             .set_fuel(code.config.limits.fuel_per_call)
             .map_err(|e| SandboxError::Instantiate(format!("{e:#}")))?;
+        store.data_mut().budget.armed = code.config.limits.fuel_per_call;
         store.set_epoch_deadline(deadline_ticks(code));
         let bindings = code
             .pre
@@ -152,12 +102,6 @@ pub struct StrategyInstance {
     guest: Guest,
     params: Vec<Param>,
     symbols: Vec<String>,
-    /// Host copy of the loaded batch and how many bars the guest consumed, so a swap can hand
-    /// the rest to the new code.
-    loaded: Vec<u8>,
-    consumed: usize,
-    /// Index in `loaded` of the guest's first bar: non-zero after a swap handed over the rest.
-    guest_start: usize,
 }
 
 impl std::fmt::Debug for StrategyInstance {
@@ -189,18 +133,14 @@ impl StrategyInstance {
             guest,
             params,
             symbols,
-            loaded: Vec::new(),
-            consumed: 0,
-            guest_start: 0,
         };
         inst.guest.store.data_mut().params = inst.params.clone();
         let (wparams, wsymbols) = (params_to_wit(&inst.params), inst.symbols.clone());
         let fuel = inst.code.config.limits.fuel_per_call;
         inst.call(&mut DetachedHost, fuel, 0, |b, s| {
-            b.qtm_strategy_guest()
-                .call_configure(s, &wparams, &wsymbols)
+            b.configure(s, &wparams, &wsymbols)
         })?
-        .map_err(SandboxError::Configure)?;
+        .map_err(|e| SandboxError::Configure(caps::cut(e, caps::ERROR_BYTES)))?;
         Ok(inst)
     }
 
@@ -232,7 +172,19 @@ impl StrategyInstance {
         s.host_calls = d.host_calls;
         s.orders = d.orders;
         s.logs_dropped = d.logs_dropped;
+        s.host_fuel = d.host_fuel;
         s
+    }
+
+    /// The contract version the code was built for.
+    pub fn contract_version(&self) -> ContractVersion {
+        self.code.contract_version()
+    }
+
+    /// Whether the code pulls bars (`on-bars`, contract 0.2.0 and later); older code is
+    /// handed one bar per call.
+    pub fn pulls_bars(&self) -> bool {
+        self.contract_version() >= ContractVersion::V0_2
     }
 
     /// Run one guest call under fresh limits; a trap disables the instance.
@@ -243,7 +195,7 @@ impl StrategyInstance {
         bars: u64,
         f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, SandboxError> {
-        call_guest(&mut self.guest, &self.code, host, fuel, bars, f)
+        call_guest(&mut self.guest, &self.code, host, fuel, bars, false, f)
     }
 
     /// Deliver one bar of symbol `symbol_id`.
@@ -255,9 +207,7 @@ impl StrategyInstance {
     ) -> Result<(), SandboxError> {
         let b = convert::bar_to_wit(bar);
         let fuel = self.code.config.limits.fuel_per_call;
-        self.call(host, fuel, 1, |g, s| {
-            g.qtm_strategy_guest().call_on_bar(s, symbol_id, b)
-        })
+        self.call(host, fuel, 1, |g, s| g.on_bar(s, symbol_id, b))
     }
 
     /// Deliver one tick of symbol `symbol_id`.
@@ -269,9 +219,7 @@ impl StrategyInstance {
     ) -> Result<(), SandboxError> {
         let t = convert::tick_to_wit(symbol_id, tick);
         let fuel = self.code.config.limits.fuel_per_call;
-        self.call(host, fuel, 0, |g, s| {
-            g.qtm_strategy_guest().call_on_tick(s, t)
-        })
+        self.call(host, fuel, 0, |g, s| g.on_tick(s, t))
     }
 
     /// Report a fill of one of the instance's orders in symbol `symbol_id`.
@@ -283,9 +231,7 @@ impl StrategyInstance {
     ) -> Result<(), SandboxError> {
         let f = convert::fill_to_wit(symbol_id, fill);
         let fuel = self.code.config.limits.fuel_per_call;
-        self.call(host, fuel, 0, |g, s| {
-            g.qtm_strategy_guest().call_on_fill(s, &f)
-        })
+        self.call(host, fuel, 0, |g, s| g.on_fill(s, &f))
     }
 
     /// Fire the instance's timer.
@@ -295,85 +241,33 @@ impl StrategyInstance {
         now_ns: i64,
     ) -> Result<(), SandboxError> {
         let fuel = self.code.config.limits.fuel_per_call;
-        self.call(host, fuel, 0, |g, s| {
-            g.qtm_strategy_guest().call_on_timer(s, now_ns)
-        })
+        self.call(host, fuel, 0, |g, s| g.on_timer(s, now_ns))
     }
 
-    /// Hand the guest a batch of bars; [`StrategyInstance::resume`] then works through it.
-    pub fn load_bars(&mut self, batch: &BarBatch) -> Result<(), SandboxError> {
-        self.loaded.clear();
-        self.loaded.extend_from_slice(batch.as_bytes());
-        self.consumed = 0;
-        self.guest_start = 0;
-        self.push_loaded()
-    }
-
-    fn push_loaded(&mut self) -> Result<(), SandboxError> {
+    /// Let the strategy pull bars (`on-bars`): each [`StrategyHost::next_bar`] is handed to it
+    /// with a fresh budget, until the host has no more or the strategy places an order on the
+    /// bar it holds. Returns how many bars it was handed. Refused for code that cannot pull
+    /// (see [`StrategyInstance::pulls_bars`]).
+    pub fn on_bars(&mut self, host: &mut dyn StrategyHost) -> Result<u64, SandboxError> {
+        if !self.pulls_bars() {
+            return Err(SandboxError::Unsupported(format!(
+                "on-bars needs contract 0.2.0; this code was built for {}",
+                self.contract_version()
+            )));
+        }
         let fuel = self.code.config.limits.fuel_per_call;
-        let Self {
-            guest,
-            code,
-            loaded,
-            consumed,
-            ..
-        } = self;
-        let rest = &loaded[*consumed * BAR_BYTES..];
-        // The guest sees `rest` from its index 0.
-        call_guest(guest, code, &mut DetachedHost, fuel, 0, |g, s| {
-            g.qtm_strategy_guest().call_load_bars(s, rest)
+        let Self { guest, code, .. } = self;
+        call_guest(guest, code, host, fuel, 0, true, |g, s| {
+            g.on_bars(s).unwrap_or(Ok(()))?;
+            Ok(s.data().budget.handed)
         })
-    }
-
-    /// Bars loaded and not yet handled.
-    pub fn bars_pending(&self) -> usize {
-        self.loaded.len() / BAR_BYTES - self.consumed
-    }
-
-    /// Handle loaded bars up to and including the first one on which the strategy placed,
-    /// cancelled or modified an order; returns how many bars were handled (0: batch used up).
-    /// Batch indices passed to [`StrategyHost::at_bar`] count from the start of the batch.
-    pub fn resume(&mut self, host: &mut dyn StrategyHost) -> Result<u32, SandboxError> {
-        let pending = self.bars_pending() as u64;
-        if pending == 0 {
-            return Ok(0);
-        }
-        let l = &self.code.config.limits;
-        let fuel = l
-            .fuel_per_call
-            .saturating_add(l.fuel_per_bar.saturating_mul(pending));
-        let offset = self.guest_start as u32;
-        let mut shifted = OffsetHost {
-            inner: host,
-            offset,
-        };
-        let n = self.call(&mut shifted, fuel, 0, |g, s| {
-            g.qtm_strategy_guest().call_resume(s)
-        })?;
-        if n as u64 > pending {
-            let reason = TrapReason::Other(format!(
-                "bad return: resume reported {n} bars handled but only {pending} were loaded"
-            ));
-            self.disable(reason.clone());
-            return Err(SandboxError::Trapped(reason));
-        }
-        self.consumed += n as usize;
-        self.guest.stats.bars += n as u64;
-        Ok(n)
-    }
-
-    fn disable(&mut self, reason: TrapReason) {
-        self.guest.stats.traps += 1;
-        self.guest.status = InstanceStatus::Disabled { reason };
     }
 
     /// The guest's state, for a hot swap or persistence. Refused (without disabling the
     /// instance) when it exceeds the snapshot cap.
     pub fn snapshot(&mut self) -> Result<Vec<u8>, SandboxError> {
         let fuel = self.code.config.limits.fuel_per_call;
-        let state = self.call(&mut DetachedHost, fuel, 0, |g, s| {
-            g.qtm_strategy_guest().call_snapshot(s)
-        })?;
+        let state = self.call(&mut DetachedHost, fuel, 0, |g, s| g.snapshot(s))?;
         let cap = self.code.config.limits.snapshot_bytes;
         if state.len() > cap {
             return Err(SandboxError::Snapshot(format!(
@@ -387,10 +281,8 @@ impl StrategyInstance {
     /// Take over state written by `snapshot` (possibly by another version of the code).
     pub fn restore(&mut self, state: &[u8]) -> Result<(), SandboxError> {
         let fuel = self.code.config.limits.fuel_per_call;
-        self.call(&mut DetachedHost, fuel, 0, |g, s| {
-            g.qtm_strategy_guest().call_restore(s, state)
-        })?
-        .map_err(SandboxError::Restore)
+        self.call(&mut DetachedHost, fuel, 0, |g, s| g.restore(s, state))?
+            .map_err(|e| SandboxError::Restore(caps::cut(e, caps::ERROR_BYTES)))
     }
 
     /// Build an instance of `code` with this instance's parameters and symbols, ready to be
@@ -401,20 +293,12 @@ impl StrategyInstance {
     }
 
     /// Replace this instance's code between two events: snapshot → restore into `next` → swap.
-    /// Bars loaded but not yet handled move to the new code. On failure nothing changes and
-    /// the old code keeps running. Returns the old instance (drop it off the hot path).
+    /// The guest holds no bars between calls, so nothing else moves. On failure nothing
+    /// changes and the old code keeps running. Returns the old instance (drop it off the hot
+    /// path).
     pub fn swap(&mut self, mut next: StrategyInstance) -> Result<StrategyInstance, SandboxError> {
         let state = self.snapshot()?;
         next.restore(&state)?;
-        if self.bars_pending() > 0 {
-            next.loaded = std::mem::take(&mut self.loaded);
-            next.consumed = self.consumed;
-            next.guest_start = self.consumed;
-            if let Err(e) = next.push_loaded() {
-                self.loaded = std::mem::take(&mut next.loaded);
-                return Err(e);
-            }
-        }
         std::mem::swap(self, &mut next);
         Ok(next)
     }
@@ -436,52 +320,6 @@ impl StrategyInstance {
     }
 }
 
-/// Shifts `at_bar` indices when a batch was re-loaded partly consumed, so the host always sees
-/// indices counted from the start of the batch it loaded.
-struct OffsetHost<'a> {
-    inner: &'a mut dyn StrategyHost,
-    offset: u32,
-}
-
-impl StrategyHost for OffsetHost<'_> {
-    fn log(&mut self, level: crate::model::LogLevel, message: &str) {
-        self.inner.log(level, message)
-    }
-    fn submit_order(&mut self, order: crate::model::OrderRequest) -> Result<u64, String> {
-        self.inner.submit_order(order)
-    }
-    fn cancel_order(&mut self, id: u64) -> Result<(), String> {
-        self.inner.cancel_order(id)
-    }
-    fn modify_order(&mut self, id: u64, change: crate::model::OrderChange) -> Result<(), String> {
-        self.inner.modify_order(id, change)
-    }
-    fn position(&mut self, symbol: &str) -> crate::model::Position {
-        self.inner.position(symbol)
-    }
-    fn cash(&mut self) -> f64 {
-        self.inner.cash()
-    }
-    fn equity(&mut self) -> f64 {
-        self.inner.equity()
-    }
-    fn open_orders(&mut self) -> Vec<crate::model::OpenOrder> {
-        self.inner.open_orders()
-    }
-    fn signal(&mut self, name: &str) -> Option<crate::model::Signal> {
-        self.inner.signal(name)
-    }
-    fn now_ns(&mut self) -> i64 {
-        self.inner.now_ns()
-    }
-    fn recent_bars(&mut self, symbol: &str, count: u32) -> Vec<Bar> {
-        self.inner.recent_bars(symbol, count)
-    }
-    fn at_bar(&mut self, index: u32) {
-        self.inner.at_bar(index.saturating_add(self.offset))
-    }
-}
-
 /// An instance used only to call `describe` while code is being loaded.
 pub(super) struct BareInstance {
     guest: Guest,
@@ -497,7 +335,7 @@ impl BareInstance {
     ) -> Result<R, SandboxError> {
         let fuel = self.fuel;
         let ticks = 1_000; // describe runs once, at load; a generous fixed deadline
-        run(&mut self.guest, host, fuel, ticks, 1, bars, f)
+        run(&mut self.guest, host, fuel, ticks, 1, bars, false, f)
     }
 }
 
@@ -507,12 +345,26 @@ fn call_guest<R>(
     host: &mut dyn StrategyHost,
     fuel: u64,
     bars: u64,
+    pull: bool,
     f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
 ) -> Result<R, SandboxError> {
     let tick_ms = code.config.epoch_tick.as_millis().max(1) as u64;
-    run(guest, host, fuel, deadline_ticks(code), tick_ms, bars, f)
+    run(
+        guest,
+        host,
+        fuel,
+        deadline_ticks(code),
+        tick_ms,
+        bars,
+        pull,
+        f,
+    )
 }
 
+/// One guest call. `fuel` and `ticks` are armed for the call and, when it pulls bars
+/// (`pull`), re-armed for every bar it is handed; the host work charged meanwhile is settled
+/// against them.
+#[allow(clippy::too_many_arguments)]
 fn run<R>(
     guest: &mut Guest,
     host: &mut dyn StrategyHost,
@@ -520,6 +372,7 @@ fn run<R>(
     ticks: u64,
     tick_ms: u64,
     bars: u64,
+    pull: bool,
     f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
 ) -> Result<R, SandboxError> {
     if let InstanceStatus::Disabled { reason } = &guest.status {
@@ -535,16 +388,29 @@ fn run<R>(
         return Err(SandboxError::Engine(format!("{e:#}")));
     }
     store.set_epoch_deadline(ticks);
+    store.data_mut().budget = Budget {
+        armed: fuel,
+        per_bar: fuel,
+        deadline_ticks: ticks,
+        pulling: pull,
+        ..Budget::default()
+    };
     // Raw TSC ticks, scaled only when stats are read: the vdso clock cost ~14 % of a per-bar
     // call on this VM, and even a scaled TSC read 10 %.
     let started = clock().raw();
     let result = HostState::lend(store, host, |store| f(bindings, store));
     stats.wall_ticks += clock().raw().saturating_sub(started);
     let left = store.get_fuel().unwrap_or(0);
-    stats.last_call_fuel = fuel.saturating_sub(left);
-    stats.fuel += stats.last_call_fuel;
+    let overdrawn = store.data_mut().settle(left);
+    let budget = store.data().budget;
+    stats.last_call_fuel = budget.settled;
+    stats.fuel += budget.settled;
     stats.calls += 1;
-    stats.bars += bars;
+    stats.bars += bars + budget.handed;
+    let result = match (result, overdrawn) {
+        (Ok(_), Err(e)) => Err(wasmtime::Error::new(e)),
+        (r, _) => r,
+    };
     match result {
         Ok(r) => Ok(r),
         Err(e) => {
@@ -567,6 +433,9 @@ fn clock() -> &'static quanta::Clock {
 fn classify(e: &wasmtime::Error, fuel: u64, deadline_ms: u64) -> TrapReason {
     if let Some(a) = e.downcast_ref::<HostAbort>() {
         return TrapReason::HostLimit(a.0.clone());
+    }
+    if e.downcast_ref::<HostFuelOut>().is_some() {
+        return TrapReason::OutOfFuel(fuel);
     }
     if let Some(t) = e.downcast_ref::<Trap>() {
         return match t {

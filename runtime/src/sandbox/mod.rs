@@ -11,6 +11,7 @@
 
 mod bindings;
 mod cache;
+pub mod caps;
 mod code;
 mod config;
 mod convert;
@@ -19,13 +20,15 @@ pub mod gate;
 mod host;
 mod instance;
 
+pub use bindings::ContractVersion;
 pub use code::{Sandbox, StrategyCode};
 pub use config::{Limits, SandboxConfig};
 pub use error::{SandboxError, TrapReason};
 pub use host::{DetachedHost, StrategyHost};
-pub use instance::{BarBatch, InstanceStats, InstanceStatus, StrategyInstance};
+pub use instance::{InstanceStats, InstanceStatus, StrategyInstance};
 
-/// The contract this host implements (`wit/strategy.wit`).
+/// The contract this host implements (`wit/since_v*/strategy.wit`).
 pub const CONTRACT_PACKAGE: &str = "qtm:strategy";
-/// The contract version this host implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The latest contract version, the one the guest SDK builds for. Older ones keep running
+/// ([`ContractVersion::ALL`]).
+pub const CONTRACT_VERSION: &str = "0.2.0";

@@ -1,16 +1,25 @@
 //! A guest that attacks its host, chosen by the `attack` parameter. It implements the raw
-//! contract (not the SDK's `Strategy`) so it can also break the contract's rules, such as
-//! returning impossible values.
+//! contract (not the SDK's `Strategy`) so it can also break the contract's rules.
 //!
-//! Attacks run on every bar (`on-bar`, and each bar of `resume`) unless noted:
+//! Attacks run on every bar (`on-bar`, and each bar pulled in `on-bars`) unless noted:
 //! - `none`: behaves; counts bars (its snapshot is the count).
 //! - `infinite-loop`, `memory-bomb`, `deep-recursion` (wasm stack), `shadow-stack-overflow`
 //!   (Rust's stack in linear memory), `panic`.
 //! - `order-spam`: submits orders in a loop; `log-spam`: logs 2,000 long lines per bar;
 //!   `host-call-loop`: asks for its cash forever.
 //! - `huge-snapshot`: behaves, but `snapshot` returns 8 MiB.
-//! - `bad-return`: `resume` claims to have handled a million bars.
-//! - `burn`: spends `iterations` loop iterations per bar, then behaves.
+//! - `burn`: spends `iterations` loop iterations per bar, then behaves (the slow burn under
+//!   every per-call limit).
+//! - `peek`: trades 1 unit in the direction of each bar's change of close, and looks for the
+//!   future everywhere it can: `recent-bars` with every count and `now-ns` (a bar after the
+//!   current one there is traded on at once, as a cheat would), and, when it did not trade,
+//!   one more `next-bar` to decide the next bar's trade early. Without look-ahead every
+//!   decision uses the same bars in every mode, so pulled and per-bar runs trade alike.
+//! - `resting-flood`: places `iterations` (default 900) far-from-market limit orders on every
+//!   bar, under the per-call order limit, so they pile up.
+//! - `huge-strings`: orders with a 1 MiB tag, symbol and OCO group, and a 1 MiB position query.
+//! - `oco-flood`: puts 100 far orders in one OCO group.
+//! - `huge-configure-error`: `configure` fails with a 4 MiB message.
 
 use std::cell::RefCell;
 use std::hint::black_box;
@@ -25,8 +34,10 @@ struct State {
     attack: String,
     iterations: i64,
     bars: u64,
-    batch: Vec<u8>,
-    cursor: usize,
+    symbol: String,
+    last_close: f64,
+    /// `peek`: the future bar it pulled ahead, held for the next turn of the pull loop.
+    ahead: Option<(u32, t::Bar)>,
 }
 
 struct Cell(RefCell<State>);
@@ -36,9 +47,19 @@ static STATE: Cell = Cell(RefCell::new(State {
     attack: String::new(),
     iterations: 0,
     bars: 0,
-    batch: Vec::new(),
-    cursor: 0,
+    symbol: String::new(),
+    last_close: f64::NAN,
+    ahead: None,
 }));
+
+const MIB: usize = 1 << 20;
+
+fn far_limit(symbol: &str, price: f64, group: Option<String>) -> t::OrderRequest {
+    let mut o = Order::market(symbol, Side::Buy, Quantity::Units(1.0)).into_request();
+    o.kind = t::OrderKind::Limit((price * 0.01).max(0.01));
+    o.oco_group = group;
+    o
+}
 
 /// Frames live in wasm locals only, so this overflows wasmtime's native stack limit.
 #[inline(never)]
@@ -61,13 +82,97 @@ fn recurse_shadow(n: u64) -> u64 {
     }
 }
 
+/// `peek`'s trade for a change of close; `true` when it placed one.
+fn trade_on(symbol: &str, change: f64) -> bool {
+    if !change.is_finite() || change == 0.0 {
+        return false;
+    }
+    let side = if change > 0.0 { Side::Buy } else { Side::Sell };
+    let o = Order::market(symbol, side, Quantity::Units(1.0)).into_request();
+    let _ = host::submit_order(&o);
+    true
+}
+
+/// `peek` on `bar`; `decided` when its trade was already made by an early look at it.
+fn peek(bar: &Bar, decided: bool) {
+    let (symbol, last, first) = {
+        let s = STATE.0.borrow();
+        (s.symbol.clone(), s.last_close, s.bars == 1)
+    };
+    let mut acted = false;
+    if !decided {
+        acted = trade_on(&symbol, bar.close - last);
+        // The host's history ends at the current bar whatever the count; over the cap it
+        // refuses. A later bar anywhere is traded on at once.
+        for count in [1u32, 2, 256, 10_000, 10_001, u32::MAX] {
+            match host::recent_bars(&symbol, count) {
+                Ok(bars) => {
+                    if let Some(b) = bars.last()
+                        && b.ts > bar.ts
+                    {
+                        acted |= trade_on(&symbol, b.close - bar.close);
+                    }
+                }
+                Err(e) if first => {
+                    host::log(LogLevel::Warn, &format!("recent-bars({count}): {e}"))
+                }
+                Err(_) => {}
+            }
+        }
+        if host::now_ns() > bar.ts.saturating_mul(1_000_000_000) {
+            acted |= trade_on(&symbol, 1.0);
+        }
+    }
+    // Decide the next bar's trade before its turn, if the host hands it over now.
+    if !acted && let Some(next) = host::next_bar() {
+        trade_on(&symbol, next.bar.close - bar.close);
+        STATE.0.borrow_mut().ahead = Some((next.symbol_id, next.bar));
+    }
+}
+
 fn attack(bar: &Bar) {
-    let (attack, iterations) = {
+    attack_bar(bar, false)
+}
+
+fn attack_bar(bar: &Bar, decided: bool) {
+    let (attack, iterations, symbol, first) = {
         let mut s = STATE.0.borrow_mut();
         s.bars += 1;
-        (s.attack.clone(), s.iterations)
+        (s.attack.clone(), s.iterations, s.symbol.clone(), s.bars == 1)
     };
     match attack.as_str() {
+        "peek" => peek(bar, decided),
+        "resting-flood" => {
+            let n = if iterations > 0 { iterations } else { 900 };
+            for _ in 0..n {
+                let _ = host::submit_order(&far_limit(&symbol, bar.close, None));
+            }
+        }
+        "oco-flood" => {
+            if first {
+                for _ in 0..100 {
+                    let o = far_limit(&symbol, bar.close, Some("one-group".into()));
+                    let _ = host::submit_order(&o);
+                }
+            }
+        }
+        "huge-strings" => {
+            let big = "z".repeat(MIB);
+            let mut o = Order::market(&symbol, Side::Buy, Quantity::Units(1.0)).into_request();
+            o.tag = Some(big.clone());
+            let tag = host::submit_order(&o);
+            let mut o = far_limit(&symbol, bar.close, Some(big.clone()));
+            o.tag = None;
+            let group = host::submit_order(&o);
+            let o = Order::market(&big, Side::Buy, Quantity::Units(1.0)).into_request();
+            let sym = host::submit_order(&o);
+            black_box(host::get_position(&big));
+            for r in [tag, group, sym] {
+                if let Err(e) = r {
+                    host::log(LogLevel::Warn, &e);
+                }
+            }
+        }
         "infinite-loop" => {
             let mut x = 0u64;
             loop {
@@ -91,13 +196,14 @@ fn attack(bar: &Bar) {
         }
         "panic" => panic!("hostile guest panics on bar {}", bar.ts),
         "order-spam" => loop {
-            let o = Order::market("SPY", Side::Buy, Quantity::Units(1.0));
-            let _ = host::submit_order(o.request());
+            let o = Order::market("SPY", Side::Buy, Quantity::Units(1.0)).into_request();
+            let _ = host::submit_order(&o);
         },
         "log-spam" => {
-            // Within the fuel budget: the host's log caps, not fuel, must contain this.
+            // Within the fuel budget (host work included): the host's log caps, not fuel,
+            // must contain this.
             let line = "x".repeat(2048);
-            for i in 0..2_000 {
+            for i in 0..1_000 {
                 host::log(LogLevel::Info, &format!("spam {i} {line}"));
             }
         }
@@ -121,9 +227,10 @@ impl Guest for Hostile {
     fn describe() -> StrategyInfo {
         qtm_guest_sdk::glue::describe::<Describe>()
     }
-    fn configure(params: Vec<Param>, _symbols: Vec<String>) -> Result<(), String> {
+    fn configure(params: Vec<Param>, symbols: Vec<String>) -> Result<(), String> {
         let mut s = STATE.0.borrow_mut();
         s.attack = "none".into();
+        s.symbol = symbols.first().cloned().unwrap_or_default();
         for p in params {
             match (p.name.as_str(), p.value) {
                 ("attack", ParamValue::Choice(a)) => s.attack = a,
@@ -131,39 +238,30 @@ impl Guest for Hostile {
                 _ => {}
             }
         }
+        if s.attack == "huge-configure-error" {
+            return Err("e".repeat(4 * MIB));
+        }
         Ok(())
     }
     fn on_bar(_symbol_id: u32, bar: t::Bar) {
         attack(&bar);
+        STATE.0.borrow_mut().last_close = bar.close;
     }
     fn on_tick(_tick: Tick) {}
     fn on_fill(_fill: Fill) {}
     fn on_timer(_now_ns: i64) {}
-    fn load_bars(batch: Vec<u8>) {
-        let mut s = STATE.0.borrow_mut();
-        s.batch = batch;
-        s.cursor = 0;
-    }
-    fn resume() -> u32 {
-        let (total, start, bad) = {
-            let s = STATE.0.borrow();
-            (s.batch.len() / 56, s.cursor, s.attack == "bad-return")
-        };
-        if bad {
-            return 1_000_000;
+    fn on_bars() {
+        loop {
+            // A bar `peek` pulled early was already decided on.
+            let held = STATE.0.borrow_mut().ahead.take();
+            let decided = held.is_some();
+            let Some((_, bar)) = held.or_else(|| host::next_bar().map(|e| (e.symbol_id, e.bar)))
+            else {
+                return;
+            };
+            attack_bar(&bar, decided);
+            STATE.0.borrow_mut().last_close = bar.close;
         }
-        for _ in start..total {
-            attack(&Bar {
-                ts: 0,
-                open: 0.0,
-                high: 0.0,
-                low: 0.0,
-                close: 0.0,
-                volume: 0.0,
-            });
-        }
-        STATE.0.borrow_mut().cursor = total;
-        (total - start) as u32
     }
     fn snapshot() -> Vec<u8> {
         let s = STATE.0.borrow();
@@ -202,8 +300,12 @@ impl qtm_guest_sdk::Strategy for Describe {
                     "log-spam",
                     "host-call-loop",
                     "huge-snapshot",
-                    "bad-return",
                     "burn",
+                    "peek",
+                    "resting-flood",
+                    "huge-strings",
+                    "oco-flood",
+                    "huge-configure-error",
                 ],
             ))
             .param(ParamSpec::int("iterations", 0, 0, i64::MAX, 1))
