@@ -157,7 +157,7 @@ async fn full_flow_upload_configure_backtest_on_ws_and_results_equal_the_library
         v["content_sha256"],
         hex::encode(sha2::Sha256::digest(&bytes))
     );
-    assert_eq!(v["contract_version"], "qtm:strategy@0.1.0");
+    assert_eq!(v["contract_version"], "qtm:strategy@0.2.0");
     assert_eq!(v["size_bytes"], bytes.len());
     assert_eq!(created["info"]["name"], "sma-cross");
     assert_eq!(created["info"]["params"].as_array().unwrap().len(), 5);
@@ -514,7 +514,7 @@ async fn the_upload_gate_refuses_bad_components_and_oversized_uploads_get_413() 
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
     assert_eq!(
         field_error(&e).2,
-        "component refused: component was built for contract qtm:strategy@0.2.0, but this host implements qtm:strategy@0.1.0"
+        "component refused: component was built for contract qtm:strategy@0.3.0, but this host implements qtm:strategy@0.1.0 and @0.2.0"
     );
 
     // Wrong forms of upload.

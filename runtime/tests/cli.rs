@@ -52,10 +52,10 @@ fn new_build_inspect_round_trip() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["describe"]["name"], "my-momentum");
-    assert_eq!(json["contract"], "qtm:strategy@0.1.0");
+    assert_eq!(json["contract"], "qtm:strategy@0.2.0");
     assert_eq!(
         json["imports"],
-        serde_json::json!(["qtm:strategy/types@0.1.0", "qtm:strategy/host@0.1.0"])
+        serde_json::json!(["qtm:strategy/types@0.2.0", "qtm:strategy/host@0.2.0"])
     );
     assert_eq!(json["describe"]["params"][0]["name"], "period");
     assert!(json["size"].as_u64().unwrap() > 1000);
