@@ -107,7 +107,7 @@ impl Sandbox {
 
     /// Check, compile (or load from the cache) and describe a component.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<StrategyCode>, SandboxError> {
-        let report = gate::check(bytes, &self.config).map_err(SandboxError::Refused)?;
+        let report = gate::check(bytes, &self.config)?;
         let sha256 = hex::encode(Sha256::digest(bytes));
         let started = Instant::now();
         let cached_path = self
