@@ -2,7 +2,8 @@
 //! `wasi:cli/run` instead of `qtm:strategy/guest`. The upload gate must name every one of
 //! those problems in one refusal.
 
-wit_bindgen::generate!({ path: "wit", world: "command" });
+// The WASI interfaces are defined here, not by a WASI crate, so bindings are generated too.
+wit_bindgen::generate!({ path: "wit", world: "command", generate_all });
 
 use exports::wasi::cli::run::Guest;
 
