@@ -185,8 +185,8 @@ pub async fn serve_until(
     Ok(())
 }
 
-/// A line for whoever watches the server's stdout. Nobody reading it (a closed pipe) must
-/// neither stop the server nor panic it, as `println!` would.
+/// A line for whoever watches the server's stdout. When nobody reads it (a closed pipe), the
+/// server goes on; `println!` would panic.
 fn say(line: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stdout().lock(), "{line}");
