@@ -441,11 +441,7 @@ fn check_contract(
     let mut exported: Vec<(&str, &str)> = Vec::new();
     for export in exports {
         match contract_item(export) {
-            Some((_, version)) if supported(version).is_none() => {
-                if !unsupported.contains(&version) {
-                    unsupported.push(version);
-                }
-            }
+            Some((_, version)) if supported(version).is_none() => unsupported.push(version),
             Some((interface, version)) if CONTRACT_EXPORTS.contains(&interface) => {
                 exported.push((interface, version));
                 matched.extend(supported(version));
@@ -456,6 +452,8 @@ fn check_contract(
             None => {}
         }
     }
+    unsupported.sort_unstable();
+    unsupported.dedup();
     let mut reasons: Vec<GateReason> = unsupported
         .iter()
         .map(|v| GateReason::UnsupportedVersion {
@@ -468,7 +466,7 @@ fn check_contract(
         for interface in CONTRACT_EXPORTS {
             if !exported.iter().any(|(i, _)| i == interface) {
                 reasons.push(GateReason::MissingExport {
-                    interface: *interface,
+                    interface,
                     exports: exports.to_vec(),
                 });
             }
