@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use qtm_runtime::model::{Param, ParamKind, ParamValue, Quantity};
+use qtm_runtime::sandbox::gate::GateReason;
 use qtm_runtime::sandbox::{
     ContractVersion, Limits, Sandbox, SandboxConfig, SandboxError, StrategyCode, TrapReason,
 };
@@ -57,6 +58,10 @@ fn sma_cross_describes_itself_and_passes_the_gate() {
     let gate = code.gate();
     assert_eq!(gate.contract, "qtm:strategy@0.2.0");
     assert_eq!(
+        (gate.version.as_str(), gate.supported_version),
+        ("0.2.0", "0.2.0")
+    );
+    assert_eq!(
         gate.imports,
         ["qtm:strategy/types@0.2.0", "qtm:strategy/host@0.2.0"]
     );
@@ -85,27 +90,132 @@ fn every_example_strategy_loads_and_configures_with_defaults() {
     }
 }
 
+/// The gate's reasons for refusing `bytes`.
+fn refusal(sb: &Sandbox, bytes: &[u8]) -> (Vec<GateReason>, String) {
+    match sb.load(bytes).unwrap_err() {
+        SandboxError::Gate(e) => (e.reasons().to_vec(), SandboxError::Gate(e).to_string()),
+        other => panic!("not a gate refusal: {other}"),
+    }
+}
+
 #[test]
 fn incompatible_contract_version_is_refused_naming_both_versions() {
-    let e = sandbox()
-        .load(&component(guests::WRONG_CONTRACT))
-        .unwrap_err();
+    // The component exports 0.3.0's `strategy` instead of `guest`: what 0.3.0 exports is not
+    // this host's to judge, so the version is the one reason.
+    let (reasons, msg) = refusal(&sandbox(), &component(guests::WRONG_CONTRACT));
     assert_eq!(
-        e.to_string(),
+        reasons,
+        [GateReason::UnsupportedVersion {
+            version: "0.3.0".into()
+        }]
+    );
+    assert_eq!(
+        msg,
         "component refused: component was built for contract qtm:strategy@0.3.0, \
-         but this host implements qtm:strategy@0.1.0 and @0.2.0"
+         but this host implements qtm:strategy@0.1.0 and qtm:strategy@0.2.0\n   \
+         fix: rebuild it against qtm:strategy@0.1.0 and qtm:strategy@0.2.0 (this host's \
+         wit/since_v*/strategy.wit, or the qtm-guest-sdk of the same release)"
     );
 }
 
 #[test]
 fn forbidden_import_is_refused_naming_the_import() {
-    let e = sandbox()
-        .load(&component(guests::FORBIDDEN_IMPORT))
-        .unwrap_err();
-    let msg = e.to_string();
-    assert!(matches!(e, SandboxError::Refused(_)), "{msg}");
+    let (reasons, msg) = refusal(&sandbox(), &component(guests::FORBIDDEN_IMPORT));
+    assert_eq!(
+        reasons,
+        [GateReason::ForeignImport {
+            import: "qtm:strategy/socket@0.1.0".into()
+        }]
+    );
     assert!(msg.contains("`qtm:strategy/socket@0.1.0`"), "{msg}");
     assert!(msg.contains("outside the qtm contract"), "{msg}");
+}
+
+/// A WASI program where a strategy should be: every problem in one refusal, numbered, each
+/// with what to do.
+#[test]
+fn wasi_imports_and_wrong_exports_are_all_listed_in_one_refusal() {
+    let (reasons, msg) = refusal(&sandbox(), &component(guests::WASI_COMMAND));
+    assert_eq!(
+        reasons,
+        [
+            GateReason::MissingExport {
+                interface: "guest",
+                exports: vec!["wasi:cli/run@0.2.0".into()]
+            },
+            GateReason::WasiImports {
+                imports: vec![
+                    "wasi:cli/environment@0.2.0".into(),
+                    "wasi:random/random@0.2.0".into()
+                ]
+            },
+        ]
+    );
+    let lines: Vec<&str> = msg.lines().collect();
+    assert_eq!(lines.len(), 5, "{msg}");
+    assert_eq!(lines[0], "component refused: 2 problems:");
+    assert_eq!(
+        lines[1],
+        "1. component does not export `qtm:strategy/guest`; exports: [wasi:cli/run@0.2.0]"
+    );
+    assert!(lines[2].contains("`wasi:cli/run`"), "{msg}");
+    assert!(
+        lines[3].starts_with(
+            "2. component imports WASI (`wasi:cli/environment@0.2.0`, \
+             `wasi:random/random@0.2.0`), which is outside the qtm contract"
+        ),
+        "{msg}"
+    );
+    for fix in [2, 4] {
+        assert!(lines[fix].starts_with("   fix: "), "{msg}");
+    }
+    assert!(
+        lines[4]
+            .contains("build for wasm32-unknown-unknown, or for componentize-py use --stub-wasi"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn too_many_core_instances_are_refused_naming_the_limit_and_how_to_raise_it() {
+    // componentize-py 0.25 with --stub-wasi makes 38 core instances.
+    assert!(Limits::default().instances >= 64);
+    let bytes = component(guests::SMA_CROSS);
+    let made = load(&sandbox(), guests::SMA_CROSS).gate().core_instances;
+    assert!(made >= 2, "{made}");
+    let sb = Sandbox::new(SandboxConfig {
+        limits: Limits {
+            instances: made as usize - 1,
+            ..Limits::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let (reasons, msg) = refusal(&sb, &bytes);
+    assert_eq!(
+        reasons,
+        [GateReason::TooManyInstances {
+            count: made,
+            limit: made as usize - 1
+        }]
+    );
+    assert!(msg.contains("`Limits::instances`"), "{msg}");
+    assert!(msg.contains("QTM_MAX_CORE_INSTANCES"), "{msg}");
+    // At the limit it loads and runs.
+    let sb = Sandbox::new(SandboxConfig {
+        limits: Limits {
+            instances: made as usize,
+            ..Limits::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(
+        sb.load(&bytes)
+            .unwrap()
+            .instantiate(&[], &["SPY".into()])
+            .is_ok()
+    );
 }
 
 #[test]
@@ -453,7 +563,7 @@ fn every_guest_has_a_test() {
         .filter(|p| p.extension().is_some_and(|e| e == "rs") && !p.ends_with("build.rs"))
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect();
-    assert!(guests::ALL.len() >= 8);
+    assert!(guests::ALL.len() >= 9);
     for name in guests::ALL {
         assert!(
             sources.contains(&format!("guests::{name}")),

@@ -465,14 +465,13 @@ async fn the_upload_gate_refuses_bad_components_and_oversized_uploads_get_413() 
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let (field, code, message) = field_error(&e);
+    assert_eq!((field.as_str(), code.as_str()), ("file", "validation"));
     assert_eq!(
-        field_error(&e),
-        (
-            "file".into(),
-            "validation".into(),
-            "component refused: not a WebAssembly binary (missing the \\0asm header)".into()
-        )
+        message.lines().next(),
+        Some("component refused: not a WebAssembly binary (missing the \\0asm header)")
     );
+    assert!(message.contains("fix: "), "{message}");
     // A core module: refused with the hint to componentize.
     let core = std::fs::read(guests::SMA_CROSS).unwrap();
     let (status, e) = upload_raw(
@@ -513,9 +512,28 @@ async fn the_upload_gate_refuses_bad_components_and_oversized_uploads_get_413() 
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
     assert_eq!(
-        field_error(&e).2,
-        "component refused: component was built for contract qtm:strategy@0.3.0, but this host implements qtm:strategy@0.1.0 and @0.2.0"
+        field_error(&e).2.lines().next(),
+        Some(
+            "component refused: component was built for contract qtm:strategy@0.3.0, but this host implements qtm:strategy@0.1.0 and qtm:strategy@0.2.0"
+        )
     );
+
+    // Every reason at once: WASI imports and the wrong exports.
+    let (status, e) = upload_multipart(
+        &s,
+        "/api/strategies",
+        &trader,
+        qtm_tests::component(guests::WASI_COMMAND),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let message = field_error(&e).2;
+    assert!(
+        message.starts_with("component refused: 2 problems:\n1. "),
+        "{message}"
+    );
+    assert!(message.contains("--stub-wasi"), "{message}");
 
     // Wrong forms of upload.
     let (status, e) = s
@@ -566,10 +584,12 @@ async fn the_upload_gate_refuses_bad_components_and_oversized_uploads_get_413() 
         (StatusCode::UNPROCESSABLE_ENTITY, "name")
     );
 
-    // Above the upload limit (16 MiB by default, larger than the JSON body limit): 413 JSON,
-    // raw or multipart. Below it, a large upload reaches the gate.
+    // Above the upload limit (the gate's component size limit, 32 MiB by default, larger than
+    // the JSON body limit): 413 JSON, raw or multipart. Below it, a large upload reaches the
+    // gate.
     let limit = s.server.state.config.max_upload_bytes;
-    assert_eq!(limit, 16 << 20);
+    assert_eq!(limit, 32 << 20);
+    assert_eq!(limit, s.server.state.sandbox.config().max_component_bytes);
     let mut big = b"\0asm".to_vec();
     big.resize(limit + 1, 0);
     let (status, e) = upload_raw(
@@ -602,6 +622,62 @@ async fn the_upload_gate_refuses_bad_components_and_oversized_uploads_get_413() 
         .call(Method::GET, "/api/strategies", Some(&trader), None)
         .await;
     assert_eq!(list, json!([]));
+    s.stop().await;
+}
+
+/// `bytes` grown to `size` bytes by a custom section at the end: the same component, as large
+/// as one with a language runtime inside (componentize-py makes about 18 MiB).
+fn padded(mut bytes: Vec<u8>, size: usize) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"padding";
+    // Section content: the name's length (one byte), the name, the payload; lengths of four
+    // LEB128 bytes cover sizes up to 256 MiB.
+    let content = size - bytes.len() - 1 - 4;
+    bytes.push(0);
+    let before = bytes.len();
+    leb128(content, &mut bytes);
+    assert_eq!(bytes.len() - before, 4);
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.resize(size, 0);
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_between_16_and_32_mib_is_accepted() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let trader = s.user_token(&admin, "tim", "trader").await;
+    let big = padded(sma_bytes(), 20 << 20);
+    let (status, created) = upload_raw(
+        &s,
+        "/api/strategies?name=big",
+        &trader,
+        big.clone(),
+        "application/wasm",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["name"], "big");
+    let (status, created) = upload_multipart(
+        &s,
+        "/api/strategies",
+        &trader,
+        big,
+        &[("name", "big-multipart")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
     s.stop().await;
 }
 

@@ -7,6 +7,10 @@
 //! Layers, bottom up: [`model`] (plain types) → [`sandbox`] (wasmtime) and [`toolchain`]
 //! (building strategy components) → the `qtm` binary's [`cli`].
 
+// `println!`/`eprintln!` panic when their reader has gone (`qtm … | head`); commands print
+// through `cli::out`, and the server ignores a closed stdout.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod api;
 pub mod backtest;
 pub mod cli;

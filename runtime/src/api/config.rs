@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::sandbox::{Limits, SandboxConfig};
+
 /// Everything `qtm serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -25,8 +27,13 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Largest JSON body in bytes (`QTM_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
-    /// Largest strategy upload in bytes (`QTM_MAX_UPLOAD_BYTES`).
+    /// Largest strategy upload in bytes (`QTM_MAX_UPLOAD_BYTES`): both the request body limit
+    /// of uploads and the sandbox gate's component size limit, so that an upload the server
+    /// reads is never refused for its size afterwards.
     pub max_upload_bytes: usize,
+    /// Core instances one strategy instance may create (`QTM_MAX_CORE_INSTANCES`), the sandbox's
+    /// `Limits::instances`.
+    pub max_core_instances: usize,
     /// Requests per second allowed per user (or per IP before login) on the whole API
     /// (`QTM_RATE_LIMIT_PER_SEC`); 0 turns the limit off.
     pub rate_limit_per_sec: u32,
@@ -57,7 +64,8 @@ impl Default for ServerConfig {
             refresh_ttl_secs: 30 * 86_400,
             cors_origins: Vec::new(),
             max_body_bytes: 1 << 20,
-            max_upload_bytes: 16 << 20,
+            max_upload_bytes: SandboxConfig::default().max_component_bytes,
+            max_core_instances: Limits::default().instances,
             rate_limit_per_sec: 200,
             rate_limit_burst: 400,
             login_per_min: 20,
@@ -134,6 +142,9 @@ impl ServerConfig {
         if let Some(v) = var("QTM_MAX_UPLOAD_BYTES") {
             self.max_upload_bytes = parse("QTM_MAX_UPLOAD_BYTES", &v)?;
         }
+        if let Some(v) = var("QTM_MAX_CORE_INSTANCES") {
+            self.max_core_instances = parse("QTM_MAX_CORE_INSTANCES", &v)?;
+        }
         if let Some(v) = var("QTM_RATE_LIMIT_PER_SEC") {
             self.rate_limit_per_sec = parse("QTM_RATE_LIMIT_PER_SEC", &v)?;
         }
@@ -162,6 +173,20 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+
+    /// The sandbox these settings ask for.
+    pub fn sandbox(&self) -> SandboxConfig {
+        let defaults = SandboxConfig::default();
+        SandboxConfig {
+            limits: Limits {
+                instances: self.max_core_instances,
+                ..defaults.limits
+            },
+            cache_dir: self.cache_dir.clone(),
+            max_component_bytes: self.max_upload_bytes,
+            ..defaults
+        }
     }
 }
 
@@ -192,5 +217,23 @@ mod tests {
             toml::from_str("listen = \"127.0.0.1:1\"\nlogin_per_min = 3").unwrap();
         assert_eq!((t.listen.port(), t.login_per_min), (1, 3));
         assert!(toml::from_str::<ServerConfig>("nope = 1").is_err());
+    }
+
+    #[test]
+    fn one_upload_limit_for_the_body_and_the_gate() {
+        let c = ServerConfig::default();
+        assert_eq!(
+            c.max_upload_bytes,
+            SandboxConfig::default().max_component_bytes
+        );
+        assert_eq!(c.sandbox().max_component_bytes, c.max_upload_bytes);
+        assert!(c.max_core_instances >= 64, "componentize-py needs 38");
+        let mut c: ServerConfig =
+            toml::from_str("max_upload_bytes = 1000\nmax_core_instances = 100").unwrap();
+        c.apply_env(|k| (k == "QTM_MAX_UPLOAD_BYTES").then(|| "2000".into()))
+            .unwrap();
+        let sandbox = c.sandbox();
+        assert_eq!(sandbox.max_component_bytes, 2000);
+        assert_eq!(sandbox.limits.instances, 100);
     }
 }

@@ -18,7 +18,7 @@ use super::state::AppState;
 use super::telemetry;
 use crate::live::{LiveConfig, LiveEngine, LiveEvent, ReplaySettings};
 use crate::risk::RiskLimits;
-use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::sandbox::Sandbox;
 use crate::store::{self, Store};
 
 /// Why the server could not start.
@@ -96,13 +96,8 @@ pub async fn start_with(
         }
         None => store::settings::get_or_insert(&store, "jwt_secret", || random_token("")).await?,
     };
-    let sandbox = Arc::new(
-        Sandbox::new(SandboxConfig {
-            cache_dir: config.cache_dir.clone(),
-            ..SandboxConfig::default()
-        })
-        .map_err(|e| ServeError::Sandbox(e.to_string()))?,
-    );
+    let sandbox =
+        Arc::new(Sandbox::new(config.sandbox()).map_err(|e| ServeError::Sandbox(e.to_string()))?);
     let risk = store::risk::account_limits(&store)
         .await?
         .unwrap_or_else(RiskLimits::default);
@@ -169,21 +164,32 @@ pub async fn serve_until(
     match bootstrap {
         Bootstrap::Existing => {}
         Bootstrap::FromEnv { username } => {
-            println!("created admin user {username:?} (password from QTM_ADMIN_PASSWORD)");
+            say(format_args!(
+                "created admin user {username:?} (password from QTM_ADMIN_PASSWORD)"
+            ));
         }
         Bootstrap::Generated { username, password } => {
-            println!("created admin user {username:?} with password {password}");
-            println!("(shown once; set QTM_ADMIN_PASSWORD to choose it)");
+            say(format_args!(
+                "created admin user {username:?} with password {password}\n\
+                 (shown once; set QTM_ADMIN_PASSWORD to choose it)"
+            ));
         }
     }
-    println!(
+    say(format_args!(
         "qtm listening on {url}  (API docs: {url}/api/docs, log in: POST {url}/api/auth/login)"
-    );
+    ));
     tracing::info!(%url, "listening");
     signal.await;
     tracing::info!("shutting down");
     server.stop().await;
     Ok(())
+}
+
+/// A line for whoever watches the server's stdout. When nobody reads it (a closed pipe), the
+/// server goes on; `println!` would panic.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 async fn bootstrap_admin(

@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
+use super::out::outln;
 use crate::backtest::{self, BacktestConfig, BacktestOutcome, DataSource, RunSettings};
 use crate::exchange::FillMode;
 use crate::market::symbol_from_path;
@@ -310,20 +311,20 @@ pub fn run(args: BacktestArgs) -> Result<()> {
         if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
             m.extend(e.clone());
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        println!(
+        outln!(
             "{} on {} — {} bars in {:.2} s",
             name,
             outcome.symbols.join(", "),
             outcome.bars,
             outcome.elapsed.as_secs_f64()
-        );
+        )?;
         for (k, v) in summary_rows(&outcome) {
-            println!("  {k:<24} {v}");
+            outln!("  {k:<24} {v}")?;
         }
         if let Some(reason) = &outcome.stop_reason {
-            println!("  {:<24} {reason}", "stopped");
+            outln!("  {:<24} {reason}", "stopped")?;
         }
     }
     Ok(())

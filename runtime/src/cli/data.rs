@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use super::out::outln;
 use crate::store::Store;
 use crate::store::market::{self, AssetClass, ImportOptions};
 
@@ -91,7 +92,7 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
     store.close().await;
     let s = result?;
     let a = &s.asset;
-    println!(
+    outln!(
         "imported {} rows into {} from {} in {:.2} s ({} new, {} replaced); {} now has {} bars, {} .. {}",
         s.rows,
         a.symbol,
@@ -103,7 +104,7 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
         a.bars,
         a.first_ts.map(fmt_ts).unwrap_or_default(),
         a.last_ts.map(fmt_ts).unwrap_or_default(),
-    );
+    )?;
     Ok(())
 }
 
@@ -113,15 +114,23 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
     store.close().await;
     let assets = assets?;
     if assets.is_empty() {
-        println!("no assets; import bars with `qtm data import <csv> --symbol X`");
+        outln!("no assets; import bars with `qtm data import <csv> --symbol X`")?;
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<10} {:<8} {:<5} {:>9} {:>8} {:<16} {:<16} {:>14} {:>9}",
-        "symbol", "class", "ccy", "bars", "interval", "first", "last", "last price", "change %"
-    );
+        "symbol",
+        "class",
+        "ccy",
+        "bars",
+        "interval",
+        "first",
+        "last",
+        "last price",
+        "change %"
+    )?;
     for a in assets {
-        println!(
+        outln!(
             "{:<10} {:<8} {:<5} {:>9} {:>8} {:<16} {:<16} {:>14} {:>9}",
             a.symbol,
             a.asset_class,
@@ -136,7 +145,7 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
             a.change_pct
                 .map(|c| format!("{c:+.2}"))
                 .unwrap_or_else(|| "-".into()),
-        );
+        )?;
     }
     Ok(())
 }

@@ -2,9 +2,11 @@
 
 mod backtest;
 mod data;
+mod out;
 mod serve;
 mod strategy;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -35,7 +37,8 @@ enum Command {
     Data(data::DataCommand),
 }
 
-/// Parse the command line, run it, and turn errors into a message and exit code 1.
+/// Parse the command line, run it, and turn errors into a message and exit code 1. Output cut
+/// short by its reader (`qtm … | head`) is a success, not a panic.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // A server logs its life (start, shutdown, errors); one-shot commands only warnings.
@@ -52,8 +55,10 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if out::is_closed_stdout(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // With stderr closed too, the exit code alone has to tell; `eprintln!` would panic.
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::FAILURE
         }
     }

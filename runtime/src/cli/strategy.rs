@@ -6,6 +6,7 @@ use anyhow::{Context as _, Result};
 use clap::Subcommand;
 use serde::Serialize;
 
+use super::out::outln;
 use crate::model::StrategyInfo;
 use crate::sandbox::gate::{GateReport, Hints};
 use crate::sandbox::{Sandbox, SandboxConfig};
@@ -51,13 +52,13 @@ pub fn run(cmd: StrategyCommand) -> Result<()> {
     match cmd {
         StrategyCommand::New { dir, sdk } => {
             toolchain::scaffold_strategy(&dir, sdk.as_deref())?;
-            println!("created {}", dir.display());
-            println!("build it with: qtm strategy build {}", dir.display());
+            outln!("created {}", dir.display())?;
+            outln!("build it with: qtm strategy build {}", dir.display())?;
             Ok(())
         }
         StrategyCommand::Build { dir, target_dir } => {
             for out in toolchain::build_strategy(&dir, target_dir.as_deref())? {
-                println!("{}", out.component.display());
+                outln!("{}", out.component.display())?;
             }
             Ok(())
         }
@@ -67,7 +68,7 @@ pub fn run(cmd: StrategyCommand) -> Result<()> {
             let component = toolchain::componentize(&module)?;
             std::fs::write(&output, component)
                 .with_context(|| format!("writing {}", output.display()))?;
-            println!("{}", output.display());
+            outln!("{}", output.display())?;
             Ok(())
         }
         StrategyCommand::Inspect { file, json } => inspect(file, json),
@@ -83,6 +84,7 @@ struct Inspection<'a> {
     imports: &'a [String],
     exports: &'a [String],
     functions: u32,
+    core_instances: u32,
     hints: Hints,
     compile_ms: f64,
     describe: &'a StrategyInfo,
@@ -97,6 +99,7 @@ fn inspect(file: PathBuf, json: bool) -> Result<()> {
         imports,
         exports,
         functions,
+        core_instances,
         hints,
         ..
     } = code.gate();
@@ -108,39 +111,42 @@ fn inspect(file: PathBuf, json: bool) -> Result<()> {
         imports,
         exports,
         functions: *functions,
+        core_instances: *core_instances,
         hints: *hints,
         compile_ms: code.compile_time().as_secs_f64() * 1e3,
         describe: code.info(),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }
     let info = report.describe;
-    println!("{} {}  ({})", info.name, info.version, report.file);
+    outln!("{} {}  ({})", info.name, info.version, report.file)?;
     if !info.description.is_empty() {
-        println!("  {}", info.description);
+        outln!("  {}", info.description)?;
     }
-    println!("contract   {}", report.contract);
-    println!(
-        "size       {} bytes, {} functions",
-        report.size, report.functions
-    );
-    println!("compile    {:.1} ms", report.compile_ms);
-    println!("sha256     {}", report.sha256);
-    println!("imports    {}", report.imports.join(", "));
+    outln!("contract   {}", report.contract)?;
+    outln!(
+        "size       {} bytes, {} functions, {} core instances",
+        report.size,
+        report.functions,
+        report.core_instances
+    )?;
+    outln!("compile    {:.1} ms", report.compile_ms)?;
+    outln!("sha256     {}", report.sha256)?;
+    outln!("imports    {}", report.imports.join(", "))?;
     if !report.hints.on_fill {
-        println!("hints      ignores fills (on-fill is never called)");
+        outln!("hints      ignores fills (on-fill is never called)")?;
     }
-    println!(
+    outln!(
         "symbols    {}",
         if info.symbols.is_empty() {
             "-".into()
         } else {
             info.symbols.join(", ")
         }
-    );
-    println!("parameters");
+    )?;
+    outln!("parameters")?;
     for p in &info.params {
         let kind = match &p.kind {
             crate::model::ParamKind::Int { min, max, step } => {
@@ -152,13 +158,13 @@ fn inspect(file: PathBuf, json: bool) -> Result<()> {
             crate::model::ParamKind::Boolean => "bool".into(),
             crate::model::ParamKind::Choice { choices } => format!("one of {}", choices.join("|")),
         };
-        println!(
+        outln!(
             "  {:<12} {:<28} default {:<10} {}",
             p.name,
             kind,
             p.default.to_string(),
             p.description
-        );
+        )?;
     }
     Ok(())
 }

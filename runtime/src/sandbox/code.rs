@@ -103,7 +103,7 @@ impl Sandbox {
 
     /// Check, compile (or load from the cache) and describe a component.
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<StrategyCode>, SandboxError> {
-        let report = gate::check(bytes, &self.config).map_err(SandboxError::Refused)?;
+        let report = gate::check(bytes, &self.config)?;
         let sha256 = hex::encode(Sha256::digest(bytes));
         let started = Instant::now();
         let cached_path = self
@@ -128,13 +128,11 @@ impl Sandbox {
             }
         };
         let compile_time = started.elapsed();
-        let version = report
-            .contract
-            .rsplit_once('@')
-            .and_then(|(_, v)| ContractVersion::compatible(v))
-            .ok_or_else(|| {
-                SandboxError::Refused(format!("unsupported contract {}", report.contract))
-            })?;
+        // The gate matched the component to an entry of `SUPPORTED_VERSIONS`, which are
+        // exactly the versions with bindings (a unit test of the gate holds them equal).
+        let version = ContractVersion::compatible(report.supported_version).ok_or_else(|| {
+            SandboxError::Refused(format!("unsupported contract {}", report.contract))
+        })?;
         let pre = StrategyPre::new(&self.linker, &component, version)
             .map_err(|e| SandboxError::Refused(format!("{e:#}")))?;
         let mut code = StrategyCode {

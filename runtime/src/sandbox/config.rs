@@ -20,9 +20,13 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Table elements cap per table.
     pub table_elements: usize,
-    /// Core instances, tables and memories a component may create.
+    /// Core instances a component may create. Toolchains that link a language runtime make
+    /// many (componentize-py 0.25 with `--stub-wasi`: 38); the gate refuses a component that
+    /// needs more, instantiation enforces it.
     pub instances: usize,
+    /// Tables a component may create.
     pub tables: usize,
+    /// Memories a component may create.
     pub memories: usize,
     /// Orders (submit, cancel, modify) one call (or pulled bar) may place before the instance
     /// is disabled.
@@ -45,7 +49,7 @@ impl Default for Limits {
             deadline: Duration::from_millis(500),
             memory_bytes: 64 << 20,
             table_elements: 20_000,
-            instances: 16,
+            instances: 64,
             tables: 16,
             memories: 4,
             orders_per_call: 1_000,

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::gate::GateError;
+
 /// Why an instance was stopped: recorded, broadcast, and shown to users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Error)]
 #[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
@@ -26,6 +28,12 @@ pub enum TrapReason {
 /// Everything that can go wrong between the host and a strategy component.
 #[derive(Debug, Error)]
 pub enum SandboxError {
+    /// The upload gate refused the component, for every reason listed.
+    // Not a `#[source]`: the message already holds the reasons, and error chains (`{:#}`)
+    // would print them twice.
+    #[error("component refused: {0}")]
+    Gate(GateError),
+    /// Linking or describing the component failed.
     #[error("component refused: {0}")]
     Refused(String),
     #[error("compiling the component failed: {0}")]
@@ -53,4 +61,10 @@ pub enum SandboxError {
         path: String,
         source: std::io::Error,
     },
+}
+
+impl From<GateError> for SandboxError {
+    fn from(e: GateError) -> Self {
+        Self::Gate(e)
+    }
 }

@@ -200,7 +200,8 @@ pub(crate) fn check_symbols(field: &str, symbols: &[String]) -> ApiResult<()> {
 /// What the sandbox said about a component, as an API error on `field`.
 pub(crate) fn sandbox_error(field: &str, e: SandboxError) -> ApiError {
     match e {
-        SandboxError::Refused(_)
+        SandboxError::Gate(_)
+        | SandboxError::Refused(_)
         | SandboxError::Compile(_)
         | SandboxError::Configure(_)
         | SandboxError::Instantiate(_)

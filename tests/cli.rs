@@ -1,0 +1,202 @@
+//! The `qtm` binary with its stdout closed by the reader, as in `qtm strategy inspect … | head`:
+//! no command may panic, and each must end with success (or SIGPIPE).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use qtm_tests::{component, guests};
+
+/// The `qtm` binary beside this test's own executable (built by `cargo test --workspace`).
+fn qtm() -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join(format!("qtm{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is built by `cargo test --workspace` (./test.sh); with `-p qtm-tests` alone, run \
+         `cargo build -p qtm-runtime` first",
+        bin.display()
+    );
+    let mut cmd = Command::new(bin);
+    for var in [
+        "QTM_CONFIG",
+        "QTM_DATABASE_URL",
+        "QTM_ADMIN_PASSWORD",
+        "QTM_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Start `cmd` with stdout a pipe whose read end is closed at once, before the child can write.
+fn spawn_with_stdout_closed(cmd: &mut Command) -> Child {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child
+}
+
+fn ended_cleanly(status: ExitStatus) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        const SIGPIPE: i32 = 13;
+        if status.signal() == Some(SIGPIPE) {
+            return true;
+        }
+    }
+    status.success()
+}
+
+#[track_caller]
+fn assert_clean(what: &str, out: &Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked at"),
+        "`qtm {what}` panicked on a closed stdout: {stderr}"
+    );
+    assert!(
+        ended_cleanly(out.status),
+        "`qtm {what}` ended with {} on a closed stdout: {stderr}",
+        out.status
+    );
+}
+
+/// Run `qtm args…` to completion with stdout closed and check it ended cleanly.
+fn run_closed(args: &[&str]) {
+    let out = spawn_with_stdout_closed(qtm().args(args))
+        .wait_with_output()
+        .unwrap();
+    assert_clean(&args.join(" "), &out);
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The first `rows` bars of the bundled SPY data, in `dir`.
+fn small_csv(dir: &Path, rows: usize) -> PathBuf {
+    let repo_data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/spy_1m_2011.csv");
+    let text = std::fs::read_to_string(repo_data).unwrap();
+    let head: Vec<&str> = text.lines().take(rows + 1).collect();
+    let file = dir.join("spy_1m.csv");
+    std::fs::write(&file, head.join("\n") + "\n").unwrap();
+    file
+}
+
+#[test]
+fn help_and_version_survive_a_closed_stdout() {
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["help", "backtest"],
+        &["strategy", "--help"],
+        &["backtest", "--help"],
+        &["data", "--help"],
+        &["serve", "--help"],
+    ] {
+        run_closed(args);
+    }
+}
+
+#[test]
+fn strategy_commands_survive_a_closed_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("sma.wasm");
+    std::fs::write(&wasm, component(guests::SMA_CROSS)).unwrap();
+    run_closed(&["strategy", "inspect", path(&wasm)]);
+    run_closed(&["strategy", "inspect", "--json", path(&wasm)]);
+    let out = dir.path().join("out.wasm");
+    run_closed(&[
+        "strategy",
+        "componentize",
+        guests::SMA_CROSS,
+        "-o",
+        path(&out),
+    ]);
+    assert!(out.exists(), "componentize still wrote its output");
+    run_closed(&["strategy", "new", path(&dir.path().join("my-strategy"))]);
+}
+
+#[test]
+fn backtest_survives_a_closed_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("sma.wasm");
+    std::fs::write(&wasm, component(guests::SMA_CROSS)).unwrap();
+    let csv = small_csv(dir.path(), 2_000);
+    for json in [true, false] {
+        let mut args = vec!["backtest", "--strategy", path(&wasm), "--data", path(&csv)];
+        if json {
+            args.push("--json");
+        }
+        run_closed(&args);
+    }
+}
+
+#[test]
+fn data_commands_survive_a_closed_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = small_csv(dir.path(), 500);
+    let url = format!("sqlite://{}", path(&dir.path().join("qtm.db")));
+    run_closed(&["data", "import", path(&csv), "--database-url", &url]);
+    // The import finished although nobody read its report.
+    let listed = qtm()
+        .args(["data", "list", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("SPY"));
+    run_closed(&["data", "list", "--database-url", &url]);
+}
+
+/// The server prints its address (and a generated admin password) to stdout: nobody reading
+/// must neither panic nor stop it.
+#[test]
+fn serve_keeps_running_with_a_closed_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let url = format!("sqlite://{}", path(&dir.path().join("qtm.db")));
+    let mut child = spawn_with_stdout_closed(
+        qtm()
+            .args(["serve", "--listen", &listen, "--database-url", &url])
+            .args(["--data-dir", path(dir.path())])
+            .env("QTM_REPLAY", "false"),
+    );
+    let started = Instant::now();
+    while std::net::TcpStream::connect(&listen).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the server exited with {status} before listening: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the server did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The banner follows the bind; give it time to hit the closed pipe.
+    std::thread::sleep(Duration::from_millis(500));
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked at"), "{stderr}");
+    assert!(alive, "the server stopped: {} {stderr}", out.status);
+}
