@@ -239,7 +239,10 @@ pub fn run_with(
     let mut merged = MergedBars::new(streams);
     let started = Instant::now();
     let watch = Arc::new(Watch {
-        deadline: time_limit.as_ref().map(|t| started + t.limit),
+        // A limit beyond what the clock can count is no limit (rather than a panic).
+        deadline: time_limit
+            .as_ref()
+            .and_then(|t| started.checked_add(t.limit)),
         cancel,
         tripped: AtomicBool::new(false),
     });

@@ -419,10 +419,10 @@ mod tests {
                 b3.id,
                 &Finished {
                     bars_done: 1,
-                    metrics: &metrics,
+                    metrics: &json!({}),
                     trades_sha256: "00",
-                    trades: &trades,
-                    equity: &equity
+                    trades: &json!([]),
+                    equity: &json!([]),
                 }
             )
             .await
