@@ -1,11 +1,18 @@
 //! Backtests of the real `sma-cross` component on real data: against an independent reference
-//! loop, batched against per-bar, deterministic, multi-symbol.
+//! loop, batched against per-bar, deterministic, multi-symbol; and the budgets around a run
+//! (kept log lines, the full log sink, time limit, cancel), also through `qtm backtest`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use qtm_runtime::backtest::{self, BacktestConfig, BacktestOutcome, DataSource};
+use qtm_runtime::backtest::{
+    self, BacktestConfig, BacktestError, BacktestOutcome, DataSource, RunOptions, TimeLimit,
+};
+use qtm_runtime::engine::{StrategyRunner, WriterSink};
 use qtm_runtime::model::{Bar, Param, ParamValue, Trade};
-use qtm_runtime::sandbox::{Sandbox, SandboxConfig};
+use qtm_runtime::sandbox::{Limits, Sandbox, SandboxConfig};
 use qtm_tests::{component, data_dir, guests, read_bars};
 
 fn params(mode: &str, sizing: &str, quantity: f64) -> Vec<Param> {
@@ -530,4 +537,275 @@ fn a_strategy_that_ignores_fills_is_not_called_for_them_and_trades_the_same() {
     );
     assert_eq!(skipped, 0);
     assert_same_trades(&without, &with);
+}
+
+/// `bars` numbered bars as the CSV file `name` in `dir`; returns its source.
+fn numbered_csv(dir: &Path, name: &str, bars: usize) -> DataSource {
+    let path = dir.join(name);
+    let mut text = String::from("ts,open,high,low,close,volume\n");
+    for b in qtm_tests::numbered_bars(bars) {
+        text.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            b.ts, b.open, b.high, b.low, b.close, b.volume
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    DataSource {
+        symbol: "NUM".into(),
+        path,
+    }
+}
+
+fn hostile(sandbox: &Sandbox, params: &[(&str, ParamValue)]) -> Box<dyn StrategyRunner> {
+    let code = sandbox.load(&component(guests::HOSTILE)).unwrap();
+    let params: Vec<Param> = params
+        .iter()
+        .map(|(n, v)| Param {
+            name: n.to_string(),
+            value: v.clone(),
+        })
+        .collect();
+    Box::new(code.instantiate(&params, &["NUM".into()]).unwrap())
+}
+
+/// A strategy logging 100 lines a bar (the sandbox's per-call cap) for 30 bars: the outcome
+/// keeps the newest 1,000 and counts the 2,000 older ones; the log sink gets all 3,000 in order.
+#[test]
+fn the_outcome_keeps_the_newest_log_lines_and_the_log_sink_gets_every_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = numbered_csv(dir.path(), "num_30.csv", 30);
+    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+    let log_path = dir.path().join("strategy.log");
+    let file = std::fs::File::create(&log_path).unwrap();
+    let mut config = BacktestConfig::default();
+    // One call per bar, so every bar's 100 lines pass the sandbox's per-call cap.
+    config.engine.batch = false;
+    assert_eq!(config.engine.log_lines, 1_000);
+    let options = RunOptions {
+        log_sink: Some(Box::new(WriterSink::new(std::io::BufWriter::new(file)))),
+        ..Default::default()
+    };
+    let spam = [("attack", ParamValue::Choice("log-spam".into()))];
+    let out = backtest::run_with(
+        "hostile",
+        hostile(&sandbox, &spam),
+        std::slice::from_ref(&source),
+        &config,
+        options,
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3_000);
+    for (i, line) in lines.iter().enumerate() {
+        let (ts, n) = (i / 100 + 1, i % 100);
+        let prefix = format!("{ts}\tinfo\tspam {n} xxx");
+        assert!(line.starts_with(&prefix), "line {i}: {line:.40}");
+        assert!(line.ends_with('…'), "cut to the line cap: {line:.40}");
+    }
+    assert_eq!((out.logs.len(), out.logs_dropped), (1_000, 2_000));
+    let kept: Vec<String> = out
+        .logs
+        .iter()
+        .map(|(ts, _, m)| format!("{ts}\tinfo\t{m}"))
+        .collect();
+    assert_eq!(kept, lines[2_000..], "the newest lines, oldest first");
+
+    // A smaller ring keeps fewer; without a sink nothing else changes.
+    config.engine.log_lines = 10;
+    let out = backtest::run(
+        "hostile",
+        hostile(&sandbox, &spam),
+        std::slice::from_ref(&source),
+        &config,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!((out.logs.len(), out.logs_dropped), (10, 2_990));
+    assert_eq!(out.logs[9].2, lines[2_999].rsplit('\t').next().unwrap());
+}
+
+/// A strategy spending about a millisecond a bar over 20,000 bars (with fuel to spare, so
+/// the sandbox does not stop it): a time limit or a cancel stops the run within a call or
+/// two, not at the end of the chunk of 8,192 bars.
+#[test]
+fn a_time_limit_or_a_cancel_stops_a_slow_backtest_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = numbered_csv(dir.path(), "num_20000.csv", 20_000);
+    let sandbox = Sandbox::new(SandboxConfig {
+        limits: Limits {
+            fuel_per_call: 1_000_000_000,
+            deadline: Duration::from_secs(10),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let slow = [
+        ("attack", ParamValue::Choice("burn".into())),
+        ("iterations", ParamValue::Int(300_000)),
+    ];
+    let mut config = BacktestConfig::default();
+    config.engine.batch = false;
+
+    let started = Instant::now();
+    let options = RunOptions {
+        time_limit: Some(TimeLimit {
+            limit: Duration::from_millis(300),
+            setting: "--max-seconds".into(),
+        }),
+        ..Default::default()
+    };
+    let e = backtest::run_with(
+        "hostile",
+        hostile(&sandbox, &slow),
+        std::slice::from_ref(&source),
+        &config,
+        options,
+    )
+    .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(e, BacktestError::TimedOut { bars: 0, .. }),
+        "the first chunk is cut short: {e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "backtest stopped after 0.3 s (--max-seconds); 0 bars processed"
+    );
+    assert!(took < Duration::from_secs(3), "stopped after {took:?}");
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    let raise = {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            cancel.store(true, Ordering::Relaxed);
+        })
+    };
+    let started = Instant::now();
+    let options = RunOptions {
+        cancel: Some(cancel),
+        ..Default::default()
+    };
+    let e = backtest::run_with(
+        "hostile",
+        hostile(&sandbox, &slow),
+        std::slice::from_ref(&source),
+        &config,
+        options,
+    )
+    .unwrap_err();
+    raise.join().unwrap();
+    assert!(matches!(e, BacktestError::Cancelled { .. }), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Unhurried, the same strategy finishes a short run within the limit.
+    let short = numbered_csv(dir.path(), "num_20.csv", 20);
+    let options = RunOptions {
+        time_limit: Some(TimeLimit {
+            limit: Duration::from_secs(600),
+            setting: "--max-seconds".into(),
+        }),
+        ..Default::default()
+    };
+    let out = backtest::run_with(
+        "hostile",
+        hostile(&sandbox, &slow),
+        std::slice::from_ref(&short),
+        &config,
+        options,
+    )
+    .unwrap();
+    assert_eq!(out.bars, 20);
+    assert_eq!(out.final_state, qtm_runtime::events::StrategyState::Running);
+}
+
+/// The `qtm` binary next to this test's executable (cargo builds it for the workspace tests).
+fn qtm_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let qtm = dir.join(format!("qtm{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        qtm.exists(),
+        "{} is built by `cargo test --workspace` (./test.sh); with `-p qtm-tests` alone, run \
+         `cargo build -p qtm-runtime` first",
+        qtm.display()
+    );
+    qtm
+}
+
+/// `qtm backtest --log-out` writes every line past the 1,000 kept, and `--max-seconds` ends a
+/// crawling run with the reason and a failing exit status.
+#[test]
+fn cli_log_out_has_every_line_and_max_seconds_fails_the_run() {
+    let qtm = qtm_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let strategy = dir.path().join("hostile.wasm");
+    std::fs::write(&strategy, component(guests::HOSTILE)).unwrap();
+    let short = numbered_csv(dir.path(), "num_30.csv", 30);
+    let log = dir.path().join("out.log");
+    let out = std::process::Command::new(&qtm)
+        .arg("backtest")
+        .arg("--strategy")
+        .arg(&strategy)
+        .arg("--data")
+        .arg(&short.path)
+        .args(["--param", "attack=log-spam", "--no-batch", "--json"])
+        .arg("--log-out")
+        .arg(&log)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (json["logs_kept"].as_u64(), json["logs_dropped"].as_u64()),
+        (Some(1_000), Some(2_000))
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 3_000);
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("30\tinfo\tspam 99 ")
+    );
+
+    let long = numbered_csv(dir.path(), "num_20000.csv", 20_000);
+    let started = Instant::now();
+    let out = std::process::Command::new(&qtm)
+        .arg("backtest")
+        .arg("--strategy")
+        .arg(&strategy)
+        .arg("--data")
+        .arg(&long.path)
+        .args([
+            "--param",
+            "attack=burn",
+            "--param",
+            "iterations=300000",
+            "--fuel",
+            "1000000000",
+            "--no-batch",
+            "--max-seconds",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("backtest stopped after 1 s (--max-seconds)"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }

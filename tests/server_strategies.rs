@@ -1220,3 +1220,182 @@ async fn an_upload_answered_before_its_body_is_read_closes_the_connection_and_th
         assert_eq!(st, StatusCode::OK, "{body}");
     }
 }
+
+/// Start a backtest of `strategy_id` on the million-bar file with a strategy that spends some
+/// 20 µs a bar (within its fuel), so it runs for many seconds unless stopped; returns its id
+/// once it runs.
+async fn start_slow_backtest(s: &TestServer, token: &str, strategy_id: i64) -> i64 {
+    let (status, q) = s
+        .call(
+            Method::POST,
+            "/api/backtests",
+            Some(token),
+            Some(
+                json!({"strategy_id": strategy_id, "data": ["bench_1m_1000000.csv"],
+                        "params": {"attack": "burn", "iterations": 5000}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{q}");
+    let id = q["id"].as_i64().unwrap();
+    for _ in 0..600 {
+        let (_, b) = s
+            .call(
+                Method::GET,
+                &format!("/api/backtests/{id}"),
+                Some(token),
+                None,
+            )
+            .await;
+        match b["status"].as_str() {
+            Some("queued") => tokio::time::sleep(Duration::from_millis(20)).await,
+            Some("running") => return id,
+            _ => panic!("backtest {id} ended before it could be stopped: {b}"),
+        }
+    }
+    panic!("backtest {id} never started");
+}
+
+/// Wait until no backtest job is left in the server (the run itself has stopped).
+async fn jobs_end(s: &TestServer, within: Duration) {
+    let started = std::time::Instant::now();
+    while s.server.state.backtest_jobs.active() > 0 {
+        assert!(
+            started.elapsed() < within,
+            "the backtest job still runs after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backtest_jobs_are_cancelled_by_their_owner_or_an_admin_and_time_out() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let tara = s.user_token(&admin, "tara", "trader").await;
+    let otto = s.user_token(&admin, "otto", "trader").await;
+    let vic = s.user_token(&admin, "vic", "viewer").await;
+    let (status, created) = upload_raw(
+        &s,
+        "/api/strategies",
+        &tara,
+        qtm_tests::component(guests::HOSTILE),
+        "application/wasm",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let sid = created["id"].as_i64().unwrap();
+    let mut ws = ws_connect(&s, &format!("/ws/notifications?token={tara}")).await;
+
+    let bt = start_slow_backtest(&s, &tara, sid).await;
+    let cancel = format!("/api/backtests/{bt}/cancel");
+    for (who, token, code) in [("otto", &otto, "forbidden"), ("vic", &vic, "forbidden")] {
+        let (status, e) = s.call(Method::POST, &cancel, Some(token), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{who}: {e}");
+        assert_eq!(error_of(&e).0, code);
+    }
+    let (status, e) = s.call(Method::POST, &cancel, Some(&otto), None).await;
+    assert!(
+        error_of(&e)
+            .1
+            .contains("only the user who started backtest"),
+        "{status} {e}"
+    );
+    let asked = std::time::Instant::now();
+    let (status, b) = s.call(Method::POST, &cancel, Some(&tara), None).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["status"].as_str(), b["error"].as_str()),
+        (Some("cancelled"), Some("cancelled by tara"))
+    );
+    jobs_end(&s, Duration::from_secs(5)).await;
+    eprintln!(
+        "the cancelled job ended {:?} after the call",
+        asked.elapsed()
+    );
+    let (_, b) = s
+        .call(
+            Method::GET,
+            &format!("/api/backtests/{bt}"),
+            Some(&tara),
+            None,
+        )
+        .await;
+    assert_eq!(
+        b["status"], "cancelled",
+        "a result arriving late is not stored: {b}"
+    );
+    assert!(
+        b["metrics"].is_null() && b["trades_sha256"].is_null(),
+        "{b}"
+    );
+    loop {
+        let m = next_json(&mut ws).await;
+        if m["data"]["backtest_id"] == bt && m["data"]["event"] != "backtest.queued" {
+            assert_eq!(m["data"]["event"], "backtest.cancelled", "{m}");
+            break;
+        }
+    }
+    // Ended backtests cannot be cancelled; unknown ones are not found.
+    let (status, e) = s.call(Method::POST, &cancel, Some(&tara), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{e}");
+    assert!(error_of(&e).1.contains("already ended (cancelled)"), "{e}");
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/api/backtests/999999/cancel",
+            Some(&tara),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // An admin may cancel anyone's.
+    let bt = start_slow_backtest(&s, &tara, sid).await;
+    let (status, b) = s
+        .call(
+            Method::POST,
+            &format!("/api/backtests/{bt}/cancel"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, b["error"].as_str()),
+        (StatusCode::OK, Some("cancelled by admin")),
+        "{b}"
+    );
+    jobs_end(&s, Duration::from_secs(5)).await;
+    s.stop().await;
+
+    // A job past the server's time limit fails with the reason.
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_on(&dir.path().join("qtm.db"), |c| c.backtest_timeout_secs = 1).await;
+    let admin = s.admin_token().await;
+    let (_, created) = upload_raw(
+        &s,
+        "/api/strategies",
+        &admin,
+        qtm_tests::component(guests::HOSTILE),
+        "application/wasm",
+    )
+    .await;
+    let bt = start_slow_backtest(&s, &admin, created["id"].as_i64().unwrap()).await;
+    let started = std::time::Instant::now();
+    let b = wait_backtest(&s, &admin, bt).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(b["status"], "failed", "{b}");
+    let error = b["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "timed out: backtest stopped after 1 s (the server's backtest_timeout_secs)"
+        ),
+        "{error}"
+    );
+    jobs_end(&s, Duration::from_secs(5)).await;
+    s.stop().await;
+}

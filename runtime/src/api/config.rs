@@ -43,6 +43,10 @@ pub struct ServerConfig {
     pub login_per_min: u32,
     /// Directory of CSV market data that backtests may read by file name (`QTM_DATA_DIR`).
     pub data_dir: PathBuf,
+    /// Wall time a backtest job may run before it fails as timed out, in seconds
+    /// (`QTM_BACKTEST_TIMEOUT_SECS`); 0 means the default, 600. Time spent queued behind other
+    /// jobs does not count.
+    pub backtest_timeout_secs: u64,
     /// Where compiled strategy code is cached (`QTM_CACHE_DIR`).
     pub cache_dir: Option<PathBuf>,
     /// Webhook secrets per source (`QTM_WEBHOOK_SECRET_<SOURCE>`), for `POST /api/webhooks/{source}`.
@@ -70,6 +74,7 @@ impl Default for ServerConfig {
             rate_limit_burst: 400,
             login_per_min: 20,
             data_dir: PathBuf::from("data"),
+            backtest_timeout_secs: DEFAULT_BACKTEST_TIMEOUT_SECS,
             cache_dir: None,
             webhook_secrets: Default::default(),
             webhook_window_secs: 300,
@@ -77,6 +82,10 @@ impl Default for ServerConfig {
         }
     }
 }
+
+/// Backtest job time limit when none is set: long enough for a million-bar run of an honest
+/// strategy, short enough that a crawling one frees its slot the same hour.
+pub const DEFAULT_BACKTEST_TIMEOUT_SECS: u64 = 600;
 
 /// A setting that could not be read; names the source and the key.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +166,9 @@ impl ServerConfig {
         if let Some(v) = var("QTM_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
         }
+        if let Some(v) = var("QTM_BACKTEST_TIMEOUT_SECS") {
+            self.backtest_timeout_secs = parse("QTM_BACKTEST_TIMEOUT_SECS", &v)?;
+        }
         if let Some(v) = var("QTM_CACHE_DIR") {
             self.cache_dir = Some(PathBuf::from(v));
         }
@@ -188,6 +200,16 @@ impl ServerConfig {
             ..defaults
         }
     }
+
+    /// The backtest job time limit in force ([`ServerConfig::backtest_timeout_secs`], 0 meaning
+    /// the default).
+    pub fn backtest_timeout(&self) -> std::time::Duration {
+        let secs = match self.backtest_timeout_secs {
+            0 => DEFAULT_BACKTEST_TIMEOUT_SECS,
+            n => n,
+        };
+        std::time::Duration::from_secs(secs)
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +227,12 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.cors_origins, vec!["http://a", "http://b"]);
+        assert_eq!(c.backtest_timeout().as_secs(), 600);
+        c.apply_env(|k| (k == "QTM_BACKTEST_TIMEOUT_SECS").then(|| "30".into()))
+            .unwrap();
+        assert_eq!(c.backtest_timeout().as_secs(), 30);
+        c.backtest_timeout_secs = 0;
+        assert_eq!(c.backtest_timeout().as_secs(), 600, "0 is the default");
         let e = c
             .apply_env(|k| (k == "QTM_RATE_LIMIT_PER_SEC").then(|| "lots".into()))
             .unwrap_err();

@@ -16,6 +16,7 @@ use super::auth::jwt::JwtKeys;
 use super::cache::ResponseCache;
 use super::config::ServerConfig;
 use super::hub::Hub;
+use super::routes::backtests::BacktestJobs;
 use crate::live::LiveEngine;
 use crate::risk::RiskLimits;
 use crate::sandbox::Sandbox;
@@ -46,6 +47,8 @@ pub struct Inner {
     ingest_enabled: AtomicBool,
     /// The body of `GET /api/strategies`, rebuilt when the catalog changes.
     pub strategy_list: ResponseCache,
+    /// Backtest jobs queued or running, with their cancel flags.
+    pub backtest_jobs: BacktestJobs,
     access: OnceLock<AccessTable>,
     api_limiter: Option<DefaultKeyedRateLimiter<String>>,
     login_limiter: Option<DefaultKeyedRateLimiter<String>>,
@@ -90,6 +93,7 @@ impl AppState {
             metrics,
             users: UserCache::default(),
             strategy_list: ResponseCache::default(),
+            backtest_jobs: BacktestJobs::default(),
             ingest_enabled: AtomicBool::new(true),
             access: OnceLock::new(),
             api_limiter,

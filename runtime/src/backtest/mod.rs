@@ -6,6 +6,8 @@ mod output;
 pub mod request;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -14,12 +16,13 @@ use thiserror::Error;
 pub use output::{equity_csv, trades_csv, trades_sha256, write_equity_csv};
 pub use request::{RunSettings, SettingError};
 
-use crate::engine::{Engine, EngineConfig, StrategyRunner};
+use crate::engine::{Engine, EngineConfig, LogLine, LogSink, StrategyRunner};
 use crate::events::{Event, EventSink, StrategyState};
 use crate::market::{BarReader, BarStream, DataError, IntervalEstimator, MergedBars};
 use crate::metrics::{self, Metrics, MetricsInput};
-use crate::model::{Bar, EquityPoint, LogLevel, Trade};
+use crate::model::{Bar, EquityPoint, Fill, Trade};
 use crate::risk::RiskLimits;
+use crate::sandbox::{InstanceStats, StrategyHost};
 use crate::spill::SpillVec;
 
 /// A backtest's settings.
@@ -68,6 +71,47 @@ pub enum BacktestError {
     Spill(#[from] std::io::Error),
     #[error("{0}")]
     Setup(String),
+    /// The run took longer than its [`TimeLimit`].
+    #[error("backtest stopped after {} s ({setting}); {bars} bars processed", .limit.as_secs_f64())]
+    TimedOut {
+        /// The limit that was reached.
+        limit: Duration,
+        /// The setting that gave the limit, as the user knows it (`--max-seconds`).
+        setting: String,
+        /// Bars processed when it stopped.
+        bars: u64,
+    },
+    /// The run's cancel flag was raised.
+    #[error("backtest cancelled; {bars} bars processed")]
+    Cancelled {
+        /// Bars processed when it stopped.
+        bars: u64,
+    },
+    /// Writing the strategy's log lines to their sink failed.
+    #[error("writing the strategy's log failed: {0}")]
+    LogOut(std::io::Error),
+}
+
+/// A wall-time limit on a whole run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeLimit {
+    /// Longest wall time, counted from the start of the run.
+    pub limit: Duration,
+    /// The setting that gave it, named in the error (`--max-seconds`).
+    pub setting: String,
+}
+
+/// How a run is watched and what it reports besides its outcome.
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    /// Called with the number of bars processed so far, after each chunk.
+    pub progress: Option<&'a mut dyn FnMut(u64)>,
+    /// Receives every log line as the strategy writes it, beyond the lines the outcome keeps.
+    pub log_sink: Option<Box<dyn LogSink>>,
+    /// Stop with [`BacktestError::TimedOut`] past this.
+    pub time_limit: Option<TimeLimit>,
+    /// Stop with [`BacktestError::Cancelled`] once this is set.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// Everything a backtest produced.
@@ -93,8 +137,11 @@ pub struct BacktestOutcome {
     /// [`BacktestConfig::keep_prices`]).
     #[serde(skip)]
     pub prices: Vec<(String, Vec<Bar>)>,
+    /// The newest log lines (bar time, level, text), at most `engine.log_lines`.
     #[serde(skip)]
-    pub logs: Vec<(i64, LogLevel, String)>,
+    pub logs: Vec<LogLine>,
+    /// Log lines written but not in `logs` (older than the newest `engine.log_lines`).
+    pub logs_dropped: u64,
     #[serde(skip)]
     pub elapsed: Duration,
 }
@@ -145,6 +192,27 @@ pub fn run(
     config: &BacktestConfig,
     progress: &mut dyn FnMut(u64),
 ) -> Result<BacktestOutcome, BacktestError> {
+    let options = RunOptions {
+        progress: Some(progress),
+        ..Default::default()
+    };
+    run_with(name, runner, sources, config, options)
+}
+
+/// [`run`] with a log sink, a time limit and a cancel flag.
+pub fn run_with(
+    name: &str,
+    runner: Box<dyn StrategyRunner>,
+    sources: &[DataSource],
+    config: &BacktestConfig,
+    options: RunOptions<'_>,
+) -> Result<BacktestOutcome, BacktestError> {
+    let RunOptions {
+        mut progress,
+        log_sink,
+        time_limit,
+        cancel,
+    } = options;
     if sources.is_empty() {
         return Err(BacktestError::Setup(
             "no data: pass at least one --data file".into(),
@@ -170,21 +238,51 @@ pub fn run(
     }
     let mut merged = MergedBars::new(streams);
     let started = Instant::now();
+    let watch = Arc::new(Watch {
+        // A limit beyond what the clock can count is no limit (rather than a panic).
+        deadline: time_limit
+            .as_ref()
+            .and_then(|t| started.checked_add(t.limit)),
+        cancel,
+        tripped: AtomicBool::new(false),
+    });
+    let stopped = |bars: u64| match &time_limit {
+        Some(t) if !watch.cancelled() => BacktestError::TimedOut {
+            limit: t.limit,
+            setting: t.setting.clone(),
+            bars,
+        },
+        _ => BacktestError::Cancelled { bars },
+    };
+    let runner: Box<dyn StrategyRunner> = if watch.deadline.is_some() || watch.cancel.is_some() {
+        Box::new(Watched {
+            inner: runner,
+            watch: watch.clone(),
+        })
+    } else {
+        runner
+    };
     let mut recorder = Recorder::default();
     let mut interval = IntervalEstimator::new();
     let mut prices: Vec<PriceSampler> = vec![PriceSampler::default(); symbols.len()];
     let mut bars = 0u64;
-    let (trades, book_fees, cash, state, logs) = {
+    let (trades, book_fees, cash, state, logs, logs_dropped) = {
         let mut engine = Engine::new(config.engine.clone(), symbols.clone(), &mut recorder);
-        engine
+        let account = engine
             .add_strategy(name, runner, &symbols, config.cash, config.risk.clone())
             .map_err(BacktestError::Setup)?;
+        if let Some(sink) = log_sink {
+            engine.set_log_sink(account, sink);
+        }
         let mut chunk: Vec<(usize, Bar)> = Vec::with_capacity(config.chunk + 1);
         // Chunks hold whole timestamps, so equity is published once per time step: the first
         // bar of the next timestamp waits for the next chunk.
         let mut pending: Option<(usize, Bar)> = None;
         let mut last_ts = i64::MIN;
         loop {
+            if watch.expired() {
+                return Err(stopped(bars));
+            }
             chunk.clear();
             chunk.extend(pending.take());
             loop {
@@ -211,21 +309,33 @@ pub fn run(
                 }
             }
             engine.process(&chunk);
+            if watch.tripped.load(Ordering::Relaxed) {
+                // The strategy was stopped part-way through the chunk: the bars after that
+                // point were not run, so none of this chunk counts.
+                return Err(stopped(bars));
+            }
             bars += chunk.len() as u64;
-            progress(bars);
+            if let Some(p) = progress.as_mut() {
+                p(bars);
+            }
         }
         if config.close_at_end
             && let Some(ts) = (last_ts != i64::MIN).then_some(last_ts)
         {
             engine.close_all(ts);
         }
-        let book = engine.portfolio(0);
+        if let Some(mut sink) = engine.take_log_sink(account) {
+            sink.finish().map_err(BacktestError::LogOut)?;
+        }
+        let book = engine.portfolio(account);
+        let logs = engine.logs(account);
         (
-            engine.trades(0),
+            engine.trades(account),
             book.fees(),
             book.equity(),
-            engine.state(0).clone(),
-            engine.logs(0).to_vec(),
+            engine.state(account).clone(),
+            logs.iter().cloned().collect(),
+            logs.dropped(),
         )
     };
     if config.close_at_end
@@ -272,8 +382,142 @@ pub fn run(
             Vec::new()
         },
         logs,
+        logs_dropped,
         elapsed: started.elapsed(),
     })
+}
+
+/// What stops a run early: its deadline and its cancel flag. `tripped` is set when the
+/// strategy was refused a call because of them.
+struct Watch {
+    deadline: Option<Instant>,
+    cancel: Option<Arc<AtomicBool>>,
+    tripped: AtomicBool,
+}
+
+impl Watch {
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
+    fn expired(&self) -> bool {
+        self.cancelled() || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Before each strategy call: a chunk can hold thousands of calls, each bounded only by
+    /// the sandbox's own budget, so checking between chunks alone could overrun the limit by
+    /// hours. A refused call stops the strategy; the rest of the chunk then runs without it.
+    fn check(&self) -> Result<(), String> {
+        if self.expired() {
+            self.tripped.store(true, Ordering::Relaxed);
+            return Err("the backtest's time limit was reached or it was cancelled".into());
+        }
+        Ok(())
+    }
+}
+
+/// A strategy whose every call is first checked against the run's [`Watch`]. This keeps the
+/// engine free of wall clocks.
+struct Watched {
+    inner: Box<dyn StrategyRunner>,
+    watch: Arc<Watch>,
+}
+
+impl StrategyRunner for Watched {
+    fn on_bar(
+        &mut self,
+        host: &mut dyn StrategyHost,
+        symbol: u32,
+        bar: &Bar,
+    ) -> Result<(), String> {
+        self.watch.check()?;
+        self.inner.on_bar(host, symbol, bar)
+    }
+    fn on_fill(
+        &mut self,
+        host: &mut dyn StrategyHost,
+        symbol: u32,
+        fill: &Fill,
+    ) -> Result<(), String> {
+        self.watch.check()?;
+        self.inner.on_fill(host, symbol, fill)
+    }
+    fn wants_fills(&self) -> bool {
+        self.inner.wants_fills()
+    }
+    fn pulls_bars(&self) -> bool {
+        self.inner.pulls_bars()
+    }
+    fn on_bars(&mut self, host: &mut dyn StrategyHost) -> Result<u64, String> {
+        self.watch.check()?;
+        // A pull can take thousands of bars, each with its own budget: end it at the limit.
+        let mut host = WatchedHost {
+            inner: host,
+            watch: &self.watch,
+        };
+        self.inner.on_bars(&mut host)
+    }
+    fn snapshot(&mut self) -> Result<Vec<u8>, String> {
+        self.inner.snapshot()
+    }
+    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        self.inner.restore(state)
+    }
+    fn stats(&self) -> Option<InstanceStats> {
+        self.inner.stats()
+    }
+}
+
+/// A host whose `next_bar` ends the pull once the run's [`Watch`] has expired; everything else
+/// goes through unchanged.
+struct WatchedHost<'a> {
+    inner: &'a mut dyn StrategyHost,
+    watch: &'a Watch,
+}
+
+impl StrategyHost for WatchedHost<'_> {
+    fn log(&mut self, level: crate::model::LogLevel, message: &str) {
+        self.inner.log(level, message)
+    }
+    fn submit_order(&mut self, order: crate::model::OrderRequest) -> Result<u64, String> {
+        self.inner.submit_order(order)
+    }
+    fn cancel_order(&mut self, id: u64) -> Result<(), String> {
+        self.inner.cancel_order(id)
+    }
+    fn modify_order(&mut self, id: u64, change: crate::model::OrderChange) -> Result<(), String> {
+        self.inner.modify_order(id, change)
+    }
+    fn position(&mut self, symbol: &str) -> crate::model::Position {
+        self.inner.position(symbol)
+    }
+    fn cash(&mut self) -> f64 {
+        self.inner.cash()
+    }
+    fn equity(&mut self) -> f64 {
+        self.inner.equity()
+    }
+    fn open_orders(&mut self) -> Vec<crate::model::OpenOrder> {
+        self.inner.open_orders()
+    }
+    fn signal(&mut self, name: &str) -> Option<crate::model::Signal> {
+        self.inner.signal(name)
+    }
+    fn now_ns(&mut self) -> i64 {
+        self.inner.now_ns()
+    }
+    fn recent_bars(&mut self, symbol: &str, count: u32) -> Result<Vec<Bar>, String> {
+        self.inner.recent_bars(symbol, count)
+    }
+    fn next_bar(&mut self) -> Option<(u32, Bar)> {
+        if self.watch.expired() {
+            self.watch.tripped.store(true, Ordering::Relaxed);
+            return None;
+        }
+        self.inner.next_bar()
+    }
 }
 
 /// Bars kept per symbol for the report's price chart: a few times the widest chart's pixels.

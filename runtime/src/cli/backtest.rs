@@ -2,13 +2,17 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use super::out::outln;
-use crate::backtest::{self, BacktestConfig, BacktestOutcome, DataSource, RunSettings};
+use crate::backtest::{
+    self, BacktestConfig, BacktestOutcome, DataSource, RunOptions, RunSettings, TimeLimit,
+};
+use crate::engine::WriterSink;
 use crate::exchange::FillMode;
 use crate::market::symbol_from_path;
 use crate::model::{Param, ParamValue};
@@ -72,6 +76,14 @@ pub struct BacktestArgs {
     /// Write an HTML report with equity, drawdown and price-with-trades charts.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Write every log line the strategy writes to FILE as it writes it
+    /// (`ts<TAB>level<TAB>message`); in memory only the newest 1,000 are kept.
+    #[arg(long, value_name = "FILE")]
+    log_out: Option<PathBuf>,
+    /// Stop the run with an error after this many seconds of wall time [default: 3600; 0 = the
+    /// default].
+    #[arg(long, value_name = "N")]
+    max_seconds: Option<u64>,
     /// Risk limits from a TOML file (fields as in `RiskLimits`); flags below override it.
     #[arg(long)]
     risk: Option<PathBuf>,
@@ -162,6 +174,10 @@ fn risk_limits(args: &BacktestArgs) -> Result<RiskLimits> {
     Ok(limits)
 }
 
+/// Wall-time limit of `qtm backtest` without `--max-seconds`: generous for any honest run, but a
+/// strategy that crawls cannot hold the machine forever.
+pub const DEFAULT_MAX_SECONDS: u64 = 3600;
+
 /// Run `qtm backtest`.
 pub fn run(args: BacktestArgs) -> Result<()> {
     if !args.symbol.is_empty() && args.symbol.len() != args.data.len() {
@@ -236,14 +252,43 @@ pub fn run(args: BacktestArgs) -> Result<()> {
         pb
     });
     let name = code.info().name.clone();
-    let outcome = backtest::run(&name, Box::new(instance), &sources, &config, &mut |n| {
+    let log_sink = match &args.log_out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            Some(Box::new(WriterSink::new(std::io::BufWriter::new(file)))
+                as Box<dyn crate::engine::LogSink>)
+        }
+        None => None,
+    };
+    let max_seconds = match args.max_seconds {
+        None | Some(0) => DEFAULT_MAX_SECONDS,
+        Some(n) => n,
+    };
+    let mut progress = |n: u64| {
         if let Some(pb) = &bar {
             pb.set_position(n);
         }
-    })?;
-    if let Some(pb) = bar {
+    };
+    let options = RunOptions {
+        progress: Some(&mut progress),
+        log_sink,
+        time_limit: Some(TimeLimit {
+            limit: Duration::from_secs(max_seconds),
+            setting: "--max-seconds".into(),
+        }),
+        cancel: None,
+    };
+    let outcome = backtest::run_with(&name, Box::new(instance), &sources, &config, options);
+    if let Some(pb) = &bar {
         pb.finish_and_clear();
     }
+    let outcome = match (outcome, &args.log_out) {
+        (Err(e @ backtest::BacktestError::LogOut(_)), Some(path)) => {
+            return Err(e).with_context(|| format!("writing {}", path.display()));
+        }
+        (outcome, _) => outcome?,
+    };
 
     if let Some(path) = &args.trades_out {
         std::fs::write(path, backtest::trades_csv(&outcome.trades))
@@ -306,6 +351,8 @@ pub fn run(args: BacktestArgs) -> Result<()> {
             "risk_alerts": outcome.risk_alerts,
             "state": outcome.final_state,
             "stop_reason": outcome.stop_reason,
+            "logs_kept": outcome.logs.len(),
+            "logs_dropped": outcome.logs_dropped,
             "elapsed_ms": outcome.elapsed.as_secs_f64() * 1e3,
         });
         if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
@@ -325,6 +372,18 @@ pub fn run(args: BacktestArgs) -> Result<()> {
         }
         if let Some(reason) = &outcome.stop_reason {
             outln!("  {:<24} {reason}", "stopped")?;
+        }
+        if outcome.logs_dropped > 0 {
+            let hint = match &args.log_out {
+                Some(path) => format!("all in {}", path.display()),
+                None => "--log-out FILE keeps them all".into(),
+            };
+            outln!(
+                "  {:<24} {} kept, {} older not kept ({hint})",
+                "log lines",
+                outcome.logs.len(),
+                outcome.logs_dropped
+            )?;
         }
     }
     Ok(())

@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// Directory of CSV market data backtests may name [env: QTM_DATA_DIR].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Seconds a backtest job may run before it fails as timed out [env:
+    /// QTM_BACKTEST_TIMEOUT_SECS] [default: 600; 0 = the default].
+    #[arg(long, value_name = "SECS")]
+    backtest_timeout_secs: Option<u64>,
 }
 
 /// Load settings (file < env < flags) and serve until Ctrl-C or SIGTERM.
@@ -36,6 +40,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(d) = args.data_dir {
         config.data_dir = d;
+    }
+    if let Some(t) = args.backtest_timeout_secs {
+        config.backtest_timeout_secs = t;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

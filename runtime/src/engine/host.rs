@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use super::LogRing;
 use crate::events::{Event, EventSink};
 use crate::exchange::{Exchange, units_for};
 use crate::model::{
@@ -37,7 +38,7 @@ pub(super) struct CallHost<'a> {
     pub handed: usize,
     /// Set when an order was placed, cancelled or modified.
     pub acted: bool,
-    pub logs: &'a mut Vec<(i64, LogLevel, String)>,
+    pub logs: &'a mut LogRing,
     /// Replaying bars the strategy already handled before a restart: their orders and fills
     /// are stored, so new ones are refused.
     pub replaying: bool,

@@ -13,6 +13,7 @@
 //! on through the rest of the run if the same checks still pass for it.
 
 mod host;
+mod log_ring;
 mod runner;
 
 use std::collections::{HashMap, VecDeque};
@@ -20,11 +21,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use log_ring::{DEFAULT_LOG_LINES, LogLine, LogRing, LogSink, WriterSink};
 pub use runner::StrategyRunner;
 
 use crate::events::{Event, EventSink, FillEvent, StrategyState};
 use crate::exchange::{Exchange, ExchangeConfig, ExchangeEvent};
-use crate::model::{Bar, EquityPoint, Fill, LogLevel, Signal, Trade};
+use crate::model::{Bar, EquityPoint, Fill, Signal, Trade};
 use crate::portfolio::Portfolio;
 use crate::risk::{RiskLimits, RiskState};
 use host::{CallHost, push_history};
@@ -40,6 +42,9 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// Bars kept per symbol for `recent-bars`.
     pub history: usize,
+    /// Log lines kept per account (the newest); older ones are let go and counted, so a
+    /// strategy's logging cannot grow the host's memory without bound.
+    pub log_lines: usize,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +54,7 @@ impl Default for EngineConfig {
             batch: true,
             max_batch: 4096,
             history: 256,
+            log_lines: DEFAULT_LOG_LINES,
         }
     }
 }
@@ -72,7 +78,7 @@ struct Slot {
     resumable: bool,
     /// Lowest and highest close of `run[i..]`, for one-symbol runs.
     extremes: Vec<(f64, f64)>,
-    logs: Vec<(i64, LogLevel, String)>,
+    logs: LogRing,
     /// Equity and exposure at the end of the last processed bars, carried into bars of
     /// symbols the strategy does not trade.
     carry_equity: f64,
@@ -151,7 +157,7 @@ impl<'s> Engine<'s> {
             pos: 0,
             resumable: false,
             extremes: Vec::new(),
-            logs: Vec::new(),
+            logs: LogRing::new(self.config.log_lines),
             carry_equity: cash,
             carry_in_market: false,
             window: 64,
@@ -176,9 +182,25 @@ impl<'s> Engine<'s> {
         &self.slots[account].state
     }
 
-    /// Log lines the strategy wrote (bar time, level, text).
-    pub fn logs(&self, account: usize) -> &[(i64, LogLevel, String)] {
+    /// The newest log lines the strategy wrote (bar time, level, text) and how many older
+    /// ones were let go.
+    pub fn logs(&self, account: usize) -> &LogRing {
         &self.slots[account].logs
+    }
+
+    /// Send every log line of an account to `sink` as it is written, whether the ring keeps it
+    /// or not. Returns the sink it replaces.
+    pub fn set_log_sink(
+        &mut self,
+        account: usize,
+        sink: Box<dyn LogSink>,
+    ) -> Option<Box<dyn LogSink>> {
+        self.slots[account].logs.set_sink(sink)
+    }
+
+    /// Detach an account's log sink (to finish it).
+    pub fn take_log_sink(&mut self, account: usize) -> Option<Box<dyn LogSink>> {
+        self.slots[account].logs.take_sink()
     }
 
     /// Trades of an account: closed ones, then open ones marked at the latest prices.
@@ -253,7 +275,8 @@ impl<'s> Engine<'s> {
         let mut history = vec![VecDeque::new(); n];
         let mut quiet = crate::events::EventLog::default();
         let slot = &mut self.slots[account];
-        let mut logs = Vec::new();
+        // What it logs again was logged before the restart.
+        let mut logs = LogRing::new(0);
         for (i, &(sym, bar)) in bars.iter().enumerate() {
             let Some(local) = slot.local.get(sym).copied().flatten() else {
                 continue;
@@ -284,14 +307,14 @@ impl<'s> Engine<'s> {
             slot.runner
                 .on_bar(&mut host, local, &bar)
                 .map_err(|e| format!("bar {} of {} (time {}): {e}", i + 1, bars.len(), bar.ts))?;
-            logs.clear();
         }
         Ok(())
     }
 
-    /// Log lines written since the last call (bar time, level, text).
-    pub fn take_logs(&mut self, account: usize) -> Vec<(i64, LogLevel, String)> {
-        std::mem::take(&mut self.slots[account].logs)
+    /// The kept log lines written since the last call (bar time, level, text); see
+    /// [`Engine::logs`] for how many were let go.
+    pub fn take_logs(&mut self, account: usize) -> Vec<LogLine> {
+        self.slots[account].logs.drain()
     }
 
     /// Stop a strategy that is being switched off (not a risk halt): cancels its orders.

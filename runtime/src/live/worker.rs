@@ -12,7 +12,7 @@ use super::record::Record;
 use super::{LiveConfig, LiveEvent, LiveInstance, snapshot_every};
 use crate::engine::Engine;
 use crate::events::{Event, EventSink, StrategyState};
-use crate::model::Bar;
+use crate::model::{Bar, LogLevel};
 use crate::store::live::Cursor;
 
 /// Shortest time between two equity events of one instance: PnL watchers need a few a second,
@@ -100,6 +100,8 @@ struct Running {
     /// Per symbol of `ids`, the sequence number its stored snapshot has seen (journalled bars
     /// after it are kept).
     snapshot_seqs: Vec<u64>,
+    /// Log lines its account's ring had let go when last drained.
+    logs_dropped: u64,
 }
 
 struct Worker {
@@ -284,6 +286,22 @@ impl Worker {
                     message,
                 });
             }
+            // Lines are drained after every batch, so only a batch in which the strategy
+            // logged more than the ring holds loses any: say so where its lines are read.
+            let dropped = engine.logs(r.account).dropped();
+            if dropped > r.logs_dropped {
+                let _ = self.out.send(Record::Log {
+                    strategy_id: id,
+                    ts: self.clock,
+                    level: LogLevel::Warn,
+                    message: format!(
+                        "{} log lines not kept: more than {} in one batch of bars",
+                        dropped - r.logs_dropped,
+                        engine.logs(r.account).capacity()
+                    ),
+                });
+                r.logs_dropped = dropped;
+            }
             if r.equity_at.is_some_and(|t| t.elapsed() < EQUITY_EVERY) {
                 continue;
             }
@@ -411,6 +429,7 @@ impl Worker {
                 bars: 0,
                 equity_at: None,
                 snapshot_seqs: Vec::new(),
+                logs_dropped: engine.logs(account).dropped(),
             },
         );
         // Its state now, so a crash before the first periodic snapshot replays from here.

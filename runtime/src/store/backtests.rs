@@ -21,7 +21,8 @@ pub struct Backtest {
     /// The version number that ran (kept even after the strategy is deleted).
     pub version: Option<i64>,
     pub user_id: Option<i64>,
-    /// `queued`, `running`, `done` or `failed`.
+    /// `queued`, `running`, `done`, `failed` (timed out among other failures, with the reason
+    /// in `error`) or `cancelled`.
     pub status: String,
     /// The request as resolved (parameters with defaults, data files, costs).
     #[schema(value_type = Object)]
@@ -32,7 +33,7 @@ pub struct Backtest {
     #[schema(value_type = Option<Object>)]
     pub metrics: Option<Value>,
     pub trades_sha256: Option<String>,
-    /// Why it failed.
+    /// Why it failed or was cancelled.
     pub error: Option<String>,
     pub created_at: i64,
     pub started_at: Option<i64>,
@@ -132,17 +133,18 @@ pub async fn create(
     summary(store, id).await
 }
 
-/// Mark a backtest running, with the number of bars it will read if known.
-pub async fn start(store: &Store, id: i64, bars_total: Option<i64>) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE backtests SET status = 'running', bars_total = ?, started_at = ? WHERE id = ?",
+/// Mark a queued backtest running, with the number of bars it will read if known. `false`
+/// when it is no longer queued (cancelled meanwhile).
+pub async fn start(store: &Store, id: i64, bars_total: Option<i64>) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE backtests SET status = 'running', bars_total = ?, started_at = ? WHERE id = ? AND status = 'queued'",
     )
     .bind(bars_total)
     .bind(now())
     .bind(id)
     .execute(store.pool())
     .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
 
 /// Record how far a running backtest got.
@@ -155,10 +157,11 @@ pub async fn progress(store: &Store, id: i64, bars_done: i64) -> StoreResult<()>
     Ok(())
 }
 
-/// Store the results of a backtest that completed.
-pub async fn finish(store: &Store, id: i64, f: &Finished<'_>) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE backtests SET status = 'done', bars_done = ?, metrics = ?, trades_sha256 = ?, trades = ?, equity = ?, error = NULL, finished_at = ? WHERE id = ?",
+/// Store the results of a running backtest that completed. `false` when it is no longer
+/// running (cancelled meanwhile): a cancelled backtest stays cancelled.
+pub async fn finish(store: &Store, id: i64, f: &Finished<'_>) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE backtests SET status = 'done', bars_done = ?, metrics = ?, trades_sha256 = ?, trades = ?, equity = ?, error = NULL, finished_at = ? WHERE id = ? AND status = 'running'",
     )
     .bind(f.bars_done)
     .bind(to_json(f.metrics))
@@ -171,18 +174,34 @@ pub async fn finish(store: &Store, id: i64, f: &Finished<'_>) -> StoreResult<()>
     .await?;
     // The strategy list shows each strategy's latest finished backtest.
     store.catalog_changed();
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
 
-/// Record why a backtest failed.
-pub async fn fail(store: &Store, id: i64, error: &str) -> StoreResult<()> {
-    sqlx::query("UPDATE backtests SET status = 'failed', error = ?, finished_at = ? WHERE id = ?")
-        .bind(error)
-        .bind(now())
-        .bind(id)
-        .execute(store.pool())
-        .await?;
-    Ok(())
+/// Record why a queued or running backtest failed. `false` when it had already ended
+/// (cancelled meanwhile).
+pub async fn fail(store: &Store, id: i64, error: &str) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE backtests SET status = 'failed', error = ?, finished_at = ? WHERE id = ? AND status IN ('queued', 'running')",
+    )
+    .bind(error)
+    .bind(now())
+    .bind(id)
+    .execute(store.pool())
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Mark a queued or running backtest cancelled, with why. `false` when it had already ended.
+pub async fn cancel(store: &Store, id: i64, reason: &str) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE backtests SET status = 'cancelled', error = ?, finished_at = ? WHERE id = ? AND status IN ('queued', 'running')",
+    )
+    .bind(reason)
+    .bind(now())
+    .bind(id)
+    .execute(store.pool())
+    .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// Fail every backtest left queued or running by a previous process (call at start-up);
@@ -379,11 +398,49 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(fail_interrupted(&s).await.unwrap(), 1);
+        // An ended backtest stays as it ended.
+        assert!(!cancel(&s, b.id, "too late").await.unwrap());
+        assert!(!fail(&s, b.id, "too late").await.unwrap());
         let failed = get(&s, b2.id).await.unwrap();
         assert_eq!(failed.backtest.status, "failed");
         assert!(failed.backtest.error.unwrap().starts_with("interrupted"));
         assert_eq!(failed.trades, json!([]));
         assert_eq!(list(&s, Some(sid), 10).await.unwrap().len(), 2);
+
+        // Cancelled while running: results that arrive later are not stored over it.
+        let b3 = create(&s, sid, rec.current_version.id, None, &json!({}))
+            .await
+            .unwrap();
+        assert!(start(&s, b3.id, None).await.unwrap());
+        assert!(cancel(&s, b3.id, "cancelled by alice").await.unwrap());
+        assert!(
+            !finish(
+                &s,
+                b3.id,
+                &Finished {
+                    bars_done: 1,
+                    metrics: &json!({}),
+                    trades_sha256: "00",
+                    trades: &json!([]),
+                    equity: &json!([]),
+                }
+            )
+            .await
+            .unwrap()
+        );
+        assert!(!fail(&s, b3.id, "late").await.unwrap());
+        let c = summary(&s, b3.id).await.unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.error.as_deref()),
+            ("cancelled", Some("cancelled by alice"))
+        );
+        // Cancelled while queued: it never starts.
+        let b4 = create(&s, sid, rec.current_version.id, None, &json!({}))
+            .await
+            .unwrap();
+        assert!(cancel(&s, b4.id, "x").await.unwrap());
+        assert!(!start(&s, b4.id, None).await.unwrap());
+        assert_eq!(summary(&s, b4.id).await.unwrap().status, "cancelled");
 
         strategies::delete(&s, sid).await.unwrap();
         let kept = summary(&s, b.id).await.unwrap();

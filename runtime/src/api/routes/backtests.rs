@@ -6,9 +6,15 @@
 //! "bars_done", "bars_total"}` at most ten times a second, then `backtest.done` (with key
 //! metrics and the trades hash) or `backtest.failed` (with the error), which also go to
 //! `notifications`. The results are read with `GET /api/backtests/{id}`.
+//!
+//! A job runs at most the server's `backtest_timeout_secs`, then fails as timed out; its owner
+//! or an admin may end it sooner with `POST /api/backtests/{id}/cancel` (status `cancelled`,
+//! `backtest.cancelled` on both streams). Either stops the run between two strategy calls.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -23,11 +29,12 @@ use utoipa_axum::routes;
 use super::strategies::{
     check_symbols, info_of, load_component, params_from_json, params_to_json, resolve,
 };
+use crate::api::auth::Role;
 use crate::api::auth::access::Caller;
 use crate::api::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::api::hub::Topic;
 use crate::api::state::AppState;
-use crate::backtest::{self, DataSource, RunSettings};
+use crate::backtest::{self, BacktestError, DataSource, RunOptions, RunSettings, TimeLimit};
 use crate::exchange::FillMode;
 use crate::market::symbol_from_path;
 use crate::model::Param;
@@ -48,6 +55,56 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_backtests, create_backtest))
         .routes(routes!(get_backtest))
+        .routes(routes!(cancel_backtest))
+}
+
+/// The cancel flags of the backtest jobs queued or running in this server, by backtest id.
+#[derive(Debug, Default)]
+pub struct BacktestJobs {
+    flags: Mutex<HashMap<i64, Arc<AtomicBool>>>,
+}
+
+impl BacktestJobs {
+    /// Register job `id`; its flag is raised by [`BacktestJobs::cancel`].
+    fn register(&self, id: i64) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.lock().insert(id, flag.clone());
+        flag
+    }
+
+    /// Number of jobs queued or running.
+    pub fn active(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn forget(&self, id: i64) {
+        self.lock().remove(&id);
+    }
+
+    /// Raise job `id`'s cancel flag, if it is queued or running here.
+    fn cancel(&self, id: i64) {
+        if let Some(flag) = self.lock().get(&id) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Arc<AtomicBool>>> {
+        // The map stays consistent whatever a panicking holder did: every operation is one
+        // insert, remove or load.
+        self.flags.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Removes a job's flag however the job ends.
+struct Registered<'a> {
+    jobs: &'a BacktestJobs,
+    id: i64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.jobs.forget(self.id);
+    }
 }
 
 /// A backtest to run.
@@ -163,6 +220,8 @@ struct Job {
     bars: Bars,
     settings: RunSettings,
     risk: RiskLimits,
+    /// Raised by `POST /api/backtests/{id}/cancel`.
+    cancel: Arc<AtomicBool>,
 }
 
 /// Start a backtest of a stored strategy version; answers 202 with its id at once. Progress and
@@ -363,6 +422,7 @@ async fn create_backtest(
         bars,
         settings,
         risk,
+        cancel: state.backtest_jobs.register(row.id),
     };
     publish(
         &state,
@@ -397,12 +457,22 @@ fn slots() -> &'static Semaphore {
 
 async fn run_job(state: AppState, job: Job) {
     let (id, strategy_id) = (job.id, job.strategy_id);
+    let _registered = Registered {
+        jobs: &state.backtest_jobs,
+        id,
+    };
+    let cancel = job.cancel.clone();
     let result = match slots().acquire().await {
+        // Cancelled while queued: the cancel call has recorded it already.
+        Ok(_) if cancel.load(Ordering::Relaxed) => return,
         Ok(_permit) => execute(&state, job).await,
         Err(e) => Err(e.to_string()),
     };
     match result {
-        Ok(done) => {
+        // The cancel call recorded and announced the end; a result that raced it is dropped.
+        _ if cancel.load(Ordering::Relaxed) => {}
+        Ok(None) => {}
+        Ok(Some(done)) => {
             let msg = json!({"event": "backtest.done", "backtest_id": id,
                 "strategy_id": strategy_id, "status": "done", "bars_done": done.bars,
                 "bars_total": done.bars, "metrics": done.key_metrics,
@@ -411,8 +481,13 @@ async fn run_job(state: AppState, job: Job) {
             state.hub.publish(Topic::Notifications, None, &msg);
         }
         Err(error) => {
-            if let Err(e) = store::backtests::fail(&state.store, id, &error).await {
-                tracing::error!(backtest = id, error = %e, "could not record a failed backtest");
+            match store::backtests::fail(&state.store, id, &error).await {
+                Ok(true) => {}
+                // Ended otherwise meanwhile (cancelled): nothing to announce.
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::error!(backtest = id, error = %e, "could not record a failed backtest");
+                }
             }
             let msg = json!({"event": "backtest.failed", "backtest_id": id,
                 "strategy_id": strategy_id, "status": "failed", "error": error});
@@ -449,7 +524,8 @@ fn count_rows(path: &Path) -> std::io::Result<u64> {
     Ok(lines.saturating_sub(1))
 }
 
-async fn execute(state: &AppState, job: Job) -> Result<Done, String> {
+/// Run a job; `Ok(None)` when it was cancelled before it could start or finish.
+async fn execute(state: &AppState, job: Job) -> Result<Option<Done>, String> {
     let internal = |e: store::StoreError| {
         tracing::error!(backtest = job.id, error = %e, "backtest store error");
         format!("internal error: {e}")
@@ -511,9 +587,12 @@ async fn execute(state: &AppState, job: Job) -> Result<Done, String> {
     let component = store::strategies::component(&state.store, job.version_id)
         .await
         .map_err(internal)?;
-    store::backtests::start(&state.store, job.id, bars_total.map(|n| n as i64))
+    if !store::backtests::start(&state.store, job.id, bars_total.map(|n| n as i64))
         .await
-        .map_err(internal)?;
+        .map_err(internal)?
+    {
+        return Ok(None);
+    }
     let progress_msg = |bars_done: u64| {
         json!({"event": "backtest.progress", "backtest_id": job.id,
                "strategy_id": job.strategy_id, "status": "running",
@@ -547,18 +626,33 @@ async fn execute(state: &AppState, job: Job) -> Result<Done, String> {
     let config = job.settings.config(job.risk.clone());
     let params = job.params.clone();
     let symbols: Vec<String> = sources.iter().map(|s| s.symbol.clone()).collect();
+    let time_limit = TimeLimit {
+        limit: state.config.backtest_timeout(),
+        setting: "the server's backtest_timeout_secs".into(),
+    };
+    let cancel = job.cancel.clone();
     let ran = tokio::task::spawn_blocking(move || -> Result<_, String> {
         let instance = code
             .instantiate(&params, &symbols)
             .map_err(|e| e.to_string())?;
         let mut last: Option<Instant> = None;
-        let outcome = backtest::run(&name, Box::new(instance), &sources, &config, &mut |n| {
+        let mut progress = |n: u64| {
             if last.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) {
                 last = Some(Instant::now());
                 let _ = tx.send(n);
             }
-        })
-        .map_err(|e| e.to_string())?;
+        };
+        let options = RunOptions {
+            progress: Some(&mut progress),
+            time_limit: Some(time_limit),
+            cancel: Some(cancel),
+            ..Default::default()
+        };
+        let outcome = backtest::run_with(&name, Box::new(instance), &sources, &config, options)
+            .map_err(|e| match e {
+                BacktestError::TimedOut { .. } => format!("timed out: {e}"),
+                e => e.to_string(),
+            })?;
         let mut metrics = serde_json::to_value(&outcome.metrics).map_err(|e| e.to_string())?;
         let extra = json!({
             "bars": outcome.bars,
@@ -569,6 +663,7 @@ async fn execute(state: &AppState, job: Job) -> Result<Done, String> {
             "risk_alerts": outcome.risk_alerts,
             "state": outcome.final_state,
             "stop_reason": outcome.stop_reason,
+            "logs_dropped": outcome.logs_dropped,
             "elapsed_ms": outcome.elapsed.as_secs_f64() * 1e3,
         });
         if let (Some(m), Some(e)) = (metrics.as_object_mut(), extra.as_object()) {
@@ -587,7 +682,7 @@ async fn execute(state: &AppState, job: Job) -> Result<Done, String> {
     // The sender went with the blocking closure, so the forwarder drains and ends.
     let _ = forward.await;
     let (bars, metrics, trades_sha256, trades, equity) = ran?;
-    store::backtests::finish(
+    let stored = store::backtests::finish(
         &state.store,
         job.id,
         &Finished {
@@ -600,6 +695,9 @@ async fn execute(state: &AppState, job: Job) -> Result<Done, String> {
     )
     .await
     .map_err(internal)?;
+    if !stored {
+        return Ok(None);
+    }
     let key_metrics = json!({
         "final_equity": metrics["final_equity"],
         "total_return_pct": metrics["total_return_pct"],
@@ -607,11 +705,49 @@ async fn execute(state: &AppState, job: Job) -> Result<Done, String> {
         "max_drawdown_pct": metrics["max_drawdown_pct"],
         "n_trades": metrics["n_trades"],
     });
-    Ok(Done {
+    Ok(Some(Done {
         bars,
         key_metrics,
         trades_sha256,
-    })
+    }))
+}
+
+/// Cancel a queued or running backtest: it stops before the strategy's next call and ends as
+/// `cancelled`, its results discarded. Only the user who started it or an admin may cancel it;
+/// one that has already ended answers 409.
+#[utoipa::path(post, path = "/api/backtests/{id}/cancel", tag = "backtests",
+    params(("id" = i64, Path, description = "backtest id")),
+    security(("bearer" = ["trader"]), ("api_key" = ["trader"])),
+    responses((status = 200, body = Backtest), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn cancel_backtest(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<ApiJson<Backtest>> {
+    let b = store::backtests::summary(&state.store, id).await?;
+    if b.user_id != Some(p.user_id) && p.role < Role::Admin {
+        return Err(ApiError::forbidden(format!(
+            "only the user who started backtest {id} or an admin may cancel it"
+        )));
+    }
+    let reason = format!("cancelled by {}", p.username);
+    if !store::backtests::cancel(&state.store, id, &reason).await? {
+        let now = store::backtests::summary(&state.store, id).await?;
+        return Err(ApiError::conflict(format!(
+            "backtest {id} has already ended ({}); only a queued or running backtest can be              cancelled",
+            now.status
+        )));
+    }
+    // After the store says cancelled, so the job, seeing the flag, finds nothing to record.
+    state.backtest_jobs.cancel(id);
+    if let Some(sid) = b.strategy_id {
+        let msg = json!({"event": "backtest.cancelled", "backtest_id": id,
+            "strategy_id": sid, "status": "cancelled", "error": reason});
+        publish(&state, sid, msg.clone());
+        state.hub.publish(Topic::Notifications, None, &msg);
+    }
+    Ok(ApiJson(store::backtests::summary(&state.store, id).await?))
 }
 
 /// A backtest with its request, status, metrics, every trade and the equity curve (reduced to
