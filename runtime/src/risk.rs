@@ -10,7 +10,11 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 /// Limits for one strategy's account. `None` disables a limit.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Every limit is off by default except the two that bound the work the host does for an
+/// account outside the strategy's fuel and deadline: `max_resting_orders` and
+/// `max_oco_orders`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RiskLimits {
     /// Largest order, in units.
@@ -23,6 +27,12 @@ pub struct RiskLimits {
     pub max_gross_exposure: Option<f64>,
     /// Most resting orders at once.
     pub max_open_orders: Option<usize>,
+    /// Most resting orders at once, as a bound on the host's work and memory for the account
+    /// (default [`DEFAULT_MAX_RESTING_ORDERS`]); `max_open_orders` is the trading limit.
+    pub max_resting_orders: Option<usize>,
+    /// Most resting orders in one OCO group (default [`DEFAULT_MAX_OCO_ORDERS`]): a fill
+    /// cancels the rest of its group at once.
+    pub max_oco_orders: Option<usize>,
     /// Most orders accepted per `order_window_secs` of market time.
     pub max_orders_per_window: Option<u32>,
     /// Window of the order-rate limit, seconds (default 60).
@@ -33,6 +43,30 @@ pub struct RiskLimits {
     pub max_daily_loss: Option<f64>,
     /// Halt when equity falls this many percent below its peak.
     pub max_drawdown_pct: Option<f64>,
+}
+
+/// Default of [`RiskLimits::max_resting_orders`].
+pub const DEFAULT_MAX_RESTING_ORDERS: usize = 1_000;
+/// Default of [`RiskLimits::max_oco_orders`].
+pub const DEFAULT_MAX_OCO_ORDERS: usize = 16;
+
+impl Default for RiskLimits {
+    fn default() -> Self {
+        Self {
+            max_order_quantity: None,
+            max_order_notional: None,
+            max_position: None,
+            max_gross_exposure: None,
+            max_open_orders: None,
+            max_resting_orders: Some(DEFAULT_MAX_RESTING_ORDERS),
+            max_oco_orders: Some(DEFAULT_MAX_OCO_ORDERS),
+            max_orders_per_window: None,
+            order_window_secs: None,
+            price_collar_pct: None,
+            max_daily_loss: None,
+            max_drawdown_pct: None,
+        }
+    }
 }
 
 impl RiskLimits {
@@ -80,6 +114,8 @@ pub struct OrderCheck {
     pub gross_exposure: f64,
     /// Resting orders of the account now.
     pub open_orders: usize,
+    /// Resting orders of the account in the order's OCO group now; `None` without a group.
+    pub oco_orders: Option<usize>,
     /// Market time of the order, unix seconds.
     pub ts: i64,
 }
@@ -149,6 +185,21 @@ impl RiskState {
             return Err(format!(
                 "{} open orders already; max_open_orders is {max}",
                 o.open_orders
+            ));
+        }
+        if let Some(max) = limits.max_resting_orders
+            && o.open_orders + 1 > max
+        {
+            return Err(format!(
+                "{} resting orders already; max_resting_orders is {max}",
+                o.open_orders
+            ));
+        }
+        if let (Some(max), Some(n)) = (limits.max_oco_orders, o.oco_orders)
+            && n + 1 > max
+        {
+            return Err(format!(
+                "{n} orders in its OCO group already; max_oco_orders is {max}"
             ));
         }
         if let (Some(pct), Some(price)) = (limits.price_collar_pct, o.order_price) {
@@ -234,8 +285,63 @@ mod tests {
             position: 0.0,
             gross_exposure: 0.0,
             open_orders: 0,
+            oco_orders: None,
             ts: 1_000,
         }
+    }
+
+    #[test]
+    fn the_host_work_caps_refuse_exactly_past_their_boundary() {
+        let mut s = RiskState::default();
+        let l = RiskLimits::default();
+        assert_eq!(
+            (l.max_resting_orders, l.max_oco_orders),
+            (Some(1_000), Some(16))
+        );
+        let resting = |n| OrderCheck {
+            open_orders: n,
+            ..order(1.0)
+        };
+        assert!(s.check_order(&l, &resting(999)).is_ok());
+        assert_eq!(
+            s.check_order(&l, &resting(1_000)).unwrap_err(),
+            "1000 resting orders already; max_resting_orders is 1000"
+        );
+        let oco = |n| OrderCheck {
+            oco_orders: n,
+            ..order(1.0)
+        };
+        assert!(s.check_order(&l, &oco(Some(15))).is_ok());
+        assert!(s.check_order(&l, &oco(None)).is_ok(), "no group, no count");
+        assert_eq!(
+            s.check_order(&l, &oco(Some(16))).unwrap_err(),
+            "16 orders in its OCO group already; max_oco_orders is 16"
+        );
+        // Configurable, and `None` lifts them.
+        let l = RiskLimits {
+            max_resting_orders: Some(2),
+            max_oco_orders: None,
+            ..Default::default()
+        };
+        assert!(s.check_order(&l, &resting(1)).is_ok());
+        assert!(s.check_order(&l, &resting(2)).is_err());
+        assert!(s.check_order(&l, &oco(Some(1_000))).is_ok());
+        let l: RiskLimits = toml::from_str("max_resting_orders = 5\nmax_oco_orders = 2\n").unwrap();
+        assert_eq!((l.max_resting_orders, l.max_oco_orders), (Some(5), Some(2)));
+        let l: RiskLimits = toml::from_str("max_position = 1.0\n").unwrap();
+        assert_eq!(
+            (l.max_resting_orders, l.max_oco_orders),
+            (Some(1_000), Some(16)),
+            "a file that does not name them keeps the defaults"
+        );
+        // A refused order does not count against the order-rate limit.
+        let l = RiskLimits {
+            max_resting_orders: Some(1),
+            max_orders_per_window: Some(1),
+            ..Default::default()
+        };
+        assert!(s.check_order(&l, &resting(1)).is_err());
+        assert!(s.check_order(&l, &resting(0)).is_ok());
     }
 
     #[test]

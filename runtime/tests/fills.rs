@@ -624,6 +624,68 @@ fn risk_rejections_reach_the_strategy_and_raise_alerts() {
 }
 
 #[test]
+fn resting_and_oco_caps_refuse_past_their_boundary_and_the_strategy_runs_on() {
+    let far = |group: Option<&str>| {
+        let mut o = order(Side::Buy, 1.0, OrderKind::Limit(10.0));
+        o.oco_group = group.map(Into::into);
+        o
+    };
+    // Defaults: 1,000 resting orders; the 1,001st is refused, the strategy sees every bar.
+    let mut s = Script::default();
+    s.orders.insert(0, vec![far(None); 1_000]);
+    s.orders.insert(1, vec![far(None)]);
+    let bars_seen = s.bars_seen.clone();
+    let r = run_with(
+        s,
+        EngineConfig::default(),
+        RiskLimits::default(),
+        &bars(),
+        10_000.0,
+    );
+    assert!(r.script[..1_000].iter().all(|l| l.contains("Ok(")));
+    assert_eq!(
+        r.script[1_000],
+        "bar 1 ts 86400: Err(\"risk: 1000 resting orders already; max_resting_orders is 1000\")"
+    );
+    assert!(r.events.iter().any(|e| matches!(e, Event::RiskAlert { kind, message, .. }
+        if kind == "order_rejected" && message == "1000 resting orders already; max_resting_orders is 1000")));
+    assert_eq!(r.state, StrategyState::Running);
+    assert_eq!(*bars_seen.lock().unwrap(), 5);
+
+    // Configured: two per OCO group, counted per group; a group that emptied takes more.
+    let limits = RiskLimits {
+        max_oco_orders: Some(2),
+        ..Default::default()
+    };
+    let mut s = Script::default();
+    s.orders.insert(
+        0,
+        vec![
+            far(Some("a")),
+            far(Some("a")),
+            far(Some("a")),
+            far(Some("b")),
+        ],
+    );
+    s.cancels.insert(1, vec![1, 2]);
+    s.orders.insert(2, vec![far(Some("a"))]);
+    let r = run_with(s, EngineConfig::default(), limits, &bars(), 10_000.0);
+    assert_eq!(
+        r.script,
+        [
+            "bar 0 ts 0: Ok(1)",
+            "bar 0 ts 0: Ok(2)",
+            "bar 0 ts 0: Err(\"risk: 2 orders in its OCO group already; max_oco_orders is 2\")",
+            "bar 0 ts 0: Ok(3)",
+            "cancel 1: Ok(())",
+            "cancel 2: Ok(())",
+            "bar 2 ts 172800: Ok(4)",
+        ]
+    );
+    assert_eq!(r.state, StrategyState::Running);
+}
+
+#[test]
 fn a_strategy_trading_in_a_loop_cannot_breach_the_order_rate_limit() {
     let limits = RiskLimits {
         max_orders_per_window: Some(3),

@@ -102,6 +102,12 @@ pub struct BacktestArgs {
     /// Risk: most resting orders at once.
     #[arg(long)]
     max_open_orders: Option<usize>,
+    /// Host bound: most resting orders at once per strategy (default 1000).
+    #[arg(long)]
+    max_resting_orders: Option<usize>,
+    /// Host bound: most resting orders in one OCO group (default 16).
+    #[arg(long)]
+    max_oco_orders: Option<usize>,
     /// Risk: most orders accepted per --order-window-secs of market time.
     #[arg(long)]
     max_orders_per_window: Option<u32>,
@@ -164,6 +170,8 @@ fn risk_limits(args: &BacktestArgs) -> Result<RiskLimits> {
         max_position,
         max_gross_exposure,
         max_open_orders,
+        max_resting_orders,
+        max_oco_orders,
         max_orders_per_window,
         order_window_secs,
         price_collar_pct,

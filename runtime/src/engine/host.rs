@@ -153,6 +153,9 @@ impl StrategyHost for CallHost<'_> {
                 position: self.book.quantity(sym),
                 gross_exposure: self.book.gross_exposure(),
                 open_orders: self.exchange.open_count(self.account),
+                oco_orders: self
+                    .exchange
+                    .oco_count(self.account, order.oco_group.as_deref()),
                 ts,
             };
             self.risk

@@ -3,10 +3,22 @@
 //! One exchange serves every account of an engine (backtest or live paper trading); there is
 //! no other implementation of fills. Rules are in `docs/fills.md`; the price arithmetic is in
 //! [`price`]. Fills are booked straight into the account's [`Portfolio`].
+//!
+//! A bar's pass costs the orders the bar can act on, not the orders that rest: each account's
+//! orders on each symbol are filed by the prices that make them act (`book`), so orders far
+//! from the market are never looked at. How many may rest is bounded by the risk check's
+//! `max_resting_orders` and `max_oco_orders` ([`crate::risk::RiskLimits`]).
 
+mod book;
 pub mod price;
+#[cfg(test)]
+mod reference;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+
+use book::{Book, Entry, Price};
 
 use crate::model::{
     Bar, OpenOrder, OrderChange, OrderKind, OrderRequest, OrderStatus, Quantity, Side, TimeInForce,
@@ -76,6 +88,9 @@ struct Order {
     anchor: f64,
     /// IOC/FOK orders get exactly one eligible bar.
     seen_bar: bool,
+    /// Where the order is filed in its book; kept to find it there again after its prices,
+    /// trigger or anchor change.
+    entry: Entry,
 }
 
 impl Order {
@@ -105,6 +120,91 @@ impl Order {
             Side::Buy => self.anchor + dist,
         })
     }
+
+    /// Whether it acts on every eligible bar whatever its prices (the bar may fill it, or it
+    /// leaves): market orders and every time in force but GTC.
+    fn eager(&self) -> bool {
+        self.request.kind == OrderKind::Market || self.request.time_in_force != TimeInForce::Gtc
+    }
+
+    /// The day it was placed, for a day order: it expires on a bar of a later day.
+    fn expiry_day(&self) -> Option<i64> {
+        (self.request.time_in_force == TimeInForce::Day).then_some(self.placed_day)
+    }
+
+    /// Where to file it, from its kind, prices and state now.
+    fn entry(&self) -> Entry {
+        let side = self.request.side;
+        // A limit acts when the bar comes down to a buy's price or up to a sell's; a stop the
+        // other way round.
+        let limit = |p: f64| match side {
+            _ if p.is_nan() => Entry::Always,
+            Side::Buy => Entry::Down(Price::new(p)),
+            Side::Sell => Entry::Up(Price::new(p)),
+        };
+        let stop = |p: f64| match side {
+            _ if p.is_nan() => Entry::Always,
+            Side::Buy => Entry::Up(Price::new(p)),
+            Side::Sell => Entry::Down(Price::new(p)),
+        };
+        if matches!(
+            self.request.time_in_force,
+            TimeInForce::Ioc | TimeInForce::Fok
+        ) {
+            return Entry::Always;
+        }
+        match self.request.kind {
+            OrderKind::Market => Entry::Always,
+            OrderKind::Limit(p) => limit(p),
+            OrderKind::Stop(p) => stop(p),
+            OrderKind::StopLimit { limit: l, .. } if self.triggered => limit(l),
+            OrderKind::StopLimit { stop: s, .. } => stop(s),
+            OrderKind::TrailingStop(_) => {
+                let level = self.trail_level().unwrap_or(f64::NAN);
+                // The anchor moves by `max`/`min` with the bar's extreme, which can change an
+                // anchor that is not a number or a signed zero without the bar passing it:
+                // such an order is looked at on every bar, as it always was.
+                if !(self.anchor.is_finite() && self.anchor != 0.0 && level.is_finite()) {
+                    return Entry::Always;
+                }
+                let (anchor, level) = (Price::new(self.anchor), Price::new(level));
+                match side {
+                    Side::Sell => Entry::TrailSell { anchor, level },
+                    Side::Buy => Entry::TrailBuy { anchor, level },
+                }
+            }
+        }
+    }
+
+    /// Whether processing `bar` (engine step `step`) would change anything for it.
+    fn acts(&self, step: u64, bar: &Bar) -> bool {
+        if step < self.active_from_step {
+            return false;
+        }
+        if self.request.time_in_force != TimeInForce::Gtc {
+            return true;
+        }
+        let side = self.request.side;
+        match self.request.kind {
+            OrderKind::Market => true,
+            OrderKind::Limit(p) => price::limit(side, p, bar).is_some(),
+            OrderKind::Stop(p) => price::stop(side, p, bar).is_some(),
+            OrderKind::StopLimit { stop, limit } => {
+                if self.triggered {
+                    price::limit(side, limit, bar).is_some()
+                } else {
+                    price::stop(side, stop, bar).is_some()
+                }
+            }
+            OrderKind::TrailingStop(_) => {
+                let moved = match side {
+                    Side::Sell => bar.high > self.anchor,
+                    Side::Buy => bar.low < self.anchor,
+                };
+                moved || price::stop(side, self.trail_level().unwrap_or(f64::NAN), bar).is_some()
+            }
+        }
+    }
 }
 
 /// Something the exchange did, for the engine to publish and deliver.
@@ -129,16 +229,32 @@ pub enum ExchangeEvent {
     },
 }
 
+/// One account's resting orders.
+#[derive(Debug, Clone, Default)]
+struct Account {
+    /// By id. Ids grow with every order the exchange accepts or creates, so this is also the
+    /// order in which they were placed.
+    orders: BTreeMap<u64, Order>,
+    /// The orders of each symbol, filed by what makes them act.
+    books: BTreeMap<usize, Book>,
+    /// Ids of the orders in each OCO group.
+    oco: BTreeMap<String, BTreeSet<u64>>,
+}
+
 /// All resting orders of an engine.
+///
+/// Orders are kept per account (an account without any costs nothing to process: with 10,000
+/// live accounts, scanning every resting order for each account's bar made the exchange's
+/// pass quadratic) and, within it, per symbol in a [`Book`] that finds the orders a bar can
+/// act on without looking at the others.
 #[derive(Debug, Clone, Default)]
 pub struct Exchange {
     config: ExchangeConfig,
-    orders: Vec<Order>,
-    /// Resting orders per account (indexed by account): an account without any costs
-    /// nothing to process. With 10,000 live accounts, scanning every resting order for each
-    /// account's bar made the exchange's pass quadratic.
-    resting: Vec<u32>,
+    /// Indexed by account.
+    accounts: Vec<Account>,
     next_id: u64,
+    /// The pass's to-do list, kept to spare an allocation per bar.
+    todo: Vec<(bool, u64)>,
 }
 
 fn direction(side: Side) -> f64 {
@@ -170,27 +286,77 @@ impl Exchange {
     pub fn new(config: ExchangeConfig) -> Self {
         Self {
             config,
-            orders: Vec::new(),
-            resting: Vec::new(),
+            accounts: Vec::new(),
             next_id: 1,
+            todo: Vec::new(),
         }
     }
 
     /// Add a resting order.
-    fn rest(&mut self, order: Order) {
+    fn rest(&mut self, mut order: Order) {
         let a = order.account;
-        if a >= self.resting.len() {
-            self.resting.resize(a + 1, 0);
+        if a >= self.accounts.len() {
+            self.accounts.resize_with(a + 1, Account::default);
         }
-        self.resting[a] += 1;
-        self.orders.push(order);
+        let acc = &mut self.accounts[a];
+        order.entry = order.entry();
+        acc.books.entry(order.symbol).or_default().add(
+            order.id,
+            order.entry,
+            order.expiry_day(),
+            order.eager().then_some(order.active_from_step),
+        );
+        if let Some(g) = &order.request.oco_group {
+            acc.oco.entry(g.clone()).or_default().insert(order.id);
+        }
+        acc.orders.insert(order.id, order);
     }
 
-    /// Remove resting order `i`.
-    fn unrest(&mut self, i: usize) -> Order {
-        let o = self.orders.remove(i);
-        self.resting[o.account] -= 1;
-        o
+    /// Remove resting order `id` of `account`.
+    fn unrest(&mut self, account: usize, id: u64) -> Option<Order> {
+        let acc = self.accounts.get_mut(account)?;
+        let o = acc.orders.remove(&id)?;
+        if let Some(book) = acc.books.get_mut(&o.symbol) {
+            book.remove(
+                id,
+                o.entry,
+                o.expiry_day(),
+                o.eager().then_some(o.active_from_step),
+            );
+            if book.is_empty() {
+                acc.books.remove(&o.symbol);
+            }
+        }
+        if let Some(g) = &o.request.oco_group
+            && let Some(members) = acc.oco.get_mut(g)
+        {
+            members.remove(&id);
+            if members.is_empty() {
+                acc.oco.remove(g);
+            }
+        }
+        Some(o)
+    }
+
+    /// File order `id` of `account` again after its prices, trigger or anchor changed.
+    fn refile(&mut self, account: usize, id: u64) {
+        let Some(acc) = self.accounts.get_mut(account) else {
+            return;
+        };
+        let Some(o) = acc.orders.get_mut(&id) else {
+            return;
+        };
+        let entry = o.entry();
+        if entry != o.entry
+            && let Some(book) = acc.books.get_mut(&o.symbol)
+        {
+            book.refile(id, o.entry, entry);
+            o.entry = entry;
+        }
+    }
+
+    fn order_mut(&mut self, account: usize, id: u64) -> Option<&mut Order> {
+        self.accounts.get_mut(account)?.orders.get_mut(&id)
     }
 
     /// The cost and fill model.
@@ -270,43 +436,30 @@ impl Exchange {
             triggered: false,
             anchor: last_price,
             seen_bar: false,
+            entry: Entry::Always,
         });
         id
     }
 
     /// Cancel one of `account`'s orders.
     pub fn cancel(&mut self, account: usize, id: u64) -> Result<(), String> {
-        let i = self
-            .orders
-            .iter()
-            .position(|o| o.id == id && o.account == account)
-            .ok_or_else(|| format!("no open order {id}"))?;
-        self.unrest(i);
-        Ok(())
+        self.unrest(account, id)
+            .map(|_| ())
+            .ok_or_else(|| format!("no open order {id}"))
     }
 
     /// Cancel every order of `account`; returns the ids.
     pub fn cancel_all(&mut self, account: usize) -> Vec<u64> {
-        if !self.has_orders(account) {
+        let Some(acc) = self.accounts.get_mut(account) else {
             return Vec::new();
-        }
-        let ids = self
-            .orders
-            .iter()
-            .filter(|o| o.account == account)
-            .map(|o| o.id)
-            .collect();
-        self.orders.retain(|o| o.account != account);
-        self.resting[account] = 0;
-        ids
+        };
+        std::mem::take(acc).orders.into_keys().collect()
     }
 
     /// Change the quantity or prices of one of `account`'s resting orders.
     pub fn modify(&mut self, account: usize, id: u64, change: OrderChange) -> Result<(), String> {
         let o = self
-            .orders
-            .iter_mut()
-            .find(|o| o.id == id && o.account == account)
+            .order_mut(account, id)
             .ok_or_else(|| format!("no open order {id}"))?;
         let mut request = o.request.clone();
         if let Some(q) = change.quantity {
@@ -337,17 +490,17 @@ impl Exchange {
             o.resolved = None;
         }
         o.request = request;
+        self.refile(account, id);
         Ok(())
     }
 
-    /// Resting orders of `account`.
+    /// Resting orders of `account`, in the order they were placed.
     pub fn open_orders(&self, account: usize) -> Vec<OpenOrder> {
-        if !self.has_orders(account) {
+        let Some(acc) = self.accounts.get(account) else {
             return Vec::new();
-        }
-        self.orders
-            .iter()
-            .filter(|o| o.account == account)
+        };
+        acc.orders
+            .values()
             .map(|o| OpenOrder {
                 id: o.id,
                 request: o.request.clone(),
@@ -359,53 +512,52 @@ impl Exchange {
 
     /// Number of resting orders of `account`.
     pub fn open_count(&self, account: usize) -> usize {
-        self.resting.get(account).map_or(0, |&n| n as usize)
+        self.accounts.get(account).map_or(0, |a| a.orders.len())
+    }
+
+    /// Number of resting orders of `account` in OCO group `group`; `None` without a group.
+    /// What the per-group cap of the risk check counts.
+    pub fn oco_count(&self, account: usize, group: Option<&str>) -> Option<usize> {
+        let group = group?;
+        Some(
+            self.accounts
+                .get(account)
+                .and_then(|a| a.oco.get(group))
+                .map_or(0, BTreeSet::len),
+        )
     }
 
     /// Whether `account` has any resting order.
     #[inline]
     pub fn has_orders(&self, account: usize) -> bool {
-        self.resting.get(account).is_some_and(|&n| n > 0)
+        self.accounts
+            .get(account)
+            .is_some_and(|a| !a.orders.is_empty())
     }
 
     /// Whether processing `bar` (engine step `step`) would change anything for `account`:
     /// a fill, a trigger, an expiry or a trailing stop's anchor. Pure: lets the engine hand a
     /// strategy a run of bars on which the exchange has nothing to do.
     pub fn would_act(&self, account: usize, symbol: usize, step: u64, bar: &Bar) -> bool {
-        self.has_orders(account)
-            && self.orders.iter().any(|o| {
-                if o.account != account || o.symbol != symbol || step < o.active_from_step {
-                    return false;
-                }
-                if o.request.time_in_force != TimeInForce::Gtc {
-                    return true;
-                }
-                let side = o.request.side;
-                match o.request.kind {
-                    OrderKind::Market => true,
-                    OrderKind::Limit(p) => price::limit(side, p, bar).is_some(),
-                    OrderKind::Stop(p) => price::stop(side, p, bar).is_some(),
-                    OrderKind::StopLimit { stop, limit } => {
-                        if o.triggered {
-                            price::limit(side, limit, bar).is_some()
-                        } else {
-                            price::stop(side, stop, bar).is_some()
-                        }
-                    }
-                    OrderKind::TrailingStop(_) => {
-                        let moved = match side {
-                            Side::Sell => bar.high > o.anchor,
-                            Side::Buy => bar.low < o.anchor,
-                        };
-                        moved
-                            || price::stop(side, o.trail_level().unwrap_or(f64::NAN), bar).is_some()
-                    }
-                }
-            })
+        let Some(acc) = self.accounts.get(account) else {
+            return false;
+        };
+        let Some(book) = acc.books.get(&symbol) else {
+            return false;
+        };
+        book.eager_from().is_some_and(|s| s <= step)
+            || book
+                .candidates(bar)
+                .any(|id| acc.orders.get(&id).is_some_and(|o| o.acts(step, bar)))
     }
 
     /// Process `bar` of `symbol` (engine step `step`) for `account`: expire, trigger and fill
     /// its eligible orders, booking fills into `book`.
+    ///
+    /// The orders the bar can act on are processed in id (placement) order, except that
+    /// limit-like members of an OCO group go after every other order (see below). Orders
+    /// created during the pass (bracket exits) are not in that list: an exit entered at the
+    /// open is processed right after its entry's fill instead.
     pub fn process_bar(
         &mut self,
         account: usize,
@@ -415,42 +567,52 @@ impl Exchange {
         book: &mut Portfolio,
         out: &mut Vec<ExchangeEvent>,
     ) {
-        if !self.has_orders(account) {
+        let Some(acc) = self.accounts.get(account) else {
             return;
-        }
-        let mut ids: Vec<(bool, u64)> = self
-            .orders
-            .iter()
-            .filter(|o| o.account == account && o.symbol == symbol && step >= o.active_from_step)
-            // Within an OCO group, stops go before limits: when a bar touches both a bracket's
-            // stop-loss and its take-profit, the conservative side fills.
-            .map(|o| (o.request.oco_group.is_some() && !o.is_stop_like(), o.id))
-            .collect();
-        if ids.is_empty() {
+        };
+        let Some(index) = acc.books.get(&symbol) else {
             return;
+        };
+        let mut todo = std::mem::take(&mut self.todo);
+        todo.clear();
+        for id in index.candidates(bar) {
+            if let Some(o) = acc.orders.get(&id)
+                && step >= o.active_from_step
+            {
+                // Within an OCO group, stops go before limits: when a bar touches both a
+                // bracket's stop-loss and its take-profit, the conservative side fills.
+                todo.push((o.request.oco_group.is_some() && !o.is_stop_like(), id));
+            }
         }
-        ids.sort_unstable();
-        for (_, id) in ids {
-            let Some(i) = self.orders.iter().position(|o| o.id == id) else {
-                continue;
-            }; // cancelled by OCO
-            self.process_order(i, step, bar, book, out);
+        // Orders the bar leaves alone are not in the list; processing them changed nothing,
+        // so the ones it acts on keep the order they always had.
+        todo.sort_unstable();
+        todo.dedup();
+        for &(_, id) in &todo {
+            // Skipped when cancelled by OCO earlier in the pass.
+            if self.accounts[account].orders.contains_key(&id) {
+                self.process_order(account, id, step, bar, book, out);
+            }
         }
+        self.todo = todo;
     }
 
     fn process_order(
         &mut self,
-        i: usize,
+        account: usize,
+        id: u64,
         step: u64,
         bar: &Bar,
         book: &mut Portfolio,
         out: &mut Vec<ExchangeEvent>,
     ) {
         let cfg = self.config.clone();
-        let o = &mut self.orders[i];
+        let Some(o) = self.order_mut(account, id) else {
+            return;
+        };
         let day = bar.ts.div_euclid(86_400);
         if o.request.time_in_force == TimeInForce::Day && day > o.placed_day {
-            self.drop_order(i, bar.ts, "expired at the end of its day", out);
+            self.drop_order(account, id, bar.ts, "expired at the end of its day", out);
             return;
         }
         let side = o.request.side;
@@ -489,31 +651,42 @@ impl Exchange {
         };
         let one_shot = matches!(o.request.time_in_force, TimeInForce::Ioc | TimeInForce::Fok);
         o.seen_bar = true;
+        let at_open = fill_price.is_some_and(|p| p == bar.open)
+            || matches!(o.request.kind, OrderKind::Market);
+        // A trigger or a moved anchor files the order elsewhere.
+        self.refile(account, id);
         let Some(price) = fill_price else {
             if one_shot {
-                self.drop_order(i, bar.ts, "not filled on its first bar (IOC/FOK)", out);
+                self.drop_order(
+                    account,
+                    id,
+                    bar.ts,
+                    "not filled on its first bar (IOC/FOK)",
+                    out,
+                );
             }
             return;
         };
-        let at_open = price == bar.open || matches!(o.request.kind, OrderKind::Market);
-        self.fill(i, step, price, at_open, bar, book, out);
+        self.fill(account, id, step, price, at_open, bar, book, out);
     }
 
-    /// Remove order `i` and report why: the one way an order leaves without filling completely.
+    /// Remove order `id` and report why: the one way an order leaves without filling completely.
     fn drop_order(
         &mut self,
-        i: usize,
+        account: usize,
+        id: u64,
         ts: i64,
         reason: impl Into<String>,
         out: &mut Vec<ExchangeEvent>,
     ) {
-        let o = self.unrest(i);
-        out.push(ExchangeEvent::Cancelled {
-            account: o.account,
-            order_id: o.id,
-            ts,
-            reason: reason.into(),
-        });
+        if let Some(o) = self.unrest(account, id) {
+            out.push(ExchangeEvent::Cancelled {
+                account: o.account,
+                order_id: o.id,
+                ts,
+                reason: reason.into(),
+            });
+        }
     }
 
     /// Fill market orders of `account` placed on `step` at that bar's close (`--fill close`).
@@ -526,23 +699,27 @@ impl Exchange {
         book: &mut Portfolio,
         out: &mut Vec<ExchangeEvent>,
     ) {
-        let ids: Vec<u64> = self
-            .orders
-            .iter()
-            .filter(|o| {
-                o.account == account
-                    && o.symbol == symbol
-                    && o.placed_step == step
-                    && o.request.kind == OrderKind::Market
+        let Some(acc) = self.accounts.get(account) else {
+            return;
+        };
+        let Some(index) = acc.books.get(&symbol) else {
+            return;
+        };
+        // Market orders are filed as `Always`, in id order.
+        let ids: Vec<u64> = index
+            .always()
+            .filter(|id| {
+                acc.orders
+                    .get(id)
+                    .is_some_and(|o| o.placed_step == step && o.request.kind == OrderKind::Market)
             })
-            .map(|o| o.id)
             .collect();
         for id in ids {
-            if let Some(i) = self.orders.iter().position(|o| o.id == id) {
-                let side = self.orders[i].request.side;
+            if let Some(o) = self.accounts[account].orders.get(&id) {
+                let side = o.request.side;
                 let price = price::slip(side, bar.close, self.config.slippage_bps);
                 // Exits of a bracket entered at the close can act from the next bar on.
-                self.fill(i, step, price, false, bar, book, out);
+                self.fill(account, id, step, price, false, bar, book, out);
             }
         }
     }
@@ -552,7 +729,8 @@ impl Exchange {
     #[allow(clippy::too_many_arguments)]
     fn fill(
         &mut self,
-        i: usize,
+        account: usize,
+        id: u64,
         step: u64,
         price: f64,
         at_open: bool,
@@ -561,8 +739,10 @@ impl Exchange {
         out: &mut Vec<ExchangeEvent>,
     ) {
         let cfg = self.config.clone();
-        let o = &mut self.orders[i];
-        let (account, id, symbol) = (o.account, o.id, o.symbol);
+        let Some(o) = self.order_mut(account, id) else {
+            return;
+        };
+        let symbol = o.symbol;
         let c = cfg.commission;
         // Signed total units of the order, resolved once.
         let total = match o.resolved {
@@ -598,7 +778,7 @@ impl Exchange {
                 Quantity::TargetPercent(_) => "already at the target",
                 _ => "not enough equity for one unit",
             };
-            self.drop_order(i, bar.ts, reason, out);
+            self.drop_order(account, id, bar.ts, reason, out);
             return;
         }
         let side = if total > 0.0 { Side::Buy } else { Side::Sell };
@@ -608,7 +788,8 @@ impl Exchange {
             if cap < qty {
                 if o.request.time_in_force == TimeInForce::Fok {
                     self.drop_order(
-                        i,
+                        account,
+                        id,
                         bar.ts,
                         format!("fill or kill: only {cap} of {qty} available"),
                         out,
@@ -636,7 +817,8 @@ impl Exchange {
             };
             if gross_after > equity * cfg.max_leverage * (1.0 + 1e-9) + 1e-9 {
                 self.drop_order(
-                    i,
+                    account,
+                    id,
                     bar.ts,
                     format!(
                         "insufficient buying power: exposure {gross_after:.2} would exceed {:.2}",
@@ -672,25 +854,25 @@ impl Exchange {
         let one_shot = matches!(o.request.time_in_force, TimeInForce::Ioc | TimeInForce::Fok);
         let request_symbol = o.request.symbol.clone();
         if !done && one_shot {
-            self.drop_order(i, bar.ts, "rest of an immediate-or-cancel order", out);
+            self.drop_order(
+                account,
+                id,
+                bar.ts,
+                "rest of an immediate-or-cancel order",
+                out,
+            );
         } else if done {
-            self.unrest(i);
+            self.unrest(account, id);
         }
         if let Some(group) = oco {
-            let siblings: Vec<u64> = self
-                .orders
-                .iter()
-                .filter(|s| {
-                    s.account == account
-                        && s.id != id
-                        && s.request.oco_group.as_deref() == Some(group.as_str())
-                })
-                .map(|s| s.id)
-                .collect();
+            // The other members, in id order; an order partly filled stays in its group.
+            let siblings: Vec<u64> = self.accounts[account]
+                .oco
+                .get(&group)
+                .map(|m| m.iter().copied().filter(|&s| s != id).collect())
+                .unwrap_or_default();
             for sid in siblings {
-                if let Some(j) = self.orders.iter().position(|s| s.id == sid) {
-                    self.unrest(j);
-                }
+                self.unrest(account, sid);
                 out.push(ExchangeEvent::Cancelled {
                     account,
                     order_id: sid,
@@ -738,14 +920,15 @@ impl Exchange {
                     triggered: false,
                     anchor: price,
                     seen_bar: false,
+                    entry: Entry::Always,
                 });
                 exits.push(exit_id);
             }
             if at_open {
                 // Check the new exits against the rest of this bar right away, stop first.
                 for exit_id in exits {
-                    if let Some(j) = self.orders.iter().position(|x| x.id == exit_id) {
-                        self.process_order(j, step, bar, book, out);
+                    if self.accounts[account].orders.contains_key(&exit_id) {
+                        self.process_order(account, exit_id, step, bar, book, out);
                     }
                 }
             }
@@ -755,6 +938,8 @@ impl Exchange {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::model::{OrderKind, OrderRequest, Quantity, Side};
 
@@ -805,6 +990,299 @@ mod tests {
         x.submit(3, 0, stop(Side::Buy, 600.0, None), 1, 0, 100.0);
         assert_eq!(x.cancel_all(3).len(), 2);
         assert_eq!(x.open_count(3), 0);
-        assert!(x.orders.is_empty());
+        assert!(
+            x.accounts
+                .iter()
+                .all(|a| a.orders.is_empty() && a.books.is_empty())
+        );
+    }
+
+    /// A small seeded generator (xorshift64*): the randomized test is the same on every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn chance(&mut self, percent: u64) -> bool {
+            self.below(100) < percent
+        }
+        /// Uniform in [a, b).
+        fn range(&mut self, a: f64, b: f64) -> f64 {
+            a + (b - a) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        }
+        /// On a grid of 0.25, so that bars often touch order prices exactly.
+        fn price(&mut self, a: f64, b: f64) -> f64 {
+            ((self.range(a, b) * 4.0).round() / 4.0).max(0.25)
+        }
+    }
+
+    fn random_order(rng: &mut Rng, symbol: &str, last: f64) -> OrderRequest {
+        let side = if rng.chance(50) {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        // Some near the market, most far from it (what the index must skip).
+        let spread = if rng.chance(30) { 0.03 } else { 0.6 };
+        let mut p = || rng.price(last * (1.0 - spread), last * (1.0 + spread));
+        let (a, b) = (p(), p());
+        let kind = match rng.below(10) {
+            0 => OrderKind::Market,
+            1..=3 => OrderKind::Limit(a),
+            4..=5 => OrderKind::Stop(a),
+            6..=7 => OrderKind::StopLimit { stop: a, limit: b },
+            8 => OrderKind::TrailingStop(Trail::Amount((a - last).abs().max(0.25))),
+            _ => OrderKind::TrailingStop(Trail::Percent(rng.range(0.1, 20.0))),
+        };
+        let quantity = match rng.below(10) {
+            0 => Quantity::EquityFraction(rng.range(0.01, 0.3)),
+            1 => Quantity::TargetPercent(rng.range(-0.3, 0.3)),
+            _ => Quantity::Units((1 + rng.below(20)) as f64),
+        };
+        let time_in_force = match rng.below(20) {
+            0..=1 => TimeInForce::Day,
+            2 => TimeInForce::Ioc,
+            3 => TimeInForce::Fok,
+            _ => TimeInForce::Gtc,
+        };
+        let mut o = OrderRequest::market(symbol, side, quantity);
+        o.kind = kind;
+        o.time_in_force = time_in_force;
+        if rng.chance(15) {
+            let d = rng.price(0.25, last * 0.1);
+            let (tp, sl) = match side {
+                Side::Buy => (last + d, (last - d).max(0.25)),
+                Side::Sell => ((last - d).max(0.25), last + d),
+            };
+            o.take_profit = rng.chance(80).then_some(tp);
+            o.stop_loss = rng.chance(80).then_some(sl);
+        }
+        if rng.chance(20) {
+            o.oco_group = Some(format!("g{}", rng.below(4)));
+        }
+        if rng.chance(10) {
+            o.tag = Some(format!("t{}", rng.below(100)));
+        }
+        o
+    }
+
+    fn state_of(books: &[Portfolio], symbols: usize) -> String {
+        books
+            .iter()
+            .map(|b| {
+                let q: Vec<f64> = (0..symbols).map(|s| b.quantity(s)).collect();
+                format!("{} {} {q:?} {:?}", b.cash(), b.fees(), b.all_trades())
+            })
+            .collect()
+    }
+
+    /// The test that fails if the index ever misses an order or changes the order of fills:
+    /// random order sets of every kind (hundreds resting, near and far from the market) over
+    /// many bars, against the exchange as it was (every order looked at on every bar).
+    #[test]
+    fn indexed_fills_match_the_brute_force_reference() {
+        const ACCOUNTS: usize = 3;
+        const SYMBOLS: usize = 3;
+        let names: Arc<[String]> = (0..SYMBOLS).map(|s| format!("S{s}")).collect();
+        let mut max_resting = 0;
+        let mut fills = 0;
+        for seed in 1..=6u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let config = ExchangeConfig {
+                commission: [0.0, 0.001][rng.below(2) as usize],
+                fixed_fee: [0.0, 1.0][rng.below(2) as usize],
+                slippage_bps: [0.0, 5.0][rng.below(2) as usize],
+                fill: FillMode::NextOpen,
+                volume_participation: rng.chance(40).then_some(0.01),
+                max_leverage: [1.0, 4.0][rng.below(2) as usize],
+            };
+            let at_close = rng.chance(30);
+            let mut x = Exchange::new(config.clone());
+            let mut r = reference::Reference::new(config);
+            let mut xb: Vec<Portfolio> = (0..ACCOUNTS)
+                .map(|_| Portfolio::new(names.clone(), 1e6))
+                .collect();
+            let mut rb = xb.clone();
+            let mut last = [100.0; SYMBOLS];
+            let mut ts = 1_700_000_000;
+            for step in 0..400u64 {
+                let s = rng.below(SYMBOLS as u64) as usize;
+                ts += 900 * (1 + rng.below(8) as i64);
+                let prev = last[s];
+                let open = if rng.chance(10) {
+                    rng.price(prev * 0.9, prev * 1.1)
+                } else {
+                    prev
+                };
+                let close = rng.price(open * 0.97, open * 1.03);
+                let bar = Bar {
+                    ts,
+                    open,
+                    high: open.max(close) + rng.price(0.0, 2.0) - 0.25,
+                    low: (open.min(close) - rng.price(0.0, 2.0) + 0.25).max(0.25),
+                    close,
+                    volume: [5.0, 200.0, 1e6][rng.below(3) as usize],
+                };
+                last[s] = close;
+                for a in 0..ACCOUNTS {
+                    assert_eq!(
+                        x.would_act(a, s, step, &bar),
+                        r.would_act(a, s, step, &bar),
+                        "seed {seed} step {step} account {a}"
+                    );
+                    let (mut xo, mut ro) = (Vec::new(), Vec::new());
+                    x.process_bar(a, s, step, &bar, &mut xb[a], &mut xo);
+                    r.process_bar(a, s, step, &bar, &mut rb[a], &mut ro);
+                    assert_eq!(
+                        format!("{xo:?}"),
+                        format!("{ro:?}"),
+                        "seed {seed} step {step}"
+                    );
+                    fills += xo
+                        .iter()
+                        .filter(|e| matches!(e, ExchangeEvent::Fill { .. }))
+                        .count();
+                    xb[a].set_mark(s, bar.close);
+                    rb[a].set_mark(s, bar.close);
+                    // The strategy's turn: new orders, cancels, changes.
+                    for _ in 0..rng.below(6) {
+                        let o = random_order(&mut rng, &names[s], bar.close);
+                        let mark = xb[a].mark(s);
+                        let ia = x.submit(a, s, o.clone(), step, ts, mark);
+                        let ib = r.submit(a, s, o, step, ts, mark);
+                        assert_eq!(ia, ib);
+                    }
+                    let open = r.open_orders(a);
+                    if !open.is_empty() && rng.chance(20) {
+                        let id = open[rng.below(open.len() as u64) as usize].id;
+                        assert_eq!(x.cancel(a, id), r.cancel(a, id));
+                    }
+                    if !open.is_empty() && rng.chance(20) {
+                        let id = open[rng.below(open.len() as u64) as usize].id;
+                        let p = rng.price(bar.close * 0.9, bar.close * 1.1);
+                        let change = OrderChange {
+                            quantity: rng.chance(30).then(|| (1 + rng.below(30)) as f64),
+                            limit_price: rng.chance(50).then_some(p),
+                            stop_price: rng.chance(50).then_some(p),
+                        };
+                        assert_eq!(x.modify(a, id, change), r.modify(a, id, change));
+                    }
+                    if step % 250 == 249 && rng.chance(50) {
+                        assert_eq!(x.cancel_all(a), r.cancel_all(a));
+                    }
+                    if at_close {
+                        let (mut xo, mut ro) = (Vec::new(), Vec::new());
+                        x.fill_at_close(a, s, step, &bar, &mut xb[a], &mut xo);
+                        r.fill_at_close(a, s, step, &bar, &mut rb[a], &mut ro);
+                        assert_eq!(format!("{xo:?}"), format!("{ro:?}"), "seed {seed}");
+                    }
+                    assert_eq!(
+                        x.open_orders(a),
+                        r.open_orders(a),
+                        "seed {seed} step {step}"
+                    );
+                    assert_eq!(x.open_count(a), r.open_count(a));
+                    max_resting = max_resting.max(x.open_count(a));
+                    let group = Some("g1");
+                    assert_eq!(
+                        x.oco_count(a, group),
+                        Some(
+                            r.open_orders(a)
+                                .iter()
+                                .filter(|o| o.request.oco_group.as_deref() == group)
+                                .count()
+                        )
+                    );
+                }
+                assert_eq!(
+                    state_of(&xb, SYMBOLS),
+                    state_of(&rb, SYMBOLS),
+                    "seed {seed}"
+                );
+            }
+        }
+        // The test means something only if orders piled up and many filled.
+        println!("at most {max_resting} resting orders in an account, {fills} fills");
+        assert!(max_resting >= 150, "{max_resting}");
+        assert!(fills >= 2_000, "{fills}");
+    }
+
+    #[test]
+    fn a_pass_over_ten_thousand_far_orders_looks_at_none_of_them() {
+        let mut x = Exchange::new(ExchangeConfig::default());
+        let mut book = Portfolio::new(vec!["X".to_string()].into(), 1e6);
+        let mut out = Vec::new();
+        for i in 0..10_000 {
+            let side = if i % 2 == 0 { Side::Buy } else { Side::Sell };
+            let far = 50.0 + (i % 40) as f64;
+            let (limit, stop) = match side {
+                Side::Buy => (100.0 - far, 100.0 + far),
+                Side::Sell => (100.0 + far, 100.0 - far),
+            };
+            let mut o = OrderRequest::market("X", side, Quantity::Units(1.0));
+            o.kind = match i % 4 {
+                0 | 1 => OrderKind::Limit(limit),
+                2 => OrderKind::Stop(stop),
+                _ => OrderKind::StopLimit { stop, limit },
+            };
+            // Day orders from the 8,000th on: they are due on a later day's bar.
+            if i >= 8_000 {
+                o.time_in_force = TimeInForce::Day;
+            }
+            x.submit(0, 0, o, 0, 1_000, 100.0);
+        }
+        let near = x.submit(0, 0, stop(Side::Sell, 99.5, None), 0, 1_000, 100.0);
+        let b = bar(100.0);
+        let examined = |x: &Exchange| x.accounts[0].books[&0].candidates(&b).count();
+        assert_eq!(examined(&x), 1, "only the near stop");
+        assert!(x.would_act(0, 0, 1, &b));
+        x.process_bar(0, 0, 1, &b, &mut book, &mut out);
+        assert!(
+            matches!(&out[..], [ExchangeEvent::Fill { order_id, .. }] if *order_id == near),
+            "{out:?}"
+        );
+        assert_eq!(examined(&x), 0);
+        // As before the index, resting day orders keep the engine from batching bars.
+        assert!(x.would_act(0, 0, 2, &b));
+        out.clear();
+        x.process_bar(0, 0, 2, &b, &mut book, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(x.open_count(0), 10_000);
+        // The next day, the day orders (and only they) are due.
+        let mut next_day = b;
+        next_day.ts += 86_400;
+        assert_eq!(examined_at(&x, &next_day), 2_000);
+        x.process_bar(0, 0, 3, &next_day, &mut book, &mut out);
+        assert_eq!(out.len(), 2_000);
+        assert_eq!(x.open_count(0), 8_000);
+        assert_eq!(examined_at(&x, &next_day), 0);
+        assert!(!x.would_act(0, 0, 4, &next_day));
+    }
+
+    fn examined_at(x: &Exchange, b: &Bar) -> usize {
+        x.accounts[0].books[&0].candidates(b).count()
+    }
+
+    #[test]
+    fn oco_groups_are_counted_per_account() {
+        let mut x = Exchange::new(ExchangeConfig::default());
+        for _ in 0..3 {
+            x.submit(1, 0, stop(Side::Sell, 50.0, Some("g")), 0, 0, 100.0);
+        }
+        let other = x.submit(2, 0, stop(Side::Sell, 50.0, Some("g")), 0, 0, 100.0);
+        assert_eq!(x.oco_count(1, Some("g")), Some(3));
+        assert_eq!(x.oco_count(1, Some("h")), Some(0));
+        assert_eq!(x.oco_count(1, None), None);
+        x.cancel(2, other).unwrap();
+        assert_eq!(x.oco_count(2, Some("g")), Some(0));
+        x.cancel_all(1);
+        assert_eq!(x.oco_count(1, Some("g")), Some(0));
     }
 }

@@ -141,7 +141,8 @@ pub struct NewBacktest {
     pub max_leverage: Option<f64>,
     /// Close open positions at the last close.
     pub close_at_end: Option<bool>,
-    /// Risk limits for the run (fields of `RiskLimits`; default none).
+    /// Risk limits for the run (fields of `RiskLimits`; all off by default except the host
+    /// bounds `max_resting_orders` 1000 and `max_oco_orders` 16).
     #[schema(value_type = Option<Object>)]
     pub risk: Option<Value>,
 }

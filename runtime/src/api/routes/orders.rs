@@ -328,6 +328,7 @@ async fn risk_check(
                     position: 0.0,
                     gross_exposure: 0.0,
                     open_orders: 0,
+                    oco_orders: None,
                     ts,
                 },
             );
@@ -350,6 +351,9 @@ async fn risk_check(
         position: b.position,
         gross_exposure: b.gross_exposure,
         open_orders: b.open_orders,
+        // Orders placed through the API have no OCO group of their own (bracket exits get
+        // theirs from the desk's exchange, two at a time).
+        oco_orders: None,
         ts: now,
     };
     Ok(risk.check_order(&limits, &check))
