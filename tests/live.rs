@@ -921,8 +921,19 @@ async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() 
 /// Store a `seq-recorder` v1 strategy with `params` on GOOG, enabled (the live engine
 /// resumes it when it starts); its id.
 async fn enabled_seq_recorder(store: &Store, name: &str, params: Value) -> i64 {
+    enabled_strategy(store, guests::SEQ_RECORDER_V1, name, params, "GOOG").await
+}
+
+/// Store a strategy running the guest `module` with `params` on `symbol`, enabled; its id.
+async fn enabled_strategy(
+    store: &Store,
+    module: &str,
+    name: &str,
+    params: Value,
+    symbol: &str,
+) -> i64 {
     let sandbox = qtm_runtime::sandbox::Sandbox::new(Default::default()).unwrap();
-    let bytes = qtm_tests::component(guests::SEQ_RECORDER_V1);
+    let bytes = qtm_tests::component(module);
     let code = sandbox.load(&bytes).unwrap();
     let describe = serde_json::to_value(code.info()).unwrap();
     let id = store::strategies::create(
@@ -936,13 +947,13 @@ async fn enabled_seq_recorder(store: &Store, name: &str, params: Value) -> i64 {
         },
         &store::strategies::NewVersion {
             content_sha256: code.sha256(),
-            contract_version: "qtm:strategy@0.1.0",
+            contract_version: &code.gate().contract,
             describe: &describe,
             component: &bytes,
             created_by: None,
         },
         &params,
-        &["GOOG".to_string()],
+        &[symbol.to_string()],
     )
     .await
     .unwrap()
@@ -1748,4 +1759,123 @@ async fn stopping_under_load_takes_under_5_s_and_loses_nothing_that_was_publishe
     assert_eq!(seen["MSFT"], msft);
     store.close().await;
     assert!(check_consistency(&db, &account).await > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_qtm_serve_under_load_within_5_s_with_its_trading_stored() {
+    let qtm = qtm_binary();
+    assert!(
+        qtm.exists(),
+        "{} is built by `cargo test --workspace` (./test.sh); with `-p qtm-tests` alone, run `cargo build -p qtm-runtime` first",
+        qtm.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_with_goog(dir.path()).await;
+    let url = format!("sqlite://{}", db.display());
+    // sma-cross trading a fast looping replay of GOOG next to three burners on it, with no
+    // CPU cap: the engine cannot keep up, and the replay's bars queue.
+    let trader = {
+        let store = Store::open(&url).await.unwrap();
+        let trader = enabled_strategy(
+            &store,
+            guests::SMA_CROSS,
+            "trader",
+            json!({"fast": 3, "slow": 8, "mode": "flip", "sizing": "fixed", "quantity": 1}),
+            "GOOG",
+        )
+        .await;
+        for i in 0..3 {
+            enabled_strategy(
+                &store,
+                guests::HOSTILE,
+                &format!("burner-{i}"),
+                json!({"attack": "burn", "iterations": BURN_UNDER_FUEL}),
+                "GOOG",
+            )
+            .await;
+        }
+        store::modules::seed(&store).await.unwrap();
+        store::modules::set_config(
+            &store,
+            "replay-feed",
+            &json!({"source": "database", "speed": 1e9, "loop": true, "max_pause_secs": null,
+                    "symbols": ["GOOG"]}),
+            None,
+        )
+        .await
+        .unwrap();
+        store::modules::set_config(
+            &store,
+            "live-engine",
+            &json!({"snapshot_every_secs": 30, "initial_cash": 100000.0, "cpu_share_cap_pct": 100}),
+            None,
+        )
+        .await
+        .unwrap();
+        store.close().await;
+        trader
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(&qtm)
+        .args(["serve", "--listen", &listen, "--database-url", &url])
+        .env("QTM_ADMIN_PASSWORD", "admin-password-1")
+        .env("QTM_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("serve.err")).unwrap())
+        .spawn()
+        .unwrap();
+    // Up, trading, and behind.
+    let http = reqwest::Client::new();
+    let health = format!("http://{listen}/health");
+    let up = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(r) = http.get(&health).send().await {
+                return r.json::<Value>().await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the server comes up");
+    assert_eq!(up["engine"], "ok", "{up}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let t = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("qtm serve still running 10 s after SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let stopped_in = t.elapsed();
+    let stderr = std::fs::read_to_string(dir.path().join("serve.err")).unwrap_or_default();
+    eprintln!("qtm serve exited {exit} {stopped_in:?} after SIGTERM");
+    assert!(exit.success(), "{exit}: {stderr}");
+    assert!(stopped_in < Duration::from_secs(5), "{stopped_in:?}: {stderr}");
+
+    // Stored as a graceful stop leaves it: consistent fills, the last snapshot at the cursor.
+    let account = format!("strategy:{trader}");
+    assert!(check_consistency(&db, &account).await > 0, "sma-cross traded");
+    let store = Store::open(&url).await.unwrap();
+    let cursor = store::live::cursors(&store).await.unwrap()["GOOG"].seq as u64;
+    let seen = store::live::snapshot_seqs(&store, trader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen["GOOG"], cursor);
+    store.close().await;
 }
