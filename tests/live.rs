@@ -74,6 +74,18 @@ async fn upload(
     name: &str,
     params: Value,
 ) -> (i64, i64) {
+    upload_on(s, token, module, name, params, "GOOG").await
+}
+
+/// [`upload`] trading `symbol`.
+async fn upload_on(
+    s: &TestServer,
+    token: &str,
+    module: &str,
+    name: &str,
+    params: Value,
+    symbol: &str,
+) -> (i64, i64) {
     let body = post_component(s, token, "/api/strategies", module, Some(name)).await;
     let id = body["id"]
         .as_i64()
@@ -84,7 +96,7 @@ async fn upload(
             Method::PUT,
             &format!("/api/strategies/{id}/configure"),
             Some(token),
-            Some(json!({"params": params, "symbols": ["GOOG"]})),
+            Some(json!({"params": params, "symbols": [symbol]})),
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{inst}");
@@ -909,8 +921,19 @@ async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() 
 /// Store a `seq-recorder` v1 strategy with `params` on GOOG, enabled (the live engine
 /// resumes it when it starts); its id.
 async fn enabled_seq_recorder(store: &Store, name: &str, params: Value) -> i64 {
+    enabled_strategy(store, guests::SEQ_RECORDER_V1, name, params, "GOOG").await
+}
+
+/// Store a strategy running the guest `module` with `params` on `symbol`, enabled; its id.
+async fn enabled_strategy(
+    store: &Store,
+    module: &str,
+    name: &str,
+    params: Value,
+    symbol: &str,
+) -> i64 {
     let sandbox = qtm_runtime::sandbox::Sandbox::new(Default::default()).unwrap();
-    let bytes = qtm_tests::component(guests::SEQ_RECORDER_V1);
+    let bytes = qtm_tests::component(module);
     let code = sandbox.load(&bytes).unwrap();
     let describe = serde_json::to_value(code.info()).unwrap();
     let id = store::strategies::create(
@@ -924,13 +947,13 @@ async fn enabled_seq_recorder(store: &Store, name: &str, params: Value) -> i64 {
         },
         &store::strategies::NewVersion {
             content_sha256: code.sha256(),
-            contract_version: "qtm:strategy@0.1.0",
+            contract_version: &code.gate().contract,
             describe: &describe,
             component: &bytes,
             created_by: None,
         },
         &params,
-        &["GOOG".to_string()],
+        &[symbol.to_string()],
     )
     .await
     .unwrap()
@@ -1289,5 +1312,570 @@ async fn the_replay_shortens_long_gaps_to_its_pause_limit_and_keeps_the_recorded
     let expected: Vec<(u64, i64)> = (1..).zip(recorded).collect();
     assert_eq!(seen, expected);
     live.shutdown().await;
+    store.close().await;
+}
+
+/// Loop iterations of the hostile guest's `burn` that stay just under the 10,000,000 fuel of a
+/// call (about 10.3 fuel each): the heaviest bar a guest can make without trapping, about a
+/// millisecond.
+const BURN_UNDER_FUEL: i64 = 950_000;
+
+/// Change the `live-engine` module's settings (admin).
+async fn configure_engine(s: &TestServer, token: &str, config: Value) {
+    let (st, body) = s
+        .call(
+            Method::POST,
+            "/api/modules/live-engine/configure",
+            Some(token),
+            Some(json!({ "config": config })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+}
+
+/// The `live` part of strategy `id`'s entry in `GET /api/strategy-instances`.
+async fn listed(s: &TestServer, token: &str, id: i64) -> Value {
+    let (st, list) = s
+        .call(Method::GET, "/api/strategy-instances", Some(token), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{list}");
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["strategy_id"] == id)
+        .unwrap_or_else(|| panic!("strategy {id} is not listed: {list}"))["live"]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_over_its_cpu_share_cap_is_disabled_with_its_reason_listed_and_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_with_goog(dir.path()).await;
+    let s = TestServer::start_on(&db, |_| {}).await;
+    let token = s.admin_token().await;
+    let mut rx = s.server.state.live.subscribe();
+    let mut updates = s.server.state.live.subscribe();
+    let (healthy, healthy_instance) =
+        upload(&s, &token, guests::SEQ_RECORDER_V1, "healthy", json!({})).await;
+    let (burner, burner_instance) = upload(
+        &s,
+        &token,
+        guests::HOSTILE,
+        "burner",
+        json!({"attack": "burn", "iterations": BURN_UNDER_FUEL}),
+    )
+    .await;
+    // A 5 % cap over 1 s, which the burner (about a millisecond a bar) passes within a few
+    // dozen bars; the healthy one is given a cap of its own.
+    configure_engine(
+        &s,
+        &token,
+        json!({"cpu_share_cap_pct": 5, "cpu_window_secs": 1,
+               "cpu_share_cap_pct_by_instance": {healthy_instance.to_string(): 100}}),
+    )
+    .await;
+    enable(&s, &token, healthy).await;
+    enable(&s, &token, burner).await;
+    let live = listed(&s, &token, burner).await;
+    assert_eq!(live["state"], "running", "{live}");
+    assert!(live["reason"].is_null(), "{live}");
+    assert_eq!(live["cpu_share_cap_pct"], 5.0, "{live}");
+
+    // Bars until the list shows the burner stopped.
+    let mut next = 1;
+    let stopped = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            ingest(&s, &token, bars(next, next + 99)).await;
+            next += 100;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let live = listed(&s, &token, burner).await;
+            if live["state"] != "running" {
+                return live;
+            }
+        }
+    })
+    .await
+    .expect("the burner is stopped by its cap");
+    assert_eq!(stopped["state"], "disabled", "{stopped}");
+    let reason = stopped["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.starts_with("cpu share ")
+            && reason.ends_with(" % of the engine thread over the last 1 s, over the 5 % cap"),
+        "{reason}"
+    );
+    let share: f64 = reason["cpu share ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(share > 5.0, "{reason}");
+
+    // The healthy neighbour got every bar, in order.
+    let last = next - 1;
+    let mut lines = Vec::new();
+    seq_lines(&mut rx, healthy, last, &mut lines).await;
+    assert_eq!(
+        lines.iter().map(|l| l.1).collect::<Vec<_>>(),
+        (1..=last).collect::<Vec<_>>()
+    );
+    assert_eq!(listed(&s, &token, healthy).await["state"], "running");
+
+    // Stored and announced as a trap is: status `failed` with the reason.
+    s.server.state.live.flush().await.unwrap();
+    let (_, h) = s
+        .call(
+            Method::GET,
+            &format!("/api/strategies/{burner}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(h["instance"]["status"], "failed", "{h}");
+    assert_eq!(h["instance"]["status_reason"], reason.as_str(), "{h}");
+    let mut announced = false;
+    while let Ok(e) = updates.try_recv() {
+        if let LiveEvent::Status {
+            strategy_id,
+            status,
+            reason: why,
+            ..
+        } = &*e
+            && *strategy_id == burner
+            && status != "running"
+        {
+            assert_eq!((status.as_str(), why.as_str()), ("failed", reason.as_str()));
+            announced = true;
+        }
+    }
+    assert!(announced, "the stop is published on strategy-updates");
+
+    // With a cap of its own it can be enabled again and runs.
+    configure_engine(
+        &s,
+        &token,
+        json!({"cpu_share_cap_pct_by_instance": {
+            healthy_instance.to_string(): 100, burner_instance.to_string(): 100}}),
+    )
+    .await;
+    enable(&s, &token, burner).await;
+    let live = listed(&s, &token, burner).await;
+    assert_eq!(live["state"], "running", "{live}");
+    assert!(live["reason"].is_null(), "{live}");
+    assert_eq!(live["bars"], 0, "a fresh start: {live}");
+    ingest(&s, &token, bars(next, next + 9)).await;
+    s.server.state.live.flush().await.unwrap();
+    let status = s.server.state.live.status().await.unwrap();
+    let again = status.iter().find(|i| i.strategy_id == burner).unwrap();
+    assert_eq!((again.state.as_str(), again.bars), ("running", 10));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_the_engine_heartbeat_and_answers_503_once_the_engine_has_stopped() {
+    let s = TestServer::start().await;
+    let token = s.admin_token().await;
+    // Idle, the engine thread still beats.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (st, body) = s.call(Method::GET, "/health", None, None).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["engine"], "ok", "{body}");
+    let age = body["engine_heartbeat_age_ms"].as_u64().unwrap();
+    assert!(age < 2000, "{body}");
+    let (st, body) = s
+        .call(Method::GET, "/api/system/status", Some(&token), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(
+        (&body["status"], &body["engine"]),
+        (&json!("ok"), &json!("ok"))
+    );
+    assert!(body["engine_heartbeat_age_ms"].as_u64().unwrap() < 2000);
+
+    s.server.state.live.shutdown().await;
+    let (st, body) = s.call(Method::GET, "/health", None, None).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(
+        (
+            &body["status"],
+            &body["engine"],
+            &body["engine_heartbeat_age_ms"]
+        ),
+        (&json!("degraded"), &json!("stopped"), &Value::Null),
+        "{body}"
+    );
+    s.stop().await;
+}
+
+/// `n` bars of `symbol` numbered by `ts` from 1, for [`LiveEngine::ingest`].
+fn engine_bars(symbol: &str, n: i64) -> Vec<(String, qtm_runtime::model::Bar)> {
+    (1..=n)
+        .map(|i| {
+            let p = 100.0 + 10.0 * ((i as f64) / 17.0).sin();
+            let bar = qtm_runtime::model::Bar {
+                ts: i,
+                open: p,
+                high: p + 1.0,
+                low: p - 1.0,
+                close: p + 0.25,
+                volume: 1000.0,
+            };
+            (symbol.to_string(), bar)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_list_and_health_answer_at_once_while_the_engine_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_with_goog(dir.path()).await;
+    let s = TestServer::start_on(&db, |_| {}).await;
+    let token = s.admin_token().await;
+    // Busy instances that stay busy: no CPU cap.
+    configure_engine(&s, &token, json!({"cpu_share_cap_pct": 100})).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let params = json!({"attack": "burn", "iterations": BURN_UNDER_FUEL});
+        ids.push(
+            upload(&s, &token, guests::HOSTILE, &format!("burner-{i}"), params)
+                .await
+                .0,
+        );
+    }
+    ids.push(
+        upload(&s, &token, guests::SEQ_RECORDER_V1, "healthy", json!({}))
+            .await
+            .0,
+    );
+    for &id in &ids {
+        enable(&s, &token, id).await;
+    }
+    // Half a minute or more of work queued for the engine thread.
+    s.server
+        .state
+        .live
+        .ingest(engine_bars("GOOG", 10_000))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut took = Vec::new();
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let t = std::time::Instant::now();
+        let (st, list) = s
+            .call(Method::GET, "/api/strategy-instances", Some(&token), None)
+            .await;
+        took.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(st, StatusCode::OK, "{list}");
+        last = list;
+    }
+    took.sort_by(f64::total_cmp);
+    let p99 = took[(took.len() - 1) * 99 / 100];
+    eprintln!(
+        "GET /api/strategy-instances while loaded: p50 {:.1} ms, p99 {p99:.1} ms, max {:.1} ms",
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+    // The goal is 100 ms (measured by `cargo bench -p qtm-tests --bench live_isolation`);
+    // this bound only says the list does not wait behind the queue (seconds), on a machine
+    // shared with anything.
+    assert!(p99 < 500.0, "p99 {p99:.1} ms: {took:?}");
+    let healthy = last
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["strategy_id"] == ids[3])
+        .unwrap()["live"]
+        .clone();
+    assert_eq!(healthy["state"], "running", "{healthy}");
+    let seen = healthy["bars"].as_u64().unwrap();
+    assert!(
+        seen > 0 && seen < 10_000,
+        "the engine was working through the queue all along: {seen} bars seen: {last}"
+    );
+    // Its heartbeat is fresh while it works.
+    let (st, body) = s.call(Method::GET, "/health", None, None).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(
+        body["engine_heartbeat_age_ms"].as_u64().unwrap() < 2000,
+        "{body}"
+    );
+
+    let t = std::time::Instant::now();
+    s.stop().await;
+    let stopped_in = t.elapsed();
+    assert!(
+        stopped_in < Duration::from_secs(5),
+        "stopped in {stopped_in:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_under_load_takes_under_5_s_and_loses_nothing_that_was_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_with_goog(dir.path()).await;
+    let s = TestServer::start_on(&db, |c| c.replay = true).await;
+    let token = s.admin_token().await;
+    configure_engine(&s, &token, json!({"cpu_share_cap_pct": 100})).await;
+    // A slow burner on bars pushed over the bridge, and sma-cross trading GOOG's replay.
+    let (burner, _) = upload_on(
+        &s,
+        &token,
+        guests::HOSTILE,
+        "burner",
+        json!({"attack": "burn", "iterations": BURN_UNDER_FUEL}),
+        "MSFT",
+    )
+    .await;
+    let (trader, _) = upload(
+        &s,
+        &token,
+        guests::SMA_CROSS,
+        "trader",
+        json!({"fast": 3, "slow": 8, "mode": "flip", "sizing": "fixed", "quantity": 1}),
+    )
+    .await;
+    enable(&s, &token, burner).await;
+    enable(&s, &token, trader).await;
+
+    // Everything published from now on.
+    let mut rx = s.server.state.live.subscribe();
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let collector = tokio::spawn(async move {
+        let mut seqs: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut fills, mut lagged) = (Vec::new(), 0u64);
+        let mut take = |e: &LiveEvent| match e {
+            LiveEvent::Bar { symbol, seq, .. } => {
+                let s = seqs.entry(symbol.clone()).or_default();
+                *s = (*s).max(*seq);
+            }
+            LiveEvent::Fill { fill_id, .. } => fills.push(*fill_id),
+            _ => {}
+        };
+        loop {
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(e) => take(&e),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => lagged += n,
+                    Err(_) => break,
+                },
+                _ = &mut stop_rx => {
+                    while let Ok(e) = rx.try_recv() {
+                        take(&e);
+                    }
+                    break;
+                }
+            }
+        }
+        (seqs, fills, lagged)
+    });
+    // A fast looping replay (about a thousand bars a second), then seconds of work for the
+    // burner queued in front of the rest of it.
+    let (st, body) = s
+        .call(
+            Method::POST,
+            "/api/modules/replay-feed/configure",
+            Some(&token),
+            Some(
+                json!({"config": {"speed": 1e8, "loop": true, "max_pause_secs": null,
+                                   "symbols": ["GOOG"]}}),
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    s.server
+        .state
+        .live
+        .ingest(engine_bars("MSFT", 10_000))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let t = std::time::Instant::now();
+    s.stop().await;
+    let stopped_in = t.elapsed();
+    let _ = stop_tx.send(());
+    let (published, fills, lagged) = collector.await.unwrap();
+    eprintln!(
+        "stopped in {stopped_in:?}; last bars published {published:?}, {} fills, {lagged} events skipped",
+        fills.len()
+    );
+    assert!(
+        stopped_in < Duration::from_secs(5),
+        "stopped in {stopped_in:?}"
+    );
+
+    let store = Store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let cursors = store::live::cursors(&store).await.unwrap();
+    // The burner's queue was not worked through: the shutdown did not wait for it.
+    let msft = cursors["MSFT"].seq as u64;
+    assert!(msft > 0 && msft < 10_000, "MSFT cursor {msft}");
+    // Every bar published was handled, and its cursor stored; none after it.
+    for (symbol, seq) in &published {
+        let stored = cursors[symbol.as_str()].seq as u64;
+        if lagged == 0 {
+            assert_eq!(stored, *seq, "{symbol}");
+        } else {
+            assert!(stored >= *seq, "{symbol}: stored {stored}, published {seq}");
+        }
+    }
+    // Every fill published is stored (and, with nothing skipped, only those).
+    let account = format!("strategy:{trader}");
+    let stored_fills: Vec<i64> = store::orders::fills(
+        &store,
+        &store::orders::FillFilter {
+            account: Some(account.clone()),
+            limit: i64::MAX,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|f| f.id)
+    .collect();
+    assert!(!fills.is_empty(), "sma-cross traded");
+    for f in &fills {
+        assert!(
+            stored_fills.contains(f),
+            "fill {f} was published, not stored"
+        );
+    }
+    if lagged == 0 {
+        assert_eq!(stored_fills.len(), fills.len());
+    }
+    // The last snapshots saw every bar handled, so a restart replays nothing twice.
+    let seen = store::live::snapshot_seqs(&store, trader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen["GOOG"], cursors["GOOG"].seq as u64);
+    let seen = store::live::snapshot_seqs(&store, burner)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen["MSFT"], msft);
+    store.close().await;
+    assert!(check_consistency(&db, &account).await > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_qtm_serve_under_load_within_5_s_with_its_trading_stored() {
+    let qtm = qtm_binary();
+    assert!(
+        qtm.exists(),
+        "{} is built by `cargo test --workspace` (./test.sh); with `-p qtm-tests` alone, run `cargo build -p qtm-runtime` first",
+        qtm.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = database_with_goog(dir.path()).await;
+    let url = format!("sqlite://{}", db.display());
+    // sma-cross trading a fast looping replay of GOOG next to three burners on it, with no
+    // CPU cap: the engine cannot keep up, and the replay's bars queue.
+    let trader = {
+        let store = Store::open(&url).await.unwrap();
+        let trader = enabled_strategy(
+            &store,
+            guests::SMA_CROSS,
+            "trader",
+            json!({"fast": 3, "slow": 8, "mode": "flip", "sizing": "fixed", "quantity": 1}),
+            "GOOG",
+        )
+        .await;
+        for i in 0..3 {
+            enabled_strategy(
+                &store,
+                guests::HOSTILE,
+                &format!("burner-{i}"),
+                json!({"attack": "burn", "iterations": BURN_UNDER_FUEL}),
+                "GOOG",
+            )
+            .await;
+        }
+        store::modules::seed(&store).await.unwrap();
+        store::modules::set_config(
+            &store,
+            "replay-feed",
+            &json!({"source": "database", "speed": 1e9, "loop": true, "max_pause_secs": null,
+                    "symbols": ["GOOG"]}),
+            None,
+        )
+        .await
+        .unwrap();
+        store::modules::set_config(
+            &store,
+            "live-engine",
+            &json!({"snapshot_every_secs": 30, "initial_cash": 100000.0, "cpu_share_cap_pct": 100}),
+            None,
+        )
+        .await
+        .unwrap();
+        store.close().await;
+        trader
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(&qtm)
+        .args(["serve", "--listen", &listen, "--database-url", &url])
+        .env("QTM_ADMIN_PASSWORD", "admin-password-1")
+        .env("QTM_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("serve.err")).unwrap())
+        .spawn()
+        .unwrap();
+    // Up, trading, and behind.
+    let http = reqwest::Client::new();
+    let health = format!("http://{listen}/health");
+    let up = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(r) = http.get(&health).send().await {
+                return r.json::<Value>().await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the server comes up");
+    assert_eq!(up["engine"], "ok", "{up}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let t = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("qtm serve still running 10 s after SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let stopped_in = t.elapsed();
+    let stderr = std::fs::read_to_string(dir.path().join("serve.err")).unwrap_or_default();
+    eprintln!("qtm serve exited {exit} {stopped_in:?} after SIGTERM");
+    assert!(exit.success(), "{exit}: {stderr}");
+    assert!(stopped_in < Duration::from_secs(5), "{stopped_in:?}: {stderr}");
+
+    // Stored as a graceful stop leaves it: consistent fills, the last snapshot at the cursor.
+    let account = format!("strategy:{trader}");
+    assert!(check_consistency(&db, &account).await > 0, "sma-cross traded");
+    let store = Store::open(&url).await.unwrap();
+    let cursor = store::live::cursors(&store).await.unwrap()["GOOG"].seq as u64;
+    let seen = store::live::snapshot_seqs(&store, trader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen["GOOG"], cursor);
     store.close().await;
 }

@@ -16,7 +16,7 @@ use super::config::ServerConfig;
 use super::hub::Topic;
 use super::state::AppState;
 use super::telemetry;
-use crate::live::{LiveConfig, LiveEngine, LiveEvent, ReplaySettings};
+use crate::live::{CpuCaps, LiveConfig, LiveEngine, LiveEvent, ReplaySettings};
 use crate::risk::RiskLimits;
 use crate::sandbox::Sandbox;
 use crate::store::{self, Store};
@@ -49,13 +49,30 @@ pub struct RunningServer {
     forwarder: JoinHandle<()>,
 }
 
+/// Longest the server waits for in-flight requests once it is told to stop; the rest are
+/// cut off, so a stuck request cannot hold a shutdown past its bound.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl RunningServer {
-    /// Stop accepting, finish in-flight requests, close the store.
+    /// Stop accepting, finish in-flight requests (at most [`DRAIN_TIMEOUT`]), store what the
+    /// live engine did, close the store.
     pub async fn stop(mut self) {
+        // The engine drops its backlog first, so requests waiting on it are answered
+        // (refused) while the server drains instead of after it.
+        self.state.live.begin_shutdown();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let _ = (&mut self.task).await;
+        if tokio::time::timeout(DRAIN_TIMEOUT, &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "requests still running {} s after the shutdown began were cut off",
+                DRAIN_TIMEOUT.as_secs()
+            );
+            self.task.abort();
+        }
         self.ticker.abort();
         // Snapshots and everything the engine did are stored before the store closes.
         self.state.live.shutdown().await;
@@ -264,6 +281,7 @@ async fn start_live(
     {
         config.snapshot_every_secs = s;
     }
+    config.set_cpu_caps(&CpuCaps::from_settings(&engine_module.config));
     let live = LiveEngine::start(store.clone(), sandbox.clone(), config)
         .await
         .map_err(|e| ServeError::Setup(format!("live engine: {e}")))?;

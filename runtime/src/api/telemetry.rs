@@ -45,15 +45,37 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", get(render))
 }
 
+/// The live engine thread counts as stuck when its heartbeat is older than this: it stamps
+/// it at least every 250 ms when idle and between chunks of bars, and one strategy call
+/// lasts at most its 500 ms deadline.
+pub const ENGINE_STALE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `ok`, `stalled` (heartbeat older than [`ENGINE_STALE`]) or `stopped`, from the age of
+/// the engine thread's heartbeat (`None`: the thread has returned).
+pub fn engine_health(heartbeat_age: Option<std::time::Duration>) -> &'static str {
+    match heartbeat_age {
+        None => "stopped",
+        Some(age) if age > ENGINE_STALE => "stalled",
+        Some(_) => "ok",
+    }
+}
+
+/// Readiness: 200 when the database answers and the live engine thread is alive, else 503
+/// with what is wrong.
 async fn health(State(state): State<AppState>) -> Response {
     let db_ok = sqlx_ping(&state).await;
+    let age = state.live.heartbeat_age();
+    let engine = engine_health(age);
+    let ok = db_ok && engine == "ok";
     let body = json!({
-        "status": if db_ok { "ok" } else { "degraded" },
+        "status": if ok { "ok" } else { "degraded" },
         "database": if db_ok { "ok" } else { "unreachable" },
+        "engine": engine,
+        "engine_heartbeat_age_ms": age.map(|a| a.as_millis() as u64),
         "uptime_secs": state.started.elapsed().as_secs(),
         "version": env!("CARGO_PKG_VERSION"),
     });
-    let status = if db_ok {
+    let status = if ok {
         axum::http::StatusCode::OK
     } else {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
@@ -93,4 +115,19 @@ pub async fn track(req: Request, next: Next) -> Response {
     metrics::histogram!("qtm_http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::engine_health;
+
+    #[test]
+    fn the_engine_is_stalled_past_two_seconds_without_a_heartbeat() {
+        assert_eq!(engine_health(Some(Duration::ZERO)), "ok");
+        assert_eq!(engine_health(Some(Duration::from_millis(2000))), "ok");
+        assert_eq!(engine_health(Some(Duration::from_millis(2001))), "stalled");
+        assert_eq!(engine_health(None), "stopped");
+    }
 }

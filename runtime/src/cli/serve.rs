@@ -48,11 +48,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         server::serve_until(config, shutdown_signal())
             .await
             .map_err(anyhow::Error::from)
-    })
+    });
+    // Dropping the runtime would wait for every blocking task (a backtest can run for
+    // minutes); what matters is stored by now.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    served
 }
 
 async fn shutdown_signal() {

@@ -87,6 +87,16 @@ struct Slot {
     window: usize,
     scan_marks: Vec<f64>,
     saved_marks: Vec<f64>,
+    /// Time spent on this account in `process` (its exchange steps, its calls, its fills), in
+    /// raw clock ticks: what it costs the thread, host work and resting orders included.
+    busy_ticks: u64,
+}
+
+/// The clock `process` times accounts with: a counter read in a few nanoseconds, since it is
+/// read around every account's work on every bar.
+fn clock() -> &'static quanta::Clock {
+    static CLOCK: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new)
 }
 
 /// The engine: symbols, exchange, strategies with their accounts, and an event sink.
@@ -163,6 +173,7 @@ impl<'s> Engine<'s> {
             window: 64,
             scan_marks: Vec::new(),
             saved_marks: Vec::new(),
+            busy_ticks: 0,
         });
         Ok(self.slots.len() - 1)
     }
@@ -311,6 +322,13 @@ impl<'s> Engine<'s> {
         Ok(())
     }
 
+    /// Wall time the engine has spent on an account while processing bars: its resting
+    /// orders, its strategy's calls (bars and fills, host work included) and its kill switch
+    /// checks. Not counted: snapshots, restores and replays, which run outside `process`.
+    pub fn busy_ns(&self, account: usize) -> u64 {
+        clock().delta_as_nanos(0, self.slots[account].busy_ticks)
+    }
+
     /// The kept log lines written since the last call (bar time, level, text); see
     /// [`Engine::logs`] for how many were let go.
     pub fn take_logs(&mut self, account: usize) -> Vec<LogLine> {
@@ -404,14 +422,21 @@ impl<'s> Engine<'s> {
             let slot = &self.slots[account];
             if let Some(j) = bars.iter().position(|&(s, _)| slot.local[s].is_some()) {
                 let (sym, bar) = bars[j];
+                let t0 = clock().raw();
                 self.exchange_step(account, sym, base + j as u64, &bar);
+                self.slots[account].busy_ticks += clock().raw().saturating_sub(t0);
                 *first = Some(j);
             }
         }
         for (account, &first) in filled_first.iter().enumerate() {
             slot_equity.fill(f64::NAN);
             slot_in.fill(false);
+            // An account none of whose symbols is in the batch only carries its values on.
+            let t0 = first.map(|_| clock().raw());
             self.process_slot(account, bars, base, first, &mut slot_equity, &mut slot_in);
+            if let Some(t0) = t0 {
+                self.slots[account].busy_ticks += clock().raw().saturating_sub(t0);
+            }
             // Carry values across bars of other symbols, then add into the account total.
             let slot = &mut self.slots[account];
             let (mut last_e, mut last_in) = (slot.carry_equity, slot.carry_in_market);

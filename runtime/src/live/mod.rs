@@ -18,6 +18,7 @@
 //! Compiling a new version (the slow part of a swap) runs off the engine thread; the engine
 //! pauses only for snapshot → restore → replace.
 
+mod cpu;
 mod desk;
 mod feed;
 mod instances;
@@ -31,6 +32,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot, watch};
 
+pub use cpu::{CpuCaps, DEFAULT_SHARE_CAP, DEFAULT_WINDOW_SECS};
 pub use desk::Desk;
 pub use feed::{Feed, FeedOut, FeedTask, ReplayFeed};
 
@@ -53,6 +55,13 @@ pub struct LiveConfig {
     pub snapshot_every_secs: f64,
     /// Pre-trade limits and kill switches applied to every instance.
     pub limits: RiskLimits,
+    /// Most of the engine thread's time one instance may take over `cpu_window_secs`, as a
+    /// fraction (0.2 is 20 %); past it the instance is disabled. 1 or more: no cap.
+    pub cpu_share_cap: f64,
+    /// The sliding window the CPU share is measured over, seconds.
+    pub cpu_window_secs: f64,
+    /// Caps of their own (fractions) for some instances, by instance id.
+    pub cpu_share_caps: std::collections::BTreeMap<i64, f64>,
 }
 
 impl Default for LiveConfig {
@@ -65,7 +74,33 @@ impl Default for LiveConfig {
             initial_cash: 100_000.0,
             snapshot_every_secs: 30.0,
             limits: RiskLimits::default(),
+            cpu_share_cap: DEFAULT_SHARE_CAP,
+            cpu_window_secs: DEFAULT_WINDOW_SECS,
+            cpu_share_caps: Default::default(),
         }
+    }
+}
+
+impl LiveConfig {
+    /// The CPU share caps these settings give.
+    pub fn cpu_caps(&self) -> CpuCaps {
+        let window = if self.cpu_window_secs.is_finite() && self.cpu_window_secs > 0.0 {
+            Duration::from_secs_f64(self.cpu_window_secs.min(86_400.0))
+        } else {
+            Duration::from_secs_f64(DEFAULT_WINDOW_SECS)
+        };
+        CpuCaps {
+            share_cap: self.cpu_share_cap,
+            window,
+            per_instance: self.cpu_share_caps.clone(),
+        }
+    }
+
+    /// Take the CPU share caps of `caps`.
+    pub fn set_cpu_caps(&mut self, caps: &CpuCaps) {
+        self.cpu_share_cap = caps.share_cap;
+        self.cpu_window_secs = caps.window.as_secs_f64();
+        self.cpu_share_caps = caps.per_instance.clone();
     }
 }
 
@@ -204,8 +239,10 @@ pub struct LiveInstance {
     /// Version number it runs.
     pub version: i64,
     pub symbols: Vec<String>,
-    /// `running`, `halted` or `disabled` (trapped; the reason says why).
+    /// `running`, `halted` or `disabled` (trapped, or over its CPU share cap).
     pub state: String,
+    /// Why it is halted or disabled (the trap, the kill switch, the CPU share); null while it
+    /// runs.
     pub reason: Option<String>,
     pub equity: f64,
     pub cash: f64,
@@ -216,6 +253,10 @@ pub struct LiveInstance {
     pub fuel: u64,
     pub traps: u64,
     pub orders: u64,
+    /// Its share of the engine thread's time over the CPU window, percent.
+    pub cpu_share_pct: f64,
+    /// The share past which it is disabled, percent.
+    pub cpu_share_cap_pct: f64,
 }
 
 /// The outcome of a hot swap.
@@ -304,7 +345,9 @@ struct Shared {
     config: LiveConfig,
     feeds: Mutex<HashMap<String, watch::Sender<bool>>>,
     desk: Desk,
+    control: Arc<worker::Control>,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    recorder: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// The paper account strategy `strategy_id` trades in live (`strategy:<id>`).
@@ -346,6 +389,7 @@ impl LiveEngine {
             .collect();
         let (journal_newest, journal) = store::live::journal(&store).await?;
         let journal_before = journal_newest.map(|id| (id, stored_seq.clone()));
+        let control = Arc::new(worker::Control::new(config.cpu_caps()));
         let worker = worker::spawn(
             config.clone(),
             symbols.to_vec(),
@@ -353,15 +397,17 @@ impl LiveEngine {
             commands_rx,
             records,
             events.clone(),
-        );
-        {
+            control.clone(),
+        )
+        .map_err(|e| LiveError::Refused(format!("starting the live engine thread: {e}")))?;
+        let recorder = {
             let (store, events) = (store.clone(), events.clone());
             let rt = tokio::runtime::Handle::current();
             std::thread::Builder::new()
                 .name("qtm-live-recorder".into())
                 .spawn(move || record::run(store, records_rx, events, rt, journal_before))
-                .map_err(|e| LiveError::Refused(format!("starting the live recorder: {e}")))?;
-        }
+                .map_err(|e| LiveError::Refused(format!("starting the live recorder: {e}")))?
+        };
         let live = LiveEngine(Arc::new(Shared {
             commands,
             desk,
@@ -372,7 +418,9 @@ impl LiveEngine {
             codes: Default::default(),
             config,
             feeds: Mutex::new(HashMap::new()),
+            control,
             worker: Mutex::new(Some(worker)),
+            recorder: Mutex::new(Some(recorder)),
         }));
         let enabled = store::live::enabled_strategies(&live.0.store).await?;
         for id in enabled {
@@ -441,6 +489,9 @@ impl LiveEngine {
         }
         if bars.is_empty() {
             return Ok(());
+        }
+        if self.0.control.stopping() {
+            return Err(LiveError::Stopped);
         }
         self.send(Command::Bars(bars))
     }
@@ -667,12 +718,39 @@ impl LiveEngine {
         .await
     }
 
-    /// The running instances.
+    /// The running instances, asked of the engine thread: exact, but it waits behind every
+    /// bar and command queued before it. Readers that must not wait use
+    /// [`LiveEngine::instances`].
     pub async fn status(&self) -> Result<Vec<LiveInstance>, LiveError> {
         self.ask(|reply| Command::Status { reply }).await
     }
 
-    /// Wait until everything the engine did so far is stored and broadcast.
+    /// The instances as the engine thread last published them, without waiting for it: after
+    /// every start, stop, swap and halt (before the caller hears back), at once when one
+    /// traps or goes over its CPU cap, and otherwise at most 0.1 s old while someone reads it
+    /// (1 s while nobody does), whatever is queued.
+    pub fn instances(&self) -> Arc<Vec<LiveInstance>> {
+        self.0.control.instances()
+    }
+
+    /// How long ago the engine thread last showed it is alive (it does every loop turn, at
+    /// least every 250 ms when idle, and between chunks of bars); `None` once it has stopped.
+    pub fn heartbeat_age(&self) -> Option<Duration> {
+        self.0.control.heartbeat_age()
+    }
+
+    /// The CPU share caps in force.
+    pub fn cpu_caps(&self) -> CpuCaps {
+        self.0.control.caps()
+    }
+
+    /// Change the CPU share caps; they apply from the next bars on.
+    pub fn set_cpu_caps(&self, caps: CpuCaps) {
+        self.0.control.set_caps(caps);
+    }
+
+    /// Wait until everything the engine did so far is stored and broadcast (and in the list
+    /// [`LiveEngine::instances`] reads).
     pub async fn flush(&self) -> Result<(), LiveError> {
         let done = self.ask(|reply| Command::Flush { reply }).await?;
         done.await.map_err(|_| LiveError::Stopped)
@@ -765,8 +843,10 @@ impl LiveEngine {
         Ok(series)
     }
 
-    /// Stop the feeds, snapshot every instance, store what is pending and stop the engine.
-    pub async fn shutdown(&self) {
+    /// First step of a shutdown, at once: the feeds stop, and the engine thread drops the
+    /// bars still queued (after the chunk it is in) and refuses new instances and swaps, so
+    /// requests waiting on it are answered promptly.
+    pub fn begin_shutdown(&self) {
         let names: Vec<String> = self
             .0
             .feeds
@@ -778,16 +858,26 @@ impl LiveEngine {
         for n in names {
             self.stop_feed(&n);
         }
-        let _ = self.snapshot_all().await;
-        let _ = self.ask(|reply| Command::Shutdown { reply }).await;
-        let handle = self
-            .0
-            .worker
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(h) = handle {
-            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        self.0.control.begin_stopping();
+    }
+
+    /// Stop the feeds, drop the bars still queued, snapshot every instance, store everything
+    /// the engine did and stop the engine and the recorder. It takes the chunk of bars the
+    /// engine is in (each strategy's call is bounded by its deadline), the snapshots and
+    /// the recorder's last commits, whatever was queued.
+    pub async fn shutdown(&self) {
+        self.begin_shutdown();
+        if let Ok(stored) = self.ask(|reply| Command::Shutdown { reply }).await {
+            let _ = stored.await;
+        }
+        for handle in [&self.0.worker, &self.0.recorder] {
+            let h = handle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(h) = h {
+                let _ = tokio::task::spawn_blocking(move || h.join()).await;
+            }
         }
     }
 }

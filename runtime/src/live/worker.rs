@@ -1,12 +1,16 @@
 //! The engine thread: bars and commands in arrival order, one at a time.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, oneshot};
 
+use super::cpu::{CpuCaps, CpuMeter, over_cap_reason};
 use super::instances::Spec;
 use super::record::Record;
 use super::{LiveConfig, LiveEvent, LiveInstance, snapshot_every};
@@ -21,6 +25,104 @@ const EQUITY_EVERY: Duration = Duration::from_millis(250);
 
 /// Most symbols the engine takes (feeds and strategies add them as they come).
 pub(crate) const MAX_SYMBOLS: usize = 100_000;
+
+/// Longest the idle engine thread waits for work before it stamps its heartbeat again: well
+/// under the 2 s after which `GET /health` says the engine is stuck.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
+
+/// How long a chunk of a batch of bars should take. Between chunks the thread stamps its
+/// heartbeat, applies the CPU share caps and notices a shutdown, so a batch of 10,000 bars
+/// meeting a slow strategy does not hold it for minutes.
+const CHUNK_TARGET: Duration = Duration::from_millis(10);
+
+/// Most bars in a chunk (a cheap batch is handled in chunks this big). It also bounds the
+/// first chunk after bars became slow (a slow instance enabled): 64 of its calls.
+const CHUNK_MAX: usize = 64;
+
+/// The instance list the handles read is rebuilt at least this often while nobody reads it
+/// (a figure of every instance costs a few hundred nanoseconds; 10,000 instances, a few ms)…
+const LIST_EVERY: Duration = Duration::from_secs(1);
+
+/// …and this often while someone does.
+const LIST_FRESH: Duration = Duration::from_millis(100);
+
+/// What the engine thread shares with the handles, read without a round trip through its
+/// command queue: a GET must not wait behind a backlog of bars.
+pub(crate) struct Control {
+    /// Set when the server stops: bars still queued are dropped, new work is refused.
+    stopping: AtomicBool,
+    /// Set when the thread has returned.
+    exited: AtomicBool,
+    /// The engine's time origin (heartbeat, CPU windows).
+    origin: Instant,
+    /// Milliseconds from `origin` to the thread's last loop turn or chunk of bars.
+    heartbeat_ms: AtomicU64,
+    caps: RwLock<CpuCaps>,
+    /// The instances as of the thread's last refresh.
+    instances: RwLock<Arc<Vec<LiveInstance>>>,
+    /// A reader took the list since the last refresh: refresh it more often.
+    wanted: AtomicBool,
+}
+
+impl Control {
+    pub(crate) fn new(caps: CpuCaps) -> Self {
+        Self {
+            stopping: AtomicBool::new(false),
+            exited: AtomicBool::new(false),
+            origin: Instant::now(),
+            heartbeat_ms: AtomicU64::new(0),
+            caps: RwLock::new(caps),
+            instances: RwLock::new(Arc::new(Vec::new())),
+            wanted: AtomicBool::new(false),
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn beat(&self) {
+        self.heartbeat_ms
+            .store(self.now().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Time since the thread's last heartbeat; `None` once it has returned.
+    pub(crate) fn heartbeat_age(&self) -> Option<Duration> {
+        if self.exited.load(Ordering::Acquire) {
+            return None;
+        }
+        let beat = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
+        Some(self.now().saturating_sub(beat))
+    }
+
+    pub(crate) fn begin_stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn caps(&self) -> CpuCaps {
+        self.caps
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_caps(&self, caps: CpuCaps) {
+        *self.caps.write().unwrap_or_else(PoisonError::into_inner) = caps;
+    }
+
+    /// The instance list as last published by the thread.
+    pub(crate) fn instances(&self) -> Arc<Vec<LiveInstance>> {
+        self.wanted.store(true, Ordering::Relaxed);
+        self.instances
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
 
 /// How an instance starts.
 pub(crate) enum StartState {
@@ -68,13 +170,26 @@ pub(crate) enum Command {
     Flush {
         reply: oneshot::Sender<oneshot::Receiver<()>>,
     },
+    /// Snapshot every running instance and stop; replies with a receiver that fires once the
+    /// recorder has stored everything before it.
     Shutdown {
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<oneshot::Receiver<()>>,
     },
 }
 
+/// Why accounts stopped (trap, kill switch, halt, CPU cap), as the engine said it.
+#[derive(Default)]
+struct Stops {
+    reasons: HashMap<usize, String>,
+    /// A stop since the instance list was last published.
+    changed: bool,
+}
+
 /// Forwards engine events to the recorder; never blocks.
-struct Forward(Sender<Record>);
+struct Forward {
+    out: Sender<Record>,
+    stops: Rc<RefCell<Stops>>,
+}
 
 impl EventSink for Forward {
     fn publish(&mut self, event: Event) {
@@ -82,7 +197,19 @@ impl EventSink for Forward {
         if matches!(event, Event::Equity { account: None, .. }) {
             return;
         }
-        let _ = self.0.send(Record::Engine(event));
+        if let Event::StrategyStatus {
+            account,
+            state,
+            reason,
+            ..
+        } = &event
+            && *state != StrategyState::Running
+        {
+            let mut stops = self.stops.borrow_mut();
+            stops.reasons.insert(*account, reason.clone());
+            stops.changed = true;
+        }
+        let _ = self.out.send(Record::Engine(event));
     }
 }
 
@@ -102,6 +229,8 @@ struct Running {
     snapshot_seqs: Vec<u64>,
     /// Log lines its account's ring had let go when last drained.
     logs_dropped: u64,
+    /// Its use of the engine thread, for the CPU share cap.
+    cpu: CpuMeter,
 }
 
 struct Worker {
@@ -117,6 +246,16 @@ struct Worker {
     /// Time of the newest bar seen (the engine's clock for commands between bars).
     clock: i64,
     config: LiveConfig,
+    control: Arc<Control>,
+    stops: Rc<RefCell<Stops>>,
+    /// Bars in the next chunk of a batch (adapted to how long bars take).
+    chunk: usize,
+    /// The instance list changed (started, stopped, swapped): publish it at once.
+    dirty: bool,
+    /// When the instance list was last published.
+    listed_at: Instant,
+    /// Bars dropped unhandled because the engine was stopping.
+    dropped: usize,
 }
 
 /// Start the engine thread.
@@ -127,11 +266,16 @@ pub(crate) fn spawn(
     commands: Receiver<Command>,
     out: Sender<Record>,
     market: broadcast::Sender<Arc<LiveEvent>>,
-) -> std::thread::JoinHandle<()> {
+    control: Arc<Control>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("qtm-live-engine".into())
         .spawn(move || {
-            let mut sink = Forward(out.clone());
+            let stops: Rc<RefCell<Stops>> = Default::default();
+            let mut sink = Forward {
+                out: out.clone(),
+                stops: stops.clone(),
+            };
             let mut stored_seq = stored_seq;
             let seq = symbols
                 .iter()
@@ -146,10 +290,17 @@ pub(crate) fn spawn(
                 market,
                 clock: 0,
                 config,
+                control: control.clone(),
+                stops,
+                // The first chunk measures the pace.
+                chunk: 1,
+                dirty: true,
+                listed_at: Instant::now(),
+                dropped: 0,
             };
             w.run(&mut engine, commands);
+            control.exited.store(true, Ordering::Release);
         })
-        .expect("spawning the live engine thread")
 }
 
 impl Worker {
@@ -157,26 +308,106 @@ impl Worker {
         let every = snapshot_every(&self.config);
         let mut last_snapshot = Instant::now();
         loop {
-            let wait = every.saturating_sub(last_snapshot.elapsed());
+            self.control.beat();
+            self.publish_list(engine);
+            let wait = every
+                .saturating_sub(last_snapshot.elapsed())
+                .min(HEARTBEAT_EVERY);
             match commands.recv_timeout(wait) {
                 Ok(Command::Shutdown { reply }) => {
-                    let _ = reply.send(());
+                    self.shut_down(engine, reply);
                     return;
                 }
+                Ok(c) if self.control.stopping() => self.handle_stopping(engine, c),
                 Ok(c) => self.handle(engine, c),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            if last_snapshot.elapsed() >= every {
+            if last_snapshot.elapsed() >= every && !self.control.stopping() {
                 self.snapshot_all(engine);
                 last_snapshot = Instant::now();
             }
         }
     }
 
+    /// The last snapshots, then the engine stops: what is still queued behind the shutdown
+    /// is answered by the channel closing. The reply fires once the recorder has stored
+    /// everything before it.
+    fn shut_down(
+        &mut self,
+        engine: &mut Engine<'_>,
+        reply: oneshot::Sender<oneshot::Receiver<()>>,
+    ) {
+        if self.dropped > 0 {
+            tracing::info!(
+                bars = self.dropped,
+                "live engine stopping: queued bars dropped unhandled (their cursors did not move; the replay feed plays them again after a restart)"
+            );
+        }
+        self.snapshot_all(engine);
+        let (tx, rx) = oneshot::channel();
+        let _ = self.out.send(Record::Flush(tx));
+        let _ = reply.send(rx);
+    }
+
+    /// A command that arrives while the engine stops: bars are dropped (their cursors do
+    /// not move, so nothing about them was published or stored), new instances and swaps
+    /// are refused, the rest is done as usual.
+    fn handle_stopping(&mut self, engine: &mut Engine<'_>, c: Command) {
+        match c {
+            Command::Bars(bars) => self.dropped += bars.len(),
+            Command::Start { reply, .. } => {
+                let _ = reply.send(Err(super::LiveError::Stopped));
+            }
+            Command::Swap { reply, .. } => {
+                let _ = reply.send(Err("the live engine is stopping".into()));
+            }
+            other => self.handle(engine, other),
+        }
+    }
+
+    /// Publish the instance list for the handles when it changed, when it is old, or when
+    /// someone reads it and it is a little old.
+    fn publish_list(&mut self, engine: &mut Engine<'_>) {
+        let age = self.listed_at.elapsed();
+        let changed = std::mem::take(&mut self.stops.borrow_mut().changed);
+        let due = self.dirty
+            || changed
+            || age >= LIST_EVERY
+            || (age >= LIST_FRESH && self.control.wanted.load(Ordering::Relaxed));
+        if !due {
+            return;
+        }
+        let list = Arc::new(self.list(engine));
+        *self
+            .control
+            .instances
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = list;
+        self.control.wanted.store(false, Ordering::Relaxed);
+        self.listed_at = Instant::now();
+        self.dirty = false;
+    }
+
+    /// Every instance the engine holds, by strategy id.
+    fn list(&self, engine: &mut Engine<'_>) -> Vec<LiveInstance> {
+        let caps = self.control.caps();
+        let now = self.control.now();
+        let stops = self.stops.borrow();
+        let mut list: Vec<LiveInstance> = self
+            .running
+            .iter()
+            .map(|(&id, r)| status(engine, id, r, &stops, &caps, now))
+            .collect();
+        list.sort_by_key(|i| i.strategy_id);
+        list
+    }
+
     fn handle(&mut self, engine: &mut Engine<'_>, c: Command) {
         match c {
             Command::Bars(bars) => self.bars(engine, bars),
+            // Changes to the instances are in the published list before the caller hears
+            // back, so a GET right after them sees them.
             Command::Start {
                 spec,
                 cash,
@@ -185,17 +416,26 @@ impl Worker {
                 replay,
                 reply,
             } => {
-                let _ = reply.send(self.start(engine, *spec, cash, &positions, state, &replay));
+                let r = self.start(engine, *spec, cash, &positions, state, &replay);
+                self.dirty = true;
+                self.publish_list(engine);
+                let _ = reply.send(r);
             }
             Command::Stop {
                 strategy_id,
                 reason,
                 reply,
             } => {
-                let _ = reply.send(self.stop(engine, strategy_id, &reason));
+                let r = self.stop(engine, strategy_id, &reason);
+                self.dirty = true;
+                self.publish_list(engine);
+                let _ = reply.send(r);
             }
             Command::Swap { spec, reply } => {
-                let _ = reply.send(self.swap(engine, *spec));
+                let r = self.swap(engine, *spec);
+                self.dirty = true;
+                self.publish_list(engine);
+                let _ = reply.send(r);
             }
             Command::Halt {
                 strategy_id,
@@ -220,29 +460,26 @@ impl Worker {
                     }
                 }
                 halted.sort_unstable();
+                self.dirty = true;
+                self.publish_list(engine);
                 let _ = reply.send(halted);
             }
             Command::Status { reply } => {
-                let mut list: Vec<LiveInstance> = self
-                    .running
-                    .iter()
-                    .map(|(&id, r)| status(engine, id, r))
-                    .collect();
-                list.sort_by_key(|i| i.strategy_id);
-                let _ = reply.send(list);
+                let _ = reply.send(self.list(engine));
             }
             Command::SnapshotAll { reply } => {
                 self.snapshot_all(engine);
                 let _ = reply.send(());
             }
             Command::Flush { reply } => {
+                // What was done so far is in the list too, not only in the store.
+                self.dirty = true;
+                self.publish_list(engine);
                 let (tx, rx) = oneshot::channel();
                 let _ = self.out.send(Record::Flush(tx));
                 let _ = reply.send(rx);
             }
-            Command::Shutdown { reply } => {
-                let _ = reply.send(());
-            }
+            Command::Shutdown { reply } => self.shut_down(engine, reply),
         }
     }
 
@@ -255,7 +492,37 @@ impl Worker {
         id
     }
 
+    /// A batch of bars, in chunks: after each, the heartbeat, the CPU share caps, the list
+    /// for the handles, and whether the engine is stopping (then the rest is dropped
+    /// unhandled: nothing about those bars was published, and their cursors do not move).
     fn bars(&mut self, engine: &mut Engine<'_>, bars: Vec<(String, Bar)>) {
+        let mut rest = bars.into_iter();
+        loop {
+            if self.control.stopping() {
+                self.dropped += rest.len();
+                return;
+            }
+            let chunk: Vec<(String, Bar)> = rest.by_ref().take(self.chunk).collect();
+            if chunk.is_empty() {
+                return;
+            }
+            let n = chunk.len();
+            let t0 = Instant::now();
+            self.chunk_of_bars(engine, chunk);
+            let took = t0.elapsed();
+            // The next chunk takes about CHUNK_TARGET at this chunk's pace.
+            let per_bar = took.as_secs_f64() / n as f64;
+            self.chunk = if per_bar > 0.0 {
+                ((CHUNK_TARGET.as_secs_f64() / per_bar) as usize).clamp(1, CHUNK_MAX)
+            } else {
+                CHUNK_MAX
+            };
+            self.control.beat();
+            self.publish_list(engine);
+        }
+    }
+
+    fn chunk_of_bars(&mut self, engine: &mut Engine<'_>, bars: Vec<(String, Bar)>) {
         let mut batch = Vec::with_capacity(bars.len());
         let mut last: HashMap<usize, (u64, Bar)> = HashMap::new();
         let mut journal = Vec::with_capacity(bars.len());
@@ -272,6 +539,10 @@ impl Worker {
             self.clock = self.clock.max(bar.ts);
         }
         engine.process(&batch);
+        let control = self.control.clone();
+        let caps = control.caps.read().unwrap_or_else(PoisonError::into_inner);
+        let now = control.now();
+        let mut over = Vec::new();
         for (&id, r) in self.running.iter_mut() {
             let touched = r.ids.iter().filter(|s| last.contains_key(s)).count();
             if touched == 0 {
@@ -302,6 +573,11 @@ impl Worker {
                 });
                 r.logs_dropped = dropped;
             }
+            let share = r.cpu.record(engine.busy_ns(r.account), now, caps.window);
+            let cap = caps.cap_of(r.instance_id);
+            if share > cap && *engine.state(r.account) == StrategyState::Running {
+                over.push((id, over_cap_reason(share, cap, caps.window)));
+            }
             if r.equity_at.is_some_and(|t| t.elapsed() < EQUITY_EVERY) {
                 continue;
             }
@@ -313,6 +589,15 @@ impl Worker {
                 equity: book.equity(),
                 cash: book.cash(),
             });
+        }
+        drop(caps);
+        // Over its cap, an instance is disabled as a trap disables it: its orders are
+        // cancelled, and the reason is stored with its status and published.
+        for (id, reason) in over {
+            if let Some(r) = self.running.get(&id) {
+                tracing::warn!(strategy = id, %reason, "live instance disabled");
+                engine.retire(r.account, &reason, self.clock);
+            }
         }
         let cursors = last
             .into_iter()
@@ -343,7 +628,11 @@ impl Worker {
         replay: &[(String, Bar)],
     ) -> Result<(), super::LiveError> {
         use super::LiveError;
-        if self.running.contains_key(&spec.strategy_id) {
+        // A stopped one (trapped, over its CPU cap, halted) starts again: its old account
+        // stays retired in the engine, and the new one takes its place here.
+        if let Some(r) = self.running.get(&spec.strategy_id)
+            && *engine.state(r.account) == StrategyState::Running
+        {
             return Err(LiveError::AlreadyRunning(spec.strategy_id));
         }
         if self.seq.len() + spec.symbols.len() > MAX_SYMBOLS {
@@ -430,6 +719,8 @@ impl Worker {
                 equity_at: None,
                 snapshot_seqs: Vec::new(),
                 logs_dropped: engine.logs(account).dropped(),
+                // Its restore and replay ran outside the bars: they are not held against it.
+                cpu: CpuMeter::starting_at(engine.busy_ns(account)),
             },
         );
         // Its state now, so a crash before the first periodic snapshot replays from here.
@@ -543,7 +834,13 @@ impl Worker {
             self.snapshot_one(engine, id);
         }
         let mut upto = self.seq.clone();
-        for r in self.running.values() {
+        // A stopped instance does not resume after a restart (only enabled ones do), so it
+        // needs no journalled bars.
+        for r in self
+            .running
+            .values()
+            .filter(|r| *engine.state(r.account) == StrategyState::Running)
+        {
             for (k, &i) in r.ids.iter().enumerate() {
                 let seen = r.snapshot_seqs.get(k).copied().unwrap_or(0);
                 upto[i] = upto[i].min(seen);
@@ -561,12 +858,22 @@ impl Worker {
     }
 }
 
-fn status(engine: &mut Engine<'_>, strategy_id: i64, r: &Running) -> LiveInstance {
-    let (state, reason) = match engine.state(r.account) {
-        StrategyState::Running => ("running", None),
-        StrategyState::Halted => ("halted", None),
-        StrategyState::Disabled => ("disabled", None),
+fn status(
+    engine: &mut Engine<'_>,
+    strategy_id: i64,
+    r: &Running,
+    stops: &Stops,
+    caps: &CpuCaps,
+    now: Duration,
+) -> LiveInstance {
+    let state = match engine.state(r.account) {
+        StrategyState::Running => "running",
+        StrategyState::Halted => "halted",
+        StrategyState::Disabled => "disabled",
     };
+    let reason = (state != "running")
+        .then(|| stops.reasons.get(&r.account).cloned())
+        .flatten();
     let stats = engine.runner_mut(r.account).stats().unwrap_or_default();
     let book = engine.portfolio(r.account);
     LiveInstance {
@@ -583,5 +890,7 @@ fn status(engine: &mut Engine<'_>, strategy_id: i64, r: &Running) -> LiveInstanc
         fuel: stats.fuel,
         traps: stats.traps,
         orders: stats.orders,
+        cpu_share_pct: r.cpu.share(now, caps.window) * 100.0,
+        cpu_share_cap_pct: caps.cap_of(r.instance_id) * 100.0,
     }
 }

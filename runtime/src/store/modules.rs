@@ -67,8 +67,11 @@ pub fn builtin() -> Vec<(
             "engine",
             "Runs enabled strategy instances against the paper broker with the backtest's fill and risk rules.",
             true,
-            // initial_cash: the paper account's starting capital (risk metrics, equity).
-            json!({"snapshot_every_secs": 30, "initial_cash": 100000.0}),
+            // initial_cash: the paper account's starting capital (risk metrics, equity);
+            // cpu_share_cap_pct: most of the engine thread one instance may take over
+            // cpu_window_secs before it is disabled.
+            json!({"snapshot_every_secs": 30, "initial_cash": 100000.0,
+                   "cpu_share_cap_pct": 20.0, "cpu_window_secs": 5.0}),
         ),
     ]
 }

@@ -42,12 +42,14 @@ pub struct InstanceView {
     pub live: Option<LiveInstance>,
 }
 
-/// Every strategy instance, with live figures for the running ones.
+/// Every strategy instance, with live figures for the ones the engine holds (`live.state`
+/// `running`, or `halted` / `disabled` with `live.reason`), as the engine last published them
+/// (at most 0.1 s old while polled; never waiting behind the bars queued for the engine).
 #[utoipa::path(get, path = "/api/strategy-instances", tag = "live",
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
     responses((status = 200, body = Vec<InstanceView>)))]
 async fn list_instances(State(state): State<AppState>) -> ApiResult<ApiJson<Vec<InstanceView>>> {
-    let running = state.live.status().await.map_err(live_error)?;
+    let running = state.live.instances();
     let mut out = Vec::new();
     for r in store::strategies::list(&state.store).await? {
         let live = running

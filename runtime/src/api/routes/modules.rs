@@ -83,10 +83,18 @@ async fn toggle(
     Ok(ApiJson(module))
 }
 
-/// Start, restart or stop the replay feed to match its module.
+/// Start, restart or stop the replay feed to match its module; give the live engine its
+/// CPU share caps.
 async fn apply_feed(state: &AppState, module: &Module) -> ApiResult<()> {
     if module.id == "ingest-bridge" {
         state.set_ingest_enabled(module.enabled);
+        return Ok(());
+    }
+    if module.id == "live-engine" {
+        // The caps apply at once; the other engine settings when the server starts.
+        state
+            .live
+            .set_cpu_caps(crate::live::CpuCaps::from_settings(&module.config));
         return Ok(());
     }
     if module.id != "replay-feed" || !state.config.replay {
@@ -141,6 +149,11 @@ enum Rule {
     Names {
         max: usize,
     },
+    /// An object of at most `max` entries, each a positive id (as a string key) → a percentage
+    /// in (0, 100].
+    PercentById {
+        max: usize,
+    },
 }
 
 /// The settings each module kind understands.
@@ -188,6 +201,24 @@ fn rules(kind: &str) -> &'static [(&'static str, Rule)] {
                     min_exclusive: 0.0,
                     max: 1e15,
                 },
+            ),
+            (
+                "cpu_share_cap_pct",
+                Rule::Number {
+                    min_exclusive: 0.0,
+                    max: 100.0,
+                },
+            ),
+            (
+                "cpu_window_secs",
+                Rule::Number {
+                    min_exclusive: 0.0,
+                    max: 3_600.0,
+                },
+            ),
+            (
+                "cpu_share_cap_pct_by_instance",
+                Rule::PercentById { max: 100_000 },
             ),
         ],
         _ => &[],
@@ -263,6 +294,20 @@ pub fn validate_config(kind: &str, changes: &Map<String, Value>) -> ApiResult<()
                     ));
                 }
             }
+            Rule::PercentById { max } => {
+                let ok = v.as_object().is_some_and(|m| {
+                    m.len() <= *max
+                        && m.iter().all(|(k, p)| {
+                            k.parse::<i64>().is_ok_and(|id| id > 0)
+                                && p.as_f64().is_some_and(|p| p > 0.0 && p <= 100.0)
+                        })
+                });
+                if !ok {
+                    return bad(format!(
+                        "must be an object of at most {max} entries, each \"<instance id>\": a percentage above 0 and at most 100"
+                    ));
+                }
+            }
         }
     }
     Ok(())
@@ -271,8 +316,10 @@ pub fn validate_config(kind: &str, changes: &Map<String, Value>) -> ApiResult<()
 /// Change a module's settings (admin). Only the keys given change; each is checked against
 /// the module kind's settings (`feed`: source `database`|`files`, speed in (0, 10⁸], loop,
 /// max_pause_secs in (0, 86400] or null, symbols; `ingest`: max_batch; `signals`: sources;
-/// `engine`: snapshot_every_secs, initial_cash). Stored and announced on `system-health` and
-/// `notifications`.
+/// `engine`: snapshot_every_secs, initial_cash, cpu_share_cap_pct in (0, 100],
+/// cpu_window_secs in (0, 3600], cpu_share_cap_pct_by_instance `{"<instance id>": pct}`; the
+/// CPU settings apply at once, the others at the next start). Stored and announced on
+/// `system-health` and `notifications`.
 #[utoipa::path(post, path = "/api/modules/{id}/configure", tag = "modules",
     params(("id" = String, Path, description = "module id")), request_body = ConfigureRequest,
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
@@ -383,6 +430,32 @@ mod tests {
         assert_eq!(
             check("engine", json!({"initial_cash": -5})),
             Err("config.initial_cash".into())
+        );
+        for bad in [json!(0), json!(100.5), json!("20")] {
+            assert_eq!(
+                check("engine", json!({"cpu_share_cap_pct": bad})),
+                Err("config.cpu_share_cap_pct".into())
+            );
+        }
+        for bad in [
+            json!({"x": 50}),
+            json!({"0": 50}),
+            json!({"3": 0}),
+            json!({"3": 101}),
+            json!([50]),
+        ] {
+            assert_eq!(
+                check("engine", json!({"cpu_share_cap_pct_by_instance": bad})),
+                Err("config.cpu_share_cap_pct_by_instance".into())
+            );
+        }
+        assert!(
+            check(
+                "engine",
+                json!({"cpu_share_cap_pct": 100, "cpu_window_secs": 2.5,
+                       "cpu_share_cap_pct_by_instance": {"3": 60}})
+            )
+            .is_ok()
         );
     }
 }

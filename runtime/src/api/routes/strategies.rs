@@ -992,17 +992,22 @@ async fn strategy_performance(
         .cloned();
     let running = state
         .live
-        .status()
-        .await
-        .map_err(live_error)?
-        .into_iter()
-        .find(|i| i.strategy_id == id);
+        .instances()
+        .iter()
+        .find(|i| i.strategy_id == id)
+        .cloned();
     let (live, live_note) = match running {
         Some(i) => {
             let pnl = i.equity - state.live.config().initial_cash;
+            let note = match &i.reason {
+                Some(why) if i.state != "running" => {
+                    format!("{} in the live engine (paper): {why}", i.state)
+                }
+                _ => "running in the live engine (paper)".to_string(),
+            };
             let mut v = serde_json::to_value(&i).map_err(ApiError::internal)?;
             v["pnl"] = json!(pnl);
-            (Some(v), "running in the live engine (paper)".to_string())
+            (Some(v), note)
         }
         None => (
             None,

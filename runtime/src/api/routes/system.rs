@@ -18,11 +18,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// What `GET /api/system/status` returns (also published on the `system-health` stream).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SystemStatus {
-    /// `ok`, or `degraded` when the database does not answer.
+    /// `ok`, or `degraded` when the database does not answer or the live engine is stalled
+    /// or stopped.
     pub status: String,
     pub version: String,
     pub uptime_secs: u64,
     pub database: String,
+    /// The live engine thread: `ok`, `stalled` (no heartbeat for over 2 s) or `stopped`.
+    pub engine: String,
+    /// Time since the engine thread's last heartbeat, ms (null once it has stopped).
+    pub engine_heartbeat_age_ms: Option<u64>,
     /// Connected stream clients.
     pub ws_clients: usize,
     pub modules: Vec<Module>,
@@ -32,8 +37,17 @@ pub struct SystemStatus {
 pub async fn snapshot(state: &AppState) -> SystemStatus {
     let modules = store::modules::list(&state.store).await;
     let db_ok = modules.is_ok();
+    let age = state.live.heartbeat_age();
+    let engine = crate::api::telemetry::engine_health(age);
     SystemStatus {
-        status: if db_ok { "ok" } else { "degraded" }.into(),
+        status: if db_ok && engine == "ok" {
+            "ok"
+        } else {
+            "degraded"
+        }
+        .into(),
+        engine: engine.into(),
+        engine_heartbeat_age_ms: age.map(|a| a.as_millis() as u64),
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_secs: state.started.elapsed().as_secs(),
         database: if db_ok {
