@@ -420,8 +420,10 @@ fn a_peeking_guest_sees_no_future_and_decides_alike_in_every_mode() {
 fn recent_bars_over_its_cap_is_refused_not_clamped() {
     let sb = Sandbox::new(SandboxConfig::default()).unwrap();
     let mut peek = hostile_on(&sb, "peek", 0);
-    let mut host = RecordingHost::default();
-    host.bars = numbered_bars(3).into_iter().map(|b| (0, b)).collect();
+    let mut host = RecordingHost {
+        bars: numbered_bars(3).into_iter().map(|b| (0, b)).collect(),
+        ..Default::default()
+    };
     peek.on_bars(&mut host).unwrap();
     assert!(peek.is_active());
     let logged: Vec<&str> = host.logs.iter().map(|(_, m)| m.as_str()).collect();

@@ -114,8 +114,10 @@ fn hot_swap_between_pulls_continues_with_the_next_bar_in_the_new_code() {
     let (v1, v2) = codes(&sb);
     let symbols = vec!["S".to_string()];
     let mut inst = v1.instantiate(&act_every(100), &symbols).unwrap();
-    let mut host = RecordingHost::default();
-    host.bars = numbered_bars(1_000).into_iter().map(|b| (0, b)).collect();
+    let mut host = RecordingHost {
+        bars: numbered_bars(1_000).into_iter().map(|b| (0, b)).collect(),
+        ..Default::default()
+    };
     // Bar 100 placed an order: the pull stops right after it.
     assert_eq!(inst.on_bars(&mut host).unwrap(), 100);
     assert_eq!(host.orders.len(), 1);
