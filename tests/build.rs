@@ -61,6 +61,11 @@ fn main() {
         names.push(konst);
     }
     code.push_str(&format!("pub const ALL: &[&str] = &{names:?};\n"));
+    // Where the tests build and cache the Python and JavaScript guests (`polyglot.rs`).
+    code.push_str(&format!(
+        "pub const POLYGLOT_DIR: &str = {:?};\n",
+        target_dir.with_file_name("polyglot").display().to_string()
+    ));
     std::fs::write(out_dir.join("guests.rs"), code).unwrap();
 }
 

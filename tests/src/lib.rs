@@ -152,4 +152,5 @@ pub fn read_bars(path: &std::path::Path) -> Vec<Bar> {
 }
 
 pub mod bench;
+pub mod polyglot;
 pub mod server;
