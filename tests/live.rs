@@ -275,6 +275,32 @@ async fn swap_and_clone_under_flow_handle_every_bar_once_and_a_bad_version_chang
     assert!(lines.iter().all(|l| l.0 == "v2"), "{lines:?}");
     assert_eq!(lines.last().unwrap().2, last as u64 + 10);
 
+    // A clone that cannot start leaves nothing behind: from the running state (version 2's)
+    // into the strategy's newest version (sma-cross, which cannot take that state).
+    let strategies_before = s
+        .call(Method::GET, "/api/strategies", Some(&token), None)
+        .await
+        .1;
+    let (st, body) = s
+        .call(
+            Method::POST,
+            &format!("/api/strategy-instances/{instance}/clone"),
+            Some(&token),
+            Some(json!({"name": "cannot start", "start": "from_snapshot"})),
+        )
+        .await;
+    assert!(st.is_client_error(), "{st}: {body}");
+    let strategies_after = s
+        .call(Method::GET, "/api/strategies", Some(&token), None)
+        .await
+        .1;
+    assert_eq!(
+        strategies_after.as_array().map(Vec::len),
+        strategies_before.as_array().map(Vec::len),
+        "{body}"
+    );
+    assert!(!strategies_after.to_string().contains("cannot start"));
+
     // Rollback to version 1, then clone from the running state with other parameters.
     let (st, body) = s
         .call(
@@ -1824,7 +1850,8 @@ async fn sigterm_stops_qtm_serve_under_load_within_5_s_with_its_trading_stored()
     let mut child = std::process::Command::new(&qtm)
         .args(["serve", "--listen", &listen, "--database-url", &url])
         .env("QTM_ADMIN_PASSWORD", "admin-password-1")
-        .env("QTM_LOG", "warn")
+        .env("QTM_LOG", "info,qtm_runtime::live=warn")
+        .env("QTM_CACHE_DIR", dir.path().join("cache"))
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("serve.err")).unwrap())
         .spawn()
@@ -1865,11 +1892,26 @@ async fn sigterm_stops_qtm_serve_under_load_within_5_s_with_its_trading_stored()
     let stderr = std::fs::read_to_string(dir.path().join("serve.err")).unwrap_or_default();
     eprintln!("qtm serve exited {exit} {stopped_in:?} after SIGTERM");
     assert!(exit.success(), "{exit}: {stderr}");
-    assert!(stopped_in < Duration::from_secs(5), "{stopped_in:?}: {stderr}");
+    assert!(
+        stopped_in < Duration::from_secs(5),
+        "{stopped_in:?}: {stderr}"
+    );
+    // Written to a file, the log is plain text: no terminal colour codes.
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a log file: {stderr:?}"
+    );
+    // The compiled components were cached where QTM_CACHE_DIR says.
+    let cached = std::fs::read_dir(dir.path().join("cache")).map_or(0, |d| d.count());
+    assert!(cached > 0, "nothing in the component cache");
 
     // Stored as a graceful stop leaves it: consistent fills, the last snapshot at the cursor.
     let account = format!("strategy:{trader}");
-    assert!(check_consistency(&db, &account).await > 0, "sma-cross traded");
+    assert!(
+        check_consistency(&db, &account).await > 0,
+        "sma-cross traded"
+    );
     let store = Store::open(&url).await.unwrap();
     let cursor = store::live::cursors(&store).await.unwrap()["GOOG"].seq as u64;
     let seen = store::live::snapshot_seqs(&store, trader)

@@ -2,7 +2,7 @@
 //!
 //! `sma-cross` 10/30 flip with all-in sizing over the 1,000,000-bar bench file, through the
 //! complete pipeline (streaming CSV → merge → engine → exchange → portfolio → events →
-//! metrics): once as the sandboxed WASM component (batched, and one call per bar), once as the
+//! metrics): once as the sandboxed WASM component (pulling its bars through `next-bar`, and one call per bar), once as the
 //! same crossover source compiled natively into the same engine. Every run must produce the
 //! same trade list (hash). `QTM_BENCH_FILE` overrides the data file.
 
@@ -143,7 +143,7 @@ fn main() {
             &native as &dyn Fn() -> Box<dyn StrategyRunner>,
             true,
         ),
-        ("WASM strategy, exact batches", &wasm, true),
+        ("WASM strategy, pulled bars", &wasm, true),
         ("WASM strategy, one call per bar", &wasm, false),
     ] {
         if engine_only {
@@ -175,7 +175,7 @@ fn main() {
             &native as &dyn Fn() -> Box<dyn StrategyRunner>,
             true,
         ),
-        ("WASM strategy, exact batches, engine only", &wasm, true),
+        ("WASM strategy, pulled bars, engine only", &wasm, true),
     ] {
         let mut secs: Vec<f64> = (0..reps)
             .map(|_| {

@@ -86,7 +86,11 @@ fn pass(c: &mut Criterion) {
             b.iter(|| {
                 // Alternate sides so the position stays flat; a fresh book now and then keeps
                 // its trade list from growing through the run.
-                let side = if k % 2 == 0 { Side::Buy } else { Side::Sell };
+                let side = if k.is_multiple_of(2) {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                };
                 let market = OrderRequest::market("X", side, Quantity::Units(1.0));
                 x.submit(0, 0, market, step, 0, 100.0);
                 x.process_bar(0, 0, step + 1, black_box(&bar(0)), &mut book, &mut out);
@@ -110,7 +114,11 @@ fn one_bar(
     out: &mut Vec<qtm_runtime::exchange::ExchangeEvent>,
     k: u64,
 ) {
-    let side = if k % 2 == 0 { Side::Buy } else { Side::Sell };
+    let side = if k.is_multiple_of(2) {
+        Side::Buy
+    } else {
+        Side::Sell
+    };
     let step = 2 * k + 1;
     x.submit(
         0,

@@ -169,7 +169,7 @@ fn per_call(code: &Arc<StrategyCode>, bars: &[Bar]) -> u64 {
 }
 
 /// Pulled runs of up to `batch_size` bars (`on-bars` + `next-bar`), as the engine offers them.
-fn batched(code: &Arc<StrategyCode>, bars: &[Bar], batch_size: usize) -> u64 {
+fn pulled(code: &Arc<StrategyCode>, bars: &[Bar], batch_size: usize) -> u64 {
     let mut inst = code.instantiate(&params(), &["X".into()]).unwrap();
     let mut host = CountingHost {
         bars,
@@ -218,7 +218,7 @@ fn main() {
         Ok("trend") => {
             let trend = trend_series(n);
             for _ in 0..20 {
-                batched(&code, &trend, 4096);
+                pulled(&code, &trend, 4096);
             }
             return;
         }
@@ -232,7 +232,7 @@ fn main() {
         Ok("orders") => {
             let bars = bench_series(n);
             for _ in 0..10 {
-                batched(&code, &bars, 4096);
+                pulled(&code, &bars, 4096);
             }
             return;
         }
@@ -244,8 +244,8 @@ fn main() {
     let expect = native(&bars);
     let nat = time_ns_per_bar(reps, n, expect, || native(&bars));
     let call = time_ns_per_bar(3, n, expect, || per_call(&code, &bars));
-    let b1k = time_ns_per_bar(reps, n, expect, || batched(&code, &bars, 1024));
-    let b4k = time_ns_per_bar(reps, n, expect, || batched(&code, &bars, 4096));
+    let b1k = time_ns_per_bar(reps, n, expect, || pulled(&code, &bars, 1024));
+    let b4k = time_ns_per_bar(reps, n, expect, || pulled(&code, &bars, 4096));
     println!(
         "orders: {expect} ({:.2} % of bars)\n",
         expect as f64 * 100.0 / n as f64
@@ -254,20 +254,20 @@ fn main() {
     println!("| native (same crossover source) | {nat:.2} | 1.00 |");
     println!("| WASM, one call per bar | {call:.1} | {:.1} |", call / nat);
     println!(
-        "| WASM, exact batches of 1,024 | {b1k:.2} | {:.2} |",
+        "| WASM, pulled, runs of up to 1,024 | {b1k:.2} | {:.2} |",
         b1k / nat
     );
     println!(
-        "| WASM, exact batches of 4,096 | {b4k:.2} | {:.2} |",
+        "| WASM, pulled, runs of up to 4,096 | {b4k:.2} | {:.2} |",
         b4k / nat
     );
 
     let trend = trend_series(n);
     let nat_t = time_ns_per_bar(reps, n, 0, || native(&trend));
-    let b4k_t = time_ns_per_bar(reps, n, 0, || batched(&code, &trend, 4096));
+    let b4k_t = time_ns_per_bar(reps, n, 0, || pulled(&code, &trend, 4096));
     println!("| native, trending series (no signals) | {nat_t:.2} | 1.00 |");
     println!(
-        "| WASM, batches of 4,096, no signals | {b4k_t:.2} | {:.2} |\n",
+        "| WASM, pulled, runs of up to 4,096, no signals | {b4k_t:.2} | {:.2} |\n",
         b4k_t / nat_t
     );
 

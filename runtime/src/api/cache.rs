@@ -56,7 +56,7 @@ impl ResponseCache {
         let built_at = Instant::now();
         let value = build().await?;
         let body = Bytes::from(
-            serde_json::to_vec(&value)
+            crate::api::json::to_vec(&value)
                 .map_err(|e| ApiError::internal(format!("serializing a response: {e}")))?,
         );
         if generation() == seen {

@@ -47,7 +47,8 @@ pub struct ServerConfig {
     /// (`QTM_BACKTEST_TIMEOUT_SECS`); 0 means the default, 600. Time spent queued behind other
     /// jobs does not count.
     pub backtest_timeout_secs: u64,
-    /// Where compiled strategy code is cached (`QTM_CACHE_DIR`).
+    /// Where compiled strategy code is cached (`QTM_CACHE_DIR`; by default `qtm/components` in
+    /// the user's cache directory, `off` for no cache).
     pub cache_dir: Option<PathBuf>,
     /// Webhook secrets per source (`QTM_WEBHOOK_SECRET_<SOURCE>`), for `POST /api/webhooks/{source}`.
     #[serde(skip_serializing)]
@@ -169,8 +170,16 @@ impl ServerConfig {
         if let Some(v) = var("QTM_BACKTEST_TIMEOUT_SECS") {
             self.backtest_timeout_secs = parse("QTM_BACKTEST_TIMEOUT_SECS", &v)?;
         }
-        if let Some(v) = var("QTM_CACHE_DIR") {
-            self.cache_dir = Some(PathBuf::from(v));
+        // Cached by default, as `qtm backtest` does; `QTM_CACHE_DIR=off` turns it off.
+        match var("QTM_CACHE_DIR").as_deref() {
+            Some("off") => self.cache_dir = None,
+            Some(v) => self.cache_dir = Some(PathBuf::from(v)),
+            None => {
+                self.cache_dir = self
+                    .cache_dir
+                    .take()
+                    .or_else(crate::sandbox::default_cache_dir)
+            }
         }
         if let Some(v) = var("QTM_WEBHOOK_WINDOW_SECS") {
             self.webhook_window_secs = parse("QTM_WEBHOOK_WINDOW_SECS", &v)?;

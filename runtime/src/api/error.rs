@@ -173,7 +173,18 @@ pub struct ApiJson<T>(pub T);
 
 impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
-        Json(self.0).into_response()
+        // As axum's `Json`, with the floats' binary noise trimmed (`api::json`).
+        match crate::api::json::to_vec(&self.0) {
+            Ok(body) => (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response(),
+            Err(e) => ApiError::internal(format!("serializing a response: {e}")).into_response(),
+        }
     }
 }
 

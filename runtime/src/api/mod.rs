@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod json;
 pub mod openapi;
 pub mod routes;
 pub mod server;

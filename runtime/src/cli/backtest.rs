@@ -132,9 +132,13 @@ pub struct BacktestArgs {
     /// Fuel per strategy call.
     #[arg(long)]
     fuel: Option<u64>,
-    /// Folder for compiled components (.cwasm), reused across runs.
+    /// Folder for compiled components (.cwasm), reused across runs [default: qtm/components in
+    /// the user's cache directory].
     #[arg(long, env = "QTM_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Compile the component afresh and cache nothing (overrides `--cache-dir`).
+    #[arg(long)]
+    no_cache: bool,
 }
 
 fn parse_params(raw: &[String]) -> Result<Vec<Param>> {
@@ -231,7 +235,13 @@ pub fn run(args: BacktestArgs) -> Result<()> {
     }
     let sandbox = Sandbox::new(SandboxConfig {
         limits,
-        cache_dir: args.cache_dir.clone(),
+        cache_dir: if args.no_cache {
+            None
+        } else {
+            args.cache_dir
+                .clone()
+                .or_else(crate::sandbox::default_cache_dir)
+        },
         ..Default::default()
     })?;
     let code = sandbox

@@ -68,8 +68,11 @@ fn init_tracing(default_filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("QTM_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    use std::io::IsTerminal;
+    // Colour only for a terminal: logs redirected to a file or a pipe stay plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("QTM_LOG_FORMAT").is_ok_and(|f| f == "json") {
         let _ = builder.json().try_init();

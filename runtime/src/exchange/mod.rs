@@ -91,6 +91,10 @@ struct Order {
     /// Where the order is filed in its book; kept to find it there again after its prices,
     /// trigger or anchor change.
     entry: Entry,
+    /// A bracket entry's OCO group of exits, while it has one: a later partial fill adds its
+    /// quantity to those exits instead of resting a new pair, so an order cut into many
+    /// fills (volume cap) keeps two exits, not two per fill.
+    exits_group: Option<String>,
 }
 
 impl Order {
@@ -257,6 +261,11 @@ pub struct Exchange {
     todo: Vec<(bool, u64)>,
 }
 
+/// How many exits a bracket `(take_profit, stop_loss)` rests.
+fn legs(bracket: (Option<f64>, Option<f64>)) -> usize {
+    usize::from(bracket.0.is_some()) + usize::from(bracket.1.is_some())
+}
+
 fn direction(side: Side) -> f64 {
     match side {
         Side::Buy => 1.0,
@@ -310,6 +319,34 @@ impl Exchange {
             acc.oco.entry(g.clone()).or_default().insert(order.id);
         }
         acc.orders.insert(order.id, order);
+    }
+
+    /// Add `qty` units to the bracket exits in `group` if all `legs` of them still rest
+    /// untouched; false (and nothing changed) otherwise.
+    fn grow_exits(&mut self, account: usize, group: Option<&str>, qty: f64, legs: usize) -> bool {
+        let Some(acc) = self.accounts.get_mut(account) else {
+            return false;
+        };
+        let Some(members) = group.and_then(|g| acc.oco.get(g)) else {
+            return false;
+        };
+        let pristine = members.len() == legs
+            && members
+                .iter()
+                .all(|m| acc.orders.get(m).is_some_and(|o| o.filled == 0.0));
+        if !pristine {
+            return false;
+        }
+        for m in members {
+            if let Some(o) = acc.orders.get_mut(m)
+                && let Quantity::Units(q) = o.request.quantity
+            {
+                o.request.quantity = Quantity::Units(q + qty);
+                // Units resolve to the same total whatever the position: resolve them again.
+                o.resolved = None;
+            }
+        }
+        true
     }
 
     /// Remove resting order `id` of `account`.
@@ -437,6 +474,7 @@ impl Exchange {
             anchor: last_price,
             seen_bar: false,
             entry: Entry::Always,
+            exits_group: None,
         });
         id
     }
@@ -850,6 +888,7 @@ impl Exchange {
         let done = o.filled >= total.abs() - 1e-9;
         let oco = o.request.oco_group.clone();
         let bracket = (o.request.take_profit, o.request.stop_loss);
+        let exits_group = o.exits_group.clone();
         let tag = o.request.tag.clone();
         let one_shot = matches!(o.request.time_in_force, TimeInForce::Ioc | TimeInForce::Fok);
         let request_symbol = o.request.symbol.clone();
@@ -881,10 +920,17 @@ impl Exchange {
                 });
             }
         }
-        if bracket.0.is_some() || bracket.1.is_some() {
+        if (bracket.0.is_some() || bracket.1.is_some())
+            && self.grow_exits(account, exits_group.as_deref(), qty, legs(bracket))
+        {
+            // Added to the exits of an earlier fill of this order, which have not acted yet.
+        } else if bracket.0.is_some() || bracket.1.is_some() {
             // Exits for the quantity just filled, as an OCO pair; the stop is created first so
             // it wins a bar that touches both. Entered at the open, they may act on this bar.
             let group = format!("bracket-{id}-{}", self.next_id);
+            if !done && let Some(entry) = self.accounts[account].orders.get_mut(&id) {
+                entry.exits_group = Some(group.clone());
+            }
             let active = if at_open { step } else { step + 1 };
             let exit_side = opposite(side);
             let mut exits = Vec::new();
@@ -921,6 +967,7 @@ impl Exchange {
                     anchor: price,
                     seen_bar: false,
                     entry: Entry::Always,
+                    exits_group: None,
                 });
                 exits.push(exit_id);
             }
@@ -1209,7 +1256,6 @@ mod tests {
             }
         }
         // The test means something only if orders piled up and many filled.
-        println!("at most {max_resting} resting orders in an account, {fills} fills");
         assert!(max_resting >= 150, "{max_resting}");
         assert!(fills >= 2_000, "{fills}");
     }
@@ -1268,6 +1314,49 @@ mod tests {
 
     fn examined_at(x: &Exchange, b: &Bar) -> usize {
         x.accounts[0].books[&0].candidates(b).count()
+    }
+
+    #[test]
+    fn a_bracket_filled_in_parts_keeps_one_pair_of_exits_for_all_of_it() {
+        let mut x = Exchange::new(ExchangeConfig {
+            volume_participation: Some(0.01),
+            ..ExchangeConfig::default()
+        });
+        let mut book = Portfolio::new(vec!["X".to_string()].into(), 1e6);
+        let mut out = Vec::new();
+        let mut entry = OrderRequest::market("X", Side::Buy, Quantity::Units(10.0));
+        entry.take_profit = Some(200.0);
+        entry.stop_loss = Some(50.0);
+        x.submit(0, 0, entry, 0, 0, 100.0);
+        // 100 of volume a bar: one unit of the entry fills on each.
+        let thin = Bar {
+            volume: 100.0,
+            ..bar(100.0)
+        };
+        let exits = |x: &Exchange| -> Vec<f64> {
+            x.open_orders(0)
+                .iter()
+                .filter(|o| o.request.side == Side::Sell)
+                .map(|o| match o.request.quantity {
+                    Quantity::Units(q) => q,
+                    _ => f64::NAN,
+                })
+                .collect()
+        };
+        for step in 1..=10u64 {
+            x.process_bar(0, 0, step, &thin, &mut book, &mut out);
+            let units = step as f64;
+            assert_eq!(exits(&x), [units, units], "bar {step}: {out:?}");
+            assert_eq!(x.open_count(0), if step < 10 { 3 } else { 2 });
+        }
+        // The take-profit, cut by volume too, sells the whole position in its parts.
+        let mut high = thin;
+        high.high = 201.0;
+        for step in 11..=20u64 {
+            x.process_bar(0, 0, step, &high, &mut book, &mut out);
+        }
+        assert_eq!(book.quantity(0), 0.0);
+        assert_eq!(x.open_count(0), 0);
     }
 
     #[test]

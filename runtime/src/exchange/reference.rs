@@ -31,6 +31,8 @@ struct Order {
     anchor: f64,
     /// IOC/FOK orders get exactly one eligible bar.
     seen_bar: bool,
+    /// A bracket entry's current exits group (see the exchange's `Order::exits_group`).
+    exits_group: Option<String>,
 }
 
 impl Order {
@@ -147,6 +149,7 @@ impl Reference {
             triggered: false,
             anchor: last_price,
             seen_bar: false,
+            exits_group: None,
         });
         id
     }
@@ -545,6 +548,7 @@ impl Reference {
         let done = o.filled >= total.abs() - 1e-9;
         let oco = o.request.oco_group.clone();
         let bracket = (o.request.take_profit, o.request.stop_loss);
+        let exits_group = o.exits_group.clone();
         let tag = o.request.tag.clone();
         let one_shot = matches!(o.request.time_in_force, TimeInForce::Ioc | TimeInForce::Fok);
         let request_symbol = o.request.symbol.clone();
@@ -576,10 +580,36 @@ impl Reference {
                 });
             }
         }
-        if bracket.0.is_some() || bracket.1.is_some() {
+        // An earlier part's exits, all still resting untouched, take this part's quantity too.
+        let legs = usize::from(bracket.0.is_some()) + usize::from(bracket.1.is_some());
+        let pair: Vec<usize> = exits_group
+            .as_deref()
+            .map(|g| {
+                (0..self.orders.len())
+                    .filter(|&j| {
+                        self.orders[j].account == account
+                            && self.orders[j].request.oco_group.as_deref() == Some(g)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let grown =
+            legs > 0 && pair.len() == legs && pair.iter().all(|&j| self.orders[j].filled == 0.0);
+        if grown {
+            for j in pair {
+                let e = &mut self.orders[j];
+                if let Quantity::Units(q) = e.request.quantity {
+                    e.request.quantity = Quantity::Units(q + qty);
+                    e.resolved = None;
+                }
+            }
+        } else if bracket.0.is_some() || bracket.1.is_some() {
             // Exits for the quantity just filled, as an OCO pair; the stop is created first so
             // it wins a bar that touches both. Entered at the open, they may act on this bar.
             let group = format!("bracket-{id}-{}", self.next_id);
+            if !done && let Some(entry) = self.orders.iter_mut().find(|e| e.id == id) {
+                entry.exits_group = Some(group.clone());
+            }
             let active = if at_open { step } else { step + 1 };
             let exit_side = opposite(side);
             let mut exits = Vec::new();
@@ -615,6 +645,7 @@ impl Reference {
                     triggered: false,
                     anchor: price,
                     seen_bar: false,
+                    exits_group: None,
                 });
                 exits.push(exit_id);
             }

@@ -110,6 +110,90 @@ struct Recorder {
     /// Events of the records in the open batch: published once it is committed.
     pending: Vec<LiveEvent>,
     flushes: Vec<oneshot::Sender<()>>,
+    /// Refused orders and their risk alerts kept per instance and second.
+    refusals: Refusals,
+}
+
+/// Refused orders (and the risk alerts they raise) stored per instance and kind in one
+/// second; past it they are counted, and the count is stored as one alert when the second
+/// is over. A strategy can have thousands of orders refused a bar, and storing each took the
+/// recorder's thread (and the core it shares with the engine) for seconds after the strategy
+/// had been stopped.
+const REFUSALS_PER_SEC: u32 = 20;
+
+/// The window of [`REFUSALS_PER_SEC`].
+const REFUSAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One instance's refusals of one kind in the current window.
+struct RefusalWindow {
+    start: std::time::Instant,
+    kept: u32,
+    dropped: u64,
+    /// The last refusal not kept: reason and bar time.
+    last: String,
+    last_ts: i64,
+}
+
+impl RefusalWindow {
+    fn new(start: std::time::Instant) -> Self {
+        RefusalWindow {
+            start,
+            kept: 0,
+            dropped: 0,
+            last: String::new(),
+            last_ts: 0,
+        }
+    }
+}
+
+/// A count of refusals not stored: account, kind, how many, the last reason and bar time.
+type Dropped = (usize, &'static str, u64, String, i64);
+
+/// Per (account, kind) windows of [`REFUSALS_PER_SEC`].
+#[derive(Default)]
+struct Refusals(HashMap<(usize, &'static str), RefusalWindow>);
+
+impl Refusals {
+    /// Whether to store this refusal; counts it otherwise.
+    fn admit(&mut self, account: usize, kind: &'static str, reason: &str, ts: i64) -> bool {
+        let now = std::time::Instant::now();
+        let w = self
+            .0
+            .entry((account, kind))
+            .or_insert_with(|| RefusalWindow::new(now));
+        if now.duration_since(w.start) >= REFUSAL_WINDOW && w.dropped == 0 {
+            *w = RefusalWindow::new(now);
+        }
+        if w.kept < REFUSALS_PER_SEC && w.dropped == 0 {
+            w.kept += 1;
+            return true;
+        }
+        w.dropped += 1;
+        w.last_ts = ts;
+        if w.last.is_empty() || w.dropped.is_multiple_of(1024) {
+            w.last = reason.chars().take(200).collect();
+        }
+        false
+    }
+
+    /// The counts of windows that are over (all of them with `all`), taken out.
+    fn due(&mut self, all: bool) -> Vec<Dropped> {
+        let now = std::time::Instant::now();
+        let mut out = Vec::new();
+        for (&(account, kind), w) in self.0.iter_mut() {
+            if w.dropped > 0 && (all || now.duration_since(w.start) >= REFUSAL_WINDOW) {
+                out.push((
+                    account,
+                    kind,
+                    w.dropped,
+                    std::mem::take(&mut w.last),
+                    w.last_ts,
+                ));
+                *w = RefusalWindow::new(now);
+            }
+        }
+        out
+    }
 }
 
 /// Records until the engine thread is gone. Runs on its own thread: it writes through a
@@ -143,6 +227,7 @@ pub(crate) fn run(
         journal_before,
         pending: Vec::new(),
         flushes: Vec::new(),
+        refusals: Refusals::default(),
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // When cursors first waited uncommitted (see below).
@@ -173,6 +258,7 @@ pub(crate) fn run(
                 tracing::error!(error = %e, "live recorder: storing an engine event failed");
             }
         }
+        r.store_refusal_counts(false);
         // Bars that caused no order, fill or snapshot leave only their cursors to store, and
         // a commit per millisecond batch of those cost most of the recorder's time. Such
         // cursors wait (at most CURSOR_DELAY) for the next batch that writes: should the
@@ -192,6 +278,7 @@ pub(crate) fn run(
             }
         }
     }
+    r.store_refusal_counts(true);
     r.commit();
 }
 
@@ -275,6 +362,41 @@ impl Recorder {
     /// Run one of the store's own async writes (alerts, status changes) between two batches:
     /// the open batch commits first, since it holds the write lock the write needs (the next
     /// write of the recorder opens the next transaction).
+    /// Store, as one alert each, the refusals not stored in windows that are over.
+    fn store_refusal_counts(&mut self, all: bool) {
+        for (account, kind, n, last, ts) in self.refusals.due(all) {
+            let Some(&owner) = self.owners.get(&account) else {
+                continue;
+            };
+            let what = if kind == "rejected" {
+                "refused orders"
+            } else {
+                "risk alerts for refused orders"
+            };
+            let message = format!(
+                "{n} {what} not stored (more than {REFUSALS_PER_SEC} a second); the last: {last}"
+            );
+            let store = self.store.clone();
+            let name = account_name(owner.strategy_id);
+            let stored = self.outside_batch(store::risk::add_alert(
+                &store,
+                &name,
+                "refusals_not_stored",
+                &message,
+                Some(owner.strategy_id),
+            ));
+            if let Err(e) = stored {
+                tracing::error!(error = %e, "live recorder: storing a refusal count failed");
+            }
+            self.publish(LiveEvent::RiskAlert {
+                strategy_id: owner.strategy_id,
+                kind: "refusals_not_stored".into(),
+                message,
+                ts,
+            });
+        }
+    }
+
     fn outside_batch<T>(
         &mut self,
         write: impl std::future::Future<Output = Result<T, StoreError>>,
@@ -425,6 +547,9 @@ impl Recorder {
                 let Some(&owner) = self.owners.get(&account) else {
                     return Ok(());
                 };
+                if !self.refusals.admit(account, "rejected", &reason, ts) {
+                    return Ok(());
+                }
                 let mut o =
                     NewOrder::from_request(&account_name(owner.strategy_id), None, &request);
                 o.instance_id = Some(owner.instance_id);
@@ -543,6 +668,10 @@ impl Recorder {
                 let Some(&owner) = self.owners.get(&account) else {
                     return Ok(());
                 };
+                if kind == "order_rejected" && !self.refusals.admit(account, "alert", &message, ts)
+                {
+                    return Ok(());
+                }
                 let store = self.store.clone();
                 let account = account_name(owner.strategy_id);
                 self.outside_batch(store::risk::add_alert(
@@ -593,5 +722,31 @@ impl Recorder {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_past_the_rate_are_counted_not_stored() {
+        let mut r = Refusals::default();
+        let kept = (0..1000)
+            .filter(|i| r.admit(3, "rejected", &format!("risk: refusal {i}"), 100 + i))
+            .count();
+        assert_eq!(kept, REFUSALS_PER_SEC as usize);
+        // Another instance, and another kind, have their own allowance.
+        assert!(r.admit(4, "rejected", "risk: x", 1));
+        assert!(r.admit(3, "alert", "x", 1));
+        // Within the second nothing is due; at the end, the count with the first reason
+        // not stored and the last bar time.
+        assert!(r.due(false).is_empty());
+        let due = r.due(true);
+        assert_eq!(
+            due,
+            [(3, "rejected", 980, "risk: refusal 20".to_string(), 1099)]
+        );
+        assert!(r.due(true).is_empty());
     }
 }

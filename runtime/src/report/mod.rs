@@ -687,12 +687,14 @@ mod tests {
         assert!(html.contains("markers for 1 in 10 trades: 2,000 shown"));
     }
 
-    /// Renders GOOG daily data with a few fake trades to /tmp/report.html for a visual check:
-    /// `cargo test report::tests::render_real_data -- --ignored`.
+    /// Renders the bundled SPY minute bars with a few fake trades to `report.html` in the
+    /// temporary directory (`$TMPDIR/report.html`) for a visual check:
+    /// `cargo test -p qtm-runtime report::tests::render_real_data -- --ignored`.
     #[test]
     #[ignore]
     fn render_real_data() {
-        let text = std::fs::read_to_string("/work/shared/data/goog_1d.csv").unwrap();
+        let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/spy_1m_2011.csv");
+        let text = std::fs::read_to_string(bundled).unwrap();
         let bars: Vec<Bar> = text
             .lines()
             .skip(1)
@@ -730,7 +732,7 @@ mod tests {
                 let pnl = q * (b.close - bars[j].close) - 2.0;
                 cash += pnl;
                 trades.push(Trade {
-                    symbol: "GOOG".into(),
+                    symbol: "SPY".into(),
                     entry_ts: bars[j].ts,
                     exit_ts: Some(b.ts),
                     entry_price: bars[j].close,
@@ -743,7 +745,7 @@ mod tests {
         }
         if let Some((j, q)) = open {
             trades.push(Trade {
-                symbol: "GOOG".into(),
+                symbol: "SPY".into(),
                 entry_ts: bars[j].ts,
                 exit_ts: None,
                 entry_price: bars[j].close,
@@ -764,16 +766,18 @@ mod tests {
             ("slow".to_string(), "30".to_string()),
             ("note".to_string(), "<b>not bold</b>".to_string()),
         ];
-        let prices = vec![("GOOG".to_string(), bars)];
+        let prices = vec![("SPY".to_string(), bars)];
         let input = ReportInput {
-            title: "sma-cross on GOOG <script>",
+            title: "sma-cross on SPY <script>",
             summary: &summary,
             params: &params,
             equity: &equity,
             prices: &prices,
             trades: &trades,
         };
-        write_html(&input, Path::new("/tmp/report.html")).unwrap();
+        let out = std::env::temp_dir().join("report.html");
+        write_html(&input, &out).unwrap();
+        assert!(out.is_file(), "{}", out.display());
     }
 
     #[test]

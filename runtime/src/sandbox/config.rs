@@ -61,6 +61,14 @@ impl Default for Limits {
     }
 }
 
+/// Where the `qtm` binary caches compiled components unless told otherwise: `qtm/components`
+/// in the user's cache directory (`$XDG_CACHE_HOME` or `~/.cache` on Linux, `~/Library/Caches`
+/// on macOS); `None` where the platform has none. Only the first run of a component pays for
+/// Cranelift.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    dirs::cache_dir().map(|d| d.join("qtm").join("components"))
+}
+
 /// Engine-wide settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

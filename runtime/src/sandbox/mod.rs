@@ -22,7 +22,7 @@ mod instance;
 
 pub use bindings::ContractVersion;
 pub use code::{Sandbox, StrategyCode};
-pub use config::{Limits, SandboxConfig};
+pub use config::{Limits, SandboxConfig, default_cache_dir};
 pub use error::{SandboxError, TrapReason};
 pub use host::{DetachedHost, StrategyHost};
 pub use instance::{InstanceStats, InstanceStatus, StrategyInstance};

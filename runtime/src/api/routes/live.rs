@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::orders::optional_body;
-use super::strategies::{CloneRequest, live_error, make_clone, publish};
+use super::strategies::{CloneRequest, announce_clone, live_error, make_clone, publish};
 use crate::api::auth::access::Caller;
 use crate::api::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::api::state::AppState;
@@ -218,11 +218,25 @@ async fn clone_instance(
     )
     .await?;
     let new_id = record.strategy.id;
-    if let Err(e) = state.live.clone_running(source, new_id, start).await {
-        // The clone is kept (disabled) so the user can fix and enable it.
-        return Err(live_error(e));
-    }
-    let instance = store::strategies::set_status(&state.store, new_id, "enabled", None).await?;
+    // All or nothing: a clone that could not start is deleted again, so a failed request
+    // leaves no strategy behind.
+    let started = match state.live.clone_running(source, new_id, start).await {
+        Ok(()) => store::strategies::set_status(&state.store, new_id, "enabled", None)
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(live_error(e)),
+    };
+    let instance = match started {
+        Ok(instance) => instance,
+        Err(e) => {
+            let _ = state.live.disable(new_id, "clone failed").await;
+            if let Err(undo) = store::strategies::delete(&state.store, new_id).await {
+                tracing::error!(strategy = new_id, error = %undo, "a failed clone could not be deleted");
+            }
+            return Err(e);
+        }
+    };
+    announce_clone(&state, &p, source, &record);
     publish(
         &state,
         new_id,

@@ -370,7 +370,9 @@ async fn alerts(
 
 // ---- parameters ---------------------------------------------------------------------------
 
-/// The account-wide limits. Every field is optional; absent or `null` turns the limit off.
+/// The account-wide limits. Every field is optional; absent or `null` turns the limit off,
+/// except the host's bounds `max_resting_orders` and `max_oco_orders`, which fall back to
+/// their defaults.
 /// Each is inclusive: a value exactly at the limit passes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -385,6 +387,12 @@ pub struct RiskParameters {
     pub max_gross_exposure: Option<f64>,
     /// Most working orders at once (≥ 1).
     pub max_open_orders: Option<u64>,
+    /// Most resting orders of one account at once, a bound on the host's work for it
+    /// (1–100000; absent or `null`: the default 1000, never off).
+    pub max_resting_orders: Option<u64>,
+    /// Most resting orders in one OCO group (1–1000; absent or `null`: the default 16, never
+    /// off).
+    pub max_oco_orders: Option<u64>,
     /// Most orders accepted per `order_window_secs` (≥ 1).
     pub max_orders_per_window: Option<u64>,
     /// Window of the order-rate limit, seconds (1–86400, default 60).
@@ -405,6 +413,8 @@ impl From<&RiskLimits> for RiskParameters {
             max_position: l.max_position,
             max_gross_exposure: l.max_gross_exposure,
             max_open_orders: l.max_open_orders.map(|n| n as u64),
+            max_resting_orders: l.max_resting_orders.map(|n| n as u64),
+            max_oco_orders: l.max_oco_orders.map(|n| n as u64),
             max_orders_per_window: l.max_orders_per_window.map(u64::from),
             order_window_secs: l.order_window_secs,
             price_collar_pct: l.price_collar_pct,
@@ -422,8 +432,10 @@ const MAXIMA: [&str; 5] = [
     "max_daily_loss",
 ];
 const PERCENTS: [&str; 2] = ["price_collar_pct", "max_drawdown_pct"];
-const COUNTS: [&str; 3] = [
+const COUNTS: [&str; 5] = [
     "max_open_orders",
+    "max_resting_orders",
+    "max_oco_orders",
     "max_orders_per_window",
     "order_window_secs",
 ];
@@ -486,6 +498,8 @@ pub fn parse_parameters(body: &Value) -> ApiResult<RiskLimits> {
             let top: u64 = match key.as_str() {
                 "order_window_secs" => 86_400,
                 "max_orders_per_window" => u64::from(u32::MAX),
+                "max_resting_orders" => 100_000,
+                "max_oco_orders" => 1_000,
                 _ => 1_000_000,
             };
             let n = v
@@ -499,6 +513,8 @@ pub fn parse_parameters(body: &Value) -> ApiResult<RiskLimits> {
                 })?;
             match key.as_str() {
                 "max_open_orders" => l.max_open_orders = Some(n as usize),
+                "max_resting_orders" => l.max_resting_orders = Some(n as usize),
+                "max_oco_orders" => l.max_oco_orders = Some(n as usize),
                 "max_orders_per_window" => l.max_orders_per_window = Some(n as u32),
                 _ => l.order_window_secs = Some(n as i64),
             }
@@ -693,6 +709,27 @@ async fn resume(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_bounds_are_settable_and_never_off() {
+        let l = parse_parameters(&json!({"max_resting_orders": 5, "max_oco_orders": 2})).unwrap();
+        assert_eq!((l.max_resting_orders, l.max_oco_orders), (Some(5), Some(2)));
+        let l = parse_parameters(&json!({"max_resting_orders": null})).unwrap();
+        assert_eq!(
+            (l.max_resting_orders, l.max_oco_orders),
+            (Some(1000), Some(16))
+        );
+        let shown = RiskParameters::from(&l);
+        assert_eq!(
+            (shown.max_resting_orders, shown.max_oco_orders),
+            (Some(1000), Some(16))
+        );
+        let e = parse_parameters(&json!({"max_resting_orders": 100_001})).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("max_resting_orders"));
+        assert!(e.message.contains("from 1 to 100000"), "{}", e.message);
+        let e = parse_parameters(&json!({"max_oco_orders": 0})).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("max_oco_orders"));
+    }
 
     #[test]
     fn parameters_are_checked_field_by_field() {

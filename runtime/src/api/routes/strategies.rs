@@ -721,11 +721,12 @@ async fn clone_strategy(
     ApiJson(req): ApiJson<CloneRequest>,
 ) -> ApiResult<(StatusCode, ApiJson<StrategyView>)> {
     let record = make_clone(&state, &p, id, req).await?;
+    announce_clone(&state, &p, id, &record);
     Ok((StatusCode::CREATED, ApiJson(view(record, None))))
 }
 
 /// Store a clone of strategy `id` (its current version, configured like it except for what
-/// `req` changes) and announce it.
+/// `req` changes); the caller announces it ([`announce_clone`]) or deletes it again.
 pub(crate) async fn make_clone(
     state: &AppState,
     p: &crate::api::auth::Principal,
@@ -770,14 +771,24 @@ pub(crate) async fn make_clone(
         &symbols,
     )
     .await?;
+    Ok(record)
+}
+
+/// Announce a clone stored by [`make_clone`], once nothing can undo it any more.
+pub(crate) fn announce_clone(
+    state: &AppState,
+    p: &crate::api::auth::Principal,
+    source: i64,
+    record: &StrategyRecord,
+) {
     let new_id = record.strategy.id;
     publish(
         state,
         new_id,
-        json!({"event": "strategy.created", "strategy_id": new_id, "name": name, "version": 1,
-               "cloned_from": id, "by": p.username}),
+        json!({"event": "strategy.created", "strategy_id": new_id,
+               "name": record.strategy.name, "version": 1, "cloned_from": source,
+               "by": p.username}),
     );
-    Ok(record)
 }
 
 /// Parameters and symbols for the default instance.
