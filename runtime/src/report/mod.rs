@@ -687,12 +687,15 @@ mod tests {
         assert!(html.contains("markers for 1 in 10 trades: 2,000 shown"));
     }
 
-    /// Renders GOOG daily data with a few fake trades to /tmp/report.html for a visual check:
-    /// `cargo test report::tests::render_real_data -- --ignored`.
+    /// Renders GOOG daily data (peer data) with a few fake trades to the temp dir's
+    /// `report.html` for a visual check: `cargo test report::tests::render_real_data -- --ignored`.
     #[test]
     #[ignore]
     fn render_real_data() {
-        let text = std::fs::read_to_string("/work/shared/data/goog_1d.csv").unwrap();
+        let Some(goog) = crate::market::test_support::peer_file_or_skip("goog_1d.csv") else {
+            return;
+        };
+        let text = std::fs::read_to_string(goog).unwrap();
         let bars: Vec<Bar> = text
             .lines()
             .skip(1)
@@ -773,7 +776,7 @@ mod tests {
             prices: &prices,
             trades: &trades,
         };
-        write_html(&input, Path::new("/tmp/report.html")).unwrap();
+        write_html(&input, &std::env::temp_dir().join("report.html")).unwrap();
     }
 
     #[test]
