@@ -13,7 +13,9 @@ use qtm_runtime::backtest::{
 use qtm_runtime::engine::{StrategyRunner, WriterSink};
 use qtm_runtime::model::{Bar, Param, ParamValue, Trade};
 use qtm_runtime::sandbox::{Limits, Sandbox, SandboxConfig};
-use qtm_tests::{component, data_dir, guests, read_bars};
+use qtm_tests::{
+    bundled, bundled_slice, component, guests, peer_file_or_skip, read_bars, require_peer,
+};
 
 fn params(mode: &str, sizing: &str, quantity: f64) -> Vec<Param> {
     let p = |n: &str, v: ParamValue| Param {
@@ -29,14 +31,14 @@ fn params(mode: &str, sizing: &str, quantity: f64) -> Vec<Param> {
     ]
 }
 
-fn run_sma(files: &[&str], params: &[Param], commission: f64, batch: bool) -> BacktestOutcome {
+fn run_sma(files: &[PathBuf], params: &[Param], commission: f64, batch: bool) -> BacktestOutcome {
     let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
     let code = sandbox.load(&component(guests::SMA_CROSS)).unwrap();
     let sources: Vec<DataSource> = files
         .iter()
         .map(|f| DataSource {
             symbol: qtm_runtime::market::symbol_from_path(f),
-            path: data_dir().join(f),
+            path: f.clone(),
         })
         .collect();
     let symbols: Vec<String> = sources.iter().map(|s| s.symbol.clone()).collect();
@@ -186,8 +188,14 @@ fn assert_same_trades(got: &[Trade], want: &[Trade]) {
 
 #[test]
 fn sma_cross_matches_the_reference_loop_on_real_data() {
-    for (file, symbol) in [("goog_1d.csv", "GOOG"), ("eurusd_1h.csv", "EURUSD")] {
-        let bars = read_bars(&data_dir().join(file));
+    // The bundled minute bars always; the peer daily and hourly files where present.
+    let mut cases = vec![(bundled("spy_1m_2011.csv"), "SPY")];
+    for (name, symbol) in [("goog_1d.csv", "GOOG"), ("eurusd_1h.csv", "EURUSD")] {
+        cases.extend(peer_file_or_skip(name).map(|f| (f, symbol)));
+    }
+    for (path, symbol) in cases {
+        let file = path.file_name().unwrap().to_string_lossy();
+        let bars = read_bars(&path);
         for (mode, sizing, q) in [
             ("flip", "equity", 1.0),
             ("long_only", "equity", 1.0),
@@ -200,7 +208,12 @@ fn sma_cross_matches_the_reference_loop_on_real_data() {
                 } else {
                     q
                 };
-                let out = run_sma(&[file], &params(mode, sizing, q), c, true);
+                let out = run_sma(
+                    std::slice::from_ref(&path),
+                    &params(mode, sizing, q),
+                    c,
+                    true,
+                );
                 let (want, final_equity) =
                     reference(&bars, symbol, mode == "flip", sizing == "equity", q, c);
                 assert!(
@@ -222,10 +235,15 @@ fn sma_cross_matches_the_reference_loop_on_real_data() {
 
 #[test]
 fn batched_and_per_bar_runs_are_bit_identical_and_deterministic() {
-    for file in ["goog_1d.csv", "spy_1m_2011.csv"] {
-        let a = run_sma(&[file], &params("flip", "equity", 1.0), 0.001, true);
-        let b = run_sma(&[file], &params("flip", "equity", 1.0), 0.001, false);
-        let c = run_sma(&[file], &params("flip", "equity", 1.0), 0.001, true);
+    let files = peer_file_or_skip("goog_1d.csv")
+        .into_iter()
+        .chain([bundled("spy_1m_2011.csv")]);
+    for path in files {
+        let file = path.file_name().unwrap().to_string_lossy();
+        let path = std::slice::from_ref(&path);
+        let a = run_sma(path, &params("flip", "equity", 1.0), 0.001, true);
+        let b = run_sma(path, &params("flip", "equity", 1.0), 0.001, false);
+        let c = run_sma(path, &params("flip", "equity", 1.0), 0.001, true);
         assert_eq!(
             a.trades_sha256, b.trades_sha256,
             "{file}: batched vs per-bar"
@@ -247,12 +265,17 @@ fn batched_and_per_bar_runs_are_bit_identical_and_deterministic() {
 
 #[test]
 fn multi_symbol_backtests_merge_files_in_time_order() {
-    let files = ["goog_1d.csv", "nvda_1d.csv"];
+    let files = [require_peer!("goog_1d.csv"), require_peer!("nvda_1d.csv")];
     // Fixed sizing with ample cash: each symbol trades exactly as it would alone.
     let together = run_sma(&files, &params("flip", "fixed", 1.0), 0.0, true);
     assert_eq!(together.symbols, ["GOOG", "NVDA"]);
     for (file, symbol) in files.iter().zip(["GOOG", "NVDA"]) {
-        let alone = run_sma(&[file], &params("flip", "fixed", 1.0), 0.0, true);
+        let alone = run_sma(
+            std::slice::from_ref(file),
+            &params("flip", "fixed", 1.0),
+            0.0,
+            true,
+        );
         let mine: Vec<Trade> = together
             .trades
             .iter()
@@ -274,7 +297,7 @@ fn multi_symbol_backtests_merge_files_in_time_order() {
     // One equity point per distinct timestamp across both files.
     let mut ts: Vec<i64> = files
         .iter()
-        .flat_map(|f| read_bars(&data_dir().join(f)).into_iter().map(|b| b.ts))
+        .flat_map(|f| read_bars(f).into_iter().map(|b| b.ts))
         .collect();
     ts.sort();
     ts.dedup();
@@ -289,7 +312,7 @@ fn multi_symbol_backtests_merge_files_in_time_order() {
         .iter()
         .map(|f| DataSource {
             symbol: qtm_runtime::market::symbol_from_path(f),
-            path: data_dir().join(f),
+            path: f.clone(),
         })
         .collect();
     let inst = code
@@ -353,6 +376,7 @@ fn bad_data_is_reported_with_file_and_line() {
 /// exchange between strategy calls: batched runs must still equal one call per bar.
 #[test]
 fn resting_order_strategies_trade_identically_batched_and_per_bar() {
+    let goog = require_peer!("goog_1d.csv");
     let p = |n: &str, v: ParamValue| Param {
         name: n.into(),
         value: v,
@@ -380,7 +404,7 @@ fn resting_order_strategies_trade_identically_batched_and_per_bar() {
         let code = sandbox.load(&component(guest)).unwrap();
         let sources = [DataSource {
             symbol: "GOOG".into(),
-            path: data_dir().join("goog_1d.csv"),
+            path: goog.clone(),
         }];
         let run = |batch: bool| {
             let inst = code.instantiate(&params, &["GOOG".into()]).unwrap();
@@ -434,9 +458,10 @@ fn a_trapping_strategy_is_disabled_and_the_backtest_completes() {
             &["GOOG".into()],
         )
         .unwrap();
+    // 2,148 bars, as many as goog_1d.csv has, from the bundled data.
     let sources = [DataSource {
         symbol: "GOOG".into(),
-        path: data_dir().join("goog_1d.csv"),
+        path: bundled_slice(2148),
     }];
     let out = backtest::run(
         "hostile",
@@ -500,7 +525,7 @@ impl qtm_runtime::engine::StrategyRunner for Counting {
 
 #[test]
 fn a_strategy_that_ignores_fills_is_not_called_for_them_and_trades_the_same() {
-    let bars: Vec<(usize, Bar)> = read_bars(&data_dir().join("goog_1d.csv"))
+    let bars: Vec<(usize, Bar)> = read_bars(&bundled_slice(2148))
         .into_iter()
         .map(|b| (0, b))
         .collect();

@@ -12,7 +12,7 @@ use qtm_runtime::sandbox::{
     ContractVersion, InstanceStatus, Limits, Sandbox, SandboxConfig, SandboxError,
     StrategyInstance, TrapReason,
 };
-use qtm_tests::{RecordingHost, component, data_dir, guests, numbered_bars, read_bars};
+use qtm_tests::{RecordingHost, bundled_slice, component, guests, numbered_bars, read_bars};
 
 const BARS: usize = 200;
 
@@ -237,8 +237,9 @@ struct Duo {
     attacker_trades: String,
 }
 
+/// Real bars for the duos: as many as goog_1d.csv has, from the bundled minute data.
 fn goog() -> Vec<(usize, Bar)> {
-    read_bars(&data_dir().join("goog_1d.csv"))
+    read_bars(&bundled_slice(2148))
         .into_iter()
         .map(|b| (0, b))
         .collect()

@@ -16,15 +16,17 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::Receiver;
 
-/// A database with GOOG's real daily bars, so the live engine trades GOOG.
-async fn database_with_goog(dir: &Path) -> std::path::PathBuf {
+/// A database with GOOG's real daily bars (a peer data file), so the live engine trades GOOG;
+/// `None` (the skip printed) where the peer data is missing.
+async fn database_with_goog(dir: &Path) -> Option<std::path::PathBuf> {
+    let goog = qtm_tests::peer_file_or_skip("goog_1d.csv")?;
     let db = dir.join("qtm.db");
     let store = Store::open(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
     market::import_csv(
         &store,
-        &qtm_tests::data_dir().join("goog_1d.csv"),
+        &goog,
         &ImportOptions {
             symbol: "GOOG".into(),
             ..Default::default()
@@ -33,7 +35,7 @@ async fn database_with_goog(dir: &Path) -> std::path::PathBuf {
     .await
     .unwrap();
     store.close().await;
-    db
+    Some(db)
 }
 
 /// POST a guest's component as multipart (with a `name` field when given) to `path`; expects
@@ -185,7 +187,9 @@ async fn seq_lines(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swap_and_clone_under_flow_handle_every_bar_once_and_a_bad_version_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let db = database_with_goog(dir.path()).await;
+    let Some(db) = database_with_goog(dir.path()).await else {
+        return;
+    };
     let s = TestServer::start_on(&db, |_| {}).await;
     let token = s.admin_token().await;
     let mut rx = s.server.state.live.subscribe();
@@ -381,7 +385,9 @@ fn drain_logs(rx: &mut Receiver<Arc<LiveEvent>>) -> BTreeMap<i64, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trapping_strategy_is_disabled_and_the_healthy_one_misses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let db = database_with_goog(dir.path()).await;
+    let Some(db) = database_with_goog(dir.path()).await else {
+        return;
+    };
     let s = TestServer::start_on(&db, |_| {}).await;
     let token = s.admin_token().await;
     let mut rx = s.server.state.live.subscribe();
@@ -450,7 +456,9 @@ async fn bars_pushed_over_the_websocket_ingest_endpoint_are_traded_once_and_bad_
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     let dir = tempfile::tempdir().unwrap();
-    let db = database_with_goog(dir.path()).await;
+    let Some(db) = database_with_goog(dir.path()).await else {
+        return;
+    };
     let s = TestServer::start_on(&db, |_| {}).await;
     let token = s.admin_token().await;
     let viewer = s.user_token(&token, "watcher", "viewer").await;
@@ -570,7 +578,9 @@ async fn bars_pushed_over_the_websocket_ingest_endpoint_are_traded_once_and_bad_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replay_feed_plays_the_data_directory_files_and_a_bad_file_is_named_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
-    let db = database_with_goog(dir.path()).await;
+    let Some(db) = database_with_goog(dir.path()).await else {
+        return;
+    };
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     // 30 minute bars of GOOG that the database does not have: their ts give them away.
@@ -641,7 +651,9 @@ async fn the_replay_feed_plays_the_data_directory_files_and_a_bad_file_is_named_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_trading_is_stored_consistently_and_a_restart_resumes_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
-    let db = database_with_goog(dir.path()).await;
+    let Some(db) = database_with_goog(dir.path()).await else {
+        return;
+    };
     let s = TestServer::start_on(&db, |c| c.replay = true).await;
     let token = s.admin_token().await;
     // Replay GOOG fast, without looping, so a known number of bars flows.
@@ -853,7 +865,9 @@ async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() 
         qtm.display()
     );
     let dir = tempfile::tempdir().unwrap();
-    let db = database_with_goog(dir.path()).await;
+    let Some(db) = database_with_goog(dir.path()).await else {
+        return;
+    };
     let url = format!("sqlite://{}", db.display());
     // A strategy trading every third bar, enabled, and a fast looping replay of GOOG.
     let id = {
@@ -1100,7 +1114,9 @@ async fn check_consistency(db: &Path, account: &str) -> usize {
 async fn after_a_crash_each_instance_is_replayed_from_its_snapshot_to_the_cursor() {
     use qtm_runtime::live::{LiveConfig, LiveEngine};
     let dir = tempfile::tempdir().unwrap();
-    let db = database_with_goog(dir.path()).await;
+    let Some(db) = database_with_goog(dir.path()).await else {
+        return;
+    };
     let store = Store::open(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
@@ -1234,7 +1250,9 @@ async fn a_restart_resumes_every_instance_with_the_cash_its_fills_left_it() {
     // (`account_totals`), whatever the number of accounts beside it.
     for n in [2usize, 13] {
         let dir = tempfile::tempdir().unwrap();
-        let db = database_with_goog(dir.path()).await;
+        let Some(db) = database_with_goog(dir.path()).await else {
+            return;
+        };
         let store = Store::open(&format!("sqlite://{}", db.display()))
             .await
             .unwrap();
@@ -1291,7 +1309,7 @@ async fn the_replay_shortens_long_gaps_to_its_pause_limit_and_keeps_the_recorded
     let store = Store::open(&format!("sqlite://{}", dir.path().join("qtm.db").display()))
         .await
         .unwrap();
-    let csv = qtm_tests::data_dir().join("spy_1m_2011.csv");
+    let csv = qtm_tests::bundled("spy_1m_2011.csv");
     market::import_csv(
         &store,
         &csv,
@@ -1376,7 +1394,9 @@ async fn listed(s: &TestServer, token: &str, id: i64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_over_its_cpu_share_cap_is_disabled_with_its_reason_listed_and_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let db = database_with_goog(dir.path()).await;
+    let Some(db) = database_with_goog(dir.path()).await else {
+        return;
+    };
     let s = TestServer::start_on(&db, |_| {}).await;
     let token = s.admin_token().await;
     let mut rx = s.server.state.live.subscribe();
@@ -1554,7 +1574,9 @@ fn engine_bars(symbol: &str, n: i64) -> Vec<(String, qtm_runtime::model::Bar)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_instance_list_and_health_answer_at_once_while_the_engine_is_loaded() {
     let dir = tempfile::tempdir().unwrap();
-    let db = database_with_goog(dir.path()).await;
+    let Some(db) = database_with_goog(dir.path()).await else {
+        return;
+    };
     let s = TestServer::start_on(&db, |_| {}).await;
     let token = s.admin_token().await;
     // Busy instances that stay busy: no CPU cap.
@@ -1639,7 +1661,9 @@ async fn the_instance_list_and_health_answer_at_once_while_the_engine_is_loaded(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_under_load_takes_under_5_s_and_loses_nothing_that_was_published() {
     let dir = tempfile::tempdir().unwrap();
-    let db = database_with_goog(dir.path()).await;
+    let Some(db) = database_with_goog(dir.path()).await else {
+        return;
+    };
     let s = TestServer::start_on(&db, |c| c.replay = true).await;
     let token = s.admin_token().await;
     configure_engine(&s, &token, json!({"cpu_share_cap_pct": 100})).await;
@@ -1796,7 +1820,9 @@ async fn sigterm_stops_qtm_serve_under_load_within_5_s_with_its_trading_stored()
         qtm.display()
     );
     let dir = tempfile::tempdir().unwrap();
-    let db = database_with_goog(dir.path()).await;
+    let Some(db) = database_with_goog(dir.path()).await else {
+        return;
+    };
     let url = format!("sqlite://{}", db.display());
     // sma-cross trading a fast looping replay of GOOG next to three burners on it, with no
     // CPU cap: the engine cannot keep up, and the replay's bars queue.

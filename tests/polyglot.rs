@@ -11,9 +11,10 @@ use qtm_runtime::backtest::{self, BacktestConfig, BacktestOutcome, DataSource};
 use qtm_runtime::events::StrategyState;
 use qtm_runtime::model::{Param, ParamValue};
 use qtm_runtime::sandbox::{Sandbox, SandboxConfig, SandboxError, StrategyCode};
-use qtm_tests::{RecordingHost, component, data_dir, guests, polyglot, read_bars};
+use qtm_tests::{RecordingHost, bundled_slice, component, guests, polyglot, read_bars};
 
-const DATA: &str = "goog_1d.csv";
+/// Real bars from the bundled minute data (as many as goog_1d.csv has: a run of a few seconds).
+const ROWS: usize = 2148;
 
 fn params(mode: &str, sizing: &str, quantity: f64) -> Vec<Param> {
     let p = |n: &str, v: ParamValue| Param {
@@ -38,8 +39,8 @@ fn rust_code() -> Arc<StrategyCode> {
 
 fn backtest(code: &Arc<StrategyCode>, params: &[Param], batch: bool) -> BacktestOutcome {
     let source = DataSource {
-        symbol: qtm_runtime::market::symbol_from_path(DATA),
-        path: data_dir().join(DATA),
+        symbol: "SPY".into(),
+        path: bundled_slice(ROWS),
     };
     let instance = code
         .instantiate(params, std::slice::from_ref(&source.symbol))
@@ -96,7 +97,7 @@ fn same_as_rust(lang: &str, code: &Arc<StrategyCode>) {
             value: ParamValue::Int(10),
         },
     ];
-    let refused = |c: &Arc<StrategyCode>| match c.instantiate(&bad, &["GOOG".into()]) {
+    let refused = |c: &Arc<StrategyCode>| match c.instantiate(&bad, &["SPY".into()]) {
         Err(SandboxError::Configure(msg)) => msg,
         other => panic!("fast > slow was not refused: {:?}", other.map(|_| ())),
     };
@@ -124,8 +125,8 @@ fn same_as_rust(lang: &str, code: &Arc<StrategyCode>) {
     }
 
     // The same orders on the same bars as Rust, pulled; and what a bar costs in fuel.
-    let bars = read_bars(&data_dir().join(DATA));
-    let symbols = ["GOOG".to_string()];
+    let bars = read_bars(&bundled_slice(ROWS));
+    let symbols = ["SPY".to_string()];
     let run = |c: &Arc<StrategyCode>| {
         let mut host = RecordingHost {
             fill_instantly: true,

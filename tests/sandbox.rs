@@ -9,7 +9,7 @@ use qtm_runtime::sandbox::gate::GateReason;
 use qtm_runtime::sandbox::{
     ContractVersion, Limits, Sandbox, SandboxConfig, SandboxError, StrategyCode, TrapReason,
 };
-use qtm_tests::{RecordingHost, component, data_dir, guests, read_bars};
+use qtm_tests::{RecordingHost, bundled, bundled_slice, component, guests, read_bars};
 
 fn sandbox() -> Sandbox {
     Sandbox::new(SandboxConfig::default()).unwrap()
@@ -294,7 +294,7 @@ fn the_host_validates_parameters_against_describe() {
 /// same orders on the same bars, and the same number the native crossover logic finds.
 #[test]
 fn batched_bars_give_exactly_the_per_bar_orders_on_real_data() {
-    let bars = read_bars(&data_dir().join("spy_1m_2011.csv"));
+    let bars = read_bars(&bundled("spy_1m_2011.csv"));
     let sb = sandbox();
     let code = load(&sb, guests::SMA_CROSS);
     let symbols = vec!["SPY".to_string()];
@@ -442,10 +442,10 @@ fn fuel_is_rearmed_before_every_call() {
 
 #[test]
 fn snapshot_restore_round_trips_and_continues_identically() {
-    let bars = read_bars(&data_dir().join("goog_1d.csv"));
+    let bars = read_bars(&bundled_slice(2148));
     let sb = sandbox();
     let code = load(&sb, guests::SMA_CROSS);
-    let symbols = vec!["GOOG".to_string()];
+    let symbols = vec!["SPY".to_string()];
     let mut original = code.instantiate(&sma_params("flip"), &symbols).unwrap();
     let mut host = RecordingHost {
         fill_instantly: true,

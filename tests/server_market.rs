@@ -9,8 +9,8 @@ use qtm_runtime::market::load_bars;
 use qtm_runtime::model::Bar;
 use qtm_runtime::store::market::{self, BarQuery, ImportOptions};
 use qtm_runtime::store::{Store, StoreError};
-use qtm_tests::data_dir;
 use qtm_tests::server::{TestServer, error_of, next_json};
+use qtm_tests::{bundled, require_peer};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -118,12 +118,13 @@ fn bars_of(body: &Value) -> Vec<Bar> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imported_assets_heatmap_and_symbols_match_the_csv() {
+    let goog_path = require_peer!("goog_1d.csv");
+    let eur_path = require_peer!("eurusd_1h.csv");
     let s = TestServer::start().await;
     let store = &s.server.state.store;
     let admin = s.admin_token().await;
     let viewer = s.user_token(&admin, "vera", "viewer").await;
-    let goog_path = data_dir().join("goog_1d.csv");
-    let spy_path = data_dir().join("spy_1m_2011.csv");
+    let spy_path = bundled("spy_1m_2011.csv");
     let goog = load_bars(&goog_path).unwrap();
     let spy = load_bars(&spy_path).unwrap();
     let g = import(store, &goog_path, "GOOG").await;
@@ -189,7 +190,6 @@ async fn imported_assets_heatmap_and_symbols_match_the_csv() {
     );
 
     // An fx series joins the heatmap in its own group.
-    let eur_path = data_dir().join("eurusd_1h.csv");
     let eur = load_bars(&eur_path).unwrap();
     import(store, &eur_path, "EURUSD").await;
     let ee = expected(&eur);
@@ -225,13 +225,14 @@ async fn imported_assets_heatmap_and_symbols_match_the_csv() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bars_resample_like_a_hand_aggregation_and_bad_queries_name_the_field() {
+    let goog_path = require_peer!("goog_1d.csv");
     let s = TestServer::start().await;
     let store = &s.server.state.store;
     let token = s.admin_token().await;
-    let spy = load_bars(data_dir().join("spy_1m_2011.csv")).unwrap();
-    let goog = load_bars(data_dir().join("goog_1d.csv")).unwrap();
-    import(store, &data_dir().join("spy_1m_2011.csv"), "SPY").await;
-    import(store, &data_dir().join("goog_1d.csv"), "GOOG").await;
+    let spy = load_bars(bundled("spy_1m_2011.csv")).unwrap();
+    let goog = load_bars(&goog_path).unwrap();
+    import(store, &bundled("spy_1m_2011.csv"), "SPY").await;
+    import(store, &goog_path, "GOOG").await;
     let get = |path: String| {
         let token = token.clone();
         let s = &s;
@@ -389,39 +390,39 @@ async fn a_bad_row_names_file_and_line_and_an_import_is_all_or_nothing() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    // An existing symbol: 20,000 good rows that would extend GOOG, then one bad row far into
-    // the file (past the first batches written). GOOG stays exactly as it was.
-    let goog_path = data_dir().join("goog_1d.csv");
-    let goog = load_bars(&goog_path).unwrap();
-    import(store, &goog_path, "GOOG").await;
-    let before = market::asset(store, "GOOG").await.unwrap();
-    let mut text = std::fs::read_to_string(&goog_path).unwrap();
-    let last = goog.last().unwrap();
+    // An existing symbol: 20,000 good rows that would extend SPY, then one bad row far into
+    // the file (past the first batches written). SPY stays exactly as it was.
+    let spy_path = bundled("spy_1m_2011.csv");
+    let spy = load_bars(&spy_path).unwrap();
+    import(store, &spy_path, "SPY").await;
+    let before = market::asset(store, "SPY").await.unwrap();
+    let mut text = std::fs::read_to_string(&spy_path).unwrap();
+    let last = spy.last().unwrap();
     for i in 1..=20_000 {
         text.push_str(&format!("{},100,101,99,100,1000\n", last.ts + i * DAY));
     }
     text.push_str(&format!("{},100,101,99,NaN,1000\n", last.ts + 20_001 * DAY));
-    let longer = dir.path().join("goog_more.csv");
+    let longer = dir.path().join("spy_more.csv");
     std::fs::write(&longer, text).unwrap();
     let e = market::import_csv(
         store,
         &longer,
         &ImportOptions {
-            symbol: "GOOG".into(),
+            symbol: "SPY".into(),
             ..Default::default()
         },
     )
     .await
     .unwrap_err()
     .to_string();
-    let bad_line = goog.len() + 20_000 + 2;
-    assert!(e.contains(&format!("goog_more.csv:{bad_line}:")), "{e}");
-    let after = market::asset(store, "GOOG").await.unwrap();
+    let bad_line = spy.len() + 20_000 + 2;
+    assert!(e.contains(&format!("spy_more.csv:{bad_line}:")), "{e}");
+    let after = market::asset(store, "SPY").await.unwrap();
     assert_eq!(after, before);
     let (_, tail) = s
         .call(
             Method::GET,
-            &format!("/api/market/GOOG/bars?from={}", last.ts + DAY),
+            &format!("/api/market/SPY/bars?from={}", last.ts + DAY),
             Some(&token),
             None,
         )
@@ -429,15 +430,15 @@ async fn a_bad_row_names_file_and_line_and_an_import_is_all_or_nothing() {
     assert_eq!(tail["count"], 0, "{tail}");
 
     // Re-importing the same file is idempotent: same counts, same summary.
-    let again = import(store, &goog_path, "GOOG").await;
-    assert_eq!((again.rows, again.new_bars), (goog.len() as u64, 0));
+    let again = import(store, &spy_path, "SPY").await;
+    assert_eq!((again.rows, again.new_bars), (spy.len() as u64, 0));
     let mut a = again.asset.clone();
     a.updated_at = before.updated_at;
     assert_eq!(a, before);
     let (_, assets) = s
         .call(Method::GET, "/api/market/assets", Some(&token), None)
         .await;
-    assert_eq!(assets[0]["bars"], goog.len());
+    assert_eq!(assets[0]["bars"], spy.len());
     s.stop().await;
 }
 

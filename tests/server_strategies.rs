@@ -277,7 +277,7 @@ async fn full_flow_upload_configure_backtest_on_ws_and_results_equal_the_library
             "/api/backtests",
             Some(&trader),
             Some(
-                json!({"strategy_id": id, "data": ["goog_1d.csv"], "cash": 10000,
+                json!({"strategy_id": id, "data": ["spy_1m_2011.csv"], "cash": 10000,
                         "commission": 0.001, "slippage_bps": 0, "fill": "next-open",
                         "close_at_end": false}),
             ),
@@ -329,7 +329,7 @@ async fn full_flow_upload_configure_backtest_on_ws_and_results_equal_the_library
                 p("sizing", ParamValue::Choice("equity".into())),
                 p("quantity", ParamValue::Float(1.0)),
             ],
-            &["GOOG".to_string()],
+            &["SPY".to_string()],
         )
         .unwrap();
     let mut config = BacktestConfig {
@@ -341,8 +341,8 @@ async fn full_flow_upload_configure_backtest_on_ws_and_results_equal_the_library
         "sma-cross",
         Box::new(instance),
         &[DataSource {
-            symbol: "GOOG".into(),
-            path: qtm_tests::data_dir().join("goog_1d.csv"),
+            symbol: "SPY".into(),
+            path: qtm_tests::bundled("spy_1m_2011.csv"),
         }],
         &config,
         &mut |_| {},
@@ -396,7 +396,7 @@ async fn full_flow_upload_configure_backtest_on_ws_and_results_equal_the_library
         reference.metrics.final_equity
     ));
     assert_eq!(got["request"]["params"], inst["params"]);
-    assert_eq!(got["request"]["data"], json!(["goog_1d.csv"]));
+    assert_eq!(got["request"]["data"], json!(["spy_1m_2011.csv"]));
     assert_eq!(got["request"]["commission"], 0.001);
 
     // Listed without the bulky parts; the strategy shows its latest run and performance.
@@ -923,7 +923,7 @@ async fn versions_clone_enable_disable_delete_and_ownership() {
             "/api/backtests",
             Some(&alice),
             Some(
-                json!({"strategy_id": id, "version": 2, "data": ["goog_1d.csv"], "symbols": ["G"]}),
+                json!({"strategy_id": id, "version": 2, "data": ["spy_1m_2011.csv"], "symbols": ["G"]}),
             ),
         )
         .await;
@@ -1038,12 +1038,12 @@ async fn backtest_requests_are_checked_and_failures_are_recorded() {
 
     for (body, field, needle) in [
         (
-            json!({"strategy_id": 424242, "data": ["goog_1d.csv"]}),
+            json!({"strategy_id": 424242, "data": ["spy_1m_2011.csv"]}),
             "strategy_id",
             "there is no strategy 424242",
         ),
         (
-            json!({"strategy_id": id, "version": 7, "data": ["goog_1d.csv"]}),
+            json!({"strategy_id": id, "version": 7, "data": ["spy_1m_2011.csv"]}),
             "version",
             "has no version 7",
         ),
@@ -1060,41 +1060,41 @@ async fn backtest_requests_are_checked_and_failures_are_recorded() {
         (
             json!({"strategy_id": id, "data": ["nope.csv"]}),
             "data",
-            "goog_1d.csv",
+            "spy_1m_2011.csv",
         ),
         (json!({"strategy_id": id}), "data", "give `data`"),
         (
-            json!({"strategy_id": id, "data": ["goog_1d.csv", "nvda_1d.csv"], "symbols": ["A"]}),
+            json!({"strategy_id": id, "data": ["spy_1m_2011.csv", "nvda_1d.csv"], "symbols": ["A"]}),
             "symbols",
             "one symbol per file",
         ),
         (
-            json!({"strategy_id": id, "data": ["goog_1d.csv"], "params": {"slow": 1}}),
+            json!({"strategy_id": id, "data": ["spy_1m_2011.csv"], "params": {"slow": 1}}),
             "params.slow",
             "outside 2..=2000",
         ),
         (
-            json!({"strategy_id": id, "data": ["goog_1d.csv"], "fill": "whenever"}),
+            json!({"strategy_id": id, "data": ["spy_1m_2011.csv"], "fill": "whenever"}),
             "fill",
             "next-open",
         ),
         (
-            json!({"strategy_id": id, "data": ["goog_1d.csv"], "commission": -0.1}),
+            json!({"strategy_id": id, "data": ["spy_1m_2011.csv"], "commission": -0.1}),
             "commission",
             "commission must be a non-negative number, got -0.1",
         ),
         (
-            json!({"strategy_id": id, "data": ["goog_1d.csv"], "cash": 0}),
+            json!({"strategy_id": id, "data": ["spy_1m_2011.csv"], "cash": 0}),
             "cash",
             "cash must be a positive number",
         ),
         (
-            json!({"strategy_id": id, "data": ["goog_1d.csv"], "risk": {"max_position": -1}}),
+            json!({"strategy_id": id, "data": ["spy_1m_2011.csv"], "risk": {"max_position": -1}}),
             "risk",
             "max_position",
         ),
         (
-            json!({"strategy_id": id, "data": ["goog_1d.csv"], "risk": {"nonsense": 1}}),
+            json!({"strategy_id": id, "data": ["spy_1m_2011.csv"], "risk": {"nonsense": 1}}),
             "risk",
             "nonsense",
         ),
@@ -1148,7 +1148,7 @@ async fn backtest_requests_are_checked_and_failures_are_recorded() {
             Method::POST,
             "/api/backtests",
             Some(&trader),
-            Some(json!({"strategy_id": id, "data": ["goog_1d.csv"], "params": {"fast": 50, "slow": 20}})),
+            Some(json!({"strategy_id": id, "data": ["spy_1m_2011.csv"], "params": {"fast": 50, "slow": 20}})),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -1221,9 +1221,9 @@ async fn an_upload_answered_before_its_body_is_read_closes_the_connection_and_th
     }
 }
 
-/// Start a backtest of `strategy_id` on the million-bar file with a strategy that spends some
-/// 20 µs a bar (within its fuel), so it runs for many seconds unless stopped; returns its id
-/// once it runs.
+/// Start a backtest of `strategy_id` on the bundled minute bars (in every data directory a test
+/// server gets) with a strategy that spends some 200 µs a bar (within its fuel), so it runs for
+/// seconds unless stopped; returns its id once it runs.
 async fn start_slow_backtest(s: &TestServer, token: &str, strategy_id: i64) -> i64 {
     let (status, q) = s
         .call(
@@ -1231,8 +1231,8 @@ async fn start_slow_backtest(s: &TestServer, token: &str, strategy_id: i64) -> i
             "/api/backtests",
             Some(token),
             Some(
-                json!({"strategy_id": strategy_id, "data": ["bench_1m_1000000.csv"],
-                        "params": {"attack": "burn", "iterations": 5000}}),
+                json!({"strategy_id": strategy_id, "data": ["spy_1m_2011.csv"],
+                        "params": {"attack": "burn", "iterations": 50000}}),
             ),
         )
         .await;

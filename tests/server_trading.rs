@@ -1,13 +1,12 @@
 //! Trading through the real server: manual orders through the engine's risk checks, the
 //! limits in force changed at run time, the kill switch, trades (positions) and their close,
 //! risk views, and modules. Prices come from real history (`goog_1d.csv`, last close 806.19)
-//! imported into the server's store.
+//! imported into the server's store; a peer data file, so every test here skips without it.
 
 use std::sync::Arc;
 
 use qtm_runtime::api::hub::{HubMessage, Topic};
 use qtm_runtime::store::{self, Store};
-use qtm_tests::data_dir;
 use qtm_tests::server::{TestServer, error_of};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -23,13 +22,16 @@ struct Desk {
 }
 
 impl Desk {
-    async fn open() -> Desk {
-        Self::with_goog(TestServer::start().await).await
+    /// A desk, or `None` (the skip printed) where the peer data is missing.
+    async fn open() -> Option<Desk> {
+        let goog = qtm_tests::peer_file_or_skip("goog_1d.csv")?;
+        Some(Self::with_goog(TestServer::start().await, &goog).await)
     }
 
     /// A desk on the database file `db` (kept by the caller).
-    async fn open_on(db: &std::path::Path) -> Desk {
-        Self::with_goog(TestServer::start_on(db, |_| {}).await).await
+    async fn open_on(db: &std::path::Path) -> Option<Desk> {
+        let goog = qtm_tests::peer_file_or_skip("goog_1d.csv")?;
+        Some(Self::with_goog(TestServer::start_on(db, |_| {}).await, &goog).await)
     }
 
     /// A server started again on the database of [`Desk::open_on`].
@@ -43,13 +45,13 @@ impl Desk {
         }
     }
 
-    async fn with_goog(s: TestServer) -> Desk {
+    async fn with_goog(s: TestServer, goog: &std::path::Path) -> Desk {
         let admin = s.admin_token().await;
         let trader = s.user_token(&admin, "tina", "trader").await;
         let viewer = s.user_token(&admin, "vic", "viewer").await;
         let summary = store::market::import_csv(
             s.store(),
-            &data_dir().join("goog_1d.csv"),
+            goog,
             &store::market::ImportOptions {
                 symbol: "GOOG".into(),
                 ..Default::default()
@@ -151,7 +153,9 @@ fn validation_field(st: StatusCode, body: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_are_accepted_at_each_limit_and_refused_one_past_it() {
-    let d = Desk::open().await;
+    let Some(d) = Desk::open().await else {
+        return;
+    };
     let mut rx = d.s.server.state.hub.subscribe();
     d.limits(json!({"max_order_quantity": 10, "max_open_orders": 3}))
         .await;
@@ -369,7 +373,9 @@ async fn orders_are_accepted_at_each_limit_and_refused_one_past_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_admin_only_validated_and_in_force_at_once() {
-    let d = Desk::open().await;
+    let Some(d) = Desk::open().await else {
+        return;
+    };
     let mut rx = d.s.server.state.hub.subscribe();
     let (st, e) = d
         .call(
@@ -487,7 +493,9 @@ async fn limits_are_admin_only_validated_and_in_force_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kill_switch_cancels_working_orders_and_refuses_new_ones_until_resumed() {
-    let d = Desk::open().await;
+    let Some(d) = Desk::open().await else {
+        return;
+    };
     let mut rx = d.s.server.state.hub.subscribe();
     let mut ids = Vec::new();
     for q in [1.0, 2.0, 3.0] {
@@ -598,7 +606,9 @@ async fn the_kill_switch_cancels_working_orders_and_refuses_new_ones_until_resum
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_modify_and_trades_close_through_the_same_checks() {
-    let d = Desk::open().await;
+    let Some(d) = Desk::open().await else {
+        return;
+    };
     d.limits(json!({"max_order_quantity": 10})).await;
     let (_, o) = d.buy(4.0).await;
     let id = o["id"].as_i64().unwrap();
@@ -894,7 +904,9 @@ async fn orders_modify_and_trades_close_through_the_same_checks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modules_toggle_and_configure_with_checked_settings() {
-    let d = Desk::open().await;
+    let Some(d) = Desk::open().await else {
+        return;
+    };
     let mut rx = d.s.server.state.hub.subscribe();
     let (_, list) = d.call(Method::GET, "/api/modules", &d.viewer, None).await;
     let ids: Vec<&str> = list
@@ -1106,7 +1118,9 @@ async fn working_exits(d: &Desk) -> Vec<(i64, String, f64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_orders_fill_on_the_next_bars_with_the_engine_rules() {
-    let d = Desk::open().await;
+    let Some(d) = Desk::open().await else {
+        return;
+    };
     let cfg = d.s.server.state.live.config().engine.exchange.clone();
     let (slip, commission) = (cfg.slippage_bps / 1e4, cfg.commission);
     let mut rx = d.s.server.state.hub.subscribe();
@@ -1229,7 +1243,9 @@ async fn working_manual_orders_and_bracket_exits_survive_a_restart() {
     let db = dir.path().join("qtm.db");
     let t = 1_800_000_000;
     let (bracket, far) = {
-        let d = Desk::open_on(&db).await;
+        let Some(d) = Desk::open_on(&db).await else {
+            return;
+        };
         let bracket = place(&d, json!({"symbol": "GOOG", "side": "buy", "quantity": 2, "take_profit": 830, "stop_loss": 780})).await;
         let far = place(&d, json!({"symbol": "GOOG", "side": "buy", "quantity": 1, "type": "limit", "limit_price": 680})).await;
         goog_bar(&d, t, 805.0, 812.0, 795.0, 808.0).await;

@@ -4,6 +4,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[path = "support/data.rs"]
+mod data;
+
 fn qtm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_qtm"))
         .args(args)
@@ -67,7 +70,7 @@ fn new_build_inspect_round_trip() {
     assert!(shown.contains("period       int 2..=500 step 1"), "{shown}");
 
     // Backtest it through the CLI with every output.
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/goog_1d.csv");
+    let data = data::bundled("spy_1m_2011.csv");
     let (trades, equity, report) = (
         dir.path().join("t.csv"),
         dir.path().join("e.csv"),
@@ -111,11 +114,11 @@ fn new_build_inspect_round_trip() {
         assert!(!json[key].is_null(), "--json lacks {key}: {json}");
     }
     assert!(json["n_trades"].as_u64().unwrap() > 10);
-    assert_eq!(json["symbols"], serde_json::json!(["GOOG"]));
+    assert_eq!(json["symbols"], serde_json::json!(["SPY"]));
     let trades_csv = std::fs::read_to_string(&trades).unwrap();
     assert!(
         trades_csv
-            .starts_with("symbol,entry_ts,exit_ts,entry_price,exit_price,quantity,pnl,fees\nGOOG,")
+            .starts_with("symbol,entry_ts,exit_ts,entry_price,exit_price,quantity,pnl,fees\nSPY,")
     );
     assert_eq!(
         trades_csv.lines().count() as u64,
@@ -123,11 +126,11 @@ fn new_build_inspect_round_trip() {
     );
     let equity_csv = std::fs::read_to_string(&equity).unwrap();
     assert!(
-        equity_csv.starts_with("ts,equity\n1092873600,10000\n"),
+        equity_csv.starts_with("ts,equity\n1294045260,10000\n"),
         "{}",
         &equity_csv[..40]
     );
-    assert_eq!(equity_csv.lines().count(), 1 + 2148);
+    assert_eq!(equity_csv.lines().count(), 1 + 31757);
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.contains("my-momentum") && html.matches("<svg").count() >= 3);
     // Bad input is a clear error.

@@ -1,7 +1,9 @@
 //! `qtm data import` and `qtm data list`, run as a user would, on real data.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+#[path = "support/data.rs"]
+mod data;
 
 fn qtm(args: &[&str], db_env: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_qtm"));
@@ -16,17 +18,16 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn data_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
-        .join(name)
-}
-
 #[test]
 fn import_list_reimport_and_a_bad_file() {
+    let (Some(goog), Some(eurusd)) = (
+        data::peer_file_or_skip("goog_1d.csv"),
+        data::peer_file_or_skip("eurusd_1h.csv"),
+    ) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("qtm.db").display());
-    let goog = data_file("goog_1d.csv");
     let rows = std::fs::read_to_string(&goog).unwrap().lines().count() - 1;
 
     // The symbol comes from the file name; the database from the flag.
@@ -71,7 +72,7 @@ fn import_list_reimport_and_a_bad_file() {
         &[
             "data",
             "import",
-            data_file("eurusd_1h.csv").to_str().unwrap(),
+            eurusd.to_str().unwrap(),
             "--symbol",
             "eur-usd",
             "--name",

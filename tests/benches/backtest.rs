@@ -13,7 +13,7 @@ use qtm_runtime::engine::StrategyRunner;
 use qtm_runtime::model::{Bar, Fill, OrderRequest, Param, ParamValue, Quantity, Side};
 use qtm_runtime::sandbox::{Sandbox, SandboxConfig, StrategyHost};
 use qtm_tests::sma_crossover::{Cross, Crossover};
-use qtm_tests::{component, data_dir, guests};
+use qtm_tests::{bench_data, component, guests};
 
 /// sma-cross's decision, native: the guest's own `crossover.rs` and the same orders.
 struct NativeSmaCross {
@@ -63,7 +63,7 @@ fn main() {
     }
     let file = std::env::var("QTM_BENCH_FILE")
         .map(Into::into)
-        .unwrap_or_else(|_| data_dir().join("bench_1m_1000000.csv"));
+        .unwrap_or_else(|_| bench_data("bench_1m_1000000.csv"));
     let sources = [DataSource {
         symbol: "BENCH".into(),
         path: file.clone(),

@@ -20,7 +20,7 @@ use qtm_runtime::model::{
 use qtm_runtime::sandbox::{Sandbox, SandboxConfig, StrategyCode, StrategyHost};
 use qtm_tests::bench::rss_kib;
 use qtm_tests::sma_crossover::Crossover;
-use qtm_tests::{component, data_dir, guests, read_bars};
+use qtm_tests::{bench_data, component, guests, read_bars};
 
 /// The cheapest possible host: counts orders, answers queries with constants, and hands out
 /// `bars[next..end]` when pulled.
@@ -75,7 +75,7 @@ impl StrategyHost for CountingHost<'_> {
 /// The 1M-bar series of `shared/data/README.md`, built in memory from `bt_index_1m_2006.csv`:
 /// even copies forward, odd copies reversed with open and close swapped, ts on a 60 s grid.
 fn bench_series(n: usize) -> Vec<Bar> {
-    let src = read_bars(&data_dir().join("bt_index_1m_2006.csv"));
+    let src = read_bars(&bench_data("bt_index_1m_2006.csv"));
     let first_ts = src[0].ts;
     let mut out = Vec::with_capacity(n);
     let mut copy = 0;

@@ -127,7 +127,7 @@ impl StoredVersion {
     }
 }
 
-/// A [`LiveBook`] in `db`: `file` (from `shared/data`) imported as `n_symbols` symbols, and
+/// A [`LiveBook`] in `db`: `file` (a peer data file, see [`crate::bench_data`]) imported as `n_symbols` symbols, and
 /// `n_instances` sma-cross strategies, strategy `i` with the parameters `params(i)`.
 pub async fn live_book(
     db: &std::path::Path,
@@ -147,7 +147,7 @@ pub async fn live_book(
     for s in &symbols {
         market::import_csv(
             &store,
-            &crate::data_dir().join(file),
+            &crate::bench_data(file),
             &ImportOptions {
                 symbol: s.clone(),
                 ..Default::default()

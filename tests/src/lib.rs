@@ -33,9 +33,61 @@ pub fn component(core_module: &str) -> Vec<u8> {
     c
 }
 
-/// The repository's `shared/data` folder (real market data).
-pub fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+/// Finding market data: bundled (`data/`) and peer (`$QTM_DATA_DIR`, else `../shared/data`).
+#[path = "../../runtime/tests/support/data.rs"]
+mod data;
+pub use data::{
+    bundled, bundled_data, missing_peer, peer_data, peer_file, peer_file_or_skip, skip,
+};
+
+/// The peer file `$name` (a path), or print the skip and return from the calling test.
+#[macro_export]
+macro_rules! require_peer {
+    ($name:expr) => {
+        match $crate::peer_file_or_skip($name) {
+            Some(path) => path,
+            None => return,
+        }
+    };
+}
+
+/// The peer file `name` a benchmark measures on; benchmarks have no stand-in, so a missing
+/// file ends the run with how to point at the data.
+pub fn bench_data(name: &str) -> PathBuf {
+    peer_file(name).unwrap_or_else(|| {
+        eprintln!(
+            "benchmark data missing: {}; benchmarks read the peer data, `../shared/data` next to \
+             the repository or the folder QTM_DATA_DIR names",
+            missing_peer(name)
+        );
+        std::process::exit(2)
+    })
+}
+
+/// The first `rows` bars of the bundled `spy_1m_2011.csv` as a CSV file of their own, for
+/// tests that want a shorter real series; written once under the system temp dir.
+pub fn bundled_slice(rows: usize) -> PathBuf {
+    let dir = std::env::temp_dir().join("qtm-tests-data");
+    let path = dir.join(format!("spy_1m_2011_first{rows}.csv"));
+    if !path.is_file() {
+        let text = std::fs::read_to_string(bundled("spy_1m_2011.csv")).expect("bundled data");
+        let body: String = text
+            .lines()
+            .take(rows + 1)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::create_dir_all(&dir).unwrap();
+        // Written aside and renamed, so parallel tests never read half a file.
+        let tmp = dir.join(format!(
+            "{}.{}.{:?}",
+            path.file_name().unwrap().to_string_lossy(),
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(&tmp, body).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+    path
 }
 
 /// Bars numbered by `ts` = 1..=n with a gentle deterministic wave, for sequence tests.
@@ -132,7 +184,7 @@ impl StrategyHost for RecordingHost {
     }
 }
 
-/// Read a CSV in the `shared/data` format (`ts,open,high,low,close,volume`) for sandbox tests.
+/// Read a CSV in the data folders' format (`ts,open,high,low,close,volume`) for sandbox tests.
 pub fn read_bars(path: &std::path::Path) -> Vec<Bar> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()

@@ -38,7 +38,8 @@ impl TestServer {
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url: format!("sqlite://{}", db.display()),
             jwt_secret: Some(JWT_SECRET.into()),
-            data_dir: crate::data_dir(),
+            // Backtests name files in it: the peer data where present, else the bundled data.
+            data_dir: crate::peer_data().unwrap_or_else(crate::bundled_data),
             rate_limit_per_sec: 0,
             login_per_min: 0,
             // Tests feed the live engine themselves unless they turn the replay on.

@@ -2,7 +2,7 @@
 //! estimating the bar interval.
 //!
 //! Files have the header `ts,open,high,low,close,volume`, with `ts` in integer unix seconds and
-//! rows strictly increasing in time (see `shared/data/README.md`). Everything here streams:
+//! rows strictly increasing in time (see `data/README.md`). Everything here streams:
 //! [`BarReader`] holds one line and [`MergedBars`] one bar per symbol, so file size never decides
 //! memory use. Bad data is rejected, never repaired, with a [`DataError`] that names the file and
 //! line.
@@ -51,11 +51,16 @@ pub fn symbol_from_path(path: impl AsRef<Path>) -> String {
     symbol.to_uppercase()
 }
 
+/// Bundled and peer data, found as every test crate finds them.
+#[cfg(test)]
+#[path = "../../tests/support/data.rs"]
+mod test_data;
+
 #[cfg(test)]
 pub(crate) mod test_support {
-    //! Fixture files and the shared data folder, for the tests of this module.
+    //! Fixture files and market data, for the tests of this module.
 
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     /// Write `body` to `name` inside a fresh tempdir; keep the returned dir alive while the file
     /// is used.
@@ -72,25 +77,7 @@ pub(crate) mod test_support {
         path
     }
 
-    /// A file of the repository's `shared/data` folder. Found through `QTM_DATA_DIR`, or by
-    /// walking up from the crate and from this source file (so the tests also run from a scratch
-    /// crate that includes this module by path).
-    pub fn data_file(name: &str) -> PathBuf {
-        data_dir().join(name)
-    }
-
-    fn data_dir() -> PathBuf {
-        if let Some(dir) = std::env::var_os("QTM_DATA_DIR") {
-            return PathBuf::from(dir);
-        }
-        let starts = [Path::new(env!("CARGO_MANIFEST_DIR")), Path::new(file!())];
-        starts
-            .iter()
-            .flat_map(|start| start.ancestors())
-            .map(|dir| dir.join("shared/data"))
-            .find(|dir| dir.join("goog_1d.csv").is_file())
-            .expect("shared/data not found; set QTM_DATA_DIR")
-    }
+    pub use super::test_data::{bundled, peer_file_or_skip};
 }
 
 #[cfg(test)]
