@@ -1947,3 +1947,63 @@ async fn sigterm_stops_qtm_serve_under_load_within_5_s_with_its_trading_stored()
     assert_eq!(seen["GOOG"], cursor);
     store.close().await;
 }
+
+/// Stored components of the first contract resume after an upgrade: a `qtm:strategy@0.1.0`
+/// component (built from the frozen WIT without the SDK) stored and enabled before the host
+/// learned 0.2.0 starts with the live engine, gets every bar one call at a time, and trades
+/// exactly as its 0.2.0 twin (the hostile guest's `peek`, the same rule) next to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enabled_0_1_0_component_resumes_live_and_trades_as_its_0_2_0_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("qtm.db");
+    let url = format!("sqlite://{}", db.display());
+    let store = Store::open(&url).await.unwrap();
+    let old = enabled_strategy(&store, guests::CONTRACT_V0_1, "v0.1", json!({}), "SPY").await;
+    let twin = enabled_strategy(
+        &store,
+        guests::HOSTILE,
+        "peek",
+        json!({"attack": "peek", "iterations": 0}),
+        "SPY",
+    )
+    .await;
+    let stored = store::strategies::get(&store, old).await.unwrap();
+    assert_eq!(
+        stored.current_version.contract_version,
+        "qtm:strategy@0.1.0"
+    );
+    let sandbox = Arc::new(qtm_runtime::sandbox::Sandbox::new(Default::default()).unwrap());
+    let live = qtm_runtime::live::LiveEngine::start(store.clone(), sandbox, Default::default())
+        .await
+        .unwrap();
+    let bars: Vec<(String, qtm_runtime::model::Bar)> = qtm_tests::numbered_bars(300)
+        .into_iter()
+        .map(|mut b| {
+            b.ts += 1_700_000_000;
+            ("SPY".to_string(), b)
+        })
+        .collect();
+    live.ingest(bars).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let status = live.status().await.unwrap();
+            if status.iter().all(|i| i.bars >= 300) {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("both instances get the 300 bars");
+    for id in [old, twin] {
+        let i = status.iter().find(|i| i.strategy_id == id).unwrap();
+        assert_eq!((i.state.as_str(), i.bars), ("running", 300), "{i:?}");
+    }
+    live.flush().await.unwrap();
+    live.shutdown().await;
+    store.close().await;
+    let fills_old = check_consistency(&db, &format!("strategy:{old}")).await;
+    let fills_twin = check_consistency(&db, &format!("strategy:{twin}")).await;
+    assert!(fills_old > 100, "{fills_old} fills");
+    assert_eq!(fills_old, fills_twin);
+}
