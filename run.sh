@@ -37,8 +37,8 @@ case "${1:-serve}" in
     "$qtm" strategy inspect "$sma"
     echo
     "$qtm" backtest --strategy "$sma" --data data/spy_1m_2011.csv \
-      --param fast=10 --param slow=30 --param mode=flip --param sizing=equity --param quantity=1 \
-      --cash 10000 --commission 0.0005 --cache-dir out/cache \
+      --param fast=60 --param slow=390 --param mode=long_only --param sizing=equity --param quantity=1 \
+      --cash 10000 --commission 0.0001 \
       --trades-out out/trades.csv --equity-out out/equity.csv --report out/report.html
     echo
     echo "report: out/report.html   trades: out/trades.csv   equity: out/equity.csv"

@@ -200,3 +200,80 @@ fn serve_keeps_running_with_a_closed_stdout() {
     assert!(!stderr.contains("panicked at"), "{stderr}");
     assert!(alive, "the server stopped: {} {stderr}", out.status);
 }
+
+/// `qtm watch` prints a stream of a running server one message a line (the README's
+/// walkthrough uses it instead of a WebSocket client), says why it cannot connect, and ends
+/// quietly when its reader goes away.
+#[test]
+fn watch_prints_a_stream_and_survives_a_closed_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let url = format!("sqlite://{}", path(&dir.path().join("qtm.db")));
+    let mut server = qtm()
+        .args(["serve", "--listen", &listen, "--database-url", &url])
+        .args(["--data-dir", path(dir.path())])
+        .env("QTM_REPLAY", "false")
+        .env("QTM_ADMIN_PASSWORD", "admin-password-1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(server.try_wait().unwrap().is_none(), "the server exited");
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let base = format!("http://{listen}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let token = rt.block_on(async {
+        let r: serde_json::Value = reqwest::Client::new()
+            .post(format!("{base}/api/auth/login"))
+            .json(&serde_json::json!({"username": "admin", "password": "admin-password-1"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["access_token"].as_str().unwrap().to_string()
+    });
+
+    let watch = |extra: &[&str]| {
+        qtm()
+            .args(["watch", "/ws/trades", "--server", &base, "--count", "1"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = watch(&["--token", &token]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8(out.stdout).unwrap();
+    let welcome: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(welcome["type"], "welcome", "{line}");
+    assert_eq!(line.lines().count(), 1);
+
+    // A bad token: refused at the upgrade, and told so without a panic.
+    let out = watch(&["--token", "not-a-token"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("connecting to ws://") && err.contains("401"), "{err}");
+    assert!(!err.contains("panicked at"), "{err}");
+
+    run_closed(&[
+        "watch",
+        "/ws/trades",
+        "--server",
+        &base,
+        "--token",
+        &token,
+        "--count",
+        "1",
+    ]);
+    let _ = server.kill();
+    let _ = server.wait();
+}

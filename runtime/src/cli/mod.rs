@@ -5,6 +5,7 @@ mod data;
 mod out;
 mod serve;
 mod strategy;
+mod watch;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     /// Import and list market data in the server's database.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Print a WebSocket stream of a running server, one JSON message a line.
+    Watch(watch::WatchArgs),
 }
 
 /// Parse the command line, run it, and turn errors into a message and exit code 1. Output cut
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
         Command::Backtest(args) => backtest::run(*args),
         Command::Serve(args) => serve::run(args),
         Command::Data(cmd) => data::run(cmd),
+        Command::Watch(args) => watch::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
