@@ -251,7 +251,11 @@ fn watch_prints_a_stream_and_survives_a_closed_stdout() {
             .unwrap()
     };
     let out = watch(&["--token", &token]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = String::from_utf8(out.stdout).unwrap();
     let welcome: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
     assert_eq!(welcome["type"], "welcome", "{line}");
@@ -261,7 +265,10 @@ fn watch_prints_a_stream_and_survives_a_closed_stdout() {
     let out = watch(&["--token", "not-a-token"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("connecting to ws://") && err.contains("401"), "{err}");
+    assert!(
+        err.contains("connecting to ws://") && err.contains("401"),
+        "{err}"
+    );
     assert!(!err.contains("panicked at"), "{err}");
 
     run_closed(&[

@@ -279,31 +279,20 @@ async fn swap_and_clone_under_flow_handle_every_bar_once_and_a_bad_version_chang
     assert!(lines.iter().all(|l| l.0 == "v2"), "{lines:?}");
     assert_eq!(lines.last().unwrap().2, last as u64 + 10);
 
-    // A clone that cannot start leaves nothing behind: from the running state (version 2's)
-    // into the strategy's newest version (sma-cross, which cannot take that state).
-    let strategies_before = s
-        .call(Method::GET, "/api/strategies", Some(&token), None)
-        .await
-        .1;
-    let (st, body) = s
-        .call(
-            Method::POST,
-            &format!("/api/strategy-instances/{instance}/clone"),
-            Some(&token),
-            Some(json!({"name": "cannot start", "start": "from_snapshot"})),
-        )
+    // The upload did not move the running instance (only a swap does): after the refused
+    // swap the store still says what runs.
+    let (_, listed) = s
+        .call(Method::GET, "/api/strategy-instances", Some(&token), None)
         .await;
-    assert!(st.is_client_error(), "{st}: {body}");
-    let strategies_after = s
-        .call(Method::GET, "/api/strategies", Some(&token), None)
-        .await
-        .1;
-    assert_eq!(
-        strategies_after.as_array().map(Vec::len),
-        strategies_before.as_array().map(Vec::len),
-        "{body}"
-    );
-    assert!(!strategies_after.to_string().contains("cannot start"));
+    let mine = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["strategy_id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(mine["version"], 2, "{mine}");
+    assert_eq!(mine["live"]["version"], 2, "{mine}");
 
     // Rollback to version 1, then clone from the running state with other parameters.
     let (st, body) = s
@@ -2006,4 +1995,54 @@ async fn an_enabled_0_1_0_component_resumes_live_and_trades_as_its_0_2_0_twin() 
     let fills_twin = check_consistency(&db, &format!("strategy:{twin}")).await;
     assert!(fills_old > 100, "{fills_old} fills");
     assert_eq!(fills_old, fills_twin);
+}
+
+/// A clone that cannot start leaves nothing behind: the source's state is over the snapshot
+/// cap, so a clone from it is refused, and the strategy the request had stored is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_that_cannot_start_leaves_no_strategy_behind() {
+    let s = TestServer::start().await;
+    let token = s.admin_token().await;
+    let (id, instance) = upload(
+        &s,
+        &token,
+        guests::HOSTILE,
+        "huge state",
+        json!({"attack": "huge-snapshot", "iterations": 0}),
+    )
+    .await;
+    enable(&s, &token, id).await;
+    ingest(&s, &token, bars(1, 20)).await;
+    let count = |list: &Value| list.as_array().map(Vec::len);
+    let before = s
+        .call(Method::GET, "/api/strategies", Some(&token), None)
+        .await
+        .1;
+    let (st, body) = s
+        .call(
+            Method::POST,
+            &format!("/api/strategy-instances/{instance}/clone"),
+            Some(&token),
+            Some(json!({"name": "cannot start", "start": "from_snapshot"})),
+        )
+        .await;
+    assert!(st.is_client_error(), "{st}: {body}");
+    let (_, message) = error_of(&body);
+    assert!(message.contains("snapshot"), "{message}");
+    let after = s
+        .call(Method::GET, "/api/strategies", Some(&token), None)
+        .await
+        .1;
+    assert_eq!(count(&after), count(&before), "{after}");
+    assert!(!after.to_string().contains("cannot start"), "{after}");
+    // A fresh clone of the same instance starts.
+    let (st, body) = s
+        .call(
+            Method::POST,
+            &format!("/api/strategy-instances/{instance}/clone"),
+            Some(&token),
+            Some(json!({"name": "fresh copy"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
 }

@@ -127,7 +127,10 @@ pub fn run(args: WatchArgs) -> Result<()> {
 
 /// `url` without its credential, for messages.
 fn shown(url: &str) -> String {
-    match ["token=", "api_key="].iter().find_map(|k| url.find(k).map(|i| (i, k))) {
+    match ["token=", "api_key="]
+        .iter()
+        .find_map(|k| url.find(k).map(|i| (i, k)))
+    {
         Some((i, k)) => format!("{}{k}…", &url[..i]),
         None => url.to_string(),
     }
@@ -160,7 +163,11 @@ mod tests {
             "wss://qtm.example/ws/market?symbols=SPY&token=k%20y"
         );
         assert_eq!(u("ws://h:1/ws", "x", None).unwrap(), "ws://h:1/ws");
-        assert!(u("trades", "http://h", None).unwrap_err().contains("a path"));
+        assert!(
+            u("trades", "http://h", None)
+                .unwrap_err()
+                .contains("a path")
+        );
         assert!(u("/ws", "h:1", None).unwrap_err().contains("--server"));
         assert_eq!(shown("ws://h/ws?token=secret"), "ws://h/ws?token=…");
         assert_eq!(shown("ws://h/ws?a=1&api_key=k"), "ws://h/ws?a=1&api_key=…");

@@ -618,13 +618,16 @@ impl LiveEngine {
             .into_iter()
             .find(|i| i.strategy_id == strategy_id)
             .ok_or(LiveError::NotRunning(strategy_id))?;
+        // By default the newest version: uploads do not move a running instance (only a swap
+        // does), so the newest is the one waiting to be swapped in.
         let to = match version {
             Some(v) => v,
-            None => {
-                store::strategies::instance(&self.0.store, strategy_id)
-                    .await?
-                    .version
-            }
+            None => store::strategies::versions(&self.0.store, strategy_id)
+                .await?
+                .iter()
+                .map(|v| v.version)
+                .max()
+                .unwrap_or(running.version),
         };
         let record = |outcome: &'static str, reason: Option<String>, pause: Option<f64>| {
             let store = self.0.store.clone();

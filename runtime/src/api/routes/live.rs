@@ -68,7 +68,7 @@ async fn list_instances(State(state): State<AppState>) -> ApiResult<ApiJson<Vec<
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SwapRequest {
-    /// A version number of the strategy; its current version when absent (upload a version
+    /// A version number of the strategy; its newest version when absent (upload a version
     /// with `POST /api/strategies/{id}/versions` first).
     pub version: Option<i64>,
 }

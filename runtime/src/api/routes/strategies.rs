@@ -630,7 +630,8 @@ async fn create_strategy(
 #[into_params(parameter_in = Query)]
 pub struct VersionQuery {
     /// Move the default instance to the new version (default true); its parameters carry over
-    /// where the new version still accepts them.
+    /// where the new version still accepts them. An instance running live is never moved by
+    /// an upload: `POST /api/strategy-instances/{id}/swap` swaps it to the newest version.
     pub activate: Option<bool>,
 }
 
@@ -653,7 +654,15 @@ async fn create_version(
     let upload = read_upload(&state, req).await?;
     let current = store::strategies::get(&state.store, id).await?;
     let checked = check_upload(&state, upload.bytes).await?;
-    let activate = q.activate.unwrap_or(true);
+    // Only a swap changes what a running instance runs: moving its stored version here
+    // would make the store and the engine disagree until a swap, and for good if the swap
+    // is refused. A stopped instance moves at once.
+    let running = state
+        .live
+        .instances()
+        .iter()
+        .any(|l| l.strategy_id == id && l.state == "running");
+    let activate = q.activate.unwrap_or(true) && !running;
     let params = if activate {
         let info = checked.code.info();
         let carried = carried_params(info, &current.instance.params);
