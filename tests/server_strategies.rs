@@ -795,6 +795,31 @@ async fn versions_clone_enable_disable_delete_and_ownership() {
             None,
         )
         .await;
+    // Running live, the instance is not moved by the upload: only a swap changes what runs,
+    // and a swap without a version takes the newest.
+    assert_eq!(one["instance"]["version"], 1);
+    let instance = one["instance"]["id"].as_i64().unwrap();
+    let (status, swapped) = s
+        .call(
+            Method::POST,
+            &format!("/api/strategy-instances/{instance}/swap"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{swapped}");
+    assert_eq!(
+        (&swapped["from_version"], &swapped["to_version"]),
+        (&json!(1), &json!(3))
+    );
+    let (_, one) = s
+        .call(
+            Method::GET,
+            &format!("/api/strategies/{id}"),
+            Some(&bob),
+            None,
+        )
+        .await;
     assert_eq!(one["instance"]["version"], 3);
     assert_eq!(one["current_version"]["id"], v3["id"]);
     assert_eq!(one["instance"]["params"]["fast"], 5);
