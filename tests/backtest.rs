@@ -834,3 +834,17 @@ fn cli_log_out_has_every_line_and_max_seconds_fails_the_run() {
         started.elapsed()
     );
 }
+
+/// The buy-and-hold return a strategy is measured against: the first close to the last of
+/// the data, as backtesting.py reports it ("Buy & Hold Return [%]").
+#[test]
+fn buy_and_hold_return_is_first_close_to_last_close() {
+    let file = bundled("spy_1m_2011.csv");
+    let closes: Vec<f64> = read_bars(&file).iter().map(|b| b.close).collect();
+    let expected = (closes[closes.len() - 1] / closes[0] - 1.0) * 100.0;
+    let out = run_sma(&[file], &params("long_only", "equity", 1.0), 0.0001, true);
+    let got = out.buy_and_hold_return_pct.unwrap();
+    assert!((got - expected).abs() < 1e-9, "{got} vs {expected}");
+    // SPY rose about 5 % in the first quarter of 2011 (126.39 → 132.72).
+    assert!((got - 5.008).abs() < 0.01, "{got}");
+}

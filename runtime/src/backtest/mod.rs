@@ -120,6 +120,10 @@ pub struct BacktestOutcome {
     pub metrics: Metrics,
     pub trades_sha256: String,
     pub symbols: Vec<String>,
+    /// Buying each symbol at its first close and holding it to its last, in percent, the
+    /// symbols weighted equally (backtesting.py's "Buy & Hold Return"): the bar a strategy
+    /// has to clear. `None` without bars.
+    pub buy_and_hold_return_pct: Option<f64>,
     pub bars: u64,
     pub orders: u64,
     pub rejected: u64,
@@ -265,6 +269,8 @@ pub fn run_with(
     let mut recorder = Recorder::default();
     let mut interval = IntervalEstimator::new();
     let mut prices: Vec<PriceSampler> = vec![PriceSampler::default(); symbols.len()];
+    // Per symbol, its first and last close.
+    let mut held: Vec<Option<(f64, f64)>> = vec![None; symbols.len()];
     let mut bars = 0u64;
     let (trades, book_fees, cash, state, logs, logs_dropped) = {
         let mut engine = Engine::new(config.engine.clone(), symbols.clone(), &mut recorder);
@@ -304,6 +310,8 @@ pub fn run_with(
             last_ts = last.ts;
             for (sym, b) in &chunk {
                 interval.push(b.ts);
+                let h = held[*sym].get_or_insert((b.close, b.close));
+                h.1 = b.close;
                 if config.keep_prices {
                     prices[*sym].push(b);
                 }
@@ -360,10 +368,19 @@ pub fn run_with(
     });
     recorder.equity.check()?;
     let hash = trades_sha256(&trades);
+    let returns: Vec<f64> = held
+        .iter()
+        .flatten()
+        .filter(|(first, _)| *first > 0.0)
+        .map(|(first, last)| (last / first - 1.0) * 100.0)
+        .collect();
+    let buy_and_hold_return_pct =
+        (!returns.is_empty()).then(|| returns.iter().sum::<f64>() / returns.len() as f64);
     Ok(BacktestOutcome {
         metrics,
         trades_sha256: hash,
         symbols: symbols.clone(),
+        buy_and_hold_return_pct,
         bars,
         orders: recorder.orders,
         rejected: recorder.rejected,

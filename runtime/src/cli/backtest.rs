@@ -360,6 +360,7 @@ pub fn run(args: BacktestArgs) -> Result<()> {
         let mut v = serde_json::to_value(&outcome.metrics)?;
         let extra = json!({
             "trades_sha256": outcome.trades_sha256,
+            "buy_and_hold_return_pct": outcome.buy_and_hold_return_pct,
             "strategy": name,
             "symbols": outcome.symbols,
             "params": resolved.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
@@ -420,6 +421,10 @@ fn summary_rows(o: &BacktestOutcome) -> Vec<(String, String)> {
     vec![
         ("final equity".into(), format!("{:.2}", m.final_equity)),
         ("total return".into(), pct(m.total_return_pct)),
+        (
+            "buy & hold return".into(),
+            o.buy_and_hold_return_pct.map_or("–".into(), pct),
+        ),
         (
             "CAGR".into(),
             if m.cagr_pct.is_finite() {

@@ -658,6 +658,7 @@ async fn execute(state: &AppState, job: Job) -> Result<Option<Done>, String> {
         let extra = json!({
             "bars": outcome.bars,
             "symbols": outcome.symbols,
+            "buy_and_hold_return_pct": outcome.buy_and_hold_return_pct,
             "orders": outcome.orders,
             "rejected_orders": outcome.rejected,
             "fills": outcome.fills,
