@@ -404,6 +404,34 @@ pub fn run_with(
     })
 }
 
+impl BacktestOutcome {
+    /// The run's summary as the CLI's `--json` and the backtest API report it: every metric,
+    /// then what the run did (counts, final state, logs, timing, the trade list's hash and
+    /// the buy-and-hold benchmark). One builder, so both always say the same.
+    pub fn summary_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.metrics).unwrap_or_else(|_| serde_json::json!({}));
+        let extra = serde_json::json!({
+            "trades_sha256": self.trades_sha256,
+            "buy_and_hold_return_pct": self.buy_and_hold_return_pct,
+            "symbols": self.symbols,
+            "bars": self.bars,
+            "orders": self.orders,
+            "rejected_orders": self.rejected,
+            "fills": self.fills,
+            "risk_alerts": self.risk_alerts,
+            "state": self.final_state,
+            "stop_reason": self.stop_reason,
+            "logs_kept": self.logs.len(),
+            "logs_dropped": self.logs_dropped,
+            "elapsed_ms": self.elapsed.as_secs_f64() * 1e3,
+        });
+        if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            m.extend(e.clone());
+        }
+        v
+    }
+}
+
 /// What stops a run early: its deadline and its cancel flag. `tripped` is set when the
 /// strategy was refused a call because of them.
 struct Watch {

@@ -357,25 +357,18 @@ pub fn run(args: BacktestArgs) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     }
     if args.json {
-        let mut v = serde_json::to_value(&outcome.metrics)?;
-        let extra = json!({
-            "trades_sha256": outcome.trades_sha256,
-            "buy_and_hold_return_pct": outcome.buy_and_hold_return_pct,
-            "strategy": name,
-            "symbols": outcome.symbols,
-            "params": resolved.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-            "orders": outcome.orders,
-            "rejected_orders": outcome.rejected,
-            "fills": outcome.fills,
-            "risk_alerts": outcome.risk_alerts,
-            "state": outcome.final_state,
-            "stop_reason": outcome.stop_reason,
-            "logs_kept": outcome.logs.len(),
-            "logs_dropped": outcome.logs_dropped,
-            "elapsed_ms": outcome.elapsed.as_secs_f64() * 1e3,
-        });
-        if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
-            m.extend(e.clone());
+        let mut v = outcome.summary_json();
+        if let Some(m) = v.as_object_mut() {
+            m.insert("strategy".into(), json!(name));
+            m.insert(
+                "params".into(),
+                json!(
+                    resolved
+                        .iter()
+                        .cloned()
+                        .collect::<std::collections::BTreeMap<_, _>>()
+                ),
+            );
         }
         outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {

@@ -654,23 +654,7 @@ async fn execute(state: &AppState, job: Job) -> Result<Option<Done>, String> {
                 BacktestError::TimedOut { .. } => format!("timed out: {e}"),
                 e => e.to_string(),
             })?;
-        let mut metrics = serde_json::to_value(&outcome.metrics).map_err(|e| e.to_string())?;
-        let extra = json!({
-            "bars": outcome.bars,
-            "symbols": outcome.symbols,
-            "buy_and_hold_return_pct": outcome.buy_and_hold_return_pct,
-            "orders": outcome.orders,
-            "rejected_orders": outcome.rejected,
-            "fills": outcome.fills,
-            "risk_alerts": outcome.risk_alerts,
-            "state": outcome.final_state,
-            "stop_reason": outcome.stop_reason,
-            "logs_dropped": outcome.logs_dropped,
-            "elapsed_ms": outcome.elapsed.as_secs_f64() * 1e3,
-        });
-        if let (Some(m), Some(e)) = (metrics.as_object_mut(), extra.as_object()) {
-            m.extend(e.clone());
-        }
+        let metrics = outcome.summary_json();
         let trades = serde_json::to_value(&outcome.trades).map_err(|e| e.to_string())?;
         let equity =
             serde_json::to_value(crate::report::chart_curve(&outcome.equity, EQUITY_BUCKETS))
