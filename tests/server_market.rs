@@ -8,7 +8,7 @@ use hmac::{Hmac, Mac};
 use qtm_runtime::market::load_bars;
 use qtm_runtime::model::Bar;
 use qtm_runtime::store::market::{self, BarQuery, ImportOptions};
-use qtm_runtime::store::{Store, StoreError};
+use qtm_runtime::store::{self, Store, StoreError};
 use qtm_tests::server::{TestServer, error_of, next_json};
 use qtm_tests::{bundled, require_peer};
 use reqwest::{Method, StatusCode};
@@ -43,10 +43,12 @@ struct Expected {
 
 fn expected(bars: &[Bar]) -> Expected {
     let last = bars.last().unwrap();
+    // The previous UTC calendar day's close.
+    let today = last.ts - last.ts.rem_euclid(DAY);
     let reference = bars
         .iter()
         .rev()
-        .find(|b| b.ts <= last.ts - DAY)
+        .find(|b| b.ts < today)
         .expect("more than a day of data");
     Expected {
         bars: bars.len(),
@@ -148,7 +150,7 @@ async fn imported_assets_heatmap_and_symbols_match_the_csv() {
     let eg = expected(&goog);
     assert_eq!(eg.ref_ts, goog[goog.len() - 2].ts);
     check_asset(&list[0], &eg, DAY);
-    // Minute data: the reference is the newest bar at or before 24 h earlier.
+    // Minute data: the reference is the last bar of the day before the last bar's day.
     let es = expected(&spy);
     assert!(es.ref_ts < spy[spy.len() - 2].ts);
     check_asset(&list[1], &es, 60);
@@ -711,5 +713,276 @@ async fn webhooks_verify_signatures_window_and_replays_and_signals_are_listed() 
         .call(Method::GET, "/api/signals?limit=1000", Some(&viewer), None)
         .await;
     assert_eq!(all.as_array().unwrap().len(), 3, "{all}");
+    s.stop().await;
+}
+
+/// One value of a JSON body, as a number.
+#[track_caller]
+fn num(v: &Value, what: &str) -> f64 {
+    v.as_f64()
+        .unwrap_or_else(|| panic!("{what} is not a number: {v}"))
+}
+
+#[track_caller]
+fn close_to(a: f64, b: f64, what: &str) {
+    assert!((a - b).abs() < 1e-9, "{what}: {a} vs {b}");
+}
+
+/// Every REST view that prices a position or shows a price (trades, exposure, assets, the
+/// heatmap, a strategy's performance) values at the live market's last price, not at the
+/// last imported bar, and they agree; `change_pct` runs from the previous UTC day's close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_view_values_positions_at_the_live_markets_last_price() {
+    let s = TestServer::start().await;
+    let store = &s.server.state.store;
+    let admin = s.admin_token().await;
+    let trader = s.user_token(&admin, "tina", "trader").await;
+    let viewer = s.user_token(&admin, "vera", "viewer").await;
+    let spy = load_bars(bundled("spy_1m_2011.csv")).unwrap();
+    import(store, &bundled("spy_1m_2011.csv"), "SPY").await;
+    let stored = spy.last().unwrap();
+    let get = |path: String| {
+        let viewer = viewer.clone();
+        let s = &s;
+        async move {
+            let (st, body) = s.call(Method::GET, &path, Some(&viewer), None).await;
+            assert_eq!(st, StatusCode::OK, "{path}: {body}");
+            body
+        }
+    };
+
+    // A manual position, bought on the first live bar, and a live strategy's position.
+    let (st, o) = s
+        .call(
+            Method::POST,
+            "/api/orders",
+            Some(&trader),
+            Some(json!({"symbol": "SPY", "side": "buy", "quantity": 10})),
+        )
+        .await;
+    assert_eq!(
+        (st, o["status"].as_str()),
+        (StatusCode::OK, Some("accepted")),
+        "{o}"
+    );
+    let describe = json!({});
+    let strategy = store::strategies::create(
+        store,
+        &store::strategies::NewStrategy {
+            name: "held",
+            description: "",
+            owner_id: None,
+            source: "upload",
+            cloned_from: None,
+        },
+        &store::strategies::NewVersion {
+            content_sha256: "00",
+            contract_version: "1",
+            describe: &describe,
+            component: b"",
+            created_by: None,
+        },
+        &json!({}),
+        &["SPY".to_string()],
+    )
+    .await
+    .unwrap();
+    let sid = strategy.strategy.id;
+    let account = format!("strategy:{sid}");
+    let held = store::orders::insert(
+        store,
+        &store::orders::NewOrder {
+            account: account.clone(),
+            symbol: "SPY".into(),
+            side: "buy".into(),
+            order_type: "market".into(),
+            quantity: 4.0,
+            time_in_force: "gtc".into(),
+            status: "accepted".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    store::orders::record_fill(store, held.id, 4.0, 130.0, 0.5, stored.ts)
+        .await
+        .unwrap();
+
+    // The live market trades the next UTC day, well away from the last imported close.
+    let day1 = stored.ts - stored.ts.rem_euclid(DAY) + DAY;
+    assert!(stored.ts < day1);
+    let ingest = |bars: Value| {
+        let trader = trader.clone();
+        let s = &s;
+        async move {
+            let (st, body) = s
+                .call(
+                    Method::POST,
+                    "/api/market",
+                    Some(&trader),
+                    Some(json!({"bars": bars})),
+                )
+                .await;
+            assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+            let live = &s.server.state.live;
+            live.flush().await.unwrap();
+            live.desk().sync().await.unwrap();
+        }
+    };
+    let t1 = day1 + 13 * 3_600 + 1_800;
+    ingest(json!([
+        {"symbol": "SPY", "ts": t1, "open": 133.0, "high": 134.0, "low": 132.9, "close": 133.5, "volume": 1e4},
+        {"symbol": "SPY", "ts": t1 + 60, "open": 133.5, "high": 135.2, "low": 133.4, "close": 135.0, "volume": 1e4},
+    ]))
+    .await;
+
+    // Checks every view at `price` and the change against `reference` (at `ref_ts`).
+    let check = |price: f64, ts: i64, ref_ts: i64, reference: f64| {
+        let get = &get;
+        let (account, sid) = (account.clone(), sid);
+        async move {
+            let change = 100.0 * (price / reference - 1.0);
+            let trades = get("/api/trades?status=open".into()).await;
+            let trades = trades.as_array().unwrap();
+            assert_eq!(trades.len(), 2, "{trades:?}");
+            let mut upnl = 0.0;
+            let mut quantity = 0.0;
+            for t in trades {
+                close_to(num(&t["mark_price"], "mark_price"), price, "trade mark");
+                assert_eq!(
+                    (t["mark_ts"].as_i64(), t["mark_source"].as_str()),
+                    (Some(ts), Some("live")),
+                    "{t}"
+                );
+                let (q, avg) = (
+                    num(&t["quantity"], "quantity"),
+                    num(&t["avg_price"], "avg_price"),
+                );
+                close_to(
+                    num(&t["unrealized_pnl"], "unrealized_pnl"),
+                    q * (price - avg),
+                    "trade upnl",
+                );
+                close_to(
+                    num(&t["market_value"], "market_value"),
+                    q * price,
+                    "trade value",
+                );
+                upnl += q * (price - avg);
+                quantity += q;
+            }
+            assert_eq!(quantity, 14.0);
+
+            let x = get("/api/risk/exposure".into()).await;
+            let g = &x["symbols"][0];
+            assert_eq!(
+                (g["symbol"].as_str(), g["mark_source"].as_str()),
+                (Some("SPY"), Some("live")),
+                "{x}"
+            );
+            close_to(num(&g["mark_price"], "mark_price"), price, "exposure mark");
+            assert_eq!(g["mark_ts"].as_i64(), Some(ts));
+            close_to(
+                num(&g["notional"], "notional"),
+                14.0 * price,
+                "exposure notional",
+            );
+            close_to(
+                num(&g["unrealized_pnl"], "unrealized_pnl"),
+                upnl,
+                "exposure upnl",
+            );
+            let m = get("/api/risk/metrics".into()).await;
+            close_to(
+                num(&m["unrealized_pnl"], "unrealized_pnl"),
+                upnl,
+                "metrics upnl",
+            );
+            close_to(
+                num(&m["gross_exposure"], "gross_exposure"),
+                14.0 * price,
+                "metrics gross",
+            );
+
+            let assets = get("/api/market/assets".into()).await;
+            let a = &assets[0];
+            assert_eq!(
+                (a["symbol"].as_str(), a["price_source"].as_str()),
+                (Some("SPY"), Some("live")),
+                "{a}"
+            );
+            close_to(num(&a["last_price"], "last_price"), price, "asset price");
+            assert_eq!(
+                (a["price_ts"].as_i64(), a["ref_ts"].as_i64()),
+                (Some(ts), Some(ref_ts)),
+                "{a}"
+            );
+            close_to(
+                num(&a["ref_price"], "ref_price"),
+                reference,
+                "asset reference",
+            );
+            close_to(num(&a["change_pct"], "change_pct"), change, "asset change");
+            assert_ne!(num(&a["change_pct"], "change_pct"), 0.0);
+
+            let heat = get("/api/market/heatmap".into()).await;
+            let tile = &heat["groups"][0]["assets"][0];
+            assert_eq!(tile["symbol"], "SPY", "{heat}");
+            close_to(num(&tile["last_price"], "last_price"), price, "tile price");
+            close_to(
+                num(&tile["change_pct"], "change_pct"),
+                change,
+                "tile change",
+            );
+            close_to(
+                num(&heat["max_abs_change_pct"], "max_abs"),
+                change.abs(),
+                "heatmap scale",
+            );
+
+            let perf = get(format!("/api/strategies/{sid}/performance")).await;
+            let paper = &perf["paper"];
+            let held = get(format!("/api/trades?account={account}")).await;
+            let held = &held[0];
+            close_to(
+                num(&paper["unrealized_pnl"], "unrealized_pnl"),
+                4.0 * (price - 130.0),
+                "paper upnl",
+            );
+            close_to(
+                num(&paper["unrealized_pnl"], "unrealized_pnl"),
+                num(&held["unrealized_pnl"], "trade upnl"),
+                "paper vs trade",
+            );
+            close_to(
+                num(&paper["market_value"], "market_value"),
+                4.0 * price,
+                "paper value",
+            );
+            close_to(
+                num(&paper["equity"], "equity"),
+                num(&paper["cash"], "cash") + 4.0 * price,
+                "paper equity",
+            );
+            assert_eq!(paper["open_positions"], 1);
+        }
+    };
+    // Day 1: the reference is the last imported close, the day before.
+    check(135.0, t1 + 60, stored.ts, stored.close).await;
+    // Day 2: the live feed's own close of day 1.
+    ingest(json!([
+        {"symbol": "SPY", "ts": t1 + DAY, "open": 134.0, "high": 134.5, "low": 130.5, "close": 131.0, "volume": 1e4},
+    ]))
+    .await;
+    check(131.0, t1 + DAY, t1 + 60, 135.0).await;
+
+    // The document describes the new fields.
+    let (_, doc) = s.call(Method::GET, "/api/openapi.json", None, None).await;
+    let schemas = &doc["components"]["schemas"];
+    let text = |v: &Value| v.to_string();
+    assert!(text(&schemas["AssetView"]).contains("price_source"));
+    assert!(text(&schemas["Trade"]).contains("mark_source"));
+    assert!(text(&schemas["PaperResults"]).contains("unrealized_pnl"));
+    assert!(text(&doc["paths"]["/api/market/assets"]).contains("previous UTC calendar day"));
     s.stop().await;
 }

@@ -445,7 +445,8 @@ async fn full_flow_upload_configure_backtest_on_ws_and_results_equal_the_library
     // Never traded live: its paper account holds the starting capital.
     assert_eq!(
         perf["paper"],
-        serde_json::json!({"account": format!("strategy:{id}"), "cash": 100000.0, "realized_pnl": 0.0, "fees": 0.0})
+        serde_json::json!({"account": format!("strategy:{id}"), "cash": 100000.0, "realized_pnl": 0.0, "fees": 0.0,
+            "unrealized_pnl": 0.0, "market_value": 0.0, "equity": 100000.0, "open_positions": 0})
     );
     s.stop().await;
 }

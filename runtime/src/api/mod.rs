@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod hub;
 pub mod json;
+pub mod marks;
 pub mod openapi;
 pub mod routes;
 pub mod server;

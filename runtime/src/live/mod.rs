@@ -22,6 +22,7 @@ mod cpu;
 mod desk;
 mod feed;
 mod instances;
+mod marks;
 mod record;
 mod worker;
 
@@ -35,6 +36,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 pub use cpu::{CpuCaps, DEFAULT_SHARE_CAP, DEFAULT_WINDOW_SECS};
 pub use desk::Desk;
 pub use feed::{Feed, FeedOut, FeedTask, ReplayFeed};
+pub use marks::{LiveMark, Marks, SECONDS_PER_DAY, day_start};
 
 use crate::engine::EngineConfig;
 use crate::model::{Bar, LogLevel};
@@ -740,6 +742,12 @@ impl LiveEngine {
     /// least every 250 ms when idle, and between chunks of bars); `None` once it has stopped.
     pub fn heartbeat_age(&self) -> Option<Duration> {
         self.0.control.heartbeat_age()
+    }
+
+    /// The last price of every symbol the engine has handled a bar of since it started, as
+    /// the engine thread publishes it with each chunk of bars (never waiting for it).
+    pub fn marks(&self) -> &Marks {
+        self.0.control.marks()
     }
 
     /// The CPU share caps in force.

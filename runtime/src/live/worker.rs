@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use super::cpu::{CpuCaps, CpuMeter, over_cap_reason};
 use super::instances::Spec;
+use super::marks::Marks;
 use super::record::Record;
 use super::{LiveConfig, LiveEvent, LiveInstance, snapshot_every};
 use crate::engine::Engine;
@@ -62,6 +63,8 @@ pub(crate) struct Control {
     instances: RwLock<Arc<Vec<LiveInstance>>>,
     /// A reader took the list since the last refresh: refresh it more often.
     wanted: AtomicBool,
+    /// The last price of every symbol, as of the last chunk of bars handled.
+    marks: Marks,
 }
 
 impl Control {
@@ -74,7 +77,13 @@ impl Control {
             caps: RwLock::new(caps),
             instances: RwLock::new(Arc::new(Vec::new())),
             wanted: AtomicBool::new(false),
+            marks: Marks::default(),
         }
+    }
+
+    /// The live marks, updated as bars are handled.
+    pub(crate) fn marks(&self) -> &Marks {
+        &self.marks
     }
 
     fn now(&self) -> Duration {
@@ -523,6 +532,9 @@ impl Worker {
     }
 
     fn chunk_of_bars(&mut self, engine: &mut Engine<'_>, bars: Vec<(String, Bar)>) {
+        self.control
+            .marks
+            .update(bars.iter().map(|(s, b)| (s.as_str(), b)));
         let mut batch = Vec::with_capacity(bars.len());
         let mut last: HashMap<usize, (u64, Bar)> = HashMap::new();
         let mut journal = Vec::with_capacity(bars.len());

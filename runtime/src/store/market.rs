@@ -105,12 +105,13 @@ pub struct Asset {
     pub bars: i64,
     /// Close of the last bar.
     pub last_price: Option<f64>,
-    /// Time of the reference bar of the change: the newest bar at or before `last_ts` − 24 h
-    /// (the previous bar for daily data); the first bar when the series is shorter.
+    /// Time of the reference bar of the change: the newest bar before the UTC calendar day of
+    /// the last price (the previous day's close; the previous bar for daily data); without
+    /// one, the first bar of that day.
     pub ref_ts: Option<i64>,
-    /// Close of the reference bar (its open when it is the first bar of a short series).
+    /// Close of the reference bar (its open when it is the first bar of the day).
     pub ref_price: Option<f64>,
-    /// `100 × (last_price / ref_price − 1)`.
+    /// `100 × (last_price / ref_price − 1)`: the change since the previous day's close.
     pub change_pct: Option<f64>,
     /// Volume of the bars after `last_ts` − 24 h (the last bar for daily data).
     pub volume_24h: Option<f64>,
@@ -154,7 +155,7 @@ fn assets_cache() -> &'static RwLock<HashMap<String, CachedAssets>> {
     CACHE.get_or_init(Default::default)
 }
 
-fn invalidate_assets(store: &Store) {
+pub(super) fn invalidate_assets(store: &Store) {
     let mut cache = assets_cache().write().unwrap_or_else(|p| p.into_inner());
     let entry = cache.entry(store.url().to_string()).or_default();
     entry.generation += 1;
@@ -468,7 +469,7 @@ async fn upsert_asset(
 
 /// Recompute the summary columns of `symbol` from its bars; every query here is a range on the
 /// `(symbol, ts)` key, so this costs a few index lookups plus one day of bars.
-async fn refresh_summary(
+pub(super) async fn refresh_summary(
     conn: &mut SqliteConnection,
     symbol: &str,
     interval_s: Option<i64>,
@@ -490,19 +491,21 @@ async fn refresh_summary(
         .fetch_optional(&mut *conn)
         .await?;
         let day_before = last - SECONDS_PER_DAY;
+        let today = crate::live::day_start(last);
         reference = sqlx::query_as(
-            "SELECT ts, close FROM price_history WHERE symbol = ? AND ts <= ? ORDER BY ts DESC LIMIT 1",
+            "SELECT ts, close FROM price_history WHERE symbol = ? AND ts < ? ORDER BY ts DESC LIMIT 1",
         )
         .bind(symbol)
-        .bind(day_before)
+        .bind(today)
         .fetch_optional(&mut *conn)
         .await?;
         if reference.is_none() {
-            // Less than a day of data: the change since the first open.
+            // Nothing before the last bar's day: the change since that day's first open.
             reference = sqlx::query_as(
-                "SELECT ts, open FROM price_history WHERE symbol = ? ORDER BY ts LIMIT 1",
+                "SELECT ts, open FROM price_history WHERE symbol = ? AND ts >= ? ORDER BY ts LIMIT 1",
             )
             .bind(symbol)
+            .bind(today)
             .fetch_optional(&mut *conn)
             .await?;
         }
@@ -705,6 +708,41 @@ mod tests {
         assert_eq!((again.rows, again.new_bars), (all.len() as u64, 0));
         assert_eq!(again.asset.bars, a.bars);
         assert_eq!(again.asset.change_pct, a.change_pct);
+    }
+
+    #[tokio::test]
+    async fn the_migration_recomputes_the_change_as_an_import_does() {
+        let s = crate::store::test_store().await;
+        let a = import_csv(&s, &bundled("spy_1m_2011.csv"), &opts("SPY"))
+            .await
+            .unwrap()
+            .asset;
+        // The reference is the previous UTC day's last close.
+        let last = a.last_ts.unwrap();
+        let today = last - last.rem_euclid(SECONDS_PER_DAY);
+        assert!(a.ref_ts.unwrap() < today && a.ref_ts.unwrap() >= today - SECONDS_PER_DAY * 4);
+        sqlx::query(
+            "UPDATE assets SET ref_ts = 1, ref_close = 1, change_pct = 0, last_close = NULL",
+        )
+        .execute(s.pool())
+        .await
+        .unwrap();
+        sqlx::raw_sql(include_str!(
+            "migrations/sqlite/0012_change_since_previous_day.sql"
+        ))
+        .execute(s.pool())
+        .await
+        .unwrap();
+        let again = asset(&s, "SPY").await.unwrap();
+        assert_eq!(
+            (
+                again.last_price,
+                again.ref_ts,
+                again.ref_price,
+                again.change_pct
+            ),
+            (a.last_price, a.ref_ts, a.ref_price, a.change_pct)
+        );
     }
 
     #[tokio::test]

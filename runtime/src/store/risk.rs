@@ -57,9 +57,9 @@ pub struct Mark {
     pub price: f64,
 }
 
-/// The mark of `symbol`: the close of its newest bar. This is where every risk number of the
-/// server (order notional, exposure, equity) takes its prices from until the live engine
-/// streams its own.
+/// The stored mark of `symbol`: the close of its newest bar. The server prices through
+/// `crate::api::marks`, which prefers the live engine's last price and falls back to the
+/// stored summary of the asset.
 pub async fn last_price(store: &Store, symbol: &str) -> StoreResult<Option<Mark>> {
     let row: Option<(i64, f64)> = sqlx::query_as(
         "SELECT ts, close FROM price_history WHERE symbol = ? ORDER BY ts DESC LIMIT 1",
@@ -113,20 +113,12 @@ pub async fn record_mark(store: &Store, symbol: &str, ts: i64, price: f64) -> St
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() > 0 {
-        sqlx::query(
-            "UPDATE assets SET first_ts = MIN(COALESCE(first_ts, ?), ?), last_ts = MAX(COALESCE(last_ts, ?), ?), bars = (SELECT COUNT(*) FROM price_history WHERE symbol = ?), updated_at = ? WHERE symbol = ?",
-        )
-        .bind(ts)
-        .bind(ts)
-        .bind(ts)
-        .bind(ts)
-        .bind(symbol)
-        .bind(t)
-        .bind(symbol)
-        .execute(&mut *tx)
-        .await?;
+        // The asset's summary (last price, daily change) is what the server falls back to
+        // for symbols the live engine has not priced: keep it in step with the bars.
+        super::market::refresh_summary(&mut tx, symbol, None).await?;
     }
     tx.commit().await?;
+    super::market::invalidate_assets(store);
     Ok(())
 }
 
@@ -274,6 +266,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(marks.len(), 1);
+        // The asset summary, which the server falls back to, follows the marks.
+        let a = crate::store::market::asset(&s, "GOOG").await.unwrap();
+        assert_eq!(
+            (a.last_ts, a.last_price, a.bars),
+            (Some(300), Some(30.0), 3)
+        );
+        assert_eq!((a.ref_ts, a.ref_price), (Some(100), Some(10.0)));
 
         let a = add_alert(&s, ACCOUNT, "order_rejected", "too big", None)
             .await

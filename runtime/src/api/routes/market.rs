@@ -2,7 +2,9 @@
 //! the changes by asset class, the symbol list, and bars with resampling.
 //!
 //! Assets come from `qtm data import` (or [`crate::store::market::import_csv`]); the summary
-//! numbers are computed at import time, so these reads touch one small table.
+//! numbers are computed at import time, so these reads touch one small table. Prices and
+//! changes are at the mark ([`crate::api::marks`]): the live market's last price where the
+//! live engine has handled a bar of the symbol, the stored summary otherwise.
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
+use crate::api::marks::{AssetView, price_assets};
 use crate::api::state::AppState;
 use crate::store::market::{self, Asset, AssetClass, BarQuery, MAX_BARS};
 use crate::store::{self, StoreError};
@@ -26,24 +29,31 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_bars))
 }
 
-/// Every imported asset with its last price, change over the last day (against the newest bar
-/// at or before 24 h before the last bar; the previous bar for daily data), 24 h volume, time
-/// range and bar count, by symbol.
+/// Every imported asset with its last price (the live market's last price once the live
+/// engine has handled a bar of it, else the close of its newest stored bar: `price_source`
+/// says which), its daily change `change_pct` (against the previous UTC calendar day's close:
+/// the newest bar, live or stored, before the day of the last price; without one, the first
+/// bar of that day), 24 h volume, time range and bar count, by symbol.
 #[utoipa::path(get, path = "/api/market/assets", tag = "market",
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    responses((status = 200, body = Vec<Asset>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Vec<AssetView>), (status = 401, body = ErrorBody)))]
 async fn list_assets(State(state): State<AppState>) -> ApiResult<ApiJson<SharedAssets>> {
-    Ok(ApiJson(SharedAssets(
-        market::list_assets_cached(&state.store).await?,
-    )))
+    Ok(ApiJson(SharedAssets {
+        state: state.clone(),
+        list: market::list_assets_cached(&state.store).await?,
+    }))
 }
 
-/// The cached list, serialized without a copy.
-pub struct SharedAssets(Arc<Vec<Asset>>);
+/// The cached list at the marks, serialized without copying what the live engine did not
+/// price.
+pub struct SharedAssets {
+    state: AppState,
+    list: Arc<Vec<Asset>>,
+}
 
 impl Serialize for SharedAssets {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
+        price_assets(&self.state, &self.list).serialize(s)
     }
 }
 
@@ -52,7 +62,9 @@ impl Serialize for SharedAssets {
 pub struct HeatmapTile {
     pub symbol: String,
     pub name: String,
+    /// The mark: the live market's last price, else the newest stored close.
     pub last_price: Option<f64>,
+    /// Change since the previous UTC calendar day's close, percent.
     pub change_pct: Option<f64>,
     /// `change_pct` divided by the largest absolute change of all assets: −1 (the worst fall)
     /// to 1 (the best rise), 0 without a change; for coloring.
@@ -79,19 +91,21 @@ pub struct Heatmap {
     pub groups: Vec<HeatmapGroup>,
 }
 
-/// Daily changes grouped by asset class, with an intensity −1..1 for coloring.
+/// Daily changes grouped by asset class, with an intensity −1..1 for coloring. Prices and
+/// changes are those of `GET /api/market/assets`: at the live market's last price, against
+/// the previous UTC calendar day's close.
 #[utoipa::path(get, path = "/api/market/heatmap", tag = "market",
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
     responses((status = 200, body = Heatmap), (status = 401, body = ErrorBody)))]
 async fn heatmap(State(state): State<AppState>) -> ApiResult<ApiJson<Heatmap>> {
     let assets = market::list_assets_cached(&state.store).await?;
-    Ok(ApiJson(build_heatmap(&assets)))
+    Ok(ApiJson(build_heatmap(&price_assets(&state, &assets))))
 }
 
-fn build_heatmap(assets: &[Asset]) -> Heatmap {
+fn build_heatmap(assets: &[AssetView<'_>]) -> Heatmap {
     let max_abs = assets
         .iter()
-        .filter_map(|a| a.change_pct)
+        .filter_map(|a| a.asset.change_pct)
         .filter(|c| c.is_finite())
         .fold(0.0_f64, |m, c| m.max(c.abs()));
     let rank = |class: &str| {
@@ -101,7 +115,8 @@ fn build_heatmap(assets: &[Asset]) -> Heatmap {
             .unwrap_or(AssetClass::ALL.len())
     };
     let mut groups: Vec<HeatmapGroup> = Vec::new();
-    for a in assets {
+    for v in assets {
+        let a = &*v.asset;
         let intensity = match a.change_pct {
             Some(c) if max_abs > 0.0 && c.is_finite() => (c / max_abs).clamp(-1.0, 1.0),
             _ => 0.0,

@@ -2,7 +2,7 @@
 //!
 //! `POST /api/orders` validates an order, runs the engine's own pre-trade risk checks
 //! ([`crate::risk::RiskState::check_order`]) against the account as stored (its positions
-//! marked at the latest close, its working orders, its recent order rate, the kill switch) and
+//! at the mark price of [`crate::api::marks`], its working orders, its recent order rate, the kill switch) and
 //! stores it `accepted` or `rejected`. Accepted orders go to the live engine's paper desk
 //! ([`crate::live::Desk`]), which fills them on the next bars of their symbols with the
 //! engine's fill rules and books each fill with its order and position; cancels and changes go
@@ -20,6 +20,7 @@ use crate::api::auth::Principal;
 use crate::api::auth::access::Caller;
 use crate::api::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::api::hub::Topic;
+use crate::api::marks;
 use crate::api::state::AppState;
 use crate::exchange::Exchange;
 use crate::model::{OrderChange, OrderKind, OrderRequest, Quantity, Side, TimeInForce};
@@ -232,10 +233,7 @@ async fn book(
     skip_order: Option<i64>,
 ) -> ApiResult<Book> {
     let positions = store::orders::open_positions(&state.store, Some(account)).await?;
-    let marks = {
-        let symbols: Vec<String> = positions.iter().map(|p| p.symbol.clone()).collect();
-        store::risk::last_prices(&state.store, &symbols).await?
-    };
+    let marks = marks::marks(state, positions.iter().map(|p| p.symbol.as_str())).await?;
     let gross_exposure = positions
         .iter()
         .map(|p| {
@@ -295,7 +293,7 @@ async fn risk_check(
     modifying: Option<i64>,
 ) -> ApiResult<Result<(), String>> {
     let symbol = &request.symbol;
-    let Some(mark) = store::risk::last_price(&state.store, symbol).await? else {
+    let Some(mark) = marks::mark(state, symbol).await? else {
         return Err(ApiError::validation(
             "symbol",
             format!(
@@ -496,7 +494,7 @@ async fn get_order(
 }
 
 /// Place a manual order (account `manual`). It passes the engine's pre-trade risk checks
-/// against the stored account (positions marked at the latest close, working orders, order
+/// against the stored account (positions at the mark price, working orders, order
 /// rate, kill switch): a refusal is stored as a `rejected` order, recorded as a risk alert,
 /// published on `risk-alerts` and answered 422 `risk_rejected` with the reason. An accepted
 /// order is stored `accepted` and published on `trades` (key: symbol); it stays working until
@@ -703,15 +701,21 @@ async fn modify_order(
 // ---- trades -------------------------------------------------------------------------------
 
 /// A trade: one position from the fill that opened it to the fill that flattened it, marked
-/// at the symbol's latest close. Its `id` is the one `POST /api/trades/{id}/close` takes.
+/// at the symbol's mark price (the live market's last price, else its newest stored close).
+/// Its `id` is the one `POST /api/trades/{id}/close` takes.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Trade {
     #[serde(flatten)]
     pub position: Position,
     /// `open` or `closed`.
     pub status: String,
-    /// Latest close of the symbol (absent without price history).
+    /// The symbol's mark: the live engine's last price, else its newest stored close (absent
+    /// without either).
     pub mark_price: Option<f64>,
+    /// Open time of the bar `mark_price` is the close of, unix seconds.
+    pub mark_ts: Option<i64>,
+    /// `live` or `stored`.
+    pub mark_source: Option<marks::PriceSource>,
     /// quantity × (mark − avg_price) of what is open.
     pub unrealized_pnl: f64,
     /// Signed quantity × mark.
@@ -734,14 +738,12 @@ pub(crate) async fn mark_trades(
     state: &AppState,
     positions: Vec<Position>,
 ) -> ApiResult<Vec<Trade>> {
-    let marks = {
-        let symbols: Vec<String> = positions.iter().map(|p| p.symbol.clone()).collect();
-        store::risk::last_prices(&state.store, &symbols).await?
-    };
+    let marks = marks::marks(state, positions.iter().map(|p| p.symbol.as_str())).await?;
     Ok(positions
         .into_iter()
         .map(|p| {
-            let mark = marks.get(&p.symbol).map(|m| m.price);
+            let at = marks.get(&p.symbol);
+            let mark = at.map(|m| m.price);
             let m = mark.unwrap_or(p.avg_price);
             Trade {
                 status: if p.closed_at.is_none() {
@@ -751,6 +753,8 @@ pub(crate) async fn mark_trades(
                 }
                 .into(),
                 mark_price: mark,
+                mark_ts: at.map(|m| m.ts),
+                mark_source: at.map(|m| m.source),
                 unrealized_pnl: p.quantity * (m - p.avg_price),
                 market_value: p.quantity * m,
                 position: p,

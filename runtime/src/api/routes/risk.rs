@@ -2,8 +2,8 @@
 //! the kill switch.
 //!
 //! Every number is computed from the store: positions of every account (manual orders and,
-//! once the live engine runs, strategy accounts), marked at the latest close in
-//! `price_history`; cash from the fills; the starting capital from the `live-engine` module's
+//! once the live engine runs, strategy accounts), marked at the mark price of
+//! [`crate::api::marks`] (the live market's last price, else the newest stored close); cash from the fills; the starting capital from the `live-engine` module's
 //! `initial_cash`.
 
 use axum::extract::State;
@@ -17,6 +17,7 @@ use super::orders::{ORDER_GATE, optional_body};
 use crate::api::auth::access::Caller;
 use crate::api::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody};
 use crate::api::hub::Topic;
+use crate::api::marks::{self, PriceSource};
 use crate::api::state::AppState;
 use crate::risk::RiskLimits;
 use crate::store::orders::Order;
@@ -58,10 +59,13 @@ pub struct SymbolExposure {
     pub quantity: f64,
     /// `long`, `short` or `flat` (positions that offset each other).
     pub side: String,
-    /// Latest close; absent without price history (the position is then valued at entry).
+    /// The mark: the live engine's last price, else the newest stored close; absent without
+    /// either (the position is then valued at entry).
     pub mark_price: Option<f64>,
-    /// Time of that close, unix seconds.
+    /// Open time of the bar the mark is the close of, unix seconds.
     pub mark_ts: Option<i64>,
+    /// `live` or `stored`.
+    pub mark_source: Option<PriceSource>,
     /// quantity × mark (signed).
     pub notional: f64,
     /// |notional| / equity × 100.
@@ -98,7 +102,7 @@ pub struct LimitUse {
     pub used_pct: f64,
 }
 
-/// `GET /api/risk/metrics`: the whole paper book (every account) at the latest closes.
+/// `GET /api/risk/metrics`: the whole paper book (every account) at the mark prices.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RiskMetrics {
     /// Unix seconds.
@@ -168,10 +172,7 @@ async fn snapshot(state: &AppState) -> ApiResult<Snapshot> {
         .clone();
     let initial = initial_capital(state).await?;
     let positions = store::orders::open_positions(&state.store, None).await?;
-    let marks = {
-        let symbols: Vec<String> = positions.iter().map(|p| p.symbol.clone()).collect();
-        store::risk::last_prices(&state.store, &symbols).await?
-    };
+    let marks = marks::marks(state, positions.iter().map(|p| p.symbol.as_str())).await?;
     let totals = store::orders::totals(&state.store, None).await?;
     let (cash, fees) = (initial + totals.cash_flow, totals.fees);
 
@@ -192,6 +193,7 @@ async fn snapshot(state: &AppState) -> ApiResult<Snapshot> {
                     side: String::new(),
                     mark_price: mark.map(|m| m.price),
                     mark_ts: mark.map(|m| m.ts),
+                    mark_source: mark.map(|m| m.source),
                     notional: 0.0,
                     pct_of_equity: 0.0,
                     unrealized_pnl: 0.0,
@@ -320,7 +322,8 @@ async fn metrics(State(state): State<AppState>) -> ApiResult<ApiJson<RiskMetrics
     Ok(ApiJson(snapshot(&state).await?.metrics))
 }
 
-/// Exposure per symbol, largest first, marked at the latest close.
+/// Exposure per symbol, largest first, at the mark price (the live market's last price, else
+/// the newest stored close).
 #[utoipa::path(get, path = "/api/risk/exposure", tag = "risk",
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
     responses((status = 200, body = ExposureReport)))]

@@ -983,9 +983,19 @@ pub struct PaperResults {
     /// Realized PnL of its trades, fees apart.
     pub realized_pnl: f64,
     pub fees: f64,
+    /// Σ quantity × (mark − entry) over its open positions, at the mark price of
+    /// `GET /api/trades` (the live market's last price, else the newest stored close; a
+    /// position without either is valued at its entry).
+    pub unrealized_pnl: f64,
+    /// Σ quantity × mark over its open positions.
+    pub market_value: f64,
+    /// `cash` + `market_value`.
+    pub equity: f64,
+    pub open_positions: usize,
 }
 
-/// Backtest metrics of a strategy, and its live figures while it runs live.
+/// Backtest metrics of a strategy, its live figures while it runs live, and its paper
+/// account with the open positions at the mark price (as `GET /api/trades` values them).
 #[utoipa::path(get, path = "/api/strategies/{id}/performance", tag = "strategies",
     params(("id" = i64, Path, description = "strategy id")),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
@@ -1037,11 +1047,24 @@ async fn strategy_performance(
     };
     let account = crate::live::strategy_account(id);
     let totals = store::orders::totals(&state.store, Some(&account)).await?;
+    let open = store::orders::open_positions(&state.store, Some(&account)).await?;
+    let marks = crate::api::marks::marks(&state, open.iter().map(|p| p.symbol.as_str())).await?;
+    let (mut unrealized_pnl, mut market_value) = (0.0, 0.0);
+    for p in &open {
+        let m = marks.get(&p.symbol).map_or(p.avg_price, |m| m.price);
+        unrealized_pnl += p.quantity * (m - p.avg_price);
+        market_value += p.quantity * m;
+    }
+    let cash = state.live.config().initial_cash + totals.cash_flow;
     let paper = PaperResults {
         account,
-        cash: state.live.config().initial_cash + totals.cash_flow,
+        cash,
         realized_pnl: totals.realized_pnl,
         fees: totals.fees,
+        unrealized_pnl,
+        market_value,
+        equity: cash + market_value,
+        open_positions: open.len(),
     };
     Ok(ApiJson(Performance {
         strategy_id: id,
