@@ -842,17 +842,62 @@ async fn booked_totals(store: &Store, account: &str) -> store::orders::AccountTo
 fn qtm_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join(format!("qtm{}", std::env::consts::EXE_SUFFIX))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() {
-    let qtm = qtm_binary();
+    let qtm = dir.join(format!("qtm{}", std::env::consts::EXE_SUFFIX));
     assert!(
         qtm.exists(),
         "{} is built by `cargo test --workspace` (./test.sh); with `-p qtm-tests` alone, run `cargo build -p qtm-runtime` first",
         qtm.display()
     );
+    qtm
+}
+
+/// The replay feed looping GOOG's stored bars at `speed` and the live engine's `engine`
+/// settings, as `qtm serve` will read them from the store.
+async fn loop_goog_replay(store: &Store, speed: f64, engine: Value) {
+    store::modules::seed(store).await.unwrap();
+    store::modules::set_config(
+        store,
+        "replay-feed",
+        &json!({"source": "database", "speed": speed, "loop": true, "max_pause_secs": null,
+                "symbols": ["GOOG"]}),
+        None,
+    )
+    .await
+    .unwrap();
+    store::modules::set_config(store, "live-engine", &engine, None)
+        .await
+        .unwrap();
+}
+
+/// `qtm serve` on a free port over the database at `url`, its stderr in `dir/serve.err`,
+/// with the extra environment `env`; the child and its address.
+fn spawn_serve(
+    qtm: &Path,
+    url: &str,
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = std::process::Command::new(qtm)
+        .args(["serve", "--listen", &listen, "--database-url", url])
+        .env("QTM_ADMIN_PASSWORD", "admin-password-1")
+        .env("QTM_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("serve.err")).unwrap())
+        .spawn()
+        .unwrap();
+    (child, listen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() {
+    let qtm = qtm_binary();
     let dir = tempfile::tempdir().unwrap();
     let Some(db) = database_with_goog(dir.path()).await else {
         return;
@@ -862,24 +907,13 @@ async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() 
     let id = {
         let store = Store::open(&url).await.unwrap();
         let id = enabled_seq_recorder(&store, "crash", json!({"act_every": 3})).await;
-        store::modules::seed(&store).await.unwrap();
-        store::modules::set_config(
-            &store,
-            "replay-feed",
-            &json!({"source": "database", "speed": 20_000_000.0, "loop": true, "symbols": ["GOOG"]}),
-            None,
-        )
-        .await
-        .unwrap();
         // Frequent snapshots, so kills land between and during them.
-        store::modules::set_config(
+        loop_goog_replay(
             &store,
-            "live-engine",
-            &json!({"snapshot_every_secs": 0.2, "initial_cash": 100000.0}),
-            None,
+            20_000_000.0,
+            json!({"snapshot_every_secs": 0.2, "initial_cash": 100000.0}),
         )
-        .await
-        .unwrap();
+        .await;
         store.close().await;
         id
     };
@@ -893,20 +927,7 @@ async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() 
         x ^= x >> 7;
         x ^= x << 17;
         let after = Duration::from_millis(400 + x % 1900);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut child = std::process::Command::new(&qtm)
-            .args(["serve", "--listen", &listen, "--database-url", &url])
-            .env("QTM_ADMIN_PASSWORD", "admin-password-1")
-            .env("QTM_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("serve.err")).unwrap())
-            .spawn()
-            .unwrap();
+        let (mut child, listen) = spawn_serve(&qtm, &url, dir.path(), &[]);
         // Manual orders placed as fast as the server takes them, filled by the paper desk,
         // until the kill.
         let trader = tokio::spawn(place_manual_orders(format!("http://{listen}")));
@@ -1803,11 +1824,6 @@ async fn stopping_under_load_takes_under_5_s_and_loses_nothing_that_was_publishe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_qtm_serve_under_load_within_5_s_with_its_trading_stored() {
     let qtm = qtm_binary();
-    assert!(
-        qtm.exists(),
-        "{} is built by `cargo test --workspace` (./test.sh); with `-p qtm-tests` alone, run `cargo build -p qtm-runtime` first",
-        qtm.display()
-    );
     let dir = tempfile::tempdir().unwrap();
     let Some(db) = database_with_goog(dir.path()).await else {
         return;
@@ -1835,42 +1851,25 @@ async fn sigterm_stops_qtm_serve_under_load_within_5_s_with_its_trading_stored()
             )
             .await;
         }
-        store::modules::seed(&store).await.unwrap();
-        store::modules::set_config(
+        loop_goog_replay(
             &store,
-            "replay-feed",
-            &json!({"source": "database", "speed": 1e9, "loop": true, "max_pause_secs": null,
-                    "symbols": ["GOOG"]}),
-            None,
+            1e9,
+            json!({"snapshot_every_secs": 30, "initial_cash": 100000.0, "cpu_share_cap_pct": 100}),
         )
-        .await
-        .unwrap();
-        store::modules::set_config(
-            &store,
-            "live-engine",
-            &json!({"snapshot_every_secs": 30, "initial_cash": 100000.0, "cpu_share_cap_pct": 100}),
-            None,
-        )
-        .await
-        .unwrap();
+        .await;
         store.close().await;
         trader
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = std::process::Command::new(&qtm)
-        .args(["serve", "--listen", &listen, "--database-url", &url])
-        .env("QTM_ADMIN_PASSWORD", "admin-password-1")
-        .env("QTM_LOG", "info,qtm_runtime::live=warn")
-        .env("QTM_CACHE_DIR", dir.path().join("cache"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("serve.err")).unwrap())
-        .spawn()
-        .unwrap();
+    let cache = dir.path().join("cache");
+    let (mut child, listen) = spawn_serve(
+        &qtm,
+        &url,
+        dir.path(),
+        &[
+            ("QTM_LOG", "info,qtm_runtime::live=warn"),
+            ("QTM_CACHE_DIR", cache.to_str().unwrap()),
+        ],
+    );
     // Up, trading, and behind.
     let http = reqwest::Client::new();
     let health = format!("http://{listen}/health");
