@@ -36,10 +36,7 @@ fn run_sma(files: &[PathBuf], params: &[Param], commission: f64, batch: bool) ->
     let code = sandbox.load(&component(guests::SMA_CROSS)).unwrap();
     let sources: Vec<DataSource> = files
         .iter()
-        .map(|f| DataSource {
-            symbol: qtm_runtime::market::symbol_from_path(f),
-            path: f.clone(),
-        })
+        .map(|f| DataSource::csv(qtm_runtime::market::symbol_from_path(f), f.clone()))
         .collect();
     let symbols: Vec<String> = sources.iter().map(|s| s.symbol.clone()).collect();
     let instance = code.instantiate(params, &symbols).unwrap();
@@ -310,10 +307,7 @@ fn multi_symbol_backtests_merge_files_in_time_order() {
     let code = sandbox.load(&component(guests::SMA_CROSS)).unwrap();
     let sources: Vec<DataSource> = files
         .iter()
-        .map(|f| DataSource {
-            symbol: qtm_runtime::market::symbol_from_path(f),
-            path: f.clone(),
-        })
+        .map(|f| DataSource::csv(qtm_runtime::market::symbol_from_path(f), f.clone()))
         .collect();
     let inst = code
         .instantiate(
@@ -352,10 +346,7 @@ fn bad_data_is_reported_with_file_and_line() {
     let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
     let code = sandbox.load(&component(guests::SMA_CROSS)).unwrap();
     let inst = code.instantiate(&[], &["BAD".into()]).unwrap();
-    let sources = [DataSource {
-        symbol: "BAD".into(),
-        path: path.clone(),
-    }];
+    let sources = [DataSource::csv("BAD", path.clone())];
     let e = backtest::run(
         "sma",
         Box::new(inst),
@@ -402,10 +393,7 @@ fn resting_order_strategies_trade_identically_batched_and_per_bar() {
     for (guest, params) in cases {
         let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
         let code = sandbox.load(&component(guest)).unwrap();
-        let sources = [DataSource {
-            symbol: "GOOG".into(),
-            path: goog.clone(),
-        }];
+        let sources = [DataSource::csv("GOOG", goog.clone())];
         let run = |batch: bool| {
             let inst = code.instantiate(&params, &["GOOG".into()]).unwrap();
             let mut config = BacktestConfig::default();
@@ -459,10 +447,7 @@ fn a_trapping_strategy_is_disabled_and_the_backtest_completes() {
         )
         .unwrap();
     // 2,148 bars, as many as goog_1d.csv has, from the bundled data.
-    let sources = [DataSource {
-        symbol: "GOOG".into(),
-        path: bundled_slice(2148),
-    }];
+    let sources = [DataSource::csv("GOOG", bundled_slice(2148))];
     let out = backtest::run(
         "hostile",
         Box::new(inst),
@@ -575,10 +560,7 @@ fn numbered_csv(dir: &Path, name: &str, bars: usize) -> DataSource {
         ));
     }
     std::fs::write(&path, text).unwrap();
-    DataSource {
-        symbol: "NUM".into(),
-        path,
-    }
+    DataSource::csv("NUM", path)
 }
 
 fn hostile(sandbox: &Sandbox, params: &[(&str, ParamValue)]) -> Box<dyn StrategyRunner> {
@@ -779,7 +761,7 @@ fn cli_log_out_has_every_line_and_max_seconds_fails_the_run() {
         .arg("--strategy")
         .arg(&strategy)
         .arg("--data")
-        .arg(&short.path)
+        .arg(short.path().unwrap())
         .args(["--param", "attack=log-spam", "--no-batch", "--json"])
         .arg("--log-out")
         .arg(&log)
@@ -808,7 +790,7 @@ fn cli_log_out_has_every_line_and_max_seconds_fails_the_run() {
         .arg("--strategy")
         .arg(&strategy)
         .arg("--data")
-        .arg(&long.path)
+        .arg(long.path().unwrap())
         .args([
             "--param",
             "attack=burn",
@@ -847,4 +829,38 @@ fn buy_and_hold_return_is_first_close_to_last_close() {
     assert!((got - expected).abs() < 1e-9, "{got} vs {expected}");
     // SPY rose about 5 % in the first quarter of 2011 (126.39 → 132.72).
     assert!((got - 5.008).abs() < 0.01, "{got}");
+}
+
+/// A series in memory (the store's history, a generated one) backtests exactly as the same
+/// bars read from a file, and a bad bar in it is refused as a file's row is, with its position.
+#[test]
+fn an_in_memory_series_runs_as_its_file_does_and_bad_bars_are_named() {
+    let file = bundled_slice(2148);
+    let bars = read_bars(&file);
+    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
+    let code = sandbox.load(&component(guests::SMA_CROSS)).unwrap();
+    let params = params("flip", "equity", 1.0);
+    let run = |source: DataSource| {
+        let instance = code.instantiate(&params, &["SPY".to_string()]).unwrap();
+        backtest::run(
+            "sma-cross",
+            Box::new(instance),
+            &[source],
+            &BacktestConfig::default(),
+            &mut |_| {},
+        )
+    };
+    let from_file = run(DataSource::csv("SPY", file.clone())).unwrap();
+    let from_memory = run(DataSource::series("SPY", bars.clone())).unwrap();
+    assert!(from_file.metrics.n_trades > 10);
+    assert_eq!(from_memory.trades_sha256, from_file.trades_sha256);
+    assert_eq!(from_memory.bars, 2148);
+
+    let mut bad = bars;
+    bad[100].ts = bad[99].ts;
+    let e = run(DataSource::series("SPY", bad)).unwrap_err().to_string();
+    assert!(
+        e.contains("SPY (in memory):101") && e.contains("duplicate"),
+        "{e}"
+    );
 }

@@ -38,10 +38,7 @@ fn rust_code() -> Arc<StrategyCode> {
 }
 
 fn backtest(code: &Arc<StrategyCode>, params: &[Param], batch: bool) -> BacktestOutcome {
-    let source = DataSource {
-        symbol: "SPY".into(),
-        path: bundled_slice(ROWS),
-    };
+    let source = DataSource::csv("SPY", bundled_slice(ROWS));
     let instance = code
         .instantiate(params, std::slice::from_ref(&source.symbol))
         .unwrap();

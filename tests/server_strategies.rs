@@ -340,10 +340,10 @@ async fn full_flow_upload_configure_backtest_on_ws_and_results_equal_the_library
     let reference = backtest::run(
         "sma-cross",
         Box::new(instance),
-        &[DataSource {
-            symbol: "SPY".into(),
-            path: qtm_tests::bundled("spy_1m_2011.csv"),
-        }],
+        &[DataSource::csv(
+            "SPY",
+            qtm_tests::bundled("spy_1m_2011.csv"),
+        )],
         &config,
         &mut |_| {},
     )

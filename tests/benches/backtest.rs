@@ -64,10 +64,7 @@ fn main() {
     let file = std::env::var("QTM_BENCH_FILE")
         .map(Into::into)
         .unwrap_or_else(|_| bench_data("bench_1m_1000000.csv"));
-    let sources = [DataSource {
-        symbol: "BENCH".into(),
-        path: file.clone(),
-    }];
+    let sources = [DataSource::csv("BENCH", file.clone())];
     let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
     let code = sandbox.load(&component(guests::SMA_CROSS)).unwrap();
     let params = vec![

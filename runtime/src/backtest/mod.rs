@@ -54,11 +54,95 @@ impl Default for BacktestConfig {
     }
 }
 
-/// One input file and the symbol its bars belong to.
+/// One symbol's bars for a backtest.
 #[derive(Debug, Clone)]
 pub struct DataSource {
     pub symbol: String,
-    pub path: PathBuf,
+    pub bars: BarSource,
+}
+
+/// Where a symbol's bars come from: a CSV file read as it streams, or bars already in memory
+/// (the store's history, a generated series), oldest first.
+#[derive(Debug, Clone)]
+pub enum BarSource {
+    Csv(PathBuf),
+    Series(Arc<[Bar]>),
+}
+
+impl DataSource {
+    /// The bars of a CSV file (`ts,open,high,low,close,volume`).
+    pub fn csv(symbol: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        DataSource {
+            symbol: symbol.into(),
+            bars: BarSource::Csv(path.into()),
+        }
+    }
+
+    /// Bars in memory, oldest first; checked as a file's rows are (strictly increasing
+    /// times, sane prices) when the run reads them.
+    pub fn series(symbol: impl Into<String>, bars: impl Into<Arc<[Bar]>>) -> Self {
+        DataSource {
+            symbol: symbol.into(),
+            bars: BarSource::Series(bars.into()),
+        }
+    }
+
+    /// The file, for a CSV source.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match &self.bars {
+            BarSource::Csv(p) => Some(p),
+            BarSource::Series(_) => None,
+        }
+    }
+
+    /// How many bars, when known without reading a file.
+    pub fn len_known(&self) -> Option<u64> {
+        match &self.bars {
+            BarSource::Csv(_) => None,
+            BarSource::Series(b) => Some(b.len() as u64),
+        }
+    }
+
+    fn stream(&self) -> Result<BarStream, BacktestError> {
+        Ok(match &self.bars {
+            BarSource::Csv(path) => Box::new(BarReader::open(path)?),
+            BarSource::Series(bars) => Box::new(SeriesStream {
+                name: format!("{} (in memory)", self.symbol),
+                bars: bars.clone(),
+                next: 0,
+                last_ts: None,
+            }),
+        })
+    }
+}
+
+/// An in-memory series as a checked bar stream: the same rules as a CSV file's rows
+/// ([`crate::market::validate`]), and errors that name the series and the bar's position.
+struct SeriesStream {
+    name: String,
+    bars: Arc<[Bar]>,
+    next: usize,
+    last_ts: Option<i64>,
+}
+
+impl Iterator for SeriesStream {
+    type Item = Result<Bar, DataError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let bar = *self.bars.get(self.next)?;
+        self.next += 1;
+        match crate::market::validate(bar, self.last_ts) {
+            Ok(bar) => {
+                self.last_ts = Some(bar.ts);
+                Some(Ok(bar))
+            }
+            Err(kind) => {
+                // Nothing after a bad bar is trusted, as in a file.
+                let position = self.next as u64;
+                self.next = self.bars.len();
+                Some(Err(DataError::new(self.name.clone(), Some(position), kind)))
+            }
+        }
+    }
 }
 
 /// Why a backtest could not run.
@@ -238,7 +322,7 @@ pub fn run_with(
     }
     let mut streams: Vec<(usize, BarStream)> = Vec::new();
     for (i, s) in sources.iter().enumerate() {
-        streams.push((i, Box::new(BarReader::open(&s.path)?)));
+        streams.push((i, s.stream()?));
     }
     let mut merged = MergedBars::new(streams);
     let started = Instant::now();

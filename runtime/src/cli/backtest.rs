@@ -220,13 +220,14 @@ pub fn run(args: BacktestArgs) -> Result<()> {
         .data
         .iter()
         .enumerate()
-        .map(|(i, p)| DataSource {
-            symbol: args
-                .symbol
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| symbol_from_path(p)),
-            path: p.clone(),
+        .map(|(i, p)| {
+            DataSource::csv(
+                args.symbol
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| symbol_from_path(p)),
+                p.clone(),
+            )
         })
         .collect();
     let mut limits = Limits::default();

@@ -342,8 +342,8 @@ fn slow_row(line: &[u8], prev_ts: Option<i64>) -> Result<Bar, DataErrorKind> {
 }
 
 /// The value checks of a parsed row, so every accepted bar is internally consistent and later
-/// than the one before.
-fn validate(bar: Bar, prev_ts: Option<i64>) -> Result<Bar, DataErrorKind> {
+/// than the one before. In-memory series are held to the same rules.
+pub fn validate(bar: Bar, prev_ts: Option<i64>) -> Result<Bar, DataErrorKind> {
     let Bar {
         ts,
         open,

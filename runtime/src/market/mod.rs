@@ -19,7 +19,7 @@ mod merge;
 
 use std::path::Path;
 
-pub use self::csv::{BarReader, MAX_LINE_BYTES};
+pub use self::csv::{BarReader, MAX_LINE_BYTES, validate};
 pub use self::error::{DataError, DataErrorKind, HEADER};
 pub use self::interval::{IntervalEstimator, interval_seconds};
 pub use self::merge::{BarStream, MergedBars};

@@ -2,14 +2,12 @@
 //! (metrics, the trade list and its hash, the equity curve reduced for charts, or the error).
 //! A backtest outlives its strategy: deleting the strategy only detaches it.
 
-use std::fmt::Write as _;
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::FromRow;
 
 use super::{Store, StoreError, StoreResult, from_json, now, to_json};
+use crate::model::Bar;
 
 /// A backtest without its (large) trade list and equity curve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -295,10 +293,8 @@ pub async fn latest_done(store: &Store) -> StoreResult<std::collections::HashMap
     Ok(out)
 }
 
-/// Write the stored price history of `symbol` as a bar CSV file at `path` (the format
-/// [`crate::market::BarReader`] reads); returns the number of bars. A symbol without history
-/// is [`StoreError::NotFound`].
-pub async fn export_price_csv(store: &Store, symbol: &str, path: &Path) -> StoreResult<u64> {
+/// A symbol's stored bars, oldest first, for a backtest over the store's history.
+pub async fn price_history(store: &Store, symbol: &str) -> StoreResult<Vec<Bar>> {
     let rows: Vec<(i64, f64, f64, f64, f64, f64)> = sqlx::query_as(
         "SELECT ts, open, high, low, close, volume FROM price_history WHERE symbol = ? ORDER BY ts",
     )
@@ -308,19 +304,17 @@ pub async fn export_price_csv(store: &Store, symbol: &str, path: &Path) -> Store
     if rows.is_empty() {
         return Err(StoreError::NotFound(format!("price history of {symbol}")));
     }
-    let mut text = String::with_capacity(32 + rows.len() * 48);
-    text.push_str("ts,open,high,low,close,volume\n");
-    for (ts, o, h, l, c, v) in &rows {
-        // `{}` prints the shortest text that reads back as the same f64.
-        let _ = writeln!(text, "{ts},{o},{h},{l},{c},{v}");
-    }
-    tokio::fs::write(path, text)
-        .await
-        .map_err(|e| StoreError::Corrupt {
-            table: "price_history",
-            message: format!("writing {}: {e}", path.display()),
-        })?;
-    Ok(rows.len() as u64)
+    Ok(rows
+        .into_iter()
+        .map(|(ts, open, high, low, close, volume)| Bar {
+            ts,
+            open,
+            high,
+            low,
+            close,
+            volume,
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -531,27 +531,19 @@ async fn execute(state: &AppState, job: Job) -> Result<Option<Done>, String> {
         tracing::error!(backtest = job.id, error = %e, "backtest store error");
         format!("internal error: {e}")
     };
-    // Stored history is written out as CSV so the run reads it like any file.
-    let tmp;
+    // Stored history is read into memory and run as a series: no temporary files.
     let (sources, hide): (Vec<DataSource>, Vec<PathBuf>) = match &job.bars {
         Bars::Files(files) => (
             files
                 .iter()
-                .map(|(path, symbol)| DataSource {
-                    symbol: symbol.clone(),
-                    path: path.clone(),
-                })
+                .map(|(path, symbol)| DataSource::csv(symbol.clone(), path.clone()))
                 .collect(),
             vec![state.config.data_dir.clone()],
         ),
         Bars::Stored(symbols) => {
-            tmp = tempfile::tempdir().map_err(|e| format!("creating a temporary folder: {e}"))?;
             let mut sources = Vec::new();
             for s in symbols {
-                let path = tmp
-                    .path()
-                    .join(format!("{}.csv", s.replace(['/', ':'], "_")));
-                store::backtests::export_price_csv(&state.store, s, &path)
+                let bars = store::backtests::price_history(&state.store, s)
                     .await
                     .map_err(|e| match e {
                         store::StoreError::NotFound(_) => format!(
@@ -559,12 +551,9 @@ async fn execute(state: &AppState, job: Job) -> Result<Option<Done>, String> {
                         ),
                         other => internal(other),
                     })?;
-                sources.push(DataSource {
-                    symbol: s.clone(),
-                    path,
-                });
+                sources.push(DataSource::series(s.clone(), bars));
             }
-            (sources, vec![tmp.path().to_path_buf()])
+            (sources, Vec::new())
         }
     };
     // Error texts name files; the server's folders are no business of API clients.
@@ -575,11 +564,14 @@ async fn execute(state: &AppState, job: Job) -> Result<Option<Done>, String> {
         })
     };
 
-    let paths: Vec<PathBuf> = sources.iter().map(|s| s.path.clone()).collect();
+    let counted: Vec<(Option<PathBuf>, Option<u64>)> = sources
+        .iter()
+        .map(|s| (s.path().map(PathBuf::from), s.len_known()))
+        .collect();
     let bars_total = tokio::task::spawn_blocking(move || {
-        paths
+        counted
             .iter()
-            .map(|p| count_rows(p).ok())
+            .map(|(path, known)| known.or_else(|| path.as_deref().and_then(|p| count_rows(p).ok())))
             .sum::<Option<u64>>()
     })
     .await
