@@ -1425,3 +1425,51 @@ async fn backtest_jobs_are_cancelled_by_their_owner_or_an_admin_and_time_out() {
     jobs_end(&s, Duration::from_secs(5)).await;
     s.stop().await;
 }
+
+/// A backtest over the store's history (no `data` files) runs those bars from memory and
+/// trades exactly as the same bars read from their file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backtest_over_stored_bars_trades_as_one_over_their_file() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    qtm_runtime::store::market::import_csv(
+        &s.server.state.store,
+        &qtm_tests::bundled("spy_1m_2011.csv"),
+        &qtm_runtime::store::market::ImportOptions {
+            symbol: "SPY".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (status, up) = upload_multipart(
+        &s,
+        "/api/strategies",
+        &admin,
+        sma_bytes(),
+        &[("name", "sma")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{up}");
+    let id = up["id"].as_i64().or(up["strategy"]["id"].as_i64()).unwrap();
+    let mut done = Vec::new();
+    for request in [
+        json!({"strategy_id": id, "symbols": ["SPY"]}),
+        json!({"strategy_id": id, "data": ["spy_1m_2011.csv"], "symbols": ["SPY"]}),
+    ] {
+        let (status, q) = s
+            .call(Method::POST, "/api/backtests", Some(&admin), Some(request))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{q}");
+        let bt = wait_backtest(&s, &admin, q["id"].as_i64().unwrap()).await;
+        assert_eq!(bt["status"], "done", "{bt}");
+        done.push(bt);
+    }
+    assert_eq!(done[0]["trades_sha256"], done[1]["trades_sha256"]);
+    assert_eq!(done[0]["bars_done"], done[1]["bars_done"]);
+    assert!(
+        done[0]["metrics"]["n_trades"].as_u64().unwrap() > 10,
+        "{}",
+        done[0]
+    );
+}

@@ -293,28 +293,14 @@ pub async fn latest_done(store: &Store) -> StoreResult<std::collections::HashMap
     Ok(out)
 }
 
-/// A symbol's stored bars, oldest first, for a backtest over the store's history.
+/// A symbol's stored bars, oldest first, for a backtest over the store's history; a symbol
+/// without history is [`StoreError::NotFound`].
 pub async fn price_history(store: &Store, symbol: &str) -> StoreResult<Vec<Bar>> {
-    let rows: Vec<(i64, f64, f64, f64, f64, f64)> = sqlx::query_as(
-        "SELECT ts, open, high, low, close, volume FROM price_history WHERE symbol = ? ORDER BY ts",
-    )
-    .bind(symbol)
-    .fetch_all(store.pool())
-    .await?;
-    if rows.is_empty() {
+    let bars = super::live::history_after(store, symbol, None).await?;
+    if bars.is_empty() {
         return Err(StoreError::NotFound(format!("price history of {symbol}")));
     }
-    Ok(rows
-        .into_iter()
-        .map(|(ts, open, high, low, close, volume)| Bar {
-            ts,
-            open,
-            high,
-            low,
-            close,
-            volume,
-        })
-        .collect())
+    Ok(bars)
 }
 
 #[cfg(test)]
