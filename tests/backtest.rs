@@ -18,17 +18,7 @@ use qtm_tests::{
 };
 
 fn params(mode: &str, sizing: &str, quantity: f64) -> Vec<Param> {
-    let p = |n: &str, v: ParamValue| Param {
-        name: n.into(),
-        value: v,
-    };
-    vec![
-        p("fast", ParamValue::Int(10)),
-        p("slow", ParamValue::Int(30)),
-        p("mode", ParamValue::Choice(mode.into())),
-        p("sizing", ParamValue::Choice(sizing.into())),
-        p("quantity", ParamValue::Float(quantity)),
-    ]
+    qtm_tests::sma_params(mode, sizing, quantity)
 }
 
 fn run_sma(files: &[PathBuf], params: &[Param], commission: f64, batch: bool) -> BacktestOutcome {

@@ -983,32 +983,7 @@ async fn enabled_strategy(
     symbol: &str,
 ) -> i64 {
     let sandbox = qtm_runtime::sandbox::Sandbox::new(Default::default()).unwrap();
-    let bytes = qtm_tests::component(module);
-    let code = sandbox.load(&bytes).unwrap();
-    let describe = serde_json::to_value(code.info()).unwrap();
-    let id = store::strategies::create(
-        store,
-        &store::strategies::NewStrategy {
-            name,
-            description: "",
-            owner_id: None,
-            source: "test",
-            cloned_from: None,
-        },
-        &store::strategies::NewVersion {
-            content_sha256: code.sha256(),
-            contract_version: &code.gate().contract,
-            describe: &describe,
-            component: &bytes,
-            created_by: None,
-        },
-        &params,
-        &[symbol.to_string()],
-    )
-    .await
-    .unwrap()
-    .strategy
-    .id;
+    let id = qtm_tests::store_strategy(store, &sandbox, module, name, &params, symbol).await;
     store::strategies::set_status(store, id, "enabled", None)
         .await
         .unwrap();

@@ -17,17 +17,7 @@ use qtm_tests::{RecordingHost, bundled_slice, component, guests, polyglot, read_
 const ROWS: usize = 2148;
 
 fn params(mode: &str, sizing: &str, quantity: f64) -> Vec<Param> {
-    let p = |n: &str, v: ParamValue| Param {
-        name: n.into(),
-        value: v,
-    };
-    vec![
-        p("fast", ParamValue::Int(10)),
-        p("slow", ParamValue::Int(30)),
-        p("mode", ParamValue::Choice(mode.into())),
-        p("sizing", ParamValue::Choice(sizing.into())),
-        p("quantity", ParamValue::Float(quantity)),
-    ]
+    qtm_tests::sma_params(mode, sizing, quantity)
 }
 
 fn rust_code() -> Arc<StrategyCode> {

@@ -25,8 +25,7 @@ use std::time::{Duration, Instant};
 
 use qtm_runtime::live::{LiveConfig, LiveEngine};
 use qtm_runtime::model::Bar;
-use qtm_runtime::sandbox::Sandbox;
-use qtm_runtime::store::{self, Store};
+use qtm_runtime::store;
 use qtm_tests::bench::{env_or, live_book, pct, sma_10_30};
 use serde_json::{Value, json};
 
@@ -89,43 +88,6 @@ fn cases() -> Vec<Case> {
     }
 }
 
-/// Store a strategy running `module` with `params` on `symbol`; its id.
-async fn store_strategy(
-    store: &Store,
-    sandbox: &Sandbox,
-    module: &str,
-    name: &str,
-    params: &Value,
-    symbol: &str,
-) -> i64 {
-    let bytes = qtm_tests::component(module);
-    let code = sandbox.load(&bytes).unwrap();
-    let describe = serde_json::to_value(code.info()).unwrap();
-    store::strategies::create(
-        store,
-        &store::strategies::NewStrategy {
-            name,
-            description: "",
-            owner_id: None,
-            source: "bench",
-            cloned_from: None,
-        },
-        &store::strategies::NewVersion {
-            content_sha256: code.sha256(),
-            contract_version: &code.gate().contract,
-            describe: &describe,
-            component: &bytes,
-            created_by: None,
-        },
-        params,
-        &[symbol.to_string()],
-    )
-    .await
-    .unwrap()
-    .strategy
-    .id
-}
-
 /// What one case measured.
 struct Outcome {
     name: String,
@@ -162,7 +124,7 @@ async fn run() {
     for (k, case) in cases().into_iter().enumerate() {
         let neighbour = match &case.neighbour {
             Some((module, params)) => Some(
-                store_strategy(
+                qtm_tests::store_strategy(
                     &store,
                     &sandbox,
                     module,
@@ -348,7 +310,7 @@ async fn gets_under_load() {
         let mut ids = book.ids.clone();
         for i in 0..burners {
             let params = json!({"attack": "burn", "iterations": BURN_UNDER_FUEL});
-            let id = store_strategy(
+            let id = qtm_tests::store_strategy(
                 &book.store,
                 &book.sandbox,
                 qtm_tests::guests::HOSTILE,

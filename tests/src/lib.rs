@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use qtm_runtime::model::{Bar, LogLevel, OpenOrder, OrderChange, OrderRequest, Position, Signal};
+use qtm_runtime::model::{
+    Bar, LogLevel, OpenOrder, OrderChange, OrderRequest, Param, ParamValue, Position, Signal,
+};
 use qtm_runtime::sandbox::StrategyHost;
 
 /// sma-cross's decision logic, compiled natively from the guest's own source file.
@@ -206,3 +208,58 @@ pub fn read_bars(path: &std::path::Path) -> Vec<Bar> {
 pub mod bench;
 pub mod polyglot;
 pub mod server;
+
+/// sma-cross 10/30 with `mode`, `sizing` and `quantity`, as the tests that compare it with
+/// other implementations run it.
+pub fn sma_params(mode: &str, sizing: &str, quantity: f64) -> Vec<Param> {
+    let p = |n: &str, v: ParamValue| Param {
+        name: n.into(),
+        value: v,
+    };
+    vec![
+        p("fast", ParamValue::Int(10)),
+        p("slow", ParamValue::Int(30)),
+        p("mode", ParamValue::Choice(mode.into())),
+        p("sizing", ParamValue::Choice(sizing.into())),
+        p("quantity", ParamValue::Float(quantity)),
+    ]
+}
+
+/// Store a strategy running the test guest `module` with `params` on `symbol` (not enabled),
+/// as an upload would, through `sandbox`'s gate; its id.
+pub async fn store_strategy(
+    store: &qtm_runtime::store::Store,
+    sandbox: &qtm_runtime::sandbox::Sandbox,
+    module: &str,
+    name: &str,
+    params: &serde_json::Value,
+    symbol: &str,
+) -> i64 {
+    use qtm_runtime::store::strategies;
+    let bytes = component(module);
+    let code = sandbox.load(&bytes).unwrap();
+    let describe = serde_json::to_value(code.info()).unwrap();
+    strategies::create(
+        store,
+        &strategies::NewStrategy {
+            name,
+            description: "",
+            owner_id: None,
+            source: "test",
+            cloned_from: None,
+        },
+        &strategies::NewVersion {
+            content_sha256: code.sha256(),
+            contract_version: &code.gate().contract,
+            describe: &describe,
+            component: &bytes,
+            created_by: None,
+        },
+        params,
+        &[symbol.to_string()],
+    )
+    .await
+    .unwrap()
+    .strategy
+    .id
+}
