@@ -21,6 +21,7 @@ pub mod live;
 pub mod market;
 pub mod metrics;
 pub mod model;
+pub mod oms;
 pub mod portfolio;
 pub mod report;
 pub mod risk;

@@ -120,6 +120,23 @@ pub struct OrderCheck {
     pub ts: i64,
 }
 
+/// What [`RiskState`] carries across a restart: the order-rate window, the day's opening and
+/// the peak equity the loss limits measure from, and the halt.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SavedRisk {
+    /// Times of the accepted orders still in the rate window, oldest first.
+    pub accepted: Vec<i64>,
+    /// The day (days since the epoch) `day_start_equity` belongs to.
+    pub day: Option<i64>,
+    /// Equity when the day began.
+    pub day_start_equity: f64,
+    /// Highest equity seen.
+    pub peak_equity: f64,
+    /// Why trading is halted, if it is.
+    pub halted: Option<String>,
+}
+
 /// Mutable risk state of one account.
 #[derive(Debug, Clone, Default)]
 pub struct RiskState {
@@ -139,6 +156,49 @@ impl RiskState {
     /// Halt by hand (the API's kill switch).
     pub fn halt(&mut self, reason: String) {
         self.halted.get_or_insert(reason);
+    }
+
+    /// Release a halt; returns the reason it had.
+    pub fn resume(&mut self) -> Option<String> {
+        self.halted.take()
+    }
+
+    /// Forget the order [`RiskState::check_order`] just passed under `limits`: a later check
+    /// refused it, so it does not count in the rate window.
+    pub fn unrecord_last(&mut self, limits: &RiskLimits) {
+        if limits.max_orders_per_window.is_some() {
+            self.accepted.pop_back();
+        }
+    }
+
+    /// Replace the order-rate window with the orders accepted at `times` (unix seconds).
+    pub fn set_window(&mut self, mut times: Vec<i64>) {
+        times.sort_unstable();
+        self.accepted = times.into();
+    }
+
+    /// The state to carry across a restart.
+    pub fn save(&self) -> SavedRisk {
+        SavedRisk {
+            accepted: self.accepted.iter().copied().collect(),
+            day: self.day,
+            day_start_equity: self.day_start_equity,
+            peak_equity: self.peak_equity,
+            halted: self.halted.clone(),
+        }
+    }
+
+    /// The state saved by [`RiskState::save`].
+    pub fn restore(saved: SavedRisk) -> Self {
+        let mut accepted: Vec<i64> = saved.accepted;
+        accepted.sort_unstable();
+        Self {
+            accepted: accepted.into(),
+            day: saved.day,
+            day_start_equity: saved.day_start_equity,
+            peak_equity: saved.peak_equity,
+            halted: saved.halted,
+        }
     }
 
     /// Pre-trade check; `Err` is the reason given to the strategy.

@@ -264,7 +264,7 @@ async fn start_live(
 ) -> Result<LiveEngine, ServeError> {
     let engine_module = store::modules::get(store, "live-engine").await?;
     let mut config = LiveConfig {
-        limits: limits.clone(),
+        limits: crate::live::host_bounds(limits),
         ..LiveConfig::default()
     };
     if let Some(c) = engine_module
@@ -374,6 +374,7 @@ async fn forward_live_events(
             LiveEvent::OrderFilled { order, .. }
             | LiveEvent::OrderCancelled { order }
             | LiveEvent::OrderAccepted { order } => (Topic::Trades, Some(order.symbol.clone())),
+            LiveEvent::KillSwitch { .. } => (Topic::RiskAlerts, None),
         };
         hub.publish(topic, key, &*event);
     }

@@ -10,6 +10,7 @@ use crate::model::{
     Bar, LogLevel, OpenOrder, OrderChange, OrderKind, OrderRequest, Position, Quantity, Side,
     Signal,
 };
+use crate::oms::{AccountGuard, AccountOrder, AccountTotals};
 use crate::portfolio::Portfolio;
 use crate::risk::{OrderCheck, RiskLimits, RiskState};
 use crate::sandbox::StrategyHost;
@@ -24,6 +25,10 @@ pub(super) struct CallHost<'a> {
     pub book: &'a mut Portfolio,
     pub risk: &'a mut RiskState,
     pub limits: &'a RiskLimits,
+    /// The account-wide rules every order passes after its own account's.
+    pub guard: &'a mut AccountGuard,
+    /// Every other account, for the account-wide totals.
+    pub others: [&'a [super::Slot]; 2],
     /// Per symbol: recent bars with their steps, up to the end of the batch being processed.
     pub history: &'a [VecDeque<(u64, Bar)>],
     pub history_len: usize,
@@ -161,6 +166,29 @@ impl StrategyHost for CallHost<'_> {
             self.risk
                 .check_order(self.limits, &check)
                 .map_err(|e| format!("risk: {e}"))?;
+            if self.guard.is_active() {
+                let others = super::totals_of(self.others, self.exchange, Some(sym));
+                let totals = AccountTotals {
+                    // Other accounts' resting orders are in the exchange's total already.
+                    position: others.position + check.position,
+                    gross_exposure: others.gross_exposure + check.gross_exposure,
+                    open_orders: others.open_orders,
+                } + self.guard.external().totals(&order.symbol);
+                let order = AccountOrder {
+                    quantity,
+                    direction,
+                    last_price: last,
+                    order_price,
+                };
+                if let Err(e) = self.guard.check(&order, &totals) {
+                    // Refused after all: it does not count in its own account's rate window.
+                    self.risk.unrecord_last(self.limits);
+                    return Err(match self.guard.halted() {
+                        Some(_) => format!("risk: {e}"),
+                        None => format!("risk: account limit: {e}"),
+                    });
+                }
+            }
             Ok((sym, last))
         })();
         match checked {

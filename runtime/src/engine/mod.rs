@@ -27,6 +27,7 @@ pub use runner::StrategyRunner;
 use crate::events::{Event, EventSink, FillEvent, StrategyState};
 use crate::exchange::{Exchange, ExchangeConfig, ExchangeEvent};
 use crate::model::{Bar, EquityPoint, Fill, Signal, Trade};
+use crate::oms::{AccountGuard, AccountOrder, AccountTotals};
 use crate::portfolio::Portfolio;
 use crate::risk::{RiskLimits, RiskState};
 use host::{CallHost, push_history};
@@ -111,6 +112,32 @@ pub struct Engine<'s> {
     sink: &'s mut dyn EventSink,
     step: u64,
     events: Vec<ExchangeEvent>,
+    /// Account-wide admission over every account ([`crate::oms`]).
+    guard: AccountGuard,
+}
+
+/// The account being called and every other one, borrowed apart.
+fn split_slots(slots: &mut [Slot], account: usize) -> (&mut Slot, [&[Slot]; 2]) {
+    let (before, rest) = slots.split_at_mut(account);
+    let (slot, after) = rest.split_first_mut().expect("account in range");
+    (slot, [&*before, &*after])
+}
+
+/// The account-wide totals of `others` (running strategies only: a stopped account's book is
+/// taken over by its instance's next start), in engine symbol `sym`.
+fn totals_of(others: [&[Slot]; 2], exchange: &Exchange, sym: Option<usize>) -> AccountTotals {
+    let mut t = AccountTotals::default();
+    for slot in others.into_iter().flatten() {
+        if slot.state != StrategyState::Running {
+            continue;
+        }
+        if let Some(s) = sym {
+            t.position += slot.book.quantity(s);
+        }
+        t.gross_exposure += slot.book.gross_exposure();
+    }
+    t.open_orders = exchange.open_total();
+    t
 }
 
 impl<'s> Engine<'s> {
@@ -127,7 +154,52 @@ impl<'s> Engine<'s> {
             sink,
             step: 0,
             events: Vec::new(),
+            guard: AccountGuard::new(),
         }
+    }
+
+    /// The account-wide admission state ([`crate::oms`]).
+    pub fn guard(&self) -> &AccountGuard {
+        &self.guard
+    }
+
+    /// The account-wide admission state, to set its limits, clock and halt.
+    pub fn guard_mut(&mut self) -> &mut AccountGuard {
+        &mut self.guard
+    }
+
+    /// Judge an order placed from outside the engine's strategies (a manual order, an API
+    /// client) by the account-wide rules, with `external` the totals of the books the engine
+    /// does not hold. A `new_order` that passes counts in the account's order-rate window; a
+    /// change to a working order is judged without the window.
+    pub fn admit_external(
+        &mut self,
+        symbol: &str,
+        order: &AccountOrder,
+        external: AccountTotals,
+        new_order: bool,
+    ) -> Result<(), String> {
+        if !self.guard.is_active() {
+            return Ok(());
+        }
+        let sym = self.symbol_id(symbol);
+        let inside = totals_of([&self.slots, &[]], &self.exchange, sym);
+        // The caller's own figures of the outside books are fresher than the last report.
+        let totals = inside + external;
+        if new_order {
+            self.guard.check(order, &totals)
+        } else {
+            self.guard.check_change(order, &totals)
+        }
+    }
+
+    /// Equity of the running strategies' accounts, summed.
+    pub fn running_equity(&self) -> f64 {
+        self.slots
+            .iter()
+            .filter(|s| s.state == StrategyState::Running)
+            .map(|s| s.book.equity())
+            .sum()
     }
 
     /// Add a strategy trading `symbols` (names from the engine's list) with its own account.
@@ -285,7 +357,7 @@ impl<'s> Engine<'s> {
         let n = self.symbols.len();
         let mut history = vec![VecDeque::new(); n];
         let mut quiet = crate::events::EventLog::default();
-        let slot = &mut self.slots[account];
+        let (slot, others) = split_slots(&mut self.slots, account);
         // What it logs again was logged before the restart.
         let mut logs = LogRing::new(0);
         for (i, &(sym, bar)) in bars.iter().enumerate() {
@@ -303,6 +375,8 @@ impl<'s> Engine<'s> {
                 book: &mut slot.book,
                 risk: &mut slot.risk,
                 limits: &slot.limits,
+                guard: &mut self.guard,
+                others,
                 history: &history,
                 history_len: self.config.history,
                 sink: &mut quiet,
@@ -470,6 +544,23 @@ impl<'s> Engine<'s> {
             }
         }
         self.step = base + bars.len() as u64;
+        let ts = bars[bars.len() - 1].1.ts;
+        let equity = self.running_equity();
+        if let Some(reason) = self.guard.check_equity(equity) {
+            self.halt_running(&reason, ts);
+        }
+    }
+
+    /// Halt every running strategy (the account's kill switch fired or was pressed): each
+    /// has its orders cancelled. Returns their accounts.
+    pub fn halt_running(&mut self, reason: &str, ts: i64) -> Vec<usize> {
+        let running: Vec<usize> = (0..self.slots.len())
+            .filter(|&a| self.slots[a].state == StrategyState::Running)
+            .collect();
+        for &a in &running {
+            self.halt(a, reason, ts);
+        }
+        running
     }
 
     fn process_slot(
@@ -654,6 +745,7 @@ impl<'s> Engine<'s> {
         fill_at: Option<(usize, Bar, u64)>,
         f: impl FnOnce(&mut dyn StrategyRunner, &mut CallHost<'_>) -> R,
     ) -> (R, usize) {
+        let (slot, others) = split_slots(&mut self.slots, account);
         let Slot {
             runner,
             own,
@@ -664,7 +756,7 @@ impl<'s> Engine<'s> {
             run,
             logs,
             ..
-        } = &mut self.slots[account];
+        } = slot;
         let one;
         let run: &[(usize, Bar, u64)] = match fill_at {
             Some(at) => {
@@ -681,6 +773,8 @@ impl<'s> Engine<'s> {
             book,
             risk,
             limits,
+            guard: &mut self.guard,
+            others,
             history: &self.history,
             history_len: self.config.history,
             sink: self.sink,

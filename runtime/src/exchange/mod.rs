@@ -553,6 +553,11 @@ impl Exchange {
         self.accounts.get(account).map_or(0, |a| a.orders.len())
     }
 
+    /// Number of resting orders over every account.
+    pub fn open_total(&self) -> usize {
+        self.accounts.iter().map(|a| a.orders.len()).sum()
+    }
+
     /// Number of resting orders of `account` in OCO group `group`; `None` without a group.
     /// What the per-group cap of the risk check counts.
     pub fn oco_count(&self, account: usize, group: Option<&str>) -> Option<usize> {

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{LiveError, LiveEvent};
 use crate::exchange::{Exchange, ExchangeConfig, ExchangeEvent};
 use crate::model::{Bar, OrderChange, OrderKind, OrderRequest, Quantity, Side, TimeInForce};
+use crate::oms::ExternalBook;
 use crate::portfolio::Portfolio;
 use crate::store::orders::{MANUAL, NewOrder, Order};
 use crate::store::{self, Store, StoreError, StoreResult};
@@ -54,6 +55,46 @@ enum DeskCommand {
 #[derive(Clone)]
 pub struct Desk {
     commands: mpsc::UnboundedSender<DeskCommand>,
+    report: Arc<DeskReport>,
+}
+
+/// The desk's book as the account-wide risk check counts it, kept current by the desk after
+/// every order change and bar for the live engine to read ([`crate::oms::ExternalBook`]).
+#[derive(Default)]
+pub(crate) struct DeskReport {
+    book: std::sync::RwLock<ExternalBook>,
+    /// Bumped on every change, so a reader copies the book only when it changed.
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl DeskReport {
+    /// The book and its generation.
+    pub(crate) fn read(&self) -> (u64, ExternalBook) {
+        let g = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        let book = self
+            .book
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        (g, book)
+    }
+
+    /// The generation of the book now.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn write(&self, book: ExternalBook) {
+        let mut b = self
+            .book
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *b != book {
+            *b = book;
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
 }
 
 impl Desk {
@@ -90,6 +131,7 @@ impl Desk {
             clock,
             working: HashMap::new(),
             bars: None,
+            report: Arc::default(),
         };
         for p in &positions {
             let id = task.symbol_id(&p.symbol);
@@ -113,9 +155,11 @@ impl Desk {
                 "paper desk resumed working orders"
             );
         }
+        task.report();
         let (commands, rx) = mpsc::unbounded_channel();
+        let report = task.report.clone();
         tokio::spawn(task.run(rx));
-        Ok(Desk { commands })
+        Ok(Desk { commands, report })
     }
 
     async fn ask<T>(
@@ -163,6 +207,11 @@ impl Desk {
             .await??)
     }
 
+    /// Its book as the account-wide risk check counts it.
+    pub(crate) fn report(&self) -> Arc<DeskReport> {
+        self.report.clone()
+    }
+
     /// Wait until every command sent before and every bar received before is handled.
     pub async fn sync(&self) -> Result<(), LiveError> {
         self.ask(|reply| DeskCommand::Sync { reply }).await
@@ -191,6 +240,7 @@ struct DeskTask {
     working: HashMap<u64, Working>,
     /// The engine's broadcast while there are working orders.
     bars: Option<broadcast::Receiver<Arc<LiveEvent>>>,
+    report: Arc<DeskReport>,
 }
 
 impl DeskTask {
@@ -205,7 +255,7 @@ impl DeskTask {
                 Some(bars) => tokio::select! {
                     biased;
                     c = commands.recv() => match c {
-                        Some(c) => { self.command(c).await; continue; }
+                        Some(c) => { self.command(c).await; self.report(); continue; }
                         None => return,
                     },
                     e = bars.recv() => e,
@@ -213,6 +263,7 @@ impl DeskTask {
                 None => match commands.recv().await {
                     Some(c) => {
                         self.command(c).await;
+                        self.report();
                         continue;
                     }
                     None => return,
@@ -222,6 +273,7 @@ impl DeskTask {
                 Ok(e) => {
                     if let LiveEvent::Bar { symbol, bar, .. } = &*e {
                         self.bar(symbol, bar).await;
+                        self.report();
                     }
                 }
                 Err(RecvError::Lagged(n)) => {
@@ -265,6 +317,22 @@ impl DeskTask {
                 let _ = reply.send(());
             }
         }
+    }
+
+    /// Tell the live engine what the book is now.
+    fn report(&self) {
+        let mut positions = HashMap::new();
+        for (i, name) in self.symbols.iter().enumerate() {
+            let q = self.book.quantity(i);
+            if q != 0.0 {
+                positions.insert(name.clone(), q);
+            }
+        }
+        self.report.write(ExternalBook {
+            positions,
+            gross_exposure: self.book.gross_exposure(),
+            open_orders: self.exchange.open_count(ACCOUNT),
+        });
     }
 
     fn exchange_id(&self, stored_id: i64) -> Option<u64> {

@@ -45,6 +45,9 @@ use crate::sandbox::Sandbox;
 use crate::store::{self, Store, StoreError};
 use worker::Command;
 
+use crate::oms::{AccountOrder, AccountTotals, SavedGuard};
+pub(crate) use worker::host_bounds;
+
 /// Settings of the live engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -55,7 +58,8 @@ pub struct LiveConfig {
     pub initial_cash: f64,
     /// How often every running instance's state is snapshotted to the store.
     pub snapshot_every_secs: f64,
-    /// Pre-trade limits and kill switches applied to every instance.
+    /// Limits of each instance's own account, applied before the account-wide ones (which
+    /// the live engine reads from the store and keeps in its [`crate::oms::AccountGuard`]).
     pub limits: RiskLimits,
     /// Most of the engine thread's time one instance may take over `cpu_window_secs`, as a
     /// fraction (0.2 is 20 %); past it the instance is disabled. 1 or more: no cap.
@@ -212,6 +216,11 @@ pub enum LiveEvent {
     OrderCancelled { order: store::orders::Order },
     /// An order the paper desk placed for a manual one: the exits of a filled bracket.
     OrderAccepted { order: store::orders::Order },
+    /// The account's own loss limits fired: trading is halted as by the kill switch.
+    KillSwitch {
+        halt: store::risk::Halt,
+        alert: store::risk::RiskAlert,
+    },
 }
 
 impl LiveEvent {
@@ -221,7 +230,8 @@ impl LiveEvent {
             LiveEvent::Bar { .. }
             | LiveEvent::OrderFilled { .. }
             | LiveEvent::OrderCancelled { .. }
-            | LiveEvent::OrderAccepted { .. } => None,
+            | LiveEvent::OrderAccepted { .. }
+            | LiveEvent::KillSwitch { .. } => None,
             LiveEvent::Order { strategy_id, .. }
             | LiveEvent::Fill { strategy_id, .. }
             | LiveEvent::Position { strategy_id, .. }
@@ -392,14 +402,22 @@ impl LiveEngine {
         let (journal_newest, journal) = store::live::journal(&store).await?;
         let journal_before = journal_newest.map(|id| (id, stored_seq.clone()));
         let control = Arc::new(worker::Control::new(config.cpu_caps()));
+        let account = account_risk(&store).await?;
         let worker = worker::spawn(
             config.clone(),
             symbols.to_vec(),
             stored_seq,
-            commands_rx,
-            records,
-            events.clone(),
+            worker::Channels {
+                commands: commands_rx,
+                out: records,
+                market: events.clone(),
+            },
             control.clone(),
+            worker::AccountSetup {
+                limits: account.0,
+                saved: account.1,
+                desk: desk.report(),
+            },
         )
         .map_err(|e| LiveError::Refused(format!("starting the live engine thread: {e}")))?;
         let recorder = {
@@ -723,6 +741,48 @@ impl LiveEngine {
         .await
     }
 
+    /// Release the account's kill switch in the engine (new orders are judged again); returns
+    /// the reason it had. The store's halt row is the caller's to remove.
+    pub async fn resume_account(&self) -> Result<Option<String>, LiveError> {
+        self.ask(|reply| Command::ResumeAccount { reply }).await
+    }
+
+    /// Put account-wide limits in force for the next order of every source; new instances
+    /// take their per-account host bounds (`max_resting_orders`, `max_oco_orders`). A rate
+    /// limit counts the orders of every source the store holds in its window from now on.
+    pub async fn set_account_limits(&self, limits: RiskLimits) -> Result<(), LiveError> {
+        let window = rate_window(&self.0.store, &limits).await?;
+        self.ask(|reply| Command::SetAccountLimits {
+            limits,
+            window,
+            reply,
+        })
+        .await
+    }
+
+    /// Judge an order placed outside the engine's strategies (a manual order) by the
+    /// account-wide rules, on the engine thread with the strategies' orders; `external` are the
+    /// totals of the books the engine does not hold. A `new_order` that passes counts in the
+    /// order-rate window (a change to a working order is judged without it); `Err` is the
+    /// reason it is refused.
+    pub async fn admit(
+        &self,
+        symbol: &str,
+        order: AccountOrder,
+        external: AccountTotals,
+        new_order: bool,
+    ) -> Result<Result<(), String>, LiveError> {
+        let symbol = symbol.to_string();
+        self.ask(|reply| Command::Admit {
+            symbol,
+            order,
+            external,
+            new_order,
+            reply,
+        })
+        .await
+    }
+
     /// The running instances, asked of the engine thread: exact, but it waits behind every
     /// bar and command queued before it. Readers that must not wait use
     /// [`LiveEngine::instances`].
@@ -997,4 +1057,38 @@ fn file_series(
         )));
     }
     Ok(series)
+}
+
+/// The account-wide limits and risk state of the previous run: its saved state (the day's
+/// opening and peak equity), with the halt and the order-rate window taken from the store's
+/// own rows, which a crash cannot leave behind.
+async fn account_risk(store: &Store) -> Result<(RiskLimits, SavedGuard), LiveError> {
+    let limits = store::risk::account_limits(store)
+        .await?
+        .unwrap_or_default();
+    let mut saved: SavedGuard =
+        match store::settings::get(store, store::settings::ACCOUNT_RISK).await? {
+            Some(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "stored account risk state unreadable: starting afresh");
+                SavedGuard::default()
+            }),
+            None => SavedGuard::default(),
+        };
+    saved.halted = store::risk::halted(store, store::risk::ACCOUNT)
+        .await?
+        .map(|h| h.reason);
+    saved.accepted = rate_window(store, &limits).await?;
+    Ok((limits, saved))
+}
+
+/// Times of the stored orders (every source, not refused) inside `limits`' order-rate window
+/// now; none without a rate limit.
+async fn rate_window(store: &Store, limits: &RiskLimits) -> Result<Vec<i64>, LiveError> {
+    Ok(match limits.max_orders_per_window {
+        Some(_) => {
+            let window = limits.order_window_secs.unwrap_or(60);
+            store::orders::accepted_since_any(store, store::now() - window + 1).await?
+        }
+        None => Vec::new(),
+    })
 }

@@ -33,6 +33,10 @@ pub(crate) enum Record {
         account: usize,
     },
     Engine(Event),
+    /// The account-wide risk state to carry across a restart.
+    AccountRisk(crate::oms::SavedGuard),
+    /// The account's own loss limits halted it: stored as the kill switch is.
+    AccountHalted(String),
     /// Every bar up to these is handled; `bars` are those bars, for the journal.
     Done {
         cursors: Vec<(String, Cursor)>,
@@ -477,6 +481,34 @@ impl Recorder {
                 version,
                 pause_us,
             }),
+            Record::AccountRisk(saved) => {
+                let store = self.store.clone();
+                self.outside_batch(async move {
+                    store::settings::set(
+                        &store,
+                        store::settings::ACCOUNT_RISK,
+                        &serde_json::to_string(&saved).unwrap_or_default(),
+                    )
+                    .await
+                })?;
+            }
+            Record::AccountHalted(reason) => {
+                let store = self.store.clone();
+                let (halt, alert) = self.outside_batch(async move {
+                    let halt =
+                        store::risk::halt(&store, store::risk::ACCOUNT, &reason, None).await?;
+                    let alert = store::risk::add_alert(
+                        &store,
+                        store::risk::ACCOUNT,
+                        "kill_switch",
+                        &reason,
+                        None,
+                    )
+                    .await?;
+                    Ok::<_, StoreError>((halt, alert))
+                })?;
+                self.publish(LiveEvent::KillSwitch { halt, alert });
+            }
             Record::Flush(done) => self.flushes.push(done),
             Record::Engine(e) => self.engine_event(e)?,
         }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, oneshot};
 
 use super::cpu::{CpuCaps, CpuMeter, over_cap_reason};
+use super::desk::DeskReport;
 use super::instances::Spec;
 use super::marks::Marks;
 use super::record::Record;
@@ -18,6 +19,8 @@ use super::{LiveConfig, LiveEvent, LiveInstance, snapshot_every};
 use crate::engine::Engine;
 use crate::events::{Event, EventSink, StrategyState};
 use crate::model::{Bar, LogLevel};
+use crate::oms::{AccountOrder, AccountTotals, SavedGuard};
+use crate::risk::RiskLimits;
 use crate::store::live::Cursor;
 
 /// Shortest time between two equity events of one instance: PnL watchers need a few a second,
@@ -164,10 +167,33 @@ pub(crate) enum Command {
         spec: Box<Spec>,
         reply: oneshot::Sender<Result<(i64, Duration), String>>,
     },
+    /// Halt one instance, or with `None` the whole account (its kill switch: every running
+    /// instance halts and every order is refused until [`Command::ResumeAccount`]).
     Halt {
         strategy_id: Option<i64>,
         reason: String,
         reply: oneshot::Sender<Vec<i64>>,
+    },
+    /// Release the account's kill switch; replies with the reason it had.
+    ResumeAccount {
+        reply: oneshot::Sender<Option<String>>,
+    },
+    /// Put account-wide limits in force from the next order on.
+    SetAccountLimits {
+        limits: RiskLimits,
+        /// Times of the orders in the new rate window.
+        window: Vec<i64>,
+        reply: oneshot::Sender<()>,
+    },
+    /// Judge an order placed outside the engine's strategies by the account-wide rules.
+    Admit {
+        symbol: String,
+        order: AccountOrder,
+        /// Totals of the books outside the engine (the manual desk's).
+        external: AccountTotals,
+        /// A new order (counted in the rate window), not a change to a working one.
+        new_order: bool,
+        reply: oneshot::Sender<Result<(), String>>,
     },
     Status {
         reply: oneshot::Sender<Vec<LiveInstance>>,
@@ -265,6 +291,30 @@ struct Worker {
     listed_at: Instant,
     /// Bars dropped unhandled because the engine was stopping.
     dropped: usize,
+    /// The manual desk's book, for the account-wide totals, and the generation of it the
+    /// engine holds.
+    desk: Arc<DeskReport>,
+    desk_seen: u64,
+}
+
+/// The account-wide risk the engine thread starts with.
+pub(crate) struct AccountSetup {
+    /// The limits in force.
+    pub limits: RiskLimits,
+    /// The state the previous run left.
+    pub saved: SavedGuard,
+    /// The manual desk's book.
+    pub desk: Arc<DeskReport>,
+}
+
+/// Where the engine thread's work comes from and goes to.
+pub(crate) struct Channels {
+    /// Bars and commands, in arrival order.
+    pub commands: Receiver<Command>,
+    /// To the recorder.
+    pub out: Sender<Record>,
+    /// Bars, broadcast at once.
+    pub market: broadcast::Sender<Arc<LiveEvent>>,
 }
 
 /// Start the engine thread.
@@ -272,11 +322,15 @@ pub(crate) fn spawn(
     config: LiveConfig,
     symbols: Vec<String>,
     stored_seq: HashMap<String, u64>,
-    commands: Receiver<Command>,
-    out: Sender<Record>,
-    market: broadcast::Sender<Arc<LiveEvent>>,
+    channels: Channels,
     control: Arc<Control>,
+    account: AccountSetup,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let Channels {
+        commands,
+        out,
+        market,
+    } = channels;
     std::thread::Builder::new()
         .name("qtm-live-engine".into())
         .spawn(move || {
@@ -291,6 +345,8 @@ pub(crate) fn spawn(
                 .map(|s| stored_seq.remove(s).unwrap_or(0))
                 .collect();
             let mut engine = Engine::new(config.engine.clone(), symbols, &mut sink);
+            engine.guard_mut().set_limits(&account.limits);
+            engine.guard_mut().restore(account.saved);
             let mut w = Worker {
                 running: HashMap::new(),
                 seq,
@@ -306,6 +362,8 @@ pub(crate) fn spawn(
                 dirty: true,
                 listed_at: Instant::now(),
                 dropped: 0,
+                desk: account.desk,
+                desk_seen: u64::MAX,
             };
             w.run(&mut engine, commands);
             control.exited.store(true, Ordering::Release);
@@ -413,6 +471,23 @@ impl Worker {
     }
 
     fn handle(&mut self, engine: &mut Engine<'_>, c: Command) {
+        engine.guard_mut().set_now(crate::store::now());
+        if engine.guard().is_active() && self.desk.generation() != self.desk_seen {
+            let (generation, book) = self.desk.read();
+            engine.guard_mut().set_external(book);
+            self.desk_seen = generation;
+        }
+        // Only bars move equity: a halt after them is the account's loss limits firing.
+        let watch = matches!(c, Command::Bars(_)) && engine.guard().halted().is_none();
+        self.dispatch(engine, c);
+        if watch && let Some(reason) = engine.guard().halted() {
+            // The account's loss limits fired on these bars: stored as the kill switch is.
+            let _ = self.out.send(Record::AccountHalted(reason.to_string()));
+            let _ = self.out.send(Record::AccountRisk(engine.guard().save()));
+        }
+    }
+
+    fn dispatch(&mut self, engine: &mut Engine<'_>, c: Command) {
         match c {
             Command::Bars(bars) => self.bars(engine, bars),
             // Changes to the instances are in the published list before the caller hears
@@ -460,6 +535,10 @@ impl Worker {
                         .collect(),
                     None => self.running.keys().copied().collect(),
                 };
+                if strategy_id.is_none() {
+                    engine.guard_mut().halt(&reason);
+                    let _ = self.out.send(Record::AccountRisk(engine.guard().save()));
+                }
                 let mut halted = Vec::new();
                 for id in ids {
                     let account = self.running[&id].account;
@@ -472,6 +551,32 @@ impl Worker {
                 self.dirty = true;
                 self.publish_list(engine);
                 let _ = reply.send(halted);
+            }
+            Command::ResumeAccount { reply } => {
+                let released = engine.guard_mut().resume();
+                let _ = self.out.send(Record::AccountRisk(engine.guard().save()));
+                let _ = reply.send(released);
+            }
+            Command::SetAccountLimits {
+                limits,
+                window,
+                reply,
+            } => {
+                engine.guard_mut().set_limits(&limits);
+                engine.guard_mut().set_window(window);
+                // New instances take the per-account host bounds of the new set.
+                self.config.limits = host_bounds(&limits);
+                let _ = reply.send(());
+            }
+            Command::Admit {
+                symbol,
+                order,
+                external,
+                new_order,
+                reply,
+            } => {
+                let verdict = engine.admit_external(&symbol, &order, external, new_order);
+                let _ = reply.send(verdict);
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.list(engine));
@@ -836,6 +941,7 @@ impl Worker {
     /// Snapshot every running instance, then let the journal drop the bars that every
     /// instance's stored snapshot has seen.
     fn snapshot_all(&mut self, engine: &mut Engine<'_>) {
+        let _ = self.out.send(Record::AccountRisk(engine.guard().save()));
         let ids: Vec<i64> = self
             .running
             .iter()
@@ -904,5 +1010,15 @@ fn status(
         orders: stats.orders,
         cpu_share_pct: r.cpu.share(now, caps.window) * 100.0,
         cpu_share_cap_pct: caps.cap_of(r.instance_id) * 100.0,
+    }
+}
+
+/// The per-account bounds on the host's work of an account-wide set of limits: what each
+/// instance's own account applies (the trading limits are the account guard's).
+pub(crate) fn host_bounds(limits: &RiskLimits) -> RiskLimits {
+    RiskLimits {
+        max_resting_orders: limits.max_resting_orders,
+        max_oco_orders: limits.max_oco_orders,
+        ..RiskLimits::default()
     }
 }

@@ -317,6 +317,17 @@ pub async fn working(store: &Store, account: Option<&str>) -> StoreResult<Vec<Or
     .await?)
 }
 
+/// Creation times (unix seconds) of the orders of every account created at or after `since`
+/// and not rejected, oldest first: the account-wide order-rate window after a restart.
+pub async fn accepted_since_any(store: &Store, since: i64) -> StoreResult<Vec<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT created_at FROM orders WHERE created_at >= ? AND status <> 'rejected' ORDER BY created_at",
+    )
+    .bind(since)
+    .fetch_all(store.pool())
+    .await?)
+}
+
 /// Creation times of the manual orders (placed through the API, not by a strategy instance)
 /// of `account` accepted at or after `since`, whatever became of them later: what the
 /// order-rate limit of manual orders counts. The engine limits each instance's own orders

@@ -2,6 +2,22 @@
 
 use super::{Store, StoreResult};
 
+/// Key of the account-wide risk state the live engine carries across restarts (order-rate
+/// window, the day's opening and peak equity, the halt).
+pub const ACCOUNT_RISK: &str = "account_risk";
+
+/// Store `value` under `key`, replacing what was there.
+pub async fn set(store: &Store, key: &str, value: &str) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(key)
+    .bind(value)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
+
 /// The value stored under `key`, if any.
 pub async fn get(store: &Store, key: &str) -> StoreResult<Option<String>> {
     Ok(

@@ -1,12 +1,13 @@
 //! Manual orders and the trades (positions) they make.
 //!
-//! `POST /api/orders` validates an order, runs the engine's own pre-trade risk checks
-//! ([`crate::risk::RiskState::check_order`]) against the account as stored (its positions
-//! at the mark price of [`crate::api::marks`], its working orders, its recent order rate, the kill switch) and
-//! stores it `accepted` or `rejected`. Accepted orders go to the live engine's paper desk
-//! ([`crate::live::Desk`]), which fills them on the next bars of their symbols with the
-//! engine's fill rules and books each fill with its order and position; cancels and changes go
-//! through the desk too, so they cannot race a fill.
+//! `POST /api/orders` validates an order and asks the live engine to judge it
+//! ([`crate::live::LiveEngine::admit`]): the account-wide limits, order-rate window and kill
+//! switch of [`crate::oms`], the same verdict every strategy's order gets, counting the
+//! manual account's book as stored (positions at the mark price of [`crate::api::marks`],
+//! working orders). It stores the order `accepted` or `rejected`. Accepted orders go to the
+//! live engine's paper desk ([`crate::live::Desk`]), which fills them on the next bars of
+//! their symbols with the engine's fill rules and books each fill with its order and
+//! position; cancels and changes go through the desk too, so they cannot race a fill.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -24,6 +25,7 @@ use crate::api::marks;
 use crate::api::state::AppState;
 use crate::exchange::Exchange;
 use crate::model::{OrderChange, OrderKind, OrderRequest, Quantity, Side, TimeInForce};
+use crate::oms::{AccountOrder, AccountTotals};
 use crate::risk::{OrderCheck, RiskLimits, RiskState};
 use crate::store::orders::{
     FillFilter, FillRecord, MANUAL, NewOrder, Order, OrderFilter, Position, PositionFilter, status,
@@ -282,9 +284,11 @@ async fn refuse(
     ))
 }
 
-/// Run the engine's pre-trade check for `request` (quantity in units) in `account`.
-/// `modifying` names a working order being replaced: it does not count as open, and the
-/// order-rate limit does not apply (no new order is placed).
+/// Judge `request` (quantity in units) of `account`: first by the account's own host bounds
+/// (its resting orders), then by the account-wide rules on the live engine's thread, where
+/// every strategy's orders are judged too ([`crate::oms`]). `modifying` names a working order
+/// being replaced: it does not count as open, and the order-rate window does not apply (no
+/// new order is placed).
 async fn risk_check(
     state: &AppState,
     account: &str,
@@ -301,49 +305,17 @@ async fn risk_check(
             ),
         ));
     };
-    let mut limits = lock_limits(state);
-    let now = store::now();
-    let mut risk = RiskState::default();
-    if modifying.is_some() {
-        limits.max_orders_per_window = None;
-    } else if let Some(max) = limits.max_orders_per_window {
-        // The engine keeps the accepted order times in memory; here they come from the
-        // store, fed through the same check so the window arithmetic is the engine's.
-        let window = limits.order_window_secs.unwrap_or(60);
-        let rate_only = RiskLimits {
-            max_orders_per_window: Some(max),
-            order_window_secs: Some(window),
-            ..RiskLimits::default()
-        };
-        for ts in store::orders::accepted_since(&state.store, account, now - window + 1).await? {
-            let _ = risk.check_order(
-                &rate_only,
-                &OrderCheck {
-                    quantity: 0.0,
-                    direction: 1.0,
-                    last_price: mark.price,
-                    order_price: None,
-                    position: 0.0,
-                    gross_exposure: 0.0,
-                    open_orders: 0,
-                    oco_orders: None,
-                    ts,
-                },
-            );
-        }
-    }
-    if let Some(h) = store::risk::halted(&state.store, ACCOUNT).await? {
-        risk.halt(h.reason);
-    }
     let b = book(state, account, symbol, modifying).await?;
     let order_price = match request.kind {
         OrderKind::Limit(p) | OrderKind::Stop(p) => Some(p),
         OrderKind::StopLimit { limit, .. } => Some(limit),
         _ => None,
     };
+    let direction = if request.side == Side::Buy { 1.0 } else { -1.0 };
+    let own = crate::live::host_bounds(&lock_limits(state));
     let check = OrderCheck {
         quantity: units,
-        direction: if request.side == Side::Buy { 1.0 } else { -1.0 },
+        direction,
         last_price: mark.price,
         order_price,
         position: b.position,
@@ -352,9 +324,27 @@ async fn risk_check(
         // Orders placed through the API have no OCO group of their own (bracket exits get
         // theirs from the desk's exchange, two at a time).
         oco_orders: None,
-        ts: now,
+        ts: store::now(),
     };
-    Ok(risk.check_order(&limits, &check))
+    if let Err(reason) = RiskState::default().check_order(&own, &check) {
+        return Ok(Err(reason));
+    }
+    let order = AccountOrder {
+        quantity: units,
+        direction,
+        last_price: mark.price,
+        order_price,
+    };
+    let desk = AccountTotals {
+        position: b.position,
+        gross_exposure: b.gross_exposure,
+        open_orders: b.open_orders,
+    };
+    state
+        .live
+        .admit(symbol, order, desk, modifying.is_none())
+        .await
+        .map_err(super::strategies::live_error)
 }
 
 /// Validate, risk-check and store an order of `account`; publish it. The one path of every
@@ -384,17 +374,6 @@ pub(crate) async fn place(
         }
     };
     let _serial = ORDER_GATE.lock().await;
-    if let Some(h) = store::risk::halted(&state.store, ACCOUNT).await? {
-        let reason = format!(
-            "trading is halted by the kill switch ({}); an admin must POST /api/risk/resume",
-            h.reason
-        );
-        let mut o = NewOrder::from_request(account, Some(caller.user_id), &request);
-        o.status = status::REJECTED.into();
-        o.reason = Some(reason.clone());
-        let stored = store::orders::insert(&state.store, &o).await?;
-        return Err(refuse(state, &request.symbol, &reason, Some(stored.id)).await?);
-    }
     let verdict = risk_check(state, account, &request, units, None).await?;
     let mut o = NewOrder::from_request(account, Some(caller.user_id), &request);
     if let Err(reason) = &verdict {

@@ -549,6 +549,11 @@ async fn apply_parameters(
     let limits = parse_parameters(body)?;
     let _serial = ORDER_GATE.lock().await;
     store::risk::set_limits(&state.store, ACCOUNT, &limits, Some(caller.user_id)).await?;
+    state
+        .live
+        .set_account_limits(limits.clone())
+        .await
+        .map_err(super::strategies::live_error)?;
     *state
         .risk
         .write()
@@ -686,6 +691,11 @@ async fn resume(
 ) -> ApiResult<ApiJson<HaltStatus>> {
     let _serial = ORDER_GATE.lock().await;
     let released = store::risk::resume(&state.store, ACCOUNT).await?;
+    state
+        .live
+        .resume_account()
+        .await
+        .map_err(super::strategies::live_error)?;
     if let Some(h) = &released {
         let message = format!("kill switch released by {} (was: {})", p.username, h.reason);
         let alert = store::risk::add_alert(
