@@ -3,10 +3,11 @@
 //! never reaches inside either: it calls store functions, starts backtests and reads events.
 //!
 //! Layout: [`auth`] (who is calling, the access gate), [`routes`] (one file per area),
-//! [`ws`] (streams), [`hub`] (the fan-out the streams read), [`openapi`] (the document and
+//! [`backtest_jobs`] (records the backtest queue's jobs), [`ws`] (streams), [`hub`] (the fan-out the streams read), [`openapi`] (the document and
 //! page), [`server`] (start-up, bootstrap, shutdown).
 
 pub mod auth;
+pub mod backtest_jobs;
 pub mod cache;
 pub mod config;
 pub mod error;

@@ -16,7 +16,6 @@ use super::auth::jwt::JwtKeys;
 use super::cache::ResponseCache;
 use super::config::ServerConfig;
 use super::hub::Hub;
-use super::routes::backtests::BacktestJobs;
 use crate::live::LiveEngine;
 use crate::risk::RiskLimits;
 use crate::sandbox::Sandbox;
@@ -48,7 +47,7 @@ pub struct Inner {
     /// The body of `GET /api/strategies`, rebuilt when the catalog changes.
     pub strategy_list: ResponseCache,
     /// Backtest jobs queued or running, with their cancel flags.
-    pub backtest_jobs: BacktestJobs,
+    pub backtest_jobs: std::sync::Arc<crate::backtest::jobs::JobQueue>,
     access: OnceLock<AccessTable>,
     api_limiter: Option<DefaultKeyedRateLimiter<String>>,
     login_limiter: Option<DefaultKeyedRateLimiter<String>>,
@@ -81,6 +80,11 @@ impl AppState {
             let burst = NonZeroU32::new(n.get().min(5)).unwrap_or(n);
             DefaultKeyedRateLimiter::keyed(Quota::per_minute(n).allow_burst(burst))
         });
+        let backtest_jobs =
+            crate::backtest::jobs::JobQueue::per_core(Some(crate::backtest::TimeLimit {
+                limit: config.backtest_timeout(),
+                setting: "the server's backtest_timeout_secs".into(),
+            }));
         AppState(Arc::new(Inner {
             store,
             config,
@@ -93,7 +97,7 @@ impl AppState {
             metrics,
             users: UserCache::default(),
             strategy_list: ResponseCache::default(),
-            backtest_jobs: BacktestJobs::default(),
+            backtest_jobs,
             ingest_enabled: AtomicBool::new(true),
             access: OnceLock::new(),
             api_limiter,

@@ -2,6 +2,7 @@
 //! merges symbols in time order, runs the engine, and produces metrics, the trade list, the
 //! equity curve and their hash. No fill or risk logic lives here.
 
+pub mod jobs;
 mod output;
 pub mod request;
 

@@ -1,54 +1,37 @@
 //! Backtests through the API: `POST /api/backtests` checks the request, stores it as queued and
-//! answers 202 at once; the run happens in the background (a blocking thread runs
-//! [`crate::backtest::run`] on the stored component) and reports on the `strategy-updates`
-//! stream (key = strategy id):
-//! `{"event": "backtest.progress", "backtest_id", "strategy_id", "status": "running",
-//! "bars_done", "bars_total"}` at most ten times a second, then `backtest.done` (with key
-//! metrics and the trades hash) or `backtest.failed` (with the error), which also go to
-//! `notifications`. The results are read with `GET /api/backtests/{id}`.
+//! answers 202 at once; the run is a job of the backtest queue, recorded and streamed by
+//! [`crate::api::backtest_jobs`] (progress, `backtest.done` or `backtest.failed` on
+//! `strategy-updates`, key = strategy id). The results are read with `GET /api/backtests/{id}`.
 //!
 //! A job runs at most the server's `backtest_timeout_secs`, then fails as timed out; its owner
 //! or an admin may end it sooner with `POST /api/backtests/{id}/cancel` (status `cancelled`,
 //! `backtest.cancelled` on both streams). Either stops the run between two strategy calls.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::strategies::{
-    check_symbols, info_of, load_component, params_from_json, params_to_json, resolve,
-};
+use super::strategies::{check_symbols, info_of, params_from_json, params_to_json, resolve};
 use crate::api::auth::Role;
 use crate::api::auth::access::Caller;
+use crate::api::backtest_jobs::{Bars, JobSpec};
 use crate::api::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::api::hub::Topic;
 use crate::api::state::AppState;
-use crate::backtest::{self, BacktestError, DataSource, RunOptions, RunSettings, TimeLimit};
+use crate::backtest::RunSettings;
 use crate::exchange::FillMode;
 use crate::market::symbol_from_path;
-use crate::model::Param;
 use crate::risk::RiskLimits;
 use crate::store::{
     self,
-    backtests::{Backtest, BacktestDetail, Finished},
+    backtests::{Backtest, BacktestDetail},
 };
-
-/// Points the stored equity curve is reduced to (lowest and highest of each bucket), so a
-/// million-bar run stays a few hundred kilobytes.
-pub const EQUITY_BUCKETS: usize = 2000;
-/// Shortest time between two progress messages of one backtest.
-pub const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// The backtests routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -56,55 +39,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_backtests, create_backtest))
         .routes(routes!(get_backtest))
         .routes(routes!(cancel_backtest))
-}
-
-/// The cancel flags of the backtest jobs queued or running in this server, by backtest id.
-#[derive(Debug, Default)]
-pub struct BacktestJobs {
-    flags: Mutex<HashMap<i64, Arc<AtomicBool>>>,
-}
-
-impl BacktestJobs {
-    /// Register job `id`; its flag is raised by [`BacktestJobs::cancel`].
-    fn register(&self, id: i64) -> Arc<AtomicBool> {
-        let flag = Arc::new(AtomicBool::new(false));
-        self.lock().insert(id, flag.clone());
-        flag
-    }
-
-    /// Number of jobs queued or running.
-    pub fn active(&self) -> usize {
-        self.lock().len()
-    }
-
-    fn forget(&self, id: i64) {
-        self.lock().remove(&id);
-    }
-
-    /// Raise job `id`'s cancel flag, if it is queued or running here.
-    fn cancel(&self, id: i64) {
-        if let Some(flag) = self.lock().get(&id) {
-            flag.store(true, Ordering::Relaxed);
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Arc<AtomicBool>>> {
-        // The map stays consistent whatever a panicking holder did: every operation is one
-        // insert, remove or load.
-        self.flags.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Removes a job's flag however the job ends.
-struct Registered<'a> {
-    jobs: &'a BacktestJobs,
-    id: i64,
-}
-
-impl Drop for Registered<'_> {
-    fn drop(&mut self) {
-        self.jobs.forget(self.id);
-    }
 }
 
 /// A backtest to run.
@@ -201,28 +135,6 @@ fn setting(field: &'static str, ok: bool, message: impl FnOnce() -> String) -> A
     } else {
         Err(ApiError::validation(field, message()))
     }
-}
-
-/// Where a run's bars come from.
-#[derive(Debug, Clone)]
-enum Bars {
-    /// Files in the data directory: (path, symbol).
-    Files(Vec<(PathBuf, String)>),
-    /// Stored price history of these symbols.
-    Stored(Vec<String>),
-}
-
-/// Everything the background job needs.
-struct Job {
-    id: i64,
-    strategy_id: i64,
-    version_id: i64,
-    params: Vec<Param>,
-    bars: Bars,
-    settings: RunSettings,
-    risk: RiskLimits,
-    /// Raised by `POST /api/backtests/{id}/cancel`.
-    cancel: Arc<AtomicBool>,
 }
 
 /// Start a backtest of a stored strategy version; answers 202 with its id at once. Progress and
@@ -415,23 +327,18 @@ async fn create_backtest(
         &request,
     )
     .await?;
-    let job = Job {
-        id: row.id,
-        strategy_id: req.strategy_id,
-        version_id: version.id,
-        params,
-        bars,
-        settings,
-        risk,
-        cancel: state.backtest_jobs.register(row.id),
-    };
-    publish(
+    crate::api::backtest_jobs::start(
         &state,
-        job.strategy_id,
-        json!({"event": "backtest.queued", "backtest_id": row.id, "strategy_id": job.strategy_id,
-               "status": "queued", "bars_done": 0}),
+        JobSpec {
+            id: row.id,
+            strategy_id: req.strategy_id,
+            version_id: version.id,
+            params,
+            bars,
+            settings,
+            risk,
+        },
     );
-    tokio::spawn(run_job(state.clone(), job));
     Ok((
         StatusCode::ACCEPTED,
         ApiJson(Queued {
@@ -441,253 +348,6 @@ async fn create_backtest(
             version: version.version,
         }),
     ))
-}
-
-fn publish(state: &AppState, strategy_id: i64, data: Value) {
-    state
-        .hub
-        .publish(Topic::StrategyUpdates, Some(strategy_id.to_string()), &data);
-}
-
-/// Backtests use the CPU fully; at most one per core runs, the rest wait as `queued`.
-fn slots() -> &'static Semaphore {
-    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
-    SLOTS
-        .get_or_init(|| Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())))
-}
-
-async fn run_job(state: AppState, job: Job) {
-    let (id, strategy_id) = (job.id, job.strategy_id);
-    let _registered = Registered {
-        jobs: &state.backtest_jobs,
-        id,
-    };
-    let cancel = job.cancel.clone();
-    let result = match slots().acquire().await {
-        // Cancelled while queued: the cancel call has recorded it already.
-        Ok(_) if cancel.load(Ordering::Relaxed) => return,
-        Ok(_permit) => execute(&state, job).await,
-        Err(e) => Err(e.to_string()),
-    };
-    match result {
-        // The cancel call recorded and announced the end; a result that raced it is dropped.
-        _ if cancel.load(Ordering::Relaxed) => {}
-        Ok(None) => {}
-        Ok(Some(done)) => {
-            let msg = json!({"event": "backtest.done", "backtest_id": id,
-                "strategy_id": strategy_id, "status": "done", "bars_done": done.bars,
-                "bars_total": done.bars, "metrics": done.key_metrics,
-                "trades_sha256": done.trades_sha256});
-            publish(&state, strategy_id, msg.clone());
-            state.hub.publish(Topic::Notifications, None, &msg);
-        }
-        Err(error) => {
-            match store::backtests::fail(&state.store, id, &error).await {
-                Ok(true) => {}
-                // Ended otherwise meanwhile (cancelled): nothing to announce.
-                Ok(false) => return,
-                Err(e) => {
-                    tracing::error!(backtest = id, error = %e, "could not record a failed backtest");
-                }
-            }
-            let msg = json!({"event": "backtest.failed", "backtest_id": id,
-                "strategy_id": strategy_id, "status": "failed", "error": error});
-            publish(&state, strategy_id, msg.clone());
-            state.hub.publish(Topic::Notifications, None, &msg);
-        }
-    }
-}
-
-/// What a finished run reports on the stream.
-struct Done {
-    bars: u64,
-    key_metrics: Value,
-    trades_sha256: String,
-}
-
-/// Bars in a CSV file (its lines after the header), for progress totals.
-fn count_rows(path: &Path) -> std::io::Result<u64> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 1 << 16];
-    let (mut lines, mut last) = (0u64, b'\n');
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
-        last = buf[n - 1];
-    }
-    if last != b'\n' {
-        lines += 1;
-    }
-    Ok(lines.saturating_sub(1))
-}
-
-/// Run a job; `Ok(None)` when it was cancelled before it could start or finish.
-async fn execute(state: &AppState, job: Job) -> Result<Option<Done>, String> {
-    let internal = |e: store::StoreError| {
-        tracing::error!(backtest = job.id, error = %e, "backtest store error");
-        format!("internal error: {e}")
-    };
-    // Stored history is read into memory and run as a series: no temporary files.
-    let (sources, hide): (Vec<DataSource>, Vec<PathBuf>) = match &job.bars {
-        Bars::Files(files) => (
-            files
-                .iter()
-                .map(|(path, symbol)| DataSource::csv(symbol.clone(), path.clone()))
-                .collect(),
-            vec![state.config.data_dir.clone()],
-        ),
-        Bars::Stored(symbols) => {
-            let mut sources = Vec::new();
-            for s in symbols {
-                let bars = store::backtests::price_history(&state.store, s)
-                    .await
-                    .map_err(|e| match e {
-                        store::StoreError::NotFound(_) => format!(
-                            "no stored price history for {s}: import it with `qtm data import <csv> --symbol {s}` or give `data` files"
-                        ),
-                        other => internal(other),
-                    })?;
-                sources.push(DataSource::series(s.clone(), bars));
-            }
-            (sources, Vec::new())
-        }
-    };
-    // Error texts name files; the server's folders are no business of API clients.
-    let scrub = move |msg: String| {
-        hide.iter().fold(msg, |m, dir| {
-            m.replace(&format!("{}/", dir.display()), "")
-                .replace(&dir.display().to_string(), "")
-        })
-    };
-
-    let counted: Vec<(Option<PathBuf>, Option<u64>)> = sources
-        .iter()
-        .map(|s| (s.path().map(PathBuf::from), s.len_known()))
-        .collect();
-    let bars_total = tokio::task::spawn_blocking(move || {
-        counted
-            .iter()
-            .map(|(path, known)| known.or_else(|| path.as_deref().and_then(|p| count_rows(p).ok())))
-            .sum::<Option<u64>>()
-    })
-    .await
-    .ok()
-    .flatten();
-    let component = store::strategies::component(&state.store, job.version_id)
-        .await
-        .map_err(internal)?;
-    if !store::backtests::start(&state.store, job.id, bars_total.map(|n| n as i64))
-        .await
-        .map_err(internal)?
-    {
-        return Ok(None);
-    }
-    let progress_msg = |bars_done: u64| {
-        json!({"event": "backtest.progress", "backtest_id": job.id,
-               "strategy_id": job.strategy_id, "status": "running",
-               "bars_done": bars_done, "bars_total": bars_total})
-    };
-    publish(state, job.strategy_id, progress_msg(0));
-
-    // Progress leaves the blocking thread through a channel; this task stores and publishes it.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-    let forward = {
-        let state = state.clone();
-        let (id, sid) = (job.id, job.strategy_id);
-        tokio::spawn(async move {
-            while let Some(n) = rx.recv().await {
-                let _ = store::backtests::progress(&state.store, id, n as i64).await;
-                state.hub.publish(
-                    Topic::StrategyUpdates,
-                    Some(sid.to_string()),
-                    &json!({"event": "backtest.progress", "backtest_id": id,
-                            "strategy_id": sid, "status": "running",
-                            "bars_done": n, "bars_total": bars_total}),
-                );
-            }
-        })
-    };
-
-    let code = load_component(state, component.into())
-        .await
-        .map_err(|e| e.to_string())?;
-    let name = code.info().name.clone();
-    let config = job.settings.config(job.risk.clone());
-    let params = job.params.clone();
-    let symbols: Vec<String> = sources.iter().map(|s| s.symbol.clone()).collect();
-    let time_limit = TimeLimit {
-        limit: state.config.backtest_timeout(),
-        setting: "the server's backtest_timeout_secs".into(),
-    };
-    let cancel = job.cancel.clone();
-    let ran = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        let instance = code
-            .instantiate(&params, &symbols)
-            .map_err(|e| e.to_string())?;
-        let mut last: Option<Instant> = None;
-        let mut progress = |n: u64| {
-            if last.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) {
-                last = Some(Instant::now());
-                let _ = tx.send(n);
-            }
-        };
-        let options = RunOptions {
-            progress: Some(&mut progress),
-            time_limit: Some(time_limit),
-            cancel: Some(cancel),
-            ..Default::default()
-        };
-        let outcome = backtest::run_with(&name, Box::new(instance), &sources, &config, options)
-            .map_err(|e| match e {
-                BacktestError::TimedOut { .. } => format!("timed out: {e}"),
-                e => e.to_string(),
-            })?;
-        let metrics = outcome.summary_json();
-        let trades = serde_json::to_value(&outcome.trades).map_err(|e| e.to_string())?;
-        let equity =
-            serde_json::to_value(crate::report::chart_curve(&outcome.equity, EQUITY_BUCKETS))
-                .map_err(|e| e.to_string())?;
-        Ok((outcome.bars, metrics, outcome.trades_sha256, trades, equity))
-    })
-    .await
-    .map_err(|e| format!("the backtest crashed: {e}"))
-    .and_then(|r| r)
-    .map_err(&scrub);
-    // The sender went with the blocking closure, so the forwarder drains and ends.
-    let _ = forward.await;
-    let (bars, metrics, trades_sha256, trades, equity) = ran?;
-    let stored = store::backtests::finish(
-        &state.store,
-        job.id,
-        &Finished {
-            bars_done: bars as i64,
-            metrics: &metrics,
-            trades_sha256: &trades_sha256,
-            trades: &trades,
-            equity: &equity,
-        },
-    )
-    .await
-    .map_err(internal)?;
-    if !stored {
-        return Ok(None);
-    }
-    let key_metrics = json!({
-        "final_equity": metrics["final_equity"],
-        "total_return_pct": metrics["total_return_pct"],
-        "sharpe": metrics["sharpe"],
-        "max_drawdown_pct": metrics["max_drawdown_pct"],
-        "n_trades": metrics["n_trades"],
-    });
-    Ok(Some(Done {
-        bars,
-        key_metrics,
-        trades_sha256,
-    }))
 }
 
 /// Cancel a queued or running backtest: it stops before the strategy's next call and ends as
@@ -722,7 +382,9 @@ async fn cancel_backtest(
     if let Some(sid) = b.strategy_id {
         let msg = json!({"event": "backtest.cancelled", "backtest_id": id,
             "strategy_id": sid, "status": "cancelled", "error": reason});
-        publish(&state, sid, msg.clone());
+        state
+            .hub
+            .publish(Topic::StrategyUpdates, Some(sid.to_string()), &msg);
         state.hub.publish(Topic::Notifications, None, &msg);
     }
     Ok(ApiJson(store::backtests::summary(&state.store, id).await?))
@@ -782,19 +444,5 @@ mod tests {
             let e = check_file_name(bad).unwrap_err();
             assert_eq!(e.field.as_deref(), Some("data"), "{bad}");
         }
-    }
-
-    #[test]
-    fn rows_are_counted_without_the_header() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x.csv");
-        std::fs::write(
-            &p,
-            "ts,open,high,low,close,volume\n1,1,1,1,1,1\n2,1,1,1,1,1",
-        )
-        .unwrap();
-        assert_eq!(count_rows(&p).unwrap(), 2);
-        std::fs::write(&p, "ts,open,high,low,close,volume\n1,1,1,1,1,1\n").unwrap();
-        assert_eq!(count_rows(&p).unwrap(), 1);
     }
 }
