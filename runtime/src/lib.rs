@@ -28,4 +28,5 @@ pub mod risk;
 pub mod sandbox;
 pub mod spill;
 pub mod store;
+pub mod strategy;
 pub mod toolchain;

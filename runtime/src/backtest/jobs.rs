@@ -256,7 +256,7 @@ mod tests {
     impl StrategyRunner for Idle {
         fn on_bar(
             &mut self,
-            _: &mut dyn crate::sandbox::StrategyHost,
+            _: &mut dyn crate::strategy::StrategyHost,
             _: u32,
             _: &Bar,
         ) -> Result<(), String> {
@@ -266,7 +266,7 @@ mod tests {
 
         fn on_fill(
             &mut self,
-            _: &mut dyn crate::sandbox::StrategyHost,
+            _: &mut dyn crate::strategy::StrategyHost,
             _: u32,
             _: &crate::model::Fill,
         ) -> Result<(), String> {

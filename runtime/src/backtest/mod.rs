@@ -23,8 +23,8 @@ use crate::market::{BarReader, BarStream, DataError, IntervalEstimator, MergedBa
 use crate::metrics::{self, Metrics, MetricsInput};
 use crate::model::{Bar, EquityPoint, Fill, Trade};
 use crate::risk::RiskLimits;
-use crate::sandbox::{InstanceStats, StrategyHost};
 use crate::spill::SpillVec;
+use crate::strategy::{InstanceStats, StrategyHost};
 
 /// A backtest's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

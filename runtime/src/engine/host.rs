@@ -13,7 +13,7 @@ use crate::model::{
 use crate::oms::{AccountGuard, AccountOrder, AccountTotals};
 use crate::portfolio::Portfolio;
 use crate::risk::{OrderCheck, RiskLimits, RiskState};
-use crate::sandbox::StrategyHost;
+use crate::strategy::StrategyHost;
 
 /// Everything one strategy call may touch, borrowed from the engine for the call.
 pub(super) struct CallHost<'a> {

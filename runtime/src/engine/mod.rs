@@ -14,15 +14,14 @@
 
 mod host;
 mod log_ring;
-mod runner;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::strategy::StrategyRunner;
 pub use log_ring::{DEFAULT_LOG_LINES, LogLine, LogRing, LogSink, WriterSink};
-pub use runner::StrategyRunner;
 
 use crate::events::{Event, EventSink, FillEvent, StrategyState};
 use crate::exchange::{Exchange, ExchangeConfig, ExchangeEvent};

@@ -14,37 +14,7 @@ use super::caps;
 use super::config::Limits;
 use super::convert;
 use crate::model::{Bar, LogLevel, OpenOrder, OrderChange, OrderRequest, Param, Position, Signal};
-
-/// What a strategy can ask of the host. The engine implements it for live and backtest runs.
-pub trait StrategyHost {
-    /// A log line from the strategy (already cut to the configured length).
-    fn log(&mut self, level: LogLevel, message: &str);
-    /// Risk-check and place an order; `Err` is the reason given to the strategy.
-    fn submit_order(&mut self, order: OrderRequest) -> Result<u64, String>;
-    /// Cancel one of the strategy's resting orders.
-    fn cancel_order(&mut self, id: u64) -> Result<(), String>;
-    /// Change one of the strategy's resting orders.
-    fn modify_order(&mut self, id: u64, change: OrderChange) -> Result<(), String>;
-    /// The strategy's signed position in `symbol`.
-    fn position(&mut self, symbol: &str) -> Position;
-    /// The strategy's free cash.
-    fn cash(&mut self) -> f64;
-    /// Cash plus positions marked at the current bar.
-    fn equity(&mut self) -> f64;
-    /// The strategy's resting orders.
-    fn open_orders(&mut self) -> Vec<OpenOrder>;
-    /// The latest value of a named external signal.
-    fn signal(&mut self, name: &str) -> Option<Signal>;
-    /// The engine clock, unix nanoseconds.
-    fn now_ns(&mut self) -> i64;
-    /// Up to `count` recent bars of `symbol`, oldest first, ending at the current bar; `Err`
-    /// for a symbol the strategy does not trade. `count` is already within the cap.
-    fn recent_bars(&mut self, symbol: &str, count: u32) -> Result<Vec<Bar>, String>;
-    /// Inside `on-bars`: hand over the next bar of the run (its symbol id for the strategy)
-    /// and move the host's clock to it, or `None` when the run is over. The sandbox asks only
-    /// when the strategy is done with the previous bar and placed no order on it.
-    fn next_bar(&mut self) -> Option<(u32, Bar)>;
-}
+pub use crate::strategy::StrategyHost;
 
 /// A host for calls made outside any engine (describe, configure, inspect): it answers
 /// queries with an empty account and refuses orders.

@@ -12,6 +12,7 @@ use super::error::{SandboxError, TrapReason};
 use super::host::{Budget, DetachedHost, HostAbort, HostFuelOut, HostState, StrategyHost};
 use super::{caps, convert, host::params_to_wit};
 use crate::model::{Bar, Fill, Param, Tick};
+pub use crate::strategy::InstanceStats;
 
 /// Whether an instance still runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -22,32 +23,6 @@ pub enum InstanceStatus {
     Disabled {
         reason: TrapReason,
     },
-}
-
-/// Per-instance accounting.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct InstanceStats {
-    /// Calls into the guest, of every kind.
-    pub calls: u64,
-    /// Bars delivered (one per `on-bar`, each bar pulled with `next-bar`).
-    pub bars: u64,
-    /// Fuel consumed in total.
-    pub fuel: u64,
-    /// Fuel consumed by the most recent call.
-    pub last_call_fuel: u64,
-    /// Wall time spent inside the guest, nanoseconds.
-    pub wall_ns: u64,
-    /// The same in raw clock ticks, summed per call and scaled to `wall_ns` on reading.
-    #[serde(skip)]
-    pub(crate) wall_ticks: u64,
-    /// Traps (0 or 1: a trap disables the instance).
-    pub traps: u64,
-    /// Host calls, orders (submit, cancel, modify) and log lines dropped over the cap.
-    pub host_calls: u64,
-    pub orders: u64,
-    pub logs_dropped: u64,
-    /// Fuel charged for host work done on the strategy's behalf (part of `fuel`).
-    pub host_fuel: u64,
 }
 
 /// The Store, the bindings and the status of one guest; no knowledge of the code it came from.

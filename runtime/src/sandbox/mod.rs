@@ -19,6 +19,7 @@ mod error;
 pub mod gate;
 mod host;
 mod instance;
+mod runner;
 
 pub use bindings::ContractVersion;
 pub use code::{Sandbox, StrategyCode};
