@@ -11,22 +11,19 @@
 // through `cli::out`, and the server ignores a closed stdout.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+// The layers below the server, each a crate of its own (see docs/architecture.md), under the
+// module names the rest of the host and its users know.
+pub use qtm_backtest as backtest;
+pub use qtm_backtest::{metrics, spill};
+pub use qtm_core::{events, model, strategy};
+pub use qtm_engine as engine;
+pub use qtm_market as market;
+pub use qtm_oms::{exchange, oms, portfolio, risk};
+pub use qtm_sandbox as sandbox;
+
 pub mod api;
-pub mod backtest;
 pub mod cli;
-pub mod engine;
-pub mod events;
-pub mod exchange;
 pub mod live;
-pub mod market;
-pub mod metrics;
-pub mod model;
-pub mod oms;
-pub mod portfolio;
 pub mod report;
-pub mod risk;
-pub mod sandbox;
-pub mod spill;
 pub mod store;
-pub mod strategy;
 pub mod toolchain;

@@ -9,16 +9,25 @@
 //!   how to run as a bare clone would. A test needing a missing peer file prints
 //!   `skipped: <test>: <why>` and passes.
 //!
-//! Paths come from the including crate's manifest folder, one level below the repository root
-//! for every crate that includes this file.
+//! Paths start at the repository root: the first folder holding `wit/` at or above the
+//! including crate's manifest folder (crates sit one or two levels below it).
 
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 
+/// The repository's root folder.
+pub fn repository_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .find(|d| d.join("wit").is_dir())
+        .map_or_else(|| manifest.join(".."), PathBuf::from)
+}
+
 /// The repository's bundled data folder, `data/`.
 pub fn bundled_data() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data")
+    repository_root().join("data")
 }
 
 /// A file of [`bundled_data`].
@@ -35,7 +44,7 @@ fn peer_location() -> (PathBuf, String) {
             (dir, shown)
         }
         None => (
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
+            repository_root().join("../shared/data"),
             "../shared/data".into(),
         ),
     }
