@@ -152,12 +152,6 @@ pub fn side_str(side: Side) -> &'static str {
 
 const ORDER_COLUMNS: &str = "id, account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, filled_qty, avg_price, reason, tag, created_at, updated_at";
 
-/// One order by id (the columns of [`ORDER_COLUMNS`], in its order).
-pub(crate) const SELECT_ORDER: &str = "SELECT id, account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, filled_qty, avg_price, reason, tag, created_at, updated_at FROM orders WHERE id = $1";
-
-/// The open position of an account in a symbol (the columns of `POSITION_COLUMNS`).
-pub(crate) const SELECT_OPEN_POSITION: &str = "SELECT id, account, symbol, side, quantity, avg_price, realized_pnl, fees, opened_at, closed_at, updated_at FROM positions WHERE account = $1 AND symbol = $2 AND closed_at IS NULL";
-
 /// Store an order: account, instance_id, user_id, symbol, side, order_type, quantity,
 /// limit_price, stop_price, time_in_force, take_profit, stop_loss, status, reason, tag,
 /// created_at, updated_at; returns the id.
@@ -642,7 +636,7 @@ pub async fn record_fill(
     // One implementation of fill booking, the live recorder's; an error drops the
     // transaction, which rolls it back.
     super::in_transaction!(store, tx => {
-        super::writer::book_fill((&mut *tx).into(), "", order_id, quantity, price, fee, ts).await
+        super::writer::book_fill((&mut *tx).into(), &Default::default(), order_id, quantity, price, fee, ts).await
     })
 }
 
@@ -980,15 +974,16 @@ mod tests {
 
     #[test]
     fn the_writer_reads_the_columns_the_async_side_reads() {
-        assert_eq!(
-            SELECT_ORDER,
-            format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1")
-        );
-        assert_eq!(
-            SELECT_OPEN_POSITION,
-            format!(
-                "SELECT {POSITION_COLUMNS} FROM positions WHERE account = $1 AND symbol = $2 AND closed_at IS NULL"
-            )
+        // The fill booking's read decodes an `Order` from the order's columns, in order.
+        let columns: Vec<String> = ORDER_COLUMNS
+            .split(", ")
+            .map(|c| format!("o.{c}"))
+            .collect();
+        assert!(
+            super::super::writer::FILL_READ
+                .starts_with(&format!("SELECT {}, p.id AS pos_id", columns.join(", "))),
+            "{}",
+            super::super::writer::FILL_READ
         );
     }
 

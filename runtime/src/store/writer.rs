@@ -40,8 +40,12 @@ impl Owned {
 /// a thread of its own, async callers go through `spawn_blocking`.
 ///
 /// On SQLite every hand-off to sqlx's connection thread costs more than the statements it
-/// carries, so the writer sends as few as it can: `BEGIN` goes with the transaction's first
-/// statement, a fill's writes go as one query, and cursors wait for the commit and go with it.
+/// carries (rusqlite ran them on the recorder's thread), so the writer sends as few queries as
+/// it can, several statements in one where it need not wait for an answer: `BEGIN` goes with
+/// the transaction's first statement; orders get their ids from the writer (the transaction
+/// holds the write lock, so the next id is the largest plus one) and are inserted with the
+/// next statement that reads or with the commit; a fill's writes go as one query; cursors go
+/// with the commit. PostgreSQL runs each statement as it comes.
 pub struct Writer {
     rt: tokio::runtime::Runtime,
     conn: Owned,
@@ -50,6 +54,10 @@ pub struct Writer {
     open: bool,
     /// SQLite: `BEGIN IMMEDIATE` is still to be sent, before the next statement.
     begin_pending: bool,
+    /// SQLite: the id the next order gets, once the transaction has read the largest.
+    next_order_id: Option<i64>,
+    /// SQLite: orders given their ids and not inserted yet (id, order, time).
+    orders: Vec<(i64, NewOrder, i64)>,
     /// A statement failed inside the open transaction on PostgreSQL, which then refuses every
     /// later statement of it: the commit rolls it back and says so.
     aborted: bool,
@@ -60,6 +68,87 @@ pub struct Writer {
     /// Whether the open transaction wrote instance rows (snapshots), which the catalog cache
     /// must learn once it commits.
     touches_catalog: bool,
+}
+
+/// What goes before the next statement on SQLite: the `BEGIN` and the order inserts not sent
+/// yet, with the parameters of those inserts (the statement's own are numbered after them).
+#[derive(Default)]
+pub(crate) struct Prefix {
+    sql: String,
+    params: usize,
+    orders: Vec<(i64, NewOrder, i64)>,
+}
+
+impl Prefix {
+    /// Whether anything goes before the statement.
+    fn is_empty(&self) -> bool {
+        self.sql.is_empty()
+    }
+
+    /// The prefix and `sql`, its parameters renumbered after the prefix's.
+    fn then(&self, sql: &str) -> String {
+        format!("{}{}", self.sql, shift_params(sql, self.params))
+    }
+}
+
+/// `sql` with every parameter `$n` renamed `$(n + by)` (the store's statements have no other
+/// `$`).
+fn shift_params(sql: &str, by: usize) -> String {
+    if by == 0 {
+        return sql.to_string();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + by).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Columns of an order inserted with its id.
+const ORDER_INSERT_COLUMNS: &str = "INSERT INTO orders (id, account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, reason, tag, created_at, updated_at) VALUES ";
+
+/// Parameters of one order row of [`ORDER_INSERT_COLUMNS`].
+const ORDER_PARAMS: usize = 18;
+
+/// Most order rows one insert carries (SQLite allows 32,766 parameters a statement).
+const ORDERS_PER_STATEMENT: usize = 500;
+
+/// `$q` with the parameters of a [`Prefix`]'s order rows bound, in its order.
+macro_rules! bind_prefix {
+    ($q:expr, $prefix:expr) => {{
+        let mut q = $q;
+        for (id, o, t) in &$prefix.orders {
+            q = q
+                .bind(*id)
+                .bind(&o.account)
+                .bind(o.instance_id)
+                .bind(o.user_id)
+                .bind(&o.symbol)
+                .bind(&o.side)
+                .bind(&o.order_type)
+                .bind(o.quantity)
+                .bind(o.limit_price)
+                .bind(o.stop_price)
+                .bind(&o.time_in_force)
+                .bind(o.take_profit)
+                .bind(o.stop_loss)
+                .bind(&o.status)
+                .bind(&o.reason)
+                .bind(&o.tag)
+                .bind(*t)
+                .bind(*t);
+        }
+        q
+    }};
 }
 
 /// `$q` with the parameters of [`super::live::upsert_cursors_sql`] bound: symbol, seq, ts,
@@ -98,6 +187,8 @@ impl Writer {
             store: store.clone(),
             open: false,
             begin_pending: false,
+            next_order_id: None,
+            orders: Vec::new(),
             aborted: false,
             changes: 0,
             cursors: Vec::new(),
@@ -143,15 +234,43 @@ impl Writer {
         Ok(())
     }
 
-    /// Open a transaction if none is, and what the next statement starts with: on SQLite,
-    /// the `BEGIN` not sent yet.
-    fn first(&mut self) -> StoreResult<&'static str> {
+    /// Open a transaction if none is, and take what the next statement starts with.
+    fn prefix(&mut self) -> StoreResult<Prefix> {
         self.begin()?;
-        Ok(if std::mem::take(&mut self.begin_pending) {
-            "BEGIN IMMEDIATE; "
-        } else {
-            ""
-        })
+        let mut p = Prefix::default();
+        if std::mem::take(&mut self.begin_pending) {
+            p.sql.push_str("BEGIN IMMEDIATE; ");
+        }
+        p.orders = std::mem::take(&mut self.orders);
+        for chunk in p.orders.chunks(ORDERS_PER_STATEMENT) {
+            p.sql.push_str(ORDER_INSERT_COLUMNS);
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    p.sql.push_str(", ");
+                }
+                let k = p.params;
+                p.sql.push('(');
+                for j in 1..=ORDER_PARAMS {
+                    if j > 1 {
+                        p.sql.push_str(", ");
+                    }
+                    p.sql.push_str(&format!("${}", k + j));
+                }
+                p.sql.push(')');
+                p.params += ORDER_PARAMS;
+            }
+            p.sql.push_str("; ");
+        }
+        Ok(p)
+    }
+
+    /// The transaction is over (committed or rolled back).
+    fn ended(&mut self) {
+        self.open = false;
+        self.begin_pending = false;
+        self.next_order_id = None;
+        self.orders.clear();
+        self.cursors.clear();
     }
 
     /// Whether a transaction is open (something was written since the last commit).
@@ -170,42 +289,32 @@ impl Writer {
         if !self.open {
             return Ok(());
         }
-        let cursors = std::mem::take(&mut self.cursors);
-        if self.begin_pending && cursors.is_empty() {
+        if self.begin_pending && self.cursors.is_empty() && self.orders.is_empty() {
             // Nothing was sent: there is nothing to commit.
-            self.begin_pending = false;
-            self.open = false;
+            self.ended();
             return Ok(());
         }
-        let first = self.first()?;
-        self.open = false;
+        let cursors = std::mem::take(&mut self.cursors);
+        let prefix = self.prefix()?;
         let aborted = std::mem::take(&mut self.aborted);
         let t = now();
         let done: StoreResult<u64> = match &mut self.conn {
             Owned::Sqlite(c) => self.rt.block_on(async {
-                // The cursors and the commit in one query.
-                let mut changed = 0;
-                let mut chunks = cursors.chunks(CURSORS_PER_STATEMENT).peekable();
-                if chunks.peek().is_none() {
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{first}COMMIT")))
-                        .execute(&mut *c)
-                        .await?;
+                // The orders, the cursors and the commit in one query.
+                let mut sql = prefix.sql.clone();
+                let mut n = prefix.params;
+                for chunk in cursors.chunks(CURSORS_PER_STATEMENT) {
+                    sql.push_str(&shift_params(
+                        &super::live::upsert_cursors_sql(chunk.len()),
+                        n,
+                    ));
+                    sql.push_str("; ");
+                    n += chunk.len() * 5;
                 }
-                let mut first = first;
-                while let Some(chunk) = chunks.next() {
-                    let last = chunks.peek().is_none();
-                    let sql = format!(
-                        "{first}{}{}",
-                        super::live::upsert_cursors_sql(chunk.len()),
-                        if last { "; COMMIT" } else { "" }
-                    );
-                    first = "";
-                    changed += bind_cursors!(sqlx::query(sqlx::AssertSqlSafe(sql)), chunk, t)
-                        .execute(&mut *c)
-                        .await?
-                        .rows_affected();
-                }
-                Ok(changed)
+                sql.push_str("COMMIT");
+                let q = bind_prefix!(sqlx::query(sqlx::AssertSqlSafe(sql)), prefix);
+                let q = bind_cursors!(q, &cursors, t);
+                Ok(q.execute(&mut *c).await?.rows_affected())
             }),
             Owned::Postgres(c) => self.rt.block_on(async {
                 let mut changed = 0;
@@ -223,6 +332,7 @@ impl Writer {
                 Ok(changed)
             }),
         };
+        self.ended();
         match done {
             Ok(changed) => self.changes += changed,
             Err(e) => {
@@ -250,9 +360,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Count what a write of the open transaction changed, or note a failure that aborts it.
-    /// `first` is what the write began with ([`Writer::first`]).
-    fn wrote<T>(&mut self, first: &str, r: StoreResult<(T, u64)>) -> StoreResult<T> {
+    /// Count what a write of the open transaction changed, or note a failure. `prefix` is
+    /// what went before it ([`Writer::prefix`]).
+    fn wrote<T>(&mut self, prefix: &Prefix, r: StoreResult<(T, u64)>) -> StoreResult<T> {
         match r {
             Ok((out, changed)) => {
                 self.changes += changed;
@@ -260,12 +370,12 @@ impl Writer {
             }
             Err(e) => {
                 match &mut self.conn {
-                    // The failed query carried the `BEGIN`, which may or may not have run:
-                    // end whatever it began (nothing else is in it), so the next write
-                    // begins afresh rather than run outside a transaction.
-                    Owned::Sqlite(c) if !first.is_empty() => {
+                    // The failed query carried the `BEGIN` or order inserts, which may or
+                    // may not have run: roll the transaction back, so nothing is half done
+                    // and the next write begins afresh rather than outside a transaction.
+                    Owned::Sqlite(c) if !prefix.is_empty() => {
                         let _ = self.rt.block_on(sqlx::raw_sql("ROLLBACK").execute(c));
-                        self.open = false;
+                        self.ended();
                     }
                     Owned::Sqlite(_) => {}
                     Owned::Postgres(_) => self.aborted |= matches!(e, StoreError::Sql(_)),
@@ -277,21 +387,42 @@ impl Writer {
 
     /// Store an order; its id.
     pub fn insert_order(&mut self, o: &NewOrder) -> StoreResult<i64> {
-        let first = self.first()?;
+        if let Owned::Sqlite(_) = self.conn {
+            let id = match self.next_order_id {
+                Some(id) => id,
+                None => {
+                    let prefix = self.prefix()?;
+                    let Owned::Sqlite(c) = &mut self.conn else {
+                        unreachable!("matched above")
+                    };
+                    let sql = prefix.then("SELECT COALESCE(MAX(id), 0) + 1 FROM orders");
+                    let r = self.rt.block_on(async {
+                        let q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+                        Ok((bind_prefix!(q, prefix).fetch_one(&mut *c).await?, 0))
+                    });
+                    self.wrote(&prefix, r)?
+                }
+            };
+            self.next_order_id = Some(id + 1);
+            self.orders.push((id, o.clone(), now()));
+            self.changes += 1;
+            return Ok(id);
+        }
+        let prefix = self.prefix()?;
         let conn = self.conn.conn();
         let r = self
             .rt
-            .block_on(async move { Ok((insert_order(conn, first, o).await?, 1)) });
-        self.wrote(first, r)
+            .block_on(async { Ok((insert_order(conn, o).await?, 1)) });
+        self.wrote(&prefix, r)
     }
 
     /// Cancel a working order; whether it was working.
     pub fn cancel_order(&mut self, id: i64, reason: &str) -> StoreResult<bool> {
-        let first = self.first()?;
+        let prefix = self.prefix()?;
         let conn = self.conn.conn();
-        let sql = format!("{first}{}", super::orders::CANCEL_WORKING);
-        let r = self.rt.block_on(async move {
-            let n = with_conn!(conn, c => sqlx::query(sqlx::AssertSqlSafe(sql))
+        let sql = prefix.then(super::orders::CANCEL_WORKING);
+        let r = self.rt.block_on(async {
+            let n = with_conn!(conn, c => bind_prefix!(sqlx::query(sqlx::AssertSqlSafe(sql)), prefix)
                 .bind(reason)
                 .bind(now())
                 .bind(id)
@@ -300,7 +431,7 @@ impl Writer {
                 .rows_affected());
             Ok((n > 0, n))
         });
-        self.wrote(first, r)
+        self.wrote(&prefix, r)
     }
 
     /// Book an execution of order `order_id` ([`book_fill`]) in this transaction.
@@ -314,13 +445,13 @@ impl Writer {
         fee: f64,
         ts: i64,
     ) -> StoreResult<FillRecord> {
-        let first = self.first()?;
+        let prefix = self.prefix()?;
         let conn = self.conn.conn();
-        let r = self.rt.block_on(async move {
-            let f = book_fill(conn, first, order_id, quantity, price, fee, ts).await?;
+        let r = self.rt.block_on(async {
+            let f = book_fill(conn, &prefix, order_id, quantity, price, fee, ts).await?;
             Ok((f, 4))
         });
-        self.wrote(first, r)
+        self.wrote(&prefix, r)
     }
 
     /// Move the live engine's stream cursors, with the commit: one statement per
@@ -355,13 +486,13 @@ impl Writer {
             .map(|(s, q)| (s.clone(), serde_json::Value::from(*q)))
             .collect();
         let seqs = serde_json::Value::Object(seqs).to_string();
-        let first = self.first()?;
+        let prefix = self.prefix()?;
         let conn = self.conn.conn();
-        let sql = format!(
-            "{first}UPDATE strategy_instances SET last_snapshot = $1, snapshot_at = $2, snapshot_seqs = $3 WHERE strategy_id = $4"
+        let sql = prefix.then(
+            "UPDATE strategy_instances SET last_snapshot = $1, snapshot_at = $2, snapshot_seqs = $3 WHERE strategy_id = $4",
         );
-        let r = self.rt.block_on(async move {
-            let n = with_conn!(conn, c => sqlx::query(sqlx::AssertSqlSafe(sql))
+        let r = self.rt.block_on(async {
+            let n = with_conn!(conn, c => bind_prefix!(sqlx::query(sqlx::AssertSqlSafe(sql)), prefix)
                 .bind(state)
                 .bind(ts)
                 .bind(&seqs)
@@ -371,7 +502,7 @@ impl Writer {
                 .rows_affected());
             Ok(((), n))
         });
-        self.wrote(first, r)?;
+        self.wrote(&prefix, r)?;
         self.touches_catalog = true;
         Ok(())
     }
@@ -379,43 +510,41 @@ impl Writer {
     /// Journal bars the engine handled (symbol, sequence number, bar) as one entry; its id.
     pub fn save_bars(&mut self, bars: &[(String, u64, Bar)]) -> StoreResult<i64> {
         let blob = super::live::encode_bars(bars);
-        let first = self.first()?;
+        let prefix = self.prefix()?;
         let conn = self.conn.conn();
-        let sql = format!("{first}INSERT INTO live_journal (bars) VALUES ($1) RETURNING id");
-        let r = self.rt.block_on(async move {
-            let id: i64 = with_conn!(conn, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        let sql = prefix.then("INSERT INTO live_journal (bars) VALUES ($1) RETURNING id");
+        let r = self.rt.block_on(async {
+            let id: i64 = with_conn!(conn, c => bind_prefix!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)), prefix)
                 .bind(&blob)
                 .fetch_one(c)
                 .await?);
             Ok((id, 1))
         });
-        self.wrote(first, r)
+        self.wrote(&prefix, r)
     }
 
     /// Drop the journal entries up to `id`: no running instance needs their bars.
     pub fn prune_bars(&mut self, id: i64) -> StoreResult<()> {
-        let first = self.first()?;
+        let prefix = self.prefix()?;
         let conn = self.conn.conn();
-        let sql = format!("{first}DELETE FROM live_journal WHERE id <= $1");
-        let r = self.rt.block_on(async move {
-            let n = with_conn!(conn, c => sqlx::query(sqlx::AssertSqlSafe(sql))
+        let sql = prefix.then("DELETE FROM live_journal WHERE id <= $1");
+        let r = self.rt.block_on(async {
+            let n = with_conn!(conn, c => bind_prefix!(sqlx::query(sqlx::AssertSqlSafe(sql)), prefix)
                 .bind(id)
                 .execute(c)
                 .await?
                 .rows_affected());
             Ok(((), n))
         });
-        self.wrote(first, r)
+        self.wrote(&prefix, r)
     }
 }
 
-/// Store an order through `conn`; its id. `first` goes before the statement (see
-/// [`Writer::first`]).
-async fn insert_order(conn: Conn<'_>, first: &str, o: &NewOrder) -> StoreResult<i64> {
+/// Store an order through `conn` at once; its id.
+async fn insert_order(conn: Conn<'_>, o: &NewOrder) -> StoreResult<i64> {
     let t = now();
-    let sql = format!("{first}{}", super::orders::INSERT_ORDER);
     Ok(
-        with_conn!(conn, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        with_conn!(conn, c => sqlx::query_scalar(super::orders::INSERT_ORDER)
         .bind(&o.account)
         .bind(o.instance_id)
         .bind(o.user_id)
@@ -450,7 +579,7 @@ struct FillRead {
 }
 
 /// The read of [`FillRead`], one statement (the open position through `positions_open`).
-const FILL_READ: &str = "SELECT o.id, o.account, o.instance_id, o.user_id, o.symbol, o.side, o.order_type, o.quantity, o.limit_price, o.stop_price, o.time_in_force, o.take_profit, o.stop_loss, o.status, o.filled_qty, o.avg_price, o.reason, o.tag, o.created_at, o.updated_at, p.id AS pos_id, p.quantity AS pos_quantity, p.avg_price AS pos_avg_price, p.opened_at AS pos_opened_at FROM orders o LEFT JOIN positions p ON p.account = o.account AND p.symbol = o.symbol AND p.closed_at IS NULL WHERE o.id = $1";
+pub(crate) const FILL_READ: &str = "SELECT o.id, o.account, o.instance_id, o.user_id, o.symbol, o.side, o.order_type, o.quantity, o.limit_price, o.stop_price, o.time_in_force, o.take_profit, o.stop_loss, o.status, o.filled_qty, o.avg_price, o.reason, o.tag, o.created_at, o.updated_at, p.id AS pos_id, p.quantity AS pos_quantity, p.avg_price AS pos_avg_price, p.opened_at AS pos_opened_at FROM orders o LEFT JOIN positions p ON p.account = o.account AND p.symbol = o.symbol AND p.closed_at IS NULL WHERE o.id = $1";
 
 // The writes of a fill, all numbered alike: $1 order id, $2 account, $3 symbol, $4 order side,
 // $5 quantity, $6 price, $7 fee, $8 ts, $9 now, $10 order's filled quantity, $11 its average
@@ -496,14 +625,14 @@ impl PositionMove {
         }
     }
 
-    /// The statements as one SQLite query, after `first`.
-    fn joined(self, first: &str) -> String {
-        format!("{first}{}", self.statements().join("; "))
+    /// The statements as one SQLite query.
+    fn joined(self) -> String {
+        self.statements().join("; ")
     }
 }
 
 /// Book an execution of order `order_id` through `conn`, inside the caller's transaction
-/// (`first` goes before the first statement, see [`Writer::first`]): the fill row, the
+/// (`prefix` goes before its first statement, see [`Writer::prefix`]): the fill row, the
 /// order's filled quantity, average price and status, and the position (opened, grown,
 /// reduced, closed, or closed and reversed, with realized PnL kept apart from fees), and the
 /// account's running totals.
@@ -511,7 +640,7 @@ impl PositionMove {
 /// `Conflict` when the order is not working or the fill is larger than what is left.
 pub(crate) async fn book_fill(
     conn: Conn<'_>,
-    first: &str,
+    prefix: &Prefix,
     order_id: i64,
     quantity: f64,
     price: f64,
@@ -531,11 +660,11 @@ pub(crate) async fn book_fill(
     }
     let sqlite = matches!(conn, Conn::Sqlite(_));
     with_conn!(conn, c => {
-        let read: Option<FillRead> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("{first}{FILL_READ}")))
-                .bind(order_id)
-                .fetch_optional(&mut *c)
-                .await?;
+        let read = sqlx::query_as::<_, FillRead>(sqlx::AssertSqlSafe(prefix.then(FILL_READ)));
+        let read = bind_prefix!(read, prefix)
+            .bind(order_id)
+            .fetch_optional(&mut *c)
+            .await?;
         let FillRead {
             order,
             pos_id,
@@ -627,7 +756,7 @@ pub(crate) async fn book_fill(
         let row = if sqlite {
             // Every statement runs: `fetch_all` steps them all (a fetch of one row would
             // stop at the first row).
-            args(step.joined(""))
+            args(step.joined())
                 .fetch_all(&mut *c)
                 .await?
                 .pop()
