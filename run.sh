@@ -4,7 +4,8 @@
 # embedded SQLite, migrations applied on start). It prints where to log in; the first start
 # creates the admin from QTM_ADMIN_USER / QTM_ADMIN_PASSWORD or prints a generated password.
 #
-#   ./run.sh           the server (QTM_LISTEN, QTM_DATABASE_URL, … as in docs/server.md)
+#   ./run.sh           the server (QTM_LISTEN, QTM_DATABASE_URL, … as in docs/server.md);
+#                      ./run.sh serve [qtm serve flags], e.g. --database-url postgres://user:pass@host/db
 #   ./run.sh demo      the backtest demo: sma-cross on the bundled data → out/report.html
 #   ./run.sh <args>    `qtm <args>` from the release build
 set -euo pipefail
@@ -26,10 +27,20 @@ build_strategies() {
 
 case "${1:-serve}" in
   serve)
+    [ $# -gt 0 ] && shift
+    # The bundled data goes into the database the server will use (`--database-url` as
+    # given to `./run.sh serve`, else QTM_DATABASE_URL, else ./qtm.db).
+    url="${QTM_DATABASE_URL:-sqlite://qtm.db}"
+    prev=""
+    for a in "$@"; do
+      case "$a" in --database-url=*) url="${a#--database-url=}" ;; esac
+      [ "$prev" = "--database-url" ] && url="$a"
+      prev="$a"
+    done
     build_strategies
     "$qtm" data import data/spy_1m_2011.csv --symbol SPY --asset-class index \
-      --database-url "${QTM_DATABASE_URL:-sqlite://qtm.db}"
-    exec "$qtm" serve --data-dir data
+      --database-url "$url"
+    exec "$qtm" serve --data-dir data "$@"
     ;;
   demo)
     build_strategies

@@ -11,7 +11,7 @@ use qtm_runtime::live::LiveEvent;
 use qtm_runtime::store::market::{self, ImportOptions};
 use qtm_runtime::store::{self, Store};
 use qtm_tests::guests;
-use qtm_tests::server::{TestServer, error_of, next_json};
+use qtm_tests::server::{TestServer, error_of, next_json, qtm_binary, spawn_serve};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::Receiver;
@@ -838,19 +838,6 @@ async fn booked_totals(store: &Store, account: &str) -> store::orders::AccountTo
     }
 }
 
-/// The `qtm` binary next to this test's executable (cargo builds it for the workspace tests).
-fn qtm_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let qtm = dir.join(format!("qtm{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        qtm.exists(),
-        "{} is built by `cargo test --workspace` (./test.sh); with `-p qtm-tests` alone, run `cargo build -p qtm-runtime` first",
-        qtm.display()
-    );
-    qtm
-}
-
 /// The replay feed looping GOOG's stored bars at `speed` and the live engine's `engine`
 /// settings, as `qtm serve` will read them from the store.
 async fn loop_goog_replay(store: &Store, speed: f64, engine: Value) {
@@ -867,32 +854,6 @@ async fn loop_goog_replay(store: &Store, speed: f64, engine: Value) {
     store::modules::set_config(store, "live-engine", &engine, None)
         .await
         .unwrap();
-}
-
-/// `qtm serve` on a free port over the database at `url`, its stderr in `dir/serve.err`,
-/// with the extra environment `env`; the child and its address.
-fn spawn_serve(
-    qtm: &Path,
-    url: &str,
-    dir: &Path,
-    env: &[(&str, &str)],
-) -> (std::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let child = std::process::Command::new(qtm)
-        .args(["serve", "--listen", &listen, "--database-url", url])
-        .env("QTM_ADMIN_PASSWORD", "admin-password-1")
-        .env("QTM_LOG", "warn")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join("serve.err")).unwrap())
-        .spawn()
-        .unwrap();
-    (child, listen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

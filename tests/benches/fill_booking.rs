@@ -1,7 +1,8 @@
 //! Booking fills in the store, as the live recorder does it: `cargo bench -p qtm-tests --bench
 //! fill_booking`.
 //!
-//! A real SQLite store (WAL) in a temporary directory, `QTM_BENCH_BOOK_ACCOUNTS` strategy
+//! A real SQLite store (WAL) in a temporary directory (or the PostgreSQL database of
+//! `QTM_BENCH_BOOK_DATABASE_URL`), `QTM_BENCH_BOOK_ACCOUNTS` strategy
 //! accounts (default 100) trading one symbol each, flipping between long and short. Each round
 //! is what the recorder writes for one millisecond batch of the live bench: the orders the
 //! strategies placed (one transaction), then the fills of `QTM_BENCH_BOOK_FILLS` of them
@@ -29,9 +30,9 @@ async fn run() {
     let rounds = env_or("QTM_BENCH_BOOK_ROUNDS", 5000) as usize;
 
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("qtm.db").display()))
-        .await
-        .unwrap();
+    let url = std::env::var("QTM_BENCH_BOOK_DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("qtm.db").display()));
+    let store = Store::open(&url).await.unwrap();
     let describe = json!({});
     let version = NewVersion {
         content_sha256: &"0".repeat(64),
@@ -63,7 +64,15 @@ async fn run() {
         owners.push((format!("strategy:{}", r.strategy.id), instance.id));
     }
 
-    let (mut db, _checkpoints) = Writer::open_without_checkpoints(&store).unwrap();
+    // The writer blocks its thread, as on the recorder's own thread: off the runtime.
+    tokio::task::spawn_blocking(move || book(&store, &owners, accounts, fills, rounds))
+        .await
+        .unwrap();
+}
+
+/// The rounds themselves, on a thread of their own.
+fn book(store: &Store, owners: &[(String, i64)], accounts: usize, fills: usize, rounds: usize) {
+    let (mut db, _checkpoints) = Writer::open_without_checkpoints(store).unwrap();
     let bar = Bar {
         ts: 0,
         open: 100.0,

@@ -209,6 +209,10 @@ pub mod bench;
 pub mod polyglot;
 pub mod server;
 
+/// A throwaway PostgreSQL server for the tests, shared with the runtime's unit tests.
+#[path = "../../runtime/src/store/test_postgres.rs"]
+pub mod postgres;
+
 /// sma-cross 10/30 with `mode`, `sizing` and `quantity`, as the tests that compare it with
 /// other implementations run it.
 pub fn sma_params(mode: &str, sizing: &str, quantity: f64) -> Vec<Param> {

@@ -192,3 +192,42 @@ where
         }
     }
 }
+
+/// The `qtm` binary next to this test's executable (cargo builds it for the workspace tests).
+pub fn qtm_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let qtm = dir.join(format!("qtm{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        qtm.exists(),
+        "{} is built by `cargo test --workspace` (./test.sh); with `-p qtm-tests` alone, run `cargo build -p qtm-runtime` first",
+        qtm.display()
+    );
+    qtm
+}
+
+/// `qtm serve` on a free port over the database at `url`, its stderr in `dir/serve.err`,
+/// with the extra environment `env`; the child and its address.
+pub fn spawn_serve(
+    qtm: &Path,
+    url: &str,
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = std::process::Command::new(qtm)
+        .args(["serve", "--listen", &listen, "--database-url", url])
+        .env("QTM_ADMIN_PASSWORD", ADMIN.1)
+        .env("QTM_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("serve.err")).unwrap())
+        .spawn()
+        .unwrap();
+    (child, listen)
+}

@@ -14,7 +14,7 @@ use crate::sandbox::{Limits, SandboxConfig};
 pub struct ServerConfig {
     /// Address to listen on (`QTM_LISTEN`).
     pub listen: SocketAddr,
-    /// `sqlite://path` (`QTM_DATABASE_URL`).
+    /// `sqlite://path` or `postgres://user:password@host/database` (`QTM_DATABASE_URL`).
     pub database_url: String,
     /// HS256 secret for access tokens (`QTM_JWT_SECRET`); generated once and kept in the
     /// database when unset, so tokens survive restarts.

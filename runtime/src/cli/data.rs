@@ -27,7 +27,7 @@ pub struct ImportArgs {
     /// Symbol to file the bars under [default: from the file name, `goog_1d.csv` → GOOG].
     #[arg(long)]
     symbol: Option<String>,
-    /// Database URL.
+    /// Database URL: sqlite://path or postgres://user:password@host/database.
     #[arg(long, env = "QTM_DATABASE_URL", default_value = "sqlite://qtm.db")]
     database_url: String,
     /// Display name [default: the symbol; kept on re-import].
@@ -44,7 +44,7 @@ pub struct ImportArgs {
 /// `qtm data list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Database URL.
+    /// Database URL: sqlite://path or postgres://user:password@host/database.
     #[arg(long, env = "QTM_DATABASE_URL", default_value = "sqlite://qtm.db")]
     database_url: String,
 }

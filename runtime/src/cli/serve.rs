@@ -14,7 +14,8 @@ pub struct ServeArgs {
     /// Address to listen on [env: QTM_LISTEN] [default: 127.0.0.1:8080].
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Database URL [env: QTM_DATABASE_URL] [default: sqlite://qtm.db].
+    /// Database URL: sqlite://path (embedded) or postgres://user:password@host/database
+    /// (PostgreSQL) [env: QTM_DATABASE_URL] [default: sqlite://qtm.db].
     #[arg(long)]
     database_url: Option<String>,
     /// TOML config file (keys as in `ServerConfig`) [env: QTM_CONFIG].

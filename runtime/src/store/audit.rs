@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
-use super::{Store, StoreResult, now};
+use super::{Store, StoreResult, now, with_pool};
 
 /// One audit row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
@@ -40,8 +40,8 @@ pub struct NewAudit {
 
 /// Append one row.
 pub async fn record(store: &Store, e: &NewAudit) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (ts, user_id, username, action, target, outcome, status, ip, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    with_pool!(store, p => sqlx::query(
+        "INSERT INTO audit_log (ts, user_id, username, action, target, outcome, status, ip, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(now())
     .bind(e.user_id)
@@ -52,8 +52,8 @@ pub async fn record(store: &Store, e: &NewAudit) -> StoreResult<()> {
     .bind(i64::from(e.status))
     .bind(&e.ip)
     .bind(&e.detail)
-    .execute(store.pool())
-    .await?;
+    .execute(p)
+    .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -63,12 +63,12 @@ pub async fn recent(
     limit: i64,
     user_id: Option<i64>,
 ) -> StoreResult<Vec<AuditEntry>> {
-    Ok(sqlx::query_as::<_, AuditEntry>(
-        "SELECT id, ts, user_id, username, action, target, outcome, status, ip, detail FROM audit_log WHERE (? IS NULL OR user_id = ?) ORDER BY id DESC LIMIT ?",
+    Ok(with_pool!(store, p => sqlx::query_as::<_, AuditEntry>(
+        "SELECT id, ts, user_id, username, action, target, outcome, status, ip, detail FROM audit_log WHERE ($1 IS NULL OR user_id = $2) ORDER BY id DESC LIMIT $3",
     )
     .bind(user_id)
     .bind(user_id)
     .bind(limit)
-    .fetch_all(store.pool())
-    .await?)
+    .fetch_all(p)
+    .await)?)
 }

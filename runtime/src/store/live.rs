@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{Store, StoreResult, now};
+use super::{Store, StoreResult, now, with_pool};
 use crate::model::Bar;
 
 /// How far the live engine got in one symbol's stream.
@@ -21,10 +21,9 @@ pub struct Cursor {
 
 /// Every stored cursor, by symbol.
 pub async fn cursors(store: &Store) -> StoreResult<HashMap<String, Cursor>> {
-    let rows: Vec<(String, i64, i64, f64)> =
-        sqlx::query_as("SELECT symbol, seq, ts, close FROM live_cursors")
-            .fetch_all(store.pool())
-            .await?;
+    let rows: Vec<(String, i64, i64, f64)> = with_pool!(store, p => sqlx::query_as("SELECT symbol, seq, ts, close FROM live_cursors")
+            .fetch_all(p)
+            .await)?;
     Ok(rows
         .into_iter()
         .map(|(s, seq, ts, close)| (s, Cursor { seq, ts, close }))
@@ -35,7 +34,20 @@ pub async fn cursors(store: &Store) -> StoreResult<HashMap<String, Cursor>> {
 /// The recorder writes cursors through [`super::writer::Writer::save_cursors`], in the
 /// transaction of the bars' effects.
 pub(crate) fn upsert_cursors_sql(n: usize) -> String {
-    let rows = vec!["(?, ?, ?, ?, ?)"; n].join(", ");
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let k = i * 5;
+            format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                k + 1,
+                k + 2,
+                k + 3,
+                k + 4,
+                k + 5
+            )
+        })
+        .collect();
+    let rows = rows.join(", ");
     format!(
         "INSERT INTO live_cursors (symbol, seq, ts, close, updated_at) VALUES {rows} ON CONFLICT (symbol) DO UPDATE SET seq = excluded.seq, ts = excluded.ts, close = excluded.close, updated_at = excluded.updated_at"
     )
@@ -47,13 +59,13 @@ pub async fn history_after(
     symbol: &str,
     after: Option<i64>,
 ) -> StoreResult<Vec<Bar>> {
-    let rows: Vec<(i64, f64, f64, f64, f64, f64)> = sqlx::query_as(
-        "SELECT ts, open, high, low, close, volume FROM price_history WHERE symbol = ? AND ts > ? ORDER BY ts",
+    let rows: Vec<(i64, f64, f64, f64, f64, f64)> = with_pool!(store, p => sqlx::query_as(
+        "SELECT ts, open, high, low, close, volume FROM price_history WHERE symbol = $1 AND ts > $2 ORDER BY ts",
     )
     .bind(symbol)
     .bind(after.unwrap_or(i64::MIN))
-    .fetch_all(store.pool())
-    .await?;
+    .fetch_all(p)
+    .await)?;
     Ok(rows
         .into_iter()
         .map(|(ts, open, high, low, close, volume)| Bar {
@@ -69,13 +81,15 @@ pub async fn history_after(
 
 /// A strategy's latest snapshot, if it has one.
 pub async fn snapshot(store: &Store, strategy_id: i64) -> StoreResult<Option<Vec<u8>>> {
-    Ok(sqlx::query_scalar::<_, Option<Vec<u8>>>(
-        "SELECT last_snapshot FROM strategy_instances WHERE strategy_id = ? ORDER BY id LIMIT 1",
+    Ok(
+        with_pool!(store, p => sqlx::query_scalar::<_, Option<Vec<u8>>>(
+        "SELECT last_snapshot FROM strategy_instances WHERE strategy_id = $1 ORDER BY id LIMIT 1",
     )
     .bind(strategy_id)
-    .fetch_optional(store.pool())
-    .await?
-    .flatten())
+    .fetch_optional(p)
+    .await)?
+        .flatten(),
+    )
 }
 
 /// Per symbol, the sequence number of the last bar a strategy's latest snapshot saw (`None`
@@ -84,12 +98,12 @@ pub async fn snapshot_seqs(
     store: &Store,
     strategy_id: i64,
 ) -> StoreResult<Option<HashMap<String, u64>>> {
-    let text = sqlx::query_scalar::<_, Option<String>>(
-        "SELECT snapshot_seqs FROM strategy_instances WHERE strategy_id = ? ORDER BY id LIMIT 1",
+    let text = with_pool!(store, p => sqlx::query_scalar::<_, Option<String>>(
+        "SELECT snapshot_seqs FROM strategy_instances WHERE strategy_id = $1 ORDER BY id LIMIT 1",
     )
     .bind(strategy_id)
-    .fetch_optional(store.pool())
-    .await?
+    .fetch_optional(p)
+    .await)?
     .flatten();
     Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
 }
@@ -99,9 +113,9 @@ pub async fn snapshot_seqs(
 pub async fn journal(
     store: &Store,
 ) -> StoreResult<(Option<i64>, HashMap<String, Vec<(u64, Bar)>>)> {
-    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT id, bars FROM live_journal ORDER BY id")
-        .fetch_all(store.pool())
-        .await?;
+    let rows: Vec<(i64, Vec<u8>)> = with_pool!(store, p => sqlx::query_as("SELECT id, bars FROM live_journal ORDER BY id")
+        .fetch_all(p)
+        .await)?;
     let mut out: HashMap<String, Vec<(u64, Bar)>> = HashMap::new();
     let newest = rows.last().map(|(id, _)| *id);
     for (id, blob) in rows {
@@ -172,14 +186,14 @@ pub(crate) fn decode_bars(bytes: &[u8]) -> Result<Vec<(String, u64, Bar)>, Strin
 
 /// Point a strategy's default instance at another of its versions (swap, rollback).
 pub async fn set_version(store: &Store, strategy_id: i64, version_id: i64) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE strategy_instances SET version_id = ?, updated_at = ? WHERE strategy_id = ?",
+    with_pool!(store, p => sqlx::query(
+        "UPDATE strategy_instances SET version_id = $1, updated_at = $2 WHERE strategy_id = $3",
     )
     .bind(version_id)
     .bind(now())
     .bind(strategy_id)
-    .execute(store.pool())
-    .await?;
+    .execute(p)
+    .await.map(|r| r.rows_affected()))?;
     store.catalog_changed();
     Ok(())
 }
@@ -215,8 +229,8 @@ pub struct NewSwap<'a> {
 
 /// Record a swap attempt.
 pub async fn record_swap(store: &Store, s: &NewSwap<'_>) -> StoreResult<SwapRecord> {
-    Ok(sqlx::query_as::<_, SwapRecord>(
-        "INSERT INTO instance_swaps (strategy_id, from_version, to_version, outcome, reason, pause_us, user_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, strategy_id, from_version, to_version, outcome, reason, pause_us, user_id, created_at",
+    Ok(with_pool!(store, p => sqlx::query_as::<_, SwapRecord>(
+        "INSERT INTO instance_swaps (strategy_id, from_version, to_version, outcome, reason, pause_us, user_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id, strategy_id, from_version, to_version, outcome, reason, pause_us, user_id, created_at",
     )
     .bind(s.strategy_id)
     .bind(s.from_version)
@@ -226,44 +240,44 @@ pub async fn record_swap(store: &Store, s: &NewSwap<'_>) -> StoreResult<SwapReco
     .bind(s.pause_us)
     .bind(s.user_id)
     .bind(now())
-    .fetch_one(store.pool())
-    .await?)
+    .fetch_one(p)
+    .await)?)
 }
 
 /// A strategy's swaps, oldest first.
 pub async fn swaps(store: &Store, strategy_id: i64) -> StoreResult<Vec<SwapRecord>> {
-    Ok(sqlx::query_as::<_, SwapRecord>(
-        "SELECT id, strategy_id, from_version, to_version, outcome, reason, pause_us, user_id, created_at FROM instance_swaps WHERE strategy_id = ? ORDER BY id",
+    Ok(with_pool!(store, p => sqlx::query_as::<_, SwapRecord>(
+        "SELECT id, strategy_id, from_version, to_version, outcome, reason, pause_us, user_id, created_at FROM instance_swaps WHERE strategy_id = $1 ORDER BY id",
     )
     .bind(strategy_id)
-    .fetch_all(store.pool())
-    .await?)
+    .fetch_all(p)
+    .await)?)
 }
 
 /// Strategies whose default instance is enabled (the live engine resumes them on start).
 pub async fn enabled_strategies(store: &Store) -> StoreResult<Vec<i64>> {
-    Ok(sqlx::query_scalar(
+    Ok(with_pool!(store, p => sqlx::query_scalar(
         "SELECT DISTINCT strategy_id FROM strategy_instances WHERE status = 'enabled' ORDER BY strategy_id",
     )
-    .fetch_all(store.pool())
-    .await?)
+    .fetch_all(p)
+    .await)?)
 }
 
 /// Every symbol with stored bars.
 pub async fn symbols(store: &Store) -> StoreResult<Vec<String>> {
     Ok(
-        sqlx::query_scalar("SELECT symbol FROM assets ORDER BY symbol")
-            .fetch_all(store.pool())
-            .await?,
+        with_pool!(store, p => sqlx::query_scalar("SELECT symbol FROM assets ORDER BY symbol")
+            .fetch_all(p)
+            .await)?,
     )
 }
 
 /// The strategy a stored instance belongs to.
 pub async fn strategy_of_instance(store: &Store, instance_id: i64) -> StoreResult<i64> {
-    sqlx::query_scalar("SELECT strategy_id FROM strategy_instances WHERE id = ?")
+    with_pool!(store, p => sqlx::query_scalar("SELECT strategy_id FROM strategy_instances WHERE id = $1")
         .bind(instance_id)
-        .fetch_optional(store.pool())
-        .await?
+        .fetch_optional(p)
+        .await)?
         .ok_or_else(|| super::StoreError::NotFound(format!("strategy instance {instance_id}")))
 }
 

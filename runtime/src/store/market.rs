@@ -14,9 +14,9 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, SqliteConnection};
+use sqlx::FromRow;
 
-use super::{Store, StoreError, StoreResult, now};
+use super::{Conn, Store, StoreError, StoreResult, now, with_conn, with_pool};
 use crate::market::{BarReader, DataError, IntervalEstimator};
 use crate::model::Bar;
 
@@ -132,9 +132,11 @@ pub async fn list_assets(store: &Store) -> StoreResult<Vec<Asset>> {
     static SQL: OnceLock<Arc<str>> = OnceLock::new();
     let sql =
         SQL.get_or_init(|| format!("SELECT {ASSET_COLUMNS} FROM assets ORDER BY symbol").into());
-    Ok(sqlx::query_as::<_, Asset>(sqlx::AssertSqlSafe(sql.clone()))
-        .fetch_all(store.pool())
-        .await?)
+    Ok(
+        with_pool!(store, p => sqlx::query_as::<_, Asset>(sqlx::AssertSqlSafe(sql.clone()))
+        .fetch_all(p)
+        .await)?,
+    )
 }
 
 /// How long [`list_assets_cached`] may serve a list without reading the table again. Imports
@@ -195,12 +197,12 @@ pub async fn list_assets_cached(store: &Store) -> StoreResult<Arc<Vec<Asset>>> {
 pub async fn asset(store: &Store, symbol: &str) -> StoreResult<Asset> {
     static SQL: OnceLock<Arc<str>> = OnceLock::new();
     let sql =
-        SQL.get_or_init(|| format!("SELECT {ASSET_COLUMNS} FROM assets WHERE symbol = ?").into());
-    sqlx::query_as::<_, Asset>(sqlx::AssertSqlSafe(sql.clone()))
+        SQL.get_or_init(|| format!("SELECT {ASSET_COLUMNS} FROM assets WHERE symbol = $1").into());
+    with_pool!(store, p => sqlx::query_as::<_, Asset>(sqlx::AssertSqlSafe(sql.clone()))
         .bind(symbol)
-        .fetch_optional(store.pool())
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("symbol {symbol:?}")))
+        .fetch_optional(p)
+        .await)?
+    .ok_or_else(|| StoreError::NotFound(format!("symbol {symbol:?}")))
 }
 
 /// Check and normalise a symbol: 1 to 32 characters from letters, digits and `. _ - ^ = :`,
@@ -271,7 +273,7 @@ impl From<sqlx::Error> for ImportError {
 /// Bars handed from the reading thread to the writer per message.
 const CHUNK_BARS: usize = 8192;
 /// Rows per INSERT statement: one statement round trip per row would dominate an import; 7
-/// parameters a row keeps this well under SQLite's parameter limit.
+/// parameters a row keeps this well under SQLite's and PostgreSQL's parameter limits.
 const ROWS_PER_INSERT: usize = 256;
 const SECONDS_PER_DAY: i64 = 86_400;
 
@@ -283,7 +285,17 @@ fn insert_sql(rows: usize) -> String {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str("(?,?,?,?,?,?,?)");
+        let k = i * 7;
+        sql.push_str(&format!(
+            "(${},${},${},${},${},${},${})",
+            k + 1,
+            k + 2,
+            k + 3,
+            k + 4,
+            k + 5,
+            k + 6,
+            k + 7
+        ));
     }
     sql.push_str(
         " ON CONFLICT (symbol, ts) DO UPDATE SET open = excluded.open, high = excluded.high, \
@@ -367,8 +379,9 @@ pub async fn import_csv(
             .clone()
     };
     let symbol = opts.symbol.as_str();
-    let mut tx = store.pool().begin().await?;
-    let bars_before = upsert_asset(&mut tx, &opts, path).await?;
+    let (rows, bars_before, bars_after) = with_pool!(store, p => {
+    let mut tx = p.begin().await?;
+    let bars_before = upsert_asset((&mut *tx).into(), &opts, path).await?;
     let mut rows = 0u64;
     let mut intervals = IntervalEstimator::new();
     while let Some(chunk) = rx_chunks.recv().await {
@@ -400,12 +413,14 @@ pub async fn import_csv(
     parser
         .await
         .map_err(|e| StoreError::Open(format!("CSV reader thread failed: {e}")))?;
-    refresh_summary(&mut tx, symbol, intervals.estimate()).await?;
-    let bars_after: i64 = sqlx::query_scalar("SELECT bars FROM assets WHERE symbol = ?")
+    refresh_summary((&mut *tx).into(), symbol, intervals.estimate()).await?;
+    let bars_after: i64 = sqlx::query_scalar("SELECT bars FROM assets WHERE symbol = $1")
         .bind(symbol)
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
+    (rows, bars_before, bars_after)
+    });
     invalidate_assets(store);
     Ok(ImportSummary {
         rows,
@@ -416,23 +431,20 @@ pub async fn import_csv(
 }
 
 /// Create the asset or update the fields the import names; returns its bar count before.
-async fn upsert_asset(
-    conn: &mut SqliteConnection,
-    opts: &ImportOptions,
-    path: &Path,
-) -> StoreResult<i64> {
+async fn upsert_asset(conn: Conn<'_>, opts: &ImportOptions, path: &Path) -> StoreResult<i64> {
     let t = now();
     let file = path.file_name().unwrap_or(path.as_os_str());
     let source = format!("csv:{}", file.to_string_lossy());
-    let existing: Option<i64> = sqlx::query_scalar("SELECT bars FROM assets WHERE symbol = ?")
+    with_conn!(conn, conn => {
+    let existing: Option<i64> = sqlx::query_scalar("SELECT bars FROM assets WHERE symbol = $1")
         .bind(&opts.symbol)
         .fetch_optional(&mut *conn)
         .await?;
     match existing {
         Some(bars) => {
             sqlx::query(
-                "UPDATE assets SET name = COALESCE(?, name), asset_class = COALESCE(?, asset_class), \
-                 currency = COALESCE(?, currency), source = ?, updated_at = ? WHERE symbol = ?",
+                "UPDATE assets SET name = COALESCE($1, name), asset_class = COALESCE($2, asset_class), \
+                 currency = COALESCE($3, currency), source = $4, updated_at = $5 WHERE symbol = $6",
             )
             .bind(opts.name.as_deref())
             .bind(opts.asset_class.map(AssetClass::as_str))
@@ -447,7 +459,7 @@ async fn upsert_asset(
         None => {
             sqlx::query(
                 "INSERT INTO assets (symbol, name, asset_class, currency, source, bars, created_at, \
-                 updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+                 updated_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
             )
             .bind(&opts.symbol)
             .bind(opts.name.as_deref().unwrap_or(&opts.symbol))
@@ -465,17 +477,19 @@ async fn upsert_asset(
             Ok(0)
         }
     }
+    })
 }
 
 /// Recompute the summary columns of `symbol` from its bars; every query here is a range on the
 /// `(symbol, ts)` key, so this costs a few index lookups plus one day of bars.
 pub(super) async fn refresh_summary(
-    conn: &mut SqliteConnection,
+    conn: Conn<'_>,
     symbol: &str,
     interval_s: Option<i64>,
 ) -> StoreResult<()> {
+    with_conn!(conn, conn => {
     let (first_ts, last_ts, bars): (Option<i64>, Option<i64>, i64) =
-        sqlx::query_as("SELECT MIN(ts), MAX(ts), COUNT(*) FROM price_history WHERE symbol = ?")
+        sqlx::query_as("SELECT MIN(ts), MAX(ts), COUNT(*) FROM price_history WHERE symbol = $1")
             .bind(symbol)
             .fetch_one(&mut *conn)
             .await?;
@@ -484,7 +498,7 @@ pub(super) async fn refresh_summary(
     let mut window: (Option<f64>, Option<f64>, Option<f64>) = (None, None, None);
     if let Some(last) = last_ts {
         last_close = sqlx::query_scalar::<_, f64>(
-            "SELECT close FROM price_history WHERE symbol = ? AND ts = ?",
+            "SELECT close FROM price_history WHERE symbol = $1 AND ts = $2",
         )
         .bind(symbol)
         .bind(last)
@@ -493,7 +507,7 @@ pub(super) async fn refresh_summary(
         let day_before = last - SECONDS_PER_DAY;
         let today = crate::live::day_start(last);
         reference = sqlx::query_as(
-            "SELECT ts, close FROM price_history WHERE symbol = ? AND ts < ? ORDER BY ts DESC LIMIT 1",
+            "SELECT ts, close FROM price_history WHERE symbol = $1 AND ts < $2 ORDER BY ts DESC LIMIT 1",
         )
         .bind(symbol)
         .bind(today)
@@ -502,7 +516,7 @@ pub(super) async fn refresh_summary(
         if reference.is_none() {
             // Nothing before the last bar's day: the change since that day's first open.
             reference = sqlx::query_as(
-                "SELECT ts, open FROM price_history WHERE symbol = ? AND ts >= ? ORDER BY ts LIMIT 1",
+                "SELECT ts, open FROM price_history WHERE symbol = $1 AND ts >= $2 ORDER BY ts LIMIT 1",
             )
             .bind(symbol)
             .bind(today)
@@ -510,7 +524,7 @@ pub(super) async fn refresh_summary(
             .await?;
         }
         window = sqlx::query_as(
-            "SELECT SUM(volume), MAX(high), MIN(low) FROM price_history WHERE symbol = ? AND ts > ?",
+            "SELECT SUM(volume), MAX(high), MIN(low) FROM price_history WHERE symbol = $1 AND ts > $2",
         )
         .bind(symbol)
         .bind(day_before)
@@ -522,9 +536,9 @@ pub(super) async fn refresh_summary(
         _ => None,
     };
     sqlx::query(
-        "UPDATE assets SET first_ts = ?, last_ts = ?, bars = ?, interval_s = COALESCE(?, interval_s), \
-         last_close = ?, ref_ts = ?, ref_close = ?, change_pct = ?, volume_24h = ?, high_24h = ?, \
-         low_24h = ?, updated_at = ? WHERE symbol = ?",
+        "UPDATE assets SET first_ts = $1, last_ts = $2, bars = $3, interval_s = COALESCE($4, interval_s), \
+         last_close = $5, ref_ts = $6, ref_close = $7, change_pct = $8, volume_24h = $9, high_24h = $10, \
+         low_24h = $11, updated_at = $12 WHERE symbol = $13",
     )
     .bind(first_ts)
     .bind(last_ts)
@@ -542,6 +556,7 @@ pub(super) async fn refresh_summary(
     .execute(&mut *conn)
     .await?;
     Ok(())
+    })
 }
 
 /// Most bars one query returns.
@@ -599,16 +614,16 @@ pub async fn bars(store: &Store, symbol: &str, q: BarQuery) -> StoreResult<BarPa
     };
     match q.interval_s {
         None => {
-            let mut rows = sqlx::query_as::<_, (i64, f64, f64, f64, f64, f64)>(
+            let mut rows = with_pool!(store, p => sqlx::query_as::<_, (i64, f64, f64, f64, f64, f64)>(
                 "SELECT ts, open, high, low, close, volume FROM price_history \
-                 WHERE symbol = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?",
+                 WHERE symbol = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts LIMIT $4",
             )
             .bind(symbol)
             .bind(from)
             .bind(to)
             .bind(limit as i64 + 1)
-            .fetch_all(store.pool())
-            .await?;
+            .fetch_all(p)
+            .await)?;
             if rows.len() > limit {
                 page.truncated = true;
                 page.next_from = Some(rows[limit].0);
@@ -620,16 +635,16 @@ pub async fn bars(store: &Store, symbol: &str, q: BarQuery) -> StoreResult<BarPa
             // `((x % i) + i) % i` is the floor remainder SQLite's truncating `%` lacks, so
             // bucket starts match [`bucket_start`] for times before the origin too.
             let origin = bucket_origin(interval);
-            let mut rows = sqlx::query_as::<_, (i64, f64, f64, f64, f64, f64)>(
+            let mut rows = with_pool!(store, p => sqlx::query_as::<_, (i64, f64, f64, f64, f64, f64)>(
                 "WITH b AS ( \
-                   SELECT ts - (((ts - ?) % ?) + ?) % ? AS start, MIN(ts) AS first_ts, \
+                   SELECT ts - (((ts - $1) % $2) + $3) % $4 AS start, MIN(ts) AS first_ts, \
                           MAX(ts) AS last_ts, MAX(high) AS high, MIN(low) AS low, \
                           SUM(volume) AS volume \
-                   FROM price_history WHERE symbol = ? AND ts >= ? AND ts <= ? \
-                   GROUP BY start ORDER BY start LIMIT ?) \
+                   FROM price_history WHERE symbol = $5 AND ts >= $6 AND ts <= $7 \
+                   GROUP BY start ORDER BY start LIMIT $8) \
                  SELECT b.start, o.open, b.high, b.low, c.close, b.volume FROM b \
-                 JOIN price_history o ON o.symbol = ? AND o.ts = b.first_ts \
-                 JOIN price_history c ON c.symbol = ? AND c.ts = b.last_ts \
+                 JOIN price_history o ON o.symbol = $9 AND o.ts = b.first_ts \
+                 JOIN price_history c ON c.symbol = $10 AND c.ts = b.last_ts \
                  ORDER BY b.start",
             )
             .bind(origin)
@@ -642,8 +657,8 @@ pub async fn bars(store: &Store, symbol: &str, q: BarQuery) -> StoreResult<BarPa
             .bind(limit as i64 + 1)
             .bind(symbol)
             .bind(symbol)
-            .fetch_all(store.pool())
-            .await?;
+            .fetch_all(p)
+            .await)?;
             if rows.len() > limit {
                 page.truncated = true;
                 page.next_from = Some(rows[limit].0);
@@ -683,31 +698,32 @@ mod tests {
         let Some(path) = peer_file_or_skip("goog_1d.csv") else {
             return;
         };
-        let s = crate::store::test_store().await;
-        let all = crate::market::load_bars(&path).unwrap();
-        let first = import_csv(&s, &path, &opts("goog")).await.unwrap();
-        assert_eq!(first.rows, all.len() as u64);
-        assert_eq!(first.new_bars, all.len() as u64);
-        let a = &first.asset;
-        assert_eq!(a.symbol, "GOOG");
-        assert_eq!(
-            (a.asset_class.as_str(), a.currency.as_str()),
-            ("equity", "USD")
-        );
-        assert_eq!(a.source, "csv:goog_1d.csv");
-        assert_eq!(a.bars, all.len() as i64);
-        assert_eq!(a.interval_s, Some(86_400));
-        let (last, prev) = (all[all.len() - 1], all[all.len() - 2]);
-        assert_eq!((a.first_ts, a.last_ts), (Some(all[0].ts), Some(last.ts)));
-        assert_eq!(a.last_price, Some(last.close));
-        assert_eq!((a.ref_ts, a.ref_price), (Some(prev.ts), Some(prev.close)));
-        assert_eq!(a.change_pct, Some(100.0 * (last.close / prev.close - 1.0)));
-        assert_eq!(a.volume_24h, Some(last.volume));
+        for s in crate::store::test_stores().await {
+            let all = crate::market::load_bars(&path).unwrap();
+            let first = import_csv(&s, &path, &opts("goog")).await.unwrap();
+            assert_eq!(first.rows, all.len() as u64);
+            assert_eq!(first.new_bars, all.len() as u64);
+            let a = &first.asset;
+            assert_eq!(a.symbol, "GOOG");
+            assert_eq!(
+                (a.asset_class.as_str(), a.currency.as_str()),
+                ("equity", "USD")
+            );
+            assert_eq!(a.source, "csv:goog_1d.csv");
+            assert_eq!(a.bars, all.len() as i64);
+            assert_eq!(a.interval_s, Some(86_400));
+            let (last, prev) = (all[all.len() - 1], all[all.len() - 2]);
+            assert_eq!((a.first_ts, a.last_ts), (Some(all[0].ts), Some(last.ts)));
+            assert_eq!(a.last_price, Some(last.close));
+            assert_eq!((a.ref_ts, a.ref_price), (Some(prev.ts), Some(prev.close)));
+            assert_eq!(a.change_pct, Some(100.0 * (last.close / prev.close - 1.0)));
+            assert_eq!(a.volume_24h, Some(last.volume));
 
-        let again = import_csv(&s, &path, &opts("GOOG")).await.unwrap();
-        assert_eq!((again.rows, again.new_bars), (all.len() as u64, 0));
-        assert_eq!(again.asset.bars, a.bars);
-        assert_eq!(again.asset.change_pct, a.change_pct);
+            let again = import_csv(&s, &path, &opts("GOOG")).await.unwrap();
+            assert_eq!((again.rows, again.new_bars), (all.len() as u64, 0));
+            assert_eq!(again.asset.bars, a.bars);
+            assert_eq!(again.asset.change_pct, a.change_pct);
+        }
     }
 
     #[tokio::test]
@@ -724,13 +740,13 @@ mod tests {
         sqlx::query(
             "UPDATE assets SET ref_ts = 1, ref_close = 1, change_pct = 0, last_close = NULL",
         )
-        .execute(s.pool())
+        .execute(s.sqlite())
         .await
         .unwrap();
         sqlx::raw_sql(include_str!(
             "migrations/sqlite/0012_change_since_previous_day.sql"
         ))
-        .execute(s.pool())
+        .execute(s.sqlite())
         .await
         .unwrap();
         let again = asset(&s, "SPY").await.unwrap();
@@ -747,65 +763,68 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_row_leaves_nothing_behind() {
-        let s = crate::store::test_store().await;
-        let (_dir, path) = fixture(
-            "bad_1d.csv",
-            "ts,open,high,low,close,volume\n1,10,11,9,10,5\n2,10,11,9,10,5\n3,10,9,11,10,5\n",
-        );
-        let e = import_csv(&s, &path, &opts("BAD")).await.unwrap_err();
-        let msg = e.to_string();
-        assert!(msg.contains("bad_1d.csv:4:"), "{msg}");
-        assert!(msg.ends_with("nothing was imported"), "{msg}");
-        assert!(matches!(
-            asset(&s, "BAD").await,
-            Err(StoreError::NotFound(_))
-        ));
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM price_history")
-            .fetch_one(s.pool())
-            .await
-            .unwrap();
-        assert_eq!(n, 0);
+        for s in crate::store::test_stores().await {
+            let (_dir, path) = fixture(
+                "bad_1d.csv",
+                "ts,open,high,low,close,volume\n1,10,11,9,10,5\n2,10,11,9,10,5\n3,10,9,11,10,5\n",
+            );
+            let e = import_csv(&s, &path, &opts("BAD")).await.unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains("bad_1d.csv:4:"), "{msg}");
+            assert!(msg.ends_with("nothing was imported"), "{msg}");
+            assert!(matches!(
+                asset(&s, "BAD").await,
+                Err(StoreError::NotFound(_))
+            ));
+            let n: i64 =
+                with_pool!(s, p => sqlx::query_scalar("SELECT COUNT(*) FROM price_history")
+            .fetch_one(p)
+            .await)
+                .unwrap();
+            assert_eq!(n, 0);
+        }
     }
 
     #[tokio::test]
     async fn options_are_checked_and_kept_on_reimport() {
-        let s = crate::store::test_store().await;
-        let (_dir, path) = fixture(
-            "x.csv",
-            "ts,open,high,low,close,volume\n0,10,11,9,10,5\n60,10,12,9,11,7\n",
-        );
-        let e = import_csv(&s, &path, &opts("a/b")).await.unwrap_err();
-        assert!(
-            matches!(
-                e,
-                ImportError::Invalid {
-                    field: "symbol",
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        let o = ImportOptions {
-            symbol: "eurusd".into(),
-            name: Some("Euro / US dollar".into()),
-            currency: Some("usd".into()),
-            asset_class: None,
-        };
-        let a = import_csv(&s, &path, &o).await.unwrap().asset;
-        assert_eq!(
-            (a.asset_class.as_str(), a.name.as_str()),
-            ("fx", "Euro / US dollar")
-        );
-        // Shorter than a day: the change runs from the first open.
-        assert_eq!(
-            (a.ref_ts, a.ref_price, a.last_price),
-            (Some(0), Some(10.0), Some(11.0))
-        );
-        assert_eq!(a.volume_24h, Some(12.0));
-        let a = import_csv(&s, &path, &opts("EURUSD")).await.unwrap().asset;
-        assert_eq!(a.name, "Euro / US dollar");
-        assert_eq!(AssetClass::guess("BTCUSD"), AssetClass::Crypto);
-        assert_eq!(AssetClass::guess("SPY"), AssetClass::Equity);
+        for s in crate::store::test_stores().await {
+            let (_dir, path) = fixture(
+                "x.csv",
+                "ts,open,high,low,close,volume\n0,10,11,9,10,5\n60,10,12,9,11,7\n",
+            );
+            let e = import_csv(&s, &path, &opts("a/b")).await.unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ImportError::Invalid {
+                        field: "symbol",
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+            let o = ImportOptions {
+                symbol: "eurusd".into(),
+                name: Some("Euro / US dollar".into()),
+                currency: Some("usd".into()),
+                asset_class: None,
+            };
+            let a = import_csv(&s, &path, &o).await.unwrap().asset;
+            assert_eq!(
+                (a.asset_class.as_str(), a.name.as_str()),
+                ("fx", "Euro / US dollar")
+            );
+            // Shorter than a day: the change runs from the first open.
+            assert_eq!(
+                (a.ref_ts, a.ref_price, a.last_price),
+                (Some(0), Some(10.0), Some(11.0))
+            );
+            assert_eq!(a.volume_24h, Some(12.0));
+            let a = import_csv(&s, &path, &opts("EURUSD")).await.unwrap().asset;
+            assert_eq!(a.name, "Euro / US dollar");
+            assert_eq!(AssetClass::guess("BTCUSD"), AssetClass::Crypto);
+            assert_eq!(AssetClass::guess("SPY"), AssetClass::Equity);
+        }
     }
 
     #[tokio::test]
@@ -821,10 +840,10 @@ mod tests {
         let listed = list_assets_cached(&s).await.unwrap();
         assert_eq!(listed.len(), 1);
         // Another writer (as `qtm data import` in another process would be).
-        sqlx::query("UPDATE assets SET name = 'Alphabet'")
-            .execute(s.pool())
-            .await
-            .unwrap();
+        with_pool!(s, p => sqlx::query("UPDATE assets SET name = 'Alphabet'")
+            .execute(p)
+            .await.map(|r| r.rows_affected()))
+        .unwrap();
         assert_eq!(list_assets_cached(&s).await.unwrap()[0].name, "SPY");
         tokio::time::sleep(ASSETS_CACHE_TTL + Duration::from_millis(50)).await;
         assert_eq!(list_assets_cached(&s).await.unwrap()[0].name, "Alphabet");
@@ -832,49 +851,50 @@ mod tests {
 
     #[tokio::test]
     async fn sql_buckets_match_bucket_start_before_and_after_the_origin() {
-        let s = crate::store::test_store().await;
-        let mut csv = String::from("ts,open,high,low,close,volume\n");
-        let times: Vec<i64> = (0..40).map(|i| -10 * 86_400 + i * 43_200 + 7).collect();
-        for (i, ts) in times.iter().enumerate() {
-            let p = 100.0 + i as f64;
-            csv.push_str(&format!("{ts},{p},{},{},{p},{}\n", p + 1.0, p - 1.0, i + 1));
-        }
-        let (_dir, path) = fixture("neg.csv", &csv);
-        import_csv(&s, &path, &opts("NEG")).await.unwrap();
-        for interval in [3_600, 86_400, 3 * 86_400, 7 * 86_400] {
-            let page = bars(
-                &s,
-                "NEG",
-                BarQuery {
-                    from: None,
-                    to: None,
-                    interval_s: Some(interval),
-                    limit: MAX_BARS,
-                },
-            )
-            .await
-            .unwrap();
-            let mut want: Vec<Bar> = Vec::new();
-            for (i, &ts) in times.iter().enumerate() {
+        for s in crate::store::test_stores().await {
+            let mut csv = String::from("ts,open,high,low,close,volume\n");
+            let times: Vec<i64> = (0..40).map(|i| -10 * 86_400 + i * 43_200 + 7).collect();
+            for (i, ts) in times.iter().enumerate() {
                 let p = 100.0 + i as f64;
-                let start = bucket_start(ts, interval);
-                match want.last_mut() {
-                    Some(w) if w.ts == start => {
-                        w.high = p + 1.0;
-                        w.close = p;
-                        w.volume += (i + 1) as f64;
-                    }
-                    _ => want.push(Bar {
-                        ts: start,
-                        open: p,
-                        high: p + 1.0,
-                        low: p - 1.0,
-                        close: p,
-                        volume: (i + 1) as f64,
-                    }),
-                }
+                csv.push_str(&format!("{ts},{p},{},{},{p},{}\n", p + 1.0, p - 1.0, i + 1));
             }
-            assert_eq!(page.bars, want, "interval {interval}");
+            let (_dir, path) = fixture("neg.csv", &csv);
+            import_csv(&s, &path, &opts("NEG")).await.unwrap();
+            for interval in [3_600, 86_400, 3 * 86_400, 7 * 86_400] {
+                let page = bars(
+                    &s,
+                    "NEG",
+                    BarQuery {
+                        from: None,
+                        to: None,
+                        interval_s: Some(interval),
+                        limit: MAX_BARS,
+                    },
+                )
+                .await
+                .unwrap();
+                let mut want: Vec<Bar> = Vec::new();
+                for (i, &ts) in times.iter().enumerate() {
+                    let p = 100.0 + i as f64;
+                    let start = bucket_start(ts, interval);
+                    match want.last_mut() {
+                        Some(w) if w.ts == start => {
+                            w.high = p + 1.0;
+                            w.close = p;
+                            w.volume += (i + 1) as f64;
+                        }
+                        _ => want.push(Bar {
+                            ts: start,
+                            open: p,
+                            high: p + 1.0,
+                            low: p - 1.0,
+                            close: p,
+                            volume: (i + 1) as f64,
+                        }),
+                    }
+                }
+                assert_eq!(page.bars, want, "interval {interval}");
+            }
         }
     }
 

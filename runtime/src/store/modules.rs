@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
-use super::{Store, StoreError, StoreResult, now};
+use super::{Store, StoreError, StoreResult, now, with_pool};
 
 /// A module as listed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
@@ -80,8 +80,8 @@ pub fn builtin() -> Vec<(
 pub async fn seed(store: &Store) -> StoreResult<()> {
     let t = now();
     for (id, name, kind, description, enabled, config) in builtin() {
-        sqlx::query(
-            "INSERT INTO modules (id, name, kind, description, enabled, status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        with_pool!(store, p => sqlx::query(
+            "INSERT INTO modules (id, name, kind, description, enabled, status, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(name)
@@ -90,16 +90,16 @@ pub async fn seed(store: &Store) -> StoreResult<()> {
         .bind(enabled)
         .bind(if enabled { "running" } else { "stopped" })
         .bind(t)
-        .execute(store.pool())
-        .await?;
-        sqlx::query(
-            "INSERT INTO module_configs (module_id, config, updated_at) VALUES (?, ?, ?) ON CONFLICT (module_id) DO NOTHING",
+        .execute(p)
+        .await.map(|r| r.rows_affected()))?;
+        with_pool!(store, p => sqlx::query(
+            "INSERT INTO module_configs (module_id, config, updated_at) VALUES ($1, $2, $3) ON CONFLICT (module_id) DO NOTHING",
         )
         .bind(id)
         .bind(super::to_json(&config))
         .bind(t)
-        .execute(store.pool())
-        .await?;
+        .execute(p)
+        .await.map(|r| r.rows_affected()))?;
     }
     Ok(())
 }
@@ -118,11 +118,11 @@ type ModuleRow = (
 
 /// Every module with its config, by id.
 pub async fn list(store: &Store) -> StoreResult<Vec<Module>> {
-    let rows: Vec<ModuleRow> = sqlx::query_as(
+    let rows: Vec<ModuleRow> = with_pool!(store, p => sqlx::query_as(
         "SELECT m.id, m.name, m.kind, m.description, m.enabled, m.status, m.updated_at, c.config FROM modules m LEFT JOIN module_configs c ON c.module_id = m.id ORDER BY m.id",
     )
-    .fetch_all(store.pool())
-    .await?;
+    .fetch_all(p)
+    .await)?;
     rows.into_iter()
         .map(
             |(id, name, kind, description, enabled, status, updated_at, config)| {
@@ -155,14 +155,13 @@ pub async fn get(store: &Store, id: &str) -> StoreResult<Module> {
 
 /// Switch a module on or off.
 pub async fn set_enabled(store: &Store, id: &str, enabled: bool) -> StoreResult<Module> {
-    let n = sqlx::query("UPDATE modules SET enabled = ?, status = ?, updated_at = ? WHERE id = ?")
+    let n = with_pool!(store, p => sqlx::query("UPDATE modules SET enabled = $1, status = $2, updated_at = $3 WHERE id = $4")
         .bind(enabled)
         .bind(if enabled { "running" } else { "stopped" })
         .bind(now())
         .bind(id)
-        .execute(store.pool())
-        .await?
-        .rows_affected();
+        .execute(p)
+        .await.map(|r| r.rows_affected()))?;
     if n == 0 {
         return Err(StoreError::NotFound(format!("module {id:?}")));
     }
@@ -177,14 +176,14 @@ pub async fn set_config(
     user_id: Option<i64>,
 ) -> StoreResult<Module> {
     get(store, id).await?;
-    sqlx::query(
-        "INSERT INTO module_configs (module_id, config, updated_by, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (module_id) DO UPDATE SET config = excluded.config, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+    with_pool!(store, p => sqlx::query(
+        "INSERT INTO module_configs (module_id, config, updated_by, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (module_id) DO UPDATE SET config = excluded.config, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
     )
     .bind(id)
     .bind(super::to_json(config))
     .bind(user_id)
     .bind(now())
-    .execute(store.pool())
-    .await?;
+    .execute(p)
+    .await.map(|r| r.rows_affected()))?;
     get(store, id).await
 }

@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, QueryBuilder, Sqlite};
+use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 
-use super::{Store, StoreError, StoreResult, now};
+use super::{Store, StoreError, StoreResult, now, with_pool};
 use crate::model::{OrderKind, OrderRequest, Quantity, Side, TimeInForce};
 
 /// Account of orders placed by hand through the API.
@@ -152,53 +152,29 @@ pub fn side_str(side: Side) -> &'static str {
 
 const ORDER_COLUMNS: &str = "id, account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, filled_qty, avg_price, reason, tag, created_at, updated_at";
 
-/// One order by id (the columns of [`ORDER_COLUMNS`], in its order).
-pub(crate) const SELECT_ORDER: &str = "SELECT id, account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, filled_qty, avg_price, reason, tag, created_at, updated_at FROM orders WHERE id = ?";
-
-/// The open position of an account in a symbol (the columns of `POSITION_COLUMNS`).
-pub(crate) const SELECT_OPEN_POSITION: &str = "SELECT id, account, symbol, side, quantity, avg_price, realized_pnl, fees, opened_at, closed_at, updated_at FROM positions WHERE account = ? AND symbol = ? AND closed_at IS NULL";
-
-/// [`INSERT_ORDER`] without its `RETURNING`, for the recorder's connection, which reads the
-/// new id with `last_insert_rowid` (SQLite buffers `RETURNING` rows through a temporary
-/// table, a cost on the fill path).
-macro_rules! insert_order_sql {
-    () => {
-        "INSERT INTO orders (account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, reason, tag, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    };
-}
 /// Store an order: account, instance_id, user_id, symbol, side, order_type, quantity,
 /// limit_price, stop_price, time_in_force, take_profit, stop_loss, status, reason, tag,
-/// created_at, updated_at; nothing returned (see [`INSERT_ORDER`]).
-pub(crate) const INSERT_ORDER_PLAIN: &str = insert_order_sql!();
-/// [`INSERT_ORDER_PLAIN`] returning the id.
-pub(crate) const INSERT_ORDER: &str = concat!(insert_order_sql!(), " RETURNING id");
+/// created_at, updated_at; returns the id.
+pub(crate) const INSERT_ORDER: &str = "INSERT INTO orders (account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, reason, tag, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id";
 
 /// Cancel an order if it is working: reason, updated_at, id.
-pub(crate) const CANCEL_WORKING: &str = "UPDATE orders SET status = 'cancelled', reason = ?, updated_at = ? WHERE id = ? AND status IN ('accepted', 'partially_filled')";
+pub(crate) const CANCEL_WORKING: &str = "UPDATE orders SET status = 'cancelled', reason = $1, updated_at = $2 WHERE id = $3 AND status IN ('accepted', 'partially_filled')";
 
 /// Whether `symbol` is a known asset.
 pub async fn symbol_exists(store: &Store, symbol: &str) -> StoreResult<bool> {
     Ok(
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM assets WHERE symbol = ?")
+        with_pool!(store, p => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM assets WHERE symbol = $1")
             .bind(symbol)
-            .fetch_one(store.pool())
-            .await?
+            .fetch_one(p)
+            .await)?
             > 0,
     )
 }
 
 /// Store an order; returns it with its id.
 pub async fn insert(store: &Store, o: &NewOrder) -> StoreResult<Order> {
-    let mut conn = store.pool().acquire().await?;
-    let id = insert_in(&mut conn, o).await?;
-    drop(conn);
-    get(store, id).await
-}
-
-/// [`insert`] inside the caller's transaction; returns the new id.
-pub async fn insert_in(conn: &mut sqlx::SqliteConnection, o: &NewOrder) -> StoreResult<i64> {
     let t = now();
-    let id: i64 = sqlx::query_scalar(INSERT_ORDER)
+    let id: i64 = with_pool!(store, p => sqlx::query_scalar(INSERT_ORDER)
         .bind(&o.account)
         .bind(o.instance_id)
         .bind(o.user_id)
@@ -216,19 +192,19 @@ pub async fn insert_in(conn: &mut sqlx::SqliteConnection, o: &NewOrder) -> Store
         .bind(&o.tag)
         .bind(t)
         .bind(t)
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(id)
+        .fetch_one(p)
+        .await)?;
+    get(store, id).await
 }
 
 /// One order.
 pub async fn get(store: &Store, id: i64) -> StoreResult<Order> {
-    sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"
+    with_pool!(store, p => sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
     )))
     .bind(id)
-    .fetch_optional(store.pool())
-    .await?
+    .fetch_optional(p)
+    .await)?
     .ok_or_else(|| StoreError::NotFound(format!("order {id}")))
 }
 
@@ -246,14 +222,18 @@ pub struct OrderFilter {
 
 /// Orders matching `f`, newest first.
 pub async fn list(store: &Store, f: &OrderFilter) -> StoreResult<Vec<Order>> {
-    Ok(list_query(f)
+    Ok(with_pool!(store, p => list_query(f)
         .build_query_as::<Order>()
-        .fetch_all(store.pool())
-        .await?)
+        .fetch_all(p)
+        .await)?)
 }
 
 /// The SQL of [`list`].
-fn list_query(f: &OrderFilter) -> QueryBuilder<Sqlite> {
+fn list_query<DB: Database>(f: &OrderFilter) -> QueryBuilder<DB>
+where
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+{
     let working = f.status.as_deref() == Some("working");
     let status = f.status.clone().filter(|_| !working);
     // Working orders are a few among all of them: read those through their index instead of
@@ -262,10 +242,12 @@ fn list_query(f: &OrderFilter) -> QueryBuilder<Sqlite> {
         || status
             .as_deref()
             .is_some_and(|s| status::WORKING.contains(&s));
-    let from = if only_working {
+    let from = if !only_working {
+        LIST_FROM
+    } else if is_sqlite::<DB>() {
         LIST_WORKING_FROM
     } else {
-        LIST_FROM
+        LIST_WORKING_FROM_PG
     };
     let mut q = QueryBuilder::new(format!("SELECT {ORDER_COLUMNS} {from}"));
     and_equal(&mut q, "status", status);
@@ -277,18 +259,27 @@ fn list_query(f: &OrderFilter) -> QueryBuilder<Sqlite> {
 }
 
 /// Every order, for [`list`].
-const LIST_FROM: &str = "FROM orders WHERE 1";
+const LIST_FROM: &str = "FROM orders WHERE TRUE";
 
 /// The working orders only, for [`list`].
 const LIST_WORKING_FROM: &str =
     "FROM orders INDEXED BY orders_working WHERE status IN ('accepted', 'partially_filled')";
 
+/// [`LIST_WORKING_FROM`] on PostgreSQL, which has no `INDEXED BY`: its planner picks the
+/// partial index from the statistics.
+const LIST_WORKING_FROM_PG: &str = "FROM orders WHERE status IN ('accepted', 'partially_filled')";
+
+/// Whether `DB` is SQLite, for the few statements written per dialect.
+fn is_sqlite<DB: Database>() -> bool {
+    DB::NAME == <sqlx::Sqlite as Database>::NAME
+}
+
 /// Add `AND column = value` to a query whose WHERE clause is open, for a filter that is
 /// given. An absent filter adds nothing: written as `(? IS NULL OR column = ?)` it would keep
 /// the planner from reading the column's index for the filters that are given.
-fn and_equal<T>(q: &mut QueryBuilder<Sqlite>, column: &str, value: Option<T>)
+fn and_equal<DB: Database, T>(q: &mut QueryBuilder<DB>, column: &str, value: Option<T>)
 where
-    T: for<'t> sqlx::Encode<'t, Sqlite> + sqlx::Type<Sqlite>,
+    T: for<'t> Encode<'t, DB> + Type<DB>,
 {
     if let Some(v) = value {
         q.push(format!(" AND {column} = ")).push_bind(v);
@@ -297,35 +288,40 @@ where
 
 /// The working orders (of one account, given twice, or all for NULL), read through the
 /// partial index `orders_working` rather than every order.
-const WORKING_ORDERS: &str = "FROM orders WHERE status IN ('accepted', 'partially_filled') AND (? IS NULL OR account = ?) ORDER BY id";
+const WORKING_ORDERS: &str = "FROM orders WHERE status IN ('accepted', 'partially_filled') AND ($1 IS NULL OR account = $2) ORDER BY id";
 
 /// An account's manual orders accepted since a time (index `orders_account`).
-const ACCEPTED_SINCE: &str = "SELECT created_at FROM orders WHERE account = ? AND instance_id IS NULL AND created_at >= ? AND status <> 'rejected' ORDER BY created_at";
+const ACCEPTED_SINCE: &str = "SELECT created_at FROM orders WHERE account = $1 AND instance_id IS NULL AND created_at >= $2 AND status <> 'rejected' ORDER BY created_at";
 
 /// An account's working orders in one-cancels-other groups. The working orders are few and
 /// an account's orders many, so the planner is told which index to read.
-const WORKING_OCO: &str = "SELECT id, oco_group FROM orders INDEXED BY orders_working WHERE account = ? AND oco_group IS NOT NULL AND status IN ('accepted', 'partially_filled')";
+const WORKING_OCO: &str = "SELECT id, oco_group FROM orders INDEXED BY orders_working WHERE account = $1 AND oco_group IS NOT NULL AND status IN ('accepted', 'partially_filled')";
+
+/// [`WORKING_OCO`] without the SQLite index hint.
+const WORKING_OCO_PG: &str = "SELECT id, oco_group FROM orders WHERE account = $1 AND oco_group IS NOT NULL AND status IN ('accepted', 'partially_filled')";
 
 /// Working orders of `account` (every account when `None`), oldest first.
 pub async fn working(store: &Store, account: Option<&str>) -> StoreResult<Vec<Order>> {
-    Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
+    Ok(
+        with_pool!(store, p => sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
         "SELECT {ORDER_COLUMNS} {WORKING_ORDERS}"
     )))
     .bind(account)
     .bind(account)
-    .fetch_all(store.pool())
-    .await?)
+    .fetch_all(p)
+    .await)?,
+    )
 }
 
 /// Creation times (unix seconds) of the orders of every account created at or after `since`
 /// and not rejected, oldest first: the account-wide order-rate window after a restart.
 pub async fn accepted_since_any(store: &Store, since: i64) -> StoreResult<Vec<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT created_at FROM orders WHERE created_at >= ? AND status <> 'rejected' ORDER BY created_at",
+    Ok(with_pool!(store, p => sqlx::query_scalar(
+        "SELECT created_at FROM orders WHERE created_at >= $1 AND status <> 'rejected' ORDER BY created_at",
     )
     .bind(since)
-    .fetch_all(store.pool())
-    .await?)
+    .fetch_all(p)
+    .await)?)
 }
 
 /// Creation times of the manual orders (placed through the API, not by a strategy instance)
@@ -333,11 +329,11 @@ pub async fn accepted_since_any(store: &Store, since: i64) -> StoreResult<Vec<i6
 /// order-rate limit of manual orders counts. The engine limits each instance's own orders
 /// from memory.
 pub async fn accepted_since(store: &Store, account: &str, since: i64) -> StoreResult<Vec<i64>> {
-    Ok(sqlx::query_scalar(ACCEPTED_SINCE)
+    Ok(with_pool!(store, p => sqlx::query_scalar(ACCEPTED_SINCE)
         .bind(account)
         .bind(since)
-        .fetch_all(store.pool())
-        .await?)
+        .fetch_all(p)
+        .await)?)
 }
 
 /// Why an order cannot change: missing (`NotFound`) or no longer working (`Conflict`).
@@ -353,13 +349,12 @@ async fn not_working(store: &Store, id: i64) -> StoreError {
 
 /// Cancel a working order with `reason`.
 pub async fn cancel(store: &Store, id: i64, reason: &str) -> StoreResult<Order> {
-    let n = sqlx::query(CANCEL_WORKING)
+    let n = with_pool!(store, p => sqlx::query(CANCEL_WORKING)
         .bind(reason)
         .bind(now())
         .bind(id)
-        .execute(store.pool())
-        .await?
-        .rows_affected();
+        .execute(p)
+        .await.map(|r| r.rows_affected()))?;
     if n == 0 {
         return Err(not_working(store, id).await);
     }
@@ -368,35 +363,41 @@ pub async fn cancel(store: &Store, id: i64, reason: &str) -> StoreResult<Order> 
 
 /// Put a stored order in a one-cancels-other group (the exits of a bracket).
 pub async fn set_oco_group(store: &Store, id: i64, group: &str) -> StoreResult<()> {
-    sqlx::query("UPDATE orders SET oco_group = ? WHERE id = ?")
+    with_pool!(store, p => sqlx::query("UPDATE orders SET oco_group = $1 WHERE id = $2")
         .bind(group)
         .bind(id)
-        .execute(store.pool())
-        .await?;
+        .execute(p)
+        .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// The one-cancels-other groups of `account`'s working orders, by order id.
 pub async fn working_oco_groups(store: &Store, account: &str) -> StoreResult<HashMap<i64, String>> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(WORKING_OCO)
+    let sql = match store.backend() {
+        super::Backend::Sqlite => WORKING_OCO,
+        super::Backend::Postgres => WORKING_OCO_PG,
+    };
+    let rows: Vec<(i64, String)> = with_pool!(store, p => sqlx::query_as(sql)
         .bind(account)
-        .fetch_all(store.pool())
-        .await?;
+        .fetch_all(p)
+        .await)?;
     Ok(rows.into_iter().collect())
 }
 
 /// Cancel every working order (through `orders_working`).
-const CANCEL_ALL_WORKING: &str = "UPDATE orders SET status = 'cancelled', reason = ?, updated_at = ? WHERE status IN ('accepted', 'partially_filled')";
+const CANCEL_ALL_WORKING: &str = "UPDATE orders SET status = 'cancelled', reason = $1, updated_at = $2 WHERE status IN ('accepted', 'partially_filled')";
 
 /// Cancel every working order (of every account) with `reason`; returns the cancelled orders.
 pub async fn cancel_all_working(store: &Store, reason: &str) -> StoreResult<Vec<Order>> {
-    Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
+    Ok(
+        with_pool!(store, p => sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
         "{CANCEL_ALL_WORKING} RETURNING {ORDER_COLUMNS}"
     )))
     .bind(reason)
     .bind(now())
-    .fetch_all(store.pool())
-    .await?)
+    .fetch_all(p)
+    .await)?,
+    )
 }
 
 /// Replace the quantity and prices of a working order (`None` keeps a value).
@@ -407,17 +408,16 @@ pub async fn modify(
     limit_price: Option<f64>,
     stop_price: Option<f64>,
 ) -> StoreResult<Order> {
-    let n = sqlx::query(
-        "UPDATE orders SET quantity = COALESCE(?, quantity), limit_price = COALESCE(?, limit_price), stop_price = COALESCE(?, stop_price), updated_at = ? WHERE id = ? AND status IN ('accepted', 'partially_filled')",
+    let n = with_pool!(store, p => sqlx::query(
+        "UPDATE orders SET quantity = COALESCE($1, quantity), limit_price = COALESCE($2, limit_price), stop_price = COALESCE($3, stop_price), updated_at = $4 WHERE id = $5 AND status IN ('accepted', 'partially_filled')",
     )
     .bind(quantity)
     .bind(limit_price)
     .bind(stop_price)
     .bind(now())
     .bind(id)
-    .execute(store.pool())
-    .await?
-    .rows_affected();
+    .execute(p)
+    .await.map(|r| r.rows_affected()))?;
     if n == 0 {
         return Err(not_working(store, id).await);
     }
@@ -454,12 +454,12 @@ const POSITION_COLUMNS: &str = "id, account, symbol, side, quantity, avg_price, 
 
 /// One position by id.
 pub async fn position(store: &Store, id: i64) -> StoreResult<Position> {
-    sqlx::query_as::<_, Position>(sqlx::AssertSqlSafe(format!(
-        "SELECT {POSITION_COLUMNS} FROM positions WHERE id = ?"
+    with_pool!(store, p => sqlx::query_as::<_, Position>(sqlx::AssertSqlSafe(format!(
+        "SELECT {POSITION_COLUMNS} FROM positions WHERE id = $1"
     )))
     .bind(id)
-    .fetch_optional(store.pool())
-    .await?
+    .fetch_optional(p)
+    .await)?
     .ok_or_else(|| StoreError::NotFound(format!("trade {id}")))
 }
 
@@ -475,20 +475,25 @@ pub struct PositionFilter {
 
 /// Positions matching `f`, newest first.
 pub async fn positions(store: &Store, f: &PositionFilter) -> StoreResult<Vec<Position>> {
-    Ok(positions_query(f)
+    Ok(with_pool!(store, p => positions_query(f)
         .build_query_as::<Position>()
-        .fetch_all(store.pool())
-        .await?)
+        .fetch_all(p)
+        .await)?)
 }
 
 /// The SQL of [`positions`].
-fn positions_query(f: &PositionFilter) -> QueryBuilder<Sqlite> {
+fn positions_query<DB: Database>(f: &PositionFilter) -> QueryBuilder<DB>
+where
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+{
     // Open positions are a few among every position ever held: read those through their
     // index (what the positions view asks most).
     let from = match f.open {
-        Some(true) => OPEN_POSITIONS_FROM,
+        Some(true) if is_sqlite::<DB>() => OPEN_POSITIONS_FROM,
+        Some(true) => OPEN_POSITIONS_FROM_PG,
         Some(false) => "FROM positions WHERE closed_at IS NOT NULL",
-        None => "FROM positions WHERE 1",
+        None => "FROM positions WHERE TRUE",
     };
     let mut q = QueryBuilder::new(format!("SELECT {POSITION_COLUMNS} {from}"));
     and_equal(&mut q, "symbol", f.symbol.clone());
@@ -501,15 +506,24 @@ fn positions_query(f: &PositionFilter) -> QueryBuilder<Sqlite> {
 const OPEN_POSITIONS_FROM: &str =
     "FROM positions INDEXED BY positions_open WHERE closed_at IS NULL";
 
+/// [`OPEN_POSITIONS_FROM`] without the SQLite index hint.
+const OPEN_POSITIONS_FROM_PG: &str = "FROM positions WHERE closed_at IS NULL";
+
 /// Every open position of `account` (every account when `None`).
 pub async fn open_positions(store: &Store, account: Option<&str>) -> StoreResult<Vec<Position>> {
-    Ok(sqlx::query_as::<_, Position>(sqlx::AssertSqlSafe(format!(
-        "SELECT {POSITION_COLUMNS} {OPEN_POSITIONS_FROM} AND (? IS NULL OR account = ?) ORDER BY id"
+    let from = match store.backend() {
+        super::Backend::Sqlite => OPEN_POSITIONS_FROM,
+        super::Backend::Postgres => OPEN_POSITIONS_FROM_PG,
+    };
+    Ok(
+        with_pool!(store, p => sqlx::query_as::<_, Position>(sqlx::AssertSqlSafe(format!(
+        "SELECT {POSITION_COLUMNS} {from} AND ($1 IS NULL OR account = $2) ORDER BY id"
     )))
     .bind(account)
     .bind(account)
-    .fetch_all(store.pool())
-    .await?)
+    .fetch_all(p)
+    .await)?,
+    )
 }
 
 /// A fill with the order it executed.
@@ -549,17 +563,21 @@ pub struct FillFilter {
 /// Fills matching `f`, newest first: the last booked first (fills are booked as they happen,
 /// so this is the order of their times too).
 pub async fn fills(store: &Store, f: &FillFilter) -> StoreResult<Vec<FillRecord>> {
-    Ok(fills_query(f)
+    Ok(with_pool!(store, p => fills_query(f)
         .build_query_as::<FillRecord>()
-        .fetch_all(store.pool())
-        .await?)
+        .fetch_all(p)
+        .await)?)
 }
 
 /// The SQL of [`fills`]. Newest first by id, not by `ts`: the id is the table's key, so the
 /// newest fills are read first and the scan stops at the limit, where an order by `ts` sorted
 /// every fill (0.56 s for 1,000,000 of them) or needed an index on every fill booked.
-fn fills_query(f: &FillFilter) -> QueryBuilder<Sqlite> {
-    let mut q = QueryBuilder::new(format!("{FILL_SELECT} WHERE 1"));
+fn fills_query<DB: Database>(f: &FillFilter) -> QueryBuilder<DB>
+where
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    let mut q = QueryBuilder::new(format!("{FILL_SELECT} WHERE TRUE"));
     and_equal(&mut q, "f.symbol", f.symbol.clone());
     and_equal(&mut q, "f.account", f.account.clone());
     and_equal(&mut q, "f.order_id", f.order_id);
@@ -585,14 +603,14 @@ pub struct AccountTotals {
 /// The totals of `account` (of every account when `None`); zeros for an account that never
 /// traded.
 pub async fn totals(store: &Store, account: Option<&str>) -> StoreResult<AccountTotals> {
-    let row: (Option<f64>, Option<f64>, Option<f64>) = match account {
+    let row: (Option<f64>, Option<f64>, Option<f64>) = with_pool!(store, p => match account {
         Some(a) => sqlx::query_as(ACCOUNT_TOTALS).bind(a),
         None => sqlx::query_as(
             "SELECT SUM(trade_cash), SUM(fees), SUM(realized_pnl) FROM account_totals",
         ),
     }
-    .fetch_one(store.pool())
-    .await?;
+    .fetch_one(p)
+    .await)?;
     let fees = row.1.unwrap_or(0.0);
     Ok(AccountTotals {
         cash_flow: row.0.unwrap_or(0.0) - fees,
@@ -603,7 +621,7 @@ pub async fn totals(store: &Store, account: Option<&str>) -> StoreResult<Account
 
 /// One account's row of `account_totals` (aggregated, so an account without fills reads NULLs).
 const ACCOUNT_TOTALS: &str =
-    "SELECT SUM(trade_cash), SUM(fees), SUM(realized_pnl) FROM account_totals WHERE account = ?";
+    "SELECT SUM(trade_cash), SUM(fees), SUM(realized_pnl) FROM account_totals WHERE account = $1";
 
 /// The cash flow and fees of [`totals`].
 pub async fn cash_flow(store: &Store, account: Option<&str>) -> StoreResult<(f64, f64)> {
@@ -626,18 +644,11 @@ pub async fn record_fill(
     fee: f64,
     ts: i64,
 ) -> StoreResult<FillRecord> {
-    // One implementation of fill booking: the live recorder's synchronous writer.
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut w = super::writer::Writer::open(&store)?;
-        w.begin()?;
-        // On an error the connection closes with the transaction open: SQLite rolls it back.
-        let f = w.record_fill(order_id, quantity, price, fee, ts)?;
-        w.commit()?;
-        Ok(f)
+    // One implementation of fill booking, the live recorder's; an error drops the
+    // transaction, which rolls it back.
+    super::in_transaction!(store, tx => {
+        super::writer::book_fill((&mut *tx).into(), &Default::default(), order_id, quantity, price, fee, ts).await
     })
-    .await
-    .map_err(|e| StoreError::Open(format!("booking a fill: {e}")))?
 }
 
 #[cfg(test)]
@@ -649,43 +660,44 @@ mod tests {
         let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(format!(
             "EXPLAIN QUERY PLAN {sql}"
         )));
-        for _ in 0..sql.matches('?').count() {
+        for _ in 0..sql.matches('$').count() {
             q = q.bind(None::<i64>);
         }
-        let rows = q.fetch_all(store.pool()).await.unwrap();
+        let rows = q.fetch_all(store.sqlite()).await.unwrap();
         rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
     }
 
     #[tokio::test]
     async fn listing_working_orders_reads_only_those_newest_first() {
-        let s = crate::store::test_store().await;
-        let a = insert(&s, &order("buy", 1.0)).await.unwrap();
-        let b = insert(&s, &order("sell", 2.0)).await.unwrap();
-        let c = insert(&s, &order("buy", 3.0)).await.unwrap();
-        cancel(&s, b.id, "by hand").await.unwrap();
-        let ids = |status: &str, symbol: Option<&str>| {
-            let f = OrderFilter {
-                status: Some(status.into()),
-                symbol: symbol.map(Into::into),
-                limit: 10,
-                ..Default::default()
+        for s in crate::store::test_stores().await {
+            let a = insert(&s, &order("buy", 1.0)).await.unwrap();
+            let b = insert(&s, &order("sell", 2.0)).await.unwrap();
+            let c = insert(&s, &order("buy", 3.0)).await.unwrap();
+            cancel(&s, b.id, "by hand").await.unwrap();
+            let ids = |status: &str, symbol: Option<&str>| {
+                let f = OrderFilter {
+                    status: Some(status.into()),
+                    symbol: symbol.map(Into::into),
+                    limit: 10,
+                    ..Default::default()
+                };
+                let s = s.clone();
+                async move {
+                    list(&s, &f)
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|o| o.id)
+                        .collect::<Vec<_>>()
+                }
             };
-            let s = s.clone();
-            async move {
-                list(&s, &f)
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|o| o.id)
-                    .collect::<Vec<_>>()
-            }
-        };
-        assert_eq!(ids("working", None).await, [c.id, a.id]);
-        assert_eq!(ids("accepted", None).await, [c.id, a.id]);
-        assert_eq!(ids("partially_filled", None).await, Vec::<i64>::new());
-        assert_eq!(ids("cancelled", None).await, [b.id]);
-        assert_eq!(ids("working", Some("NOPE")).await, Vec::<i64>::new());
-        assert_eq!(ids("working", Some(&a.symbol)).await, [c.id, a.id]);
+            assert_eq!(ids("working", None).await, [c.id, a.id]);
+            assert_eq!(ids("accepted", None).await, [c.id, a.id]);
+            assert_eq!(ids("partially_filled", None).await, Vec::<i64>::new());
+            assert_eq!(ids("cancelled", None).await, [b.id]);
+            assert_eq!(ids("working", Some("NOPE")).await, Vec::<i64>::new());
+            assert_eq!(ids("working", Some(&a.symbol)).await, [c.id, a.id]);
+        }
     }
 
     #[tokio::test]
@@ -701,7 +713,7 @@ mod tests {
             "{since}"
         );
         let listing = |status: &str| {
-            list_query(&OrderFilter {
+            list_query::<sqlx::Sqlite>(&OrderFilter {
                 status: Some(status.into()),
                 symbol: Some("X".into()),
                 ..Default::default()
@@ -718,7 +730,7 @@ mod tests {
         );
         let positions = plan(
             &s,
-            &format!("SELECT {POSITION_COLUMNS} {OPEN_POSITIONS_FROM} AND (? IS NULL OR account = ?) ORDER BY id"),
+            &format!("SELECT {POSITION_COLUMNS} {OPEN_POSITIONS_FROM} AND ($1 IS NULL OR account = $2) ORDER BY id"),
         )
         .await;
         assert!(
@@ -727,7 +739,7 @@ mod tests {
         );
         let closed = plan(
             &s,
-            &positions_query(&PositionFilter {
+            &positions_query::<sqlx::Sqlite>(&PositionFilter {
                 open: Some(false),
                 account: Some("a".into()),
                 ..Default::default()
@@ -745,7 +757,7 @@ mod tests {
     #[tokio::test]
     async fn fill_listings_read_newest_first_by_key_and_through_the_order_index() {
         let s = Store::open("sqlite::memory:").await.unwrap();
-        let sql = |f: FillFilter| fills_query(&f).into_string();
+        let sql = |f: FillFilter| fills_query::<sqlx::Sqlite>(&f).into_string();
         // Newest first by the table's key: no sort of every fill, the scan stops at the limit.
         let newest = plan(&s, &sql(FillFilter::default())).await;
         assert!(newest.starts_with("SCAN f\n"), "{newest}");
@@ -777,141 +789,145 @@ mod tests {
 
     #[tokio::test]
     async fn fills_list_newest_first_with_only_the_filters_given() {
-        let s = crate::store::test_store().await;
-        let buy = insert(&s, &order("buy", 10.0)).await.unwrap();
-        let f1 = record_fill(&s, buy.id, 4.0, 100.0, 0.0, 10).await.unwrap();
-        let f2 = record_fill(&s, buy.id, 6.0, 101.0, 0.0, 20).await.unwrap();
-        let mut other = order("sell", 1.0);
-        other.account = "other".into();
-        let sell = insert(&s, &other).await.unwrap();
-        let f3 = record_fill(&s, sell.id, 1.0, 102.0, 0.0, 30).await.unwrap();
-        let ids = |f: FillFilter| {
-            let s = s.clone();
-            async move {
-                fills(&s, &FillFilter { limit: 10, ..f })
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.id)
-                    .collect::<Vec<_>>()
-            }
-        };
-        assert_eq!(ids(FillFilter::default()).await, [f3.id, f2.id, f1.id]);
-        assert_eq!(
-            ids(FillFilter {
-                order_id: Some(buy.id),
-                ..Default::default()
-            })
-            .await,
-            [f2.id, f1.id]
-        );
-        assert_eq!(
-            ids(FillFilter {
-                account: Some("other".into()),
-                ..Default::default()
-            })
-            .await,
-            [f3.id]
-        );
-        assert_eq!(
-            ids(FillFilter {
-                account: Some("other".into()),
-                order_id: Some(buy.id),
-                ..Default::default()
-            })
-            .await,
-            Vec::<i64>::new()
-        );
-        assert_eq!(
-            ids(FillFilter {
-                position_id: f1.position_id,
-                ..Default::default()
-            })
-            .await,
-            [f2.id, f1.id]
-        );
-        let one = fills(
-            &s,
-            &FillFilter {
-                limit: 1,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        assert_eq!(one.len(), 1);
-        assert_eq!((one[0].id, one[0].price, one[0].ts), (f3.id, 102.0, 30));
+        for s in crate::store::test_stores().await {
+            let buy = insert(&s, &order("buy", 10.0)).await.unwrap();
+            let f1 = record_fill(&s, buy.id, 4.0, 100.0, 0.0, 10).await.unwrap();
+            let f2 = record_fill(&s, buy.id, 6.0, 101.0, 0.0, 20).await.unwrap();
+            let mut other = order("sell", 1.0);
+            other.account = "other".into();
+            let sell = insert(&s, &other).await.unwrap();
+            let f3 = record_fill(&s, sell.id, 1.0, 102.0, 0.0, 30).await.unwrap();
+            let ids = |f: FillFilter| {
+                let s = s.clone();
+                async move {
+                    fills(&s, &FillFilter { limit: 10, ..f })
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.id)
+                        .collect::<Vec<_>>()
+                }
+            };
+            assert_eq!(ids(FillFilter::default()).await, [f3.id, f2.id, f1.id]);
+            assert_eq!(
+                ids(FillFilter {
+                    order_id: Some(buy.id),
+                    ..Default::default()
+                })
+                .await,
+                [f2.id, f1.id]
+            );
+            assert_eq!(
+                ids(FillFilter {
+                    account: Some("other".into()),
+                    ..Default::default()
+                })
+                .await,
+                [f3.id]
+            );
+            assert_eq!(
+                ids(FillFilter {
+                    account: Some("other".into()),
+                    order_id: Some(buy.id),
+                    ..Default::default()
+                })
+                .await,
+                Vec::<i64>::new()
+            );
+            assert_eq!(
+                ids(FillFilter {
+                    position_id: f1.position_id,
+                    ..Default::default()
+                })
+                .await,
+                [f2.id, f1.id]
+            );
+            let one = fills(
+                &s,
+                &FillFilter {
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            assert_eq!(one.len(), 1);
+            assert_eq!((one[0].id, one[0].price, one[0].ts), (f3.id, 102.0, 30));
+        }
     }
 
     #[tokio::test]
     async fn account_totals_follow_every_fill_booked() {
-        let s = crate::store::test_store().await;
-        assert_eq!(cash_flow(&s, Some(MANUAL)).await.unwrap(), (0.0, 0.0));
-        let buy = insert(&s, &order("buy", 10.0)).await.unwrap();
-        record_fill(&s, buy.id, 4.0, 100.0, 1.0, 10).await.unwrap();
-        record_fill(&s, buy.id, 6.0, 101.5, 0.25, 11).await.unwrap();
-        let mut other = order("sell", 2.0);
-        other.account = "other".into();
-        let sell = insert(&s, &other).await.unwrap();
-        record_fill(&s, sell.id, 2.0, 50.0, 0.5, 20).await.unwrap();
+        for s in crate::store::test_stores().await {
+            assert_eq!(cash_flow(&s, Some(MANUAL)).await.unwrap(), (0.0, 0.0));
+            let buy = insert(&s, &order("buy", 10.0)).await.unwrap();
+            record_fill(&s, buy.id, 4.0, 100.0, 1.0, 10).await.unwrap();
+            record_fill(&s, buy.id, 6.0, 101.5, 0.25, 11).await.unwrap();
+            let mut other = order("sell", 2.0);
+            other.account = "other".into();
+            let sell = insert(&s, &other).await.unwrap();
+            record_fill(&s, sell.id, 2.0, 50.0, 0.5, 20).await.unwrap();
 
-        // What the fills themselves say, summed in the order they were booked.
-        let all = FillFilter {
-            limit: 100,
-            ..FillFilter::default()
-        };
-        let listed = fills(&s, &all).await.unwrap();
-        assert_eq!(listed.len(), 3);
-        let of = |account: &str| {
-            let (mut trade, mut fees) = (0.0, 0.0);
-            for f in listed.iter().rev().filter(|f| f.account == account) {
-                trade += if f.side == "buy" {
-                    -f.quantity * f.price
-                } else {
-                    f.quantity * f.price
-                };
-                fees += f.fee;
+            // What the fills themselves say, summed in the order they were booked.
+            let all = FillFilter {
+                limit: 100,
+                ..FillFilter::default()
+            };
+            let listed = fills(&s, &all).await.unwrap();
+            assert_eq!(listed.len(), 3);
+            let of = |account: &str| {
+                let (mut trade, mut fees) = (0.0, 0.0);
+                for f in listed.iter().rev().filter(|f| f.account == account) {
+                    trade += if f.side == "buy" {
+                        -f.quantity * f.price
+                    } else {
+                        f.quantity * f.price
+                    };
+                    fees += f.fee;
+                }
+                (trade - fees, fees)
+            };
+            assert_eq!(cash_flow(&s, Some(MANUAL)).await.unwrap(), (-1010.25, 1.25));
+            assert_eq!(cash_flow(&s, Some(MANUAL)).await.unwrap(), of(MANUAL));
+            assert_eq!(cash_flow(&s, Some("other")).await.unwrap(), (99.5, 0.5));
+            assert_eq!(cash_flow(&s, Some("other")).await.unwrap(), of("other"));
+            assert_eq!(cash_flow(&s, None).await.unwrap(), (-910.75, 1.75));
+            assert_eq!(cash_flow(&s, Some("nobody")).await.unwrap(), (0.0, 0.0));
+            if s.backend() == crate::store::Backend::Sqlite {
+                assert_eq!(
+                    plan(&s, ACCOUNT_TOTALS).await,
+                    "SEARCH account_totals USING PRIMARY KEY (account=?)"
+                );
             }
-            (trade - fees, fees)
-        };
-        assert_eq!(cash_flow(&s, Some(MANUAL)).await.unwrap(), (-1010.25, 1.25));
-        assert_eq!(cash_flow(&s, Some(MANUAL)).await.unwrap(), of(MANUAL));
-        assert_eq!(cash_flow(&s, Some("other")).await.unwrap(), (99.5, 0.5));
-        assert_eq!(cash_flow(&s, Some("other")).await.unwrap(), of("other"));
-        assert_eq!(cash_flow(&s, None).await.unwrap(), (-910.75, 1.75));
-        assert_eq!(cash_flow(&s, Some("nobody")).await.unwrap(), (0.0, 0.0));
-        assert_eq!(
-            plan(&s, ACCOUNT_TOTALS).await,
-            "SEARCH account_totals USING PRIMARY KEY (account=?)"
-        );
 
-        // Realized PnL: nothing while trades only open; then a close and a partial cover.
-        assert_eq!(totals(&s, None).await.unwrap().realized_pnl, 0.0);
-        let close = insert(&s, &order("sell", 10.0)).await.unwrap();
-        record_fill(&s, close.id, 10.0, 105.0, 0.0, 30)
-            .await
-            .unwrap();
-        let mut cover = order("buy", 1.0);
-        cover.account = "other".into();
-        let cover = insert(&s, &cover).await.unwrap();
-        record_fill(&s, cover.id, 1.0, 45.0, 0.0, 40).await.unwrap();
-        let every = PositionFilter {
-            limit: 100,
-            ..PositionFilter::default()
-        };
-        let per_trade: Vec<f64> = positions(&s, &every)
-            .await
-            .unwrap()
-            .iter()
-            .map(|p| p.realized_pnl)
-            .collect();
-        assert_eq!(per_trade.len(), 2);
-        let booked = totals(&s, None).await.unwrap().realized_pnl;
-        assert!(
-            (booked - (10.0 * (105.0 - 100.9) + 5.0)).abs() < 1e-9,
-            "{booked}"
-        );
-        assert!((booked - per_trade.iter().sum::<f64>()).abs() < 1e-9);
+            // Realized PnL: nothing while trades only open; then a close and a partial cover.
+            assert_eq!(totals(&s, None).await.unwrap().realized_pnl, 0.0);
+            let close = insert(&s, &order("sell", 10.0)).await.unwrap();
+            record_fill(&s, close.id, 10.0, 105.0, 0.0, 30)
+                .await
+                .unwrap();
+            let mut cover = order("buy", 1.0);
+            cover.account = "other".into();
+            let cover = insert(&s, &cover).await.unwrap();
+            record_fill(&s, cover.id, 1.0, 45.0, 0.0, 40).await.unwrap();
+            let every = PositionFilter {
+                limit: 100,
+                ..PositionFilter::default()
+            };
+            let per_trade: Vec<f64> = positions(&s, &every)
+                .await
+                .unwrap()
+                .iter()
+                .map(|p| p.realized_pnl)
+                .collect();
+            assert_eq!(per_trade.len(), 2);
+            let booked = totals(&s, None).await.unwrap().realized_pnl;
+            assert!(
+                (booked - (10.0 * (105.0 - 100.9) + 5.0)).abs() < 1e-9,
+                "{booked}"
+            );
+            assert!((booked - per_trade.iter().sum::<f64>()).abs() < 1e-9);
+        }
     }
 
     #[tokio::test]
@@ -939,12 +955,12 @@ mod tests {
                 (3, "b", "sell", 1.0, 7.0, 0.0),
             ] {
                 sqlx::query(
-                    "INSERT INTO orders (id, account, symbol, side, order_type, quantity, time_in_force, status, filled_qty, avg_price, created_at, updated_at) VALUES (?, ?, 'X', ?, 'market', ?, 'gtc', 'filled', ?, ?, 0, 0)",
+                    "INSERT INTO orders (id, account, symbol, side, order_type, quantity, time_in_force, status, filled_qty, avg_price, created_at, updated_at) VALUES ($1, $2, 'X', $3, 'market', $4, 'gtc', 'filled', $5, $6, 0, 0)",
                 )
                 .bind(id).bind(account).bind(side).bind(qty).bind(qty).bind(price)
                 .execute(&pool).await.unwrap();
                 sqlx::query(
-                    "INSERT INTO fills (order_id, account, symbol, side, quantity, price, fee, ts) VALUES (?, ?, 'X', ?, ?, ?, ?, 0)",
+                    "INSERT INTO fills (order_id, account, symbol, side, quantity, price, fee, ts) VALUES ($1, $2, 'X', $3, $4, $5, $6, 0)",
                 )
                 .bind(id).bind(account).bind(side).bind(qty).bind(price).bind(fee)
                 .execute(&pool).await.unwrap();
@@ -969,15 +985,16 @@ mod tests {
 
     #[test]
     fn the_writer_reads_the_columns_the_async_side_reads() {
-        assert_eq!(
-            SELECT_ORDER,
-            format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?")
-        );
-        assert_eq!(
-            SELECT_OPEN_POSITION,
-            format!(
-                "SELECT {POSITION_COLUMNS} FROM positions WHERE account = ? AND symbol = ? AND closed_at IS NULL"
-            )
+        // The fill booking's read decodes an `Order` from the order's columns, in order.
+        let columns: Vec<String> = ORDER_COLUMNS
+            .split(", ")
+            .map(|c| format!("o.{c}"))
+            .collect();
+        assert!(
+            super::super::writer::FILL_READ
+                .starts_with(&format!("SELECT {}, p.id AS pos_id", columns.join(", "))),
+            "{}",
+            super::super::writer::FILL_READ
         );
     }
 
@@ -996,105 +1013,107 @@ mod tests {
 
     #[tokio::test]
     async fn fills_open_grow_reduce_and_close_a_trade_then_reopen_the_other_way() {
-        let s = crate::store::test_store().await;
-        let buy = insert(&s, &order("buy", 10.0)).await.unwrap();
-        let f1 = record_fill(&s, buy.id, 4.0, 100.0, 1.0, 10).await.unwrap();
-        let f2 = record_fill(&s, buy.id, 6.0, 110.0, 1.0, 20).await.unwrap();
-        assert_eq!(f1.position_id, f2.position_id);
-        let buy = get(&s, buy.id).await.unwrap();
-        assert_eq!(buy.status, status::FILLED);
-        assert!((buy.avg_price.unwrap() - 106.0).abs() < 1e-9);
-        let trade = position(&s, f1.position_id.unwrap()).await.unwrap();
-        assert_eq!((trade.side.as_str(), trade.quantity), ("long", 10.0));
-        assert!((trade.avg_price - 106.0).abs() < 1e-9);
-        // A filled order cannot fill again.
-        assert!(matches!(
-            record_fill(&s, buy.id, 1.0, 100.0, 0.0, 30).await,
-            Err(StoreError::Conflict(_))
-        ));
+        for s in crate::store::test_stores().await {
+            let buy = insert(&s, &order("buy", 10.0)).await.unwrap();
+            let f1 = record_fill(&s, buy.id, 4.0, 100.0, 1.0, 10).await.unwrap();
+            let f2 = record_fill(&s, buy.id, 6.0, 110.0, 1.0, 20).await.unwrap();
+            assert_eq!(f1.position_id, f2.position_id);
+            let buy = get(&s, buy.id).await.unwrap();
+            assert_eq!(buy.status, status::FILLED);
+            assert!((buy.avg_price.unwrap() - 106.0).abs() < 1e-9);
+            let trade = position(&s, f1.position_id.unwrap()).await.unwrap();
+            assert_eq!((trade.side.as_str(), trade.quantity), ("long", 10.0));
+            assert!((trade.avg_price - 106.0).abs() < 1e-9);
+            // A filled order cannot fill again.
+            assert!(matches!(
+                record_fill(&s, buy.id, 1.0, 100.0, 0.0, 30).await,
+                Err(StoreError::Conflict(_))
+            ));
 
-        // Sell 15: closes the 10 long (realized (120 - 106) * 10) and opens 5 short.
-        let sell = insert(&s, &order("sell", 15.0)).await.unwrap();
-        let f3 = record_fill(&s, sell.id, 15.0, 120.0, 3.0, 40)
-            .await
-            .unwrap();
-        assert_eq!(f3.position_id, Some(trade.id));
-        let closed = position(&s, trade.id).await.unwrap();
-        assert_eq!(closed.quantity, 0.0);
-        assert_eq!(closed.closed_at, Some(40));
-        assert!((closed.realized_pnl - 140.0).abs() < 1e-9, "{closed:?}");
-        // Entry fees 2 plus 2/3 of the exit fee; the last third goes with the short.
-        assert!((closed.fees - 4.0).abs() < 1e-9);
-        let open = open_positions(&s, Some(MANUAL)).await.unwrap();
-        assert_eq!(open.len(), 1);
-        assert_eq!((open[0].side.as_str(), open[0].quantity), ("short", -5.0));
-        assert!((open[0].avg_price - 120.0).abs() < 1e-9);
-        assert!((open[0].fees - 1.0).abs() < 1e-9);
-        let listed = |open: Option<bool>| {
-            let s = s.clone();
-            async move {
-                let f = PositionFilter {
-                    open,
+            // Sell 15: closes the 10 long (realized (120 - 106) * 10) and opens 5 short.
+            let sell = insert(&s, &order("sell", 15.0)).await.unwrap();
+            let f3 = record_fill(&s, sell.id, 15.0, 120.0, 3.0, 40)
+                .await
+                .unwrap();
+            assert_eq!(f3.position_id, Some(trade.id));
+            let closed = position(&s, trade.id).await.unwrap();
+            assert_eq!(closed.quantity, 0.0);
+            assert_eq!(closed.closed_at, Some(40));
+            assert!((closed.realized_pnl - 140.0).abs() < 1e-9, "{closed:?}");
+            // Entry fees 2 plus 2/3 of the exit fee; the last third goes with the short.
+            assert!((closed.fees - 4.0).abs() < 1e-9);
+            let open = open_positions(&s, Some(MANUAL)).await.unwrap();
+            assert_eq!(open.len(), 1);
+            assert_eq!((open[0].side.as_str(), open[0].quantity), ("short", -5.0));
+            assert!((open[0].avg_price - 120.0).abs() < 1e-9);
+            assert!((open[0].fees - 1.0).abs() < 1e-9);
+            let listed = |open: Option<bool>| {
+                let s = s.clone();
+                async move {
+                    let f = PositionFilter {
+                        open,
+                        limit: 10,
+                        ..Default::default()
+                    };
+                    let p = positions(&s, &f).await.unwrap();
+                    p.iter().map(|p| p.id).collect::<Vec<_>>()
+                }
+            };
+            assert_eq!(listed(Some(true)).await, [open[0].id]);
+            assert_eq!(listed(Some(false)).await, [trade.id]);
+            assert_eq!(listed(None).await, [open[0].id, trade.id]);
+
+            // Cash: -400 - 660 + 1800 - 5 fees.
+            let (cash, fees) = cash_flow(&s, None).await.unwrap();
+            assert!((cash - 735.0).abs() < 1e-9 && (fees - 5.0).abs() < 1e-9);
+            let listed = fills(
+                &s,
+                &FillFilter {
+                    position_id: Some(trade.id),
                     limit: 10,
                     ..Default::default()
-                };
-                let p = positions(&s, &f).await.unwrap();
-                p.iter().map(|p| p.id).collect::<Vec<_>>()
-            }
-        };
-        assert_eq!(listed(Some(true)).await, [open[0].id]);
-        assert_eq!(listed(Some(false)).await, [trade.id]);
-        assert_eq!(listed(None).await, [open[0].id, trade.id]);
-
-        // Cash: -400 - 660 + 1800 - 5 fees.
-        let (cash, fees) = cash_flow(&s, None).await.unwrap();
-        assert!((cash - 735.0).abs() < 1e-9 && (fees - 5.0).abs() < 1e-9);
-        let listed = fills(
-            &s,
-            &FillFilter {
-                position_id: Some(trade.id),
-                limit: 10,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        assert_eq!(listed.len(), 3);
-        assert_eq!(listed[0].order_type, "market");
+                },
+            )
+            .await
+            .unwrap();
+            assert_eq!(listed.len(), 3);
+            assert_eq!(listed[0].order_type, "market");
+        }
     }
 
     #[tokio::test]
     async fn cancel_and_modify_only_touch_working_orders() {
-        let s = crate::store::test_store().await;
-        let a = insert(&s, &order("buy", 1.0)).await.unwrap();
-        let b = insert(&s, &order("buy", 2.0)).await.unwrap();
-        let m = modify(&s, a.id, Some(3.0), None, None).await.unwrap();
-        assert_eq!(m.quantity, 3.0);
-        let c = cancel(&s, a.id, "by hand").await.unwrap();
-        assert_eq!(
-            (c.status.as_str(), c.reason.as_deref()),
-            ("cancelled", Some("by hand"))
-        );
-        let e = cancel(&s, a.id, "again").await.unwrap_err();
-        assert!(e.to_string().contains("is cancelled, not working"), "{e}");
-        assert!(matches!(
-            modify(&s, 999, Some(1.0), None, None).await,
-            Err(StoreError::NotFound(_))
-        ));
-        let all = cancel_all_working(&s, "kill switch").await.unwrap();
-        assert_eq!(all.iter().map(|o| o.id).collect::<Vec<_>>(), [b.id]);
-        assert!(working(&s, None).await.unwrap().is_empty());
-        let listed = list(
-            &s,
-            &OrderFilter {
-                status: Some("cancelled".into()),
-                limit: 10,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        assert_eq!(listed.len(), 2);
-        assert_eq!(accepted_since(&s, MANUAL, 0).await.unwrap().len(), 2);
+        for s in crate::store::test_stores().await {
+            let a = insert(&s, &order("buy", 1.0)).await.unwrap();
+            let b = insert(&s, &order("buy", 2.0)).await.unwrap();
+            let m = modify(&s, a.id, Some(3.0), None, None).await.unwrap();
+            assert_eq!(m.quantity, 3.0);
+            let c = cancel(&s, a.id, "by hand").await.unwrap();
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_deref()),
+                ("cancelled", Some("by hand"))
+            );
+            let e = cancel(&s, a.id, "again").await.unwrap_err();
+            assert!(e.to_string().contains("is cancelled, not working"), "{e}");
+            assert!(matches!(
+                modify(&s, 999, Some(1.0), None, None).await,
+                Err(StoreError::NotFound(_))
+            ));
+            let all = cancel_all_working(&s, "kill switch").await.unwrap();
+            assert_eq!(all.iter().map(|o| o.id).collect::<Vec<_>>(), [b.id]);
+            assert!(working(&s, None).await.unwrap().is_empty());
+            let listed = list(
+                &s,
+                &OrderFilter {
+                    status: Some("cancelled".into()),
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            assert_eq!(listed.len(), 2);
+            assert_eq!(accepted_since(&s, MANUAL, 0).await.unwrap().len(), 2);
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
-use super::{Store, StoreError, StoreResult, now};
+use super::{Store, StoreError, StoreResult, in_transaction, now, with_pool};
 use crate::risk::RiskLimits;
 
 /// Scope name of the account-wide limits.
@@ -19,10 +19,10 @@ pub async fn account_limits(store: &Store) -> StoreResult<Option<RiskLimits>> {
 
 /// The stored limits of a scope (`account` or `strategy:<id>`).
 pub async fn limits(store: &Store, scope: &str) -> StoreResult<Option<RiskLimits>> {
-    let text: Option<String> = sqlx::query_scalar("SELECT limits FROM risk_limits WHERE scope = ?")
+    let text: Option<String> = with_pool!(store, p => sqlx::query_scalar("SELECT limits FROM risk_limits WHERE scope = $1")
         .bind(scope)
-        .fetch_optional(store.pool())
-        .await?;
+        .fetch_optional(p)
+        .await)?;
     text.map(|t| super::from_json("risk_limits", &t))
         .transpose()
 }
@@ -34,15 +34,15 @@ pub async fn set_limits(
     limits: &RiskLimits,
     user_id: Option<i64>,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO risk_limits (scope, limits, updated_by, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (scope) DO UPDATE SET limits = excluded.limits, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+    with_pool!(store, p => sqlx::query(
+        "INSERT INTO risk_limits (scope, limits, updated_by, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (scope) DO UPDATE SET limits = excluded.limits, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
     )
     .bind(scope)
     .bind(super::to_json(limits))
     .bind(user_id)
     .bind(now())
-    .execute(store.pool())
-    .await?;
+    .execute(p)
+    .await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -61,12 +61,12 @@ pub struct Mark {
 /// `crate::api::marks`, which prefers the live engine's last price and falls back to the
 /// stored summary of the asset.
 pub async fn last_price(store: &Store, symbol: &str) -> StoreResult<Option<Mark>> {
-    let row: Option<(i64, f64)> = sqlx::query_as(
-        "SELECT ts, close FROM price_history WHERE symbol = ? ORDER BY ts DESC LIMIT 1",
+    let row: Option<(i64, f64)> = with_pool!(store, p => sqlx::query_as(
+        "SELECT ts, close FROM price_history WHERE symbol = $1 ORDER BY ts DESC LIMIT 1",
     )
     .bind(symbol)
-    .fetch_optional(store.pool())
-    .await?;
+    .fetch_optional(p)
+    .await)?;
     Ok(row.map(|(ts, price)| Mark { ts, price }))
 }
 
@@ -89,9 +89,9 @@ pub async fn last_prices(store: &Store, symbols: &[String]) -> StoreResult<HashM
 /// bar at `ts` is overwritten.
 pub async fn record_mark(store: &Store, symbol: &str, ts: i64, price: f64) -> StoreResult<()> {
     let t = now();
-    let mut tx = store.pool().begin().await?;
+    in_transaction!(store, tx => {
     sqlx::query(
-        "INSERT INTO assets (symbol, name, asset_class, currency, source, first_ts, last_ts, bars, created_at, updated_at) VALUES (?, ?, 'unknown', 'USD', 'mark', ?, ?, 0, ?, ?) ON CONFLICT (symbol) DO NOTHING",
+        "INSERT INTO assets (symbol, name, asset_class, currency, source, first_ts, last_ts, bars, created_at, updated_at) VALUES ($1, $2, 'unknown', 'USD', 'mark', $3, $4, 0, $5, $6) ON CONFLICT (symbol) DO NOTHING",
     )
     .bind(symbol)
     .bind(symbol)
@@ -102,7 +102,7 @@ pub async fn record_mark(store: &Store, symbol: &str, ts: i64, price: f64) -> St
     .execute(&mut *tx)
     .await?;
     let inserted = sqlx::query(
-        "INSERT INTO price_history (symbol, ts, open, high, low, close, volume) VALUES (?, ?, ?, ?, ?, ?, 0) ON CONFLICT (symbol, ts) DO UPDATE SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close",
+        "INSERT INTO price_history (symbol, ts, open, high, low, close, volume) VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT (symbol, ts) DO UPDATE SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close",
     )
     .bind(symbol)
     .bind(ts)
@@ -115,9 +115,10 @@ pub async fn record_mark(store: &Store, symbol: &str, ts: i64, price: f64) -> St
     if inserted.rows_affected() > 0 {
         // The asset's summary (last price, daily change) is what the server falls back to
         // for symbols the live engine has not priced: keep it in step with the bars.
-        super::market::refresh_summary(&mut tx, symbol, None).await?;
+        super::market::refresh_summary((&mut *tx).into(), symbol, None).await?;
     }
-    tx.commit().await?;
+    Ok(())
+    })?;
     super::market::invalidate_assets(store);
     Ok(())
 }
@@ -147,16 +148,16 @@ pub async fn add_alert(
     strategy_id: Option<i64>,
 ) -> StoreResult<RiskAlert> {
     let ts = now();
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO risk_alerts (ts, scope, kind, message, strategy_id) VALUES (?, ?, ?, ?, ?) RETURNING id",
+    let id: i64 = with_pool!(store, p => sqlx::query_scalar(
+        "INSERT INTO risk_alerts (ts, scope, kind, message, strategy_id) VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
     .bind(ts)
     .bind(scope)
     .bind(kind)
     .bind(message)
     .bind(strategy_id)
-    .fetch_one(store.pool())
-    .await?;
+    .fetch_one(p)
+    .await)?;
     Ok(RiskAlert {
         id,
         ts,
@@ -169,23 +170,23 @@ pub async fn add_alert(
 
 /// The newest `limit` alerts at or after `since` (unix seconds), newest first.
 pub async fn alerts(store: &Store, limit: i64, since: Option<i64>) -> StoreResult<Vec<RiskAlert>> {
-    Ok(sqlx::query_as::<_, RiskAlert>(
-        "SELECT id, ts, scope, kind, message, strategy_id FROM risk_alerts WHERE ts >= ? ORDER BY ts DESC, id DESC LIMIT ?",
+    Ok(with_pool!(store, p => sqlx::query_as::<_, RiskAlert>(
+        "SELECT id, ts, scope, kind, message, strategy_id FROM risk_alerts WHERE ts >= $1 ORDER BY ts DESC, id DESC LIMIT $2",
     )
     .bind(since.unwrap_or(i64::MIN))
     .bind(limit)
-    .fetch_all(store.pool())
-    .await?)
+    .fetch_all(p)
+    .await)?)
 }
 
 /// Number of alerts at or after `since`, and the time of the newest alert overall.
 pub async fn alert_stats(store: &Store, since: i64) -> StoreResult<(i64, Option<i64>)> {
-    let row: (i64, Option<i64>) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM risk_alerts WHERE ts >= ?), (SELECT MAX(ts) FROM risk_alerts)",
+    let row: (i64, Option<i64>) = with_pool!(store, p => sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM risk_alerts WHERE ts >= $1), (SELECT MAX(ts) FROM risk_alerts)",
     )
     .bind(since)
-    .fetch_one(store.pool())
-    .await?;
+    .fetch_one(p)
+    .await)?;
     Ok(row)
 }
 
@@ -210,15 +211,15 @@ pub async fn halt(
     reason: &str,
     user_id: Option<i64>,
 ) -> StoreResult<Halt> {
-    sqlx::query(
-        "INSERT INTO risk_halts (scope, reason, halted_by, halted_at) VALUES (?, ?, ?, ?) ON CONFLICT (scope) DO NOTHING",
+    with_pool!(store, p => sqlx::query(
+        "INSERT INTO risk_halts (scope, reason, halted_by, halted_at) VALUES ($1, $2, $3, $4) ON CONFLICT (scope) DO NOTHING",
     )
     .bind(scope)
     .bind(reason)
     .bind(user_id)
     .bind(now())
-    .execute(store.pool())
-    .await?;
+    .execute(p)
+    .await.map(|r| r.rows_affected()))?;
     halted(store, scope)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("halt of {scope}")))
@@ -226,22 +227,22 @@ pub async fn halt(
 
 /// Release the kill switch of `scope`; returns the halt that was in force, if any.
 pub async fn resume(store: &Store, scope: &str) -> StoreResult<Option<Halt>> {
-    Ok(sqlx::query_as::<_, Halt>(
-        "DELETE FROM risk_halts WHERE scope = ? RETURNING scope, reason, halted_by, halted_at",
+    Ok(with_pool!(store, p => sqlx::query_as::<_, Halt>(
+        "DELETE FROM risk_halts WHERE scope = $1 RETURNING scope, reason, halted_by, halted_at",
     )
     .bind(scope)
-    .fetch_optional(store.pool())
-    .await?)
+    .fetch_optional(p)
+    .await)?)
 }
 
 /// The kill switch of `scope`, if engaged.
 pub async fn halted(store: &Store, scope: &str) -> StoreResult<Option<Halt>> {
-    Ok(sqlx::query_as::<_, Halt>(
-        "SELECT scope, reason, halted_by, halted_at FROM risk_halts WHERE scope = ?",
+    Ok(with_pool!(store, p => sqlx::query_as::<_, Halt>(
+        "SELECT scope, reason, halted_by, halted_at FROM risk_halts WHERE scope = $1",
     )
     .bind(scope)
-    .fetch_optional(store.pool())
-    .await?)
+    .fetch_optional(p)
+    .await)?)
 }
 
 #[cfg(test)]
@@ -250,54 +251,55 @@ mod tests {
 
     #[tokio::test]
     async fn marks_alerts_and_halts_round_trip() {
-        let s = crate::store::test_store().await;
-        assert_eq!(last_price(&s, "GOOG").await.unwrap(), None);
-        record_mark(&s, "GOOG", 100, 10.0).await.unwrap();
-        record_mark(&s, "GOOG", 300, 30.0).await.unwrap();
-        record_mark(&s, "GOOG", 200, 20.0).await.unwrap();
-        assert_eq!(
-            last_price(&s, "GOOG").await.unwrap(),
-            Some(Mark {
-                ts: 300,
-                price: 30.0
-            })
-        );
-        let marks = last_prices(&s, &["GOOG".into(), "NONE".into()])
-            .await
-            .unwrap();
-        assert_eq!(marks.len(), 1);
-        // The asset summary, which the server falls back to, follows the marks.
-        let a = crate::store::market::asset(&s, "GOOG").await.unwrap();
-        assert_eq!(
-            (a.last_ts, a.last_price, a.bars),
-            (Some(300), Some(30.0), 3)
-        );
-        assert_eq!((a.ref_ts, a.ref_price), (Some(100), Some(10.0)));
+        for s in crate::store::test_stores().await {
+            assert_eq!(last_price(&s, "GOOG").await.unwrap(), None);
+            record_mark(&s, "GOOG", 100, 10.0).await.unwrap();
+            record_mark(&s, "GOOG", 300, 30.0).await.unwrap();
+            record_mark(&s, "GOOG", 200, 20.0).await.unwrap();
+            assert_eq!(
+                last_price(&s, "GOOG").await.unwrap(),
+                Some(Mark {
+                    ts: 300,
+                    price: 30.0
+                })
+            );
+            let marks = last_prices(&s, &["GOOG".into(), "NONE".into()])
+                .await
+                .unwrap();
+            assert_eq!(marks.len(), 1);
+            // The asset summary, which the server falls back to, follows the marks.
+            let a = crate::store::market::asset(&s, "GOOG").await.unwrap();
+            assert_eq!(
+                (a.last_ts, a.last_price, a.bars),
+                (Some(300), Some(30.0), 3)
+            );
+            assert_eq!((a.ref_ts, a.ref_price), (Some(100), Some(10.0)));
 
-        let a = add_alert(&s, ACCOUNT, "order_rejected", "too big", None)
-            .await
-            .unwrap();
-        let b = add_alert(&s, ACCOUNT, "kill_switch", "stop", None)
-            .await
-            .unwrap();
-        let listed = alerts(&s, 10, None).await.unwrap();
-        assert_eq!(
-            listed.iter().map(|x| x.id).collect::<Vec<_>>(),
-            [b.id, a.id]
-        );
-        assert_eq!(alerts(&s, 1, None).await.unwrap().len(), 1);
-        assert!(alerts(&s, 10, Some(now() + 10)).await.unwrap().is_empty());
-        assert_eq!(alert_stats(&s, 0).await.unwrap().0, 2);
+            let a = add_alert(&s, ACCOUNT, "order_rejected", "too big", None)
+                .await
+                .unwrap();
+            let b = add_alert(&s, ACCOUNT, "kill_switch", "stop", None)
+                .await
+                .unwrap();
+            let listed = alerts(&s, 10, None).await.unwrap();
+            assert_eq!(
+                listed.iter().map(|x| x.id).collect::<Vec<_>>(),
+                [b.id, a.id]
+            );
+            assert_eq!(alerts(&s, 1, None).await.unwrap().len(), 1);
+            assert!(alerts(&s, 10, Some(now() + 10)).await.unwrap().is_empty());
+            assert_eq!(alert_stats(&s, 0).await.unwrap().0, 2);
 
-        assert_eq!(halted(&s, ACCOUNT).await.unwrap(), None);
-        let h = halt(&s, ACCOUNT, "first", None).await.unwrap();
-        assert_eq!(h.reason, "first");
-        // A second press keeps the first reason.
-        assert_eq!(
-            halt(&s, ACCOUNT, "second", None).await.unwrap().reason,
-            "first"
-        );
-        assert_eq!(resume(&s, ACCOUNT).await.unwrap().unwrap().reason, "first");
-        assert_eq!(resume(&s, ACCOUNT).await.unwrap(), None);
+            assert_eq!(halted(&s, ACCOUNT).await.unwrap(), None);
+            let h = halt(&s, ACCOUNT, "first", None).await.unwrap();
+            assert_eq!(h.reason, "first");
+            // A second press keeps the first reason.
+            assert_eq!(
+                halt(&s, ACCOUNT, "second", None).await.unwrap().reason,
+                "first"
+            );
+            assert_eq!(resume(&s, ACCOUNT).await.unwrap().unwrap().reason, "first");
+            assert_eq!(resume(&s, ACCOUNT).await.unwrap(), None);
+        }
     }
 }

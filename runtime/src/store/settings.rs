@@ -1,6 +1,6 @@
 //! Small server-wide values that must survive restarts (the JWT signing secret).
 
-use super::{Store, StoreResult};
+use super::{Store, StoreResult, with_pool};
 
 /// Key of the account-wide risk state the live engine carries across restarts (order-rate
 /// window, the day's opening and peak equity, the halt).
@@ -8,23 +8,24 @@ pub const ACCOUNT_RISK: &str = "account_risk";
 
 /// Store `value` under `key`, replacing what was there.
 pub async fn set(store: &Store, key: &str, value: &str) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    with_pool!(store, p => sqlx::query(
+        "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )
     .bind(key)
     .bind(value)
-    .execute(store.pool())
-    .await?;
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// The value stored under `key`, if any.
 pub async fn get(store: &Store, key: &str) -> StoreResult<Option<String>> {
     Ok(
-        sqlx::query_scalar::<_, String>("SELECT value FROM settings WHERE key = ?")
+        with_pool!(store, p => sqlx::query_scalar::<_, String>("SELECT value FROM settings WHERE key = $1")
             .bind(key)
-            .fetch_optional(store.pool())
-            .await?,
+            .fetch_optional(p)
+            .await)?,
     )
 }
 
@@ -35,10 +36,10 @@ pub async fn get_or_insert(
     key: &str,
     make: impl FnOnce() -> String,
 ) -> StoreResult<String> {
-    sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+    with_pool!(store, p => sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
         .bind(key)
         .bind(make())
-        .execute(store.pool())
-        .await?;
+        .execute(p)
+        .await.map(|r| r.rows_affected()))?;
     Ok(get(store, key).await?.expect("inserted above"))
 }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, StoreResult, from_json, now, to_json};
+use super::{Store, StoreError, StoreResult, from_json, in_transaction, now, to_json, with_pool};
 use crate::model::Signal;
 
 /// A signal to store.
@@ -64,14 +64,14 @@ pub async fn insert_batch(
     signals: &[NewSignal],
 ) -> StoreResult<Vec<StoredSignal>> {
     let received_at = now();
-    let mut tx = store.pool().begin().await?;
+    in_transaction!(store, tx => {
     let mut out = Vec::with_capacity(signals.len());
     for (i, s) in signals.iter().enumerate() {
         let payload = to_json(&s.payload);
         let ts = s.ts.unwrap_or(received_at);
-        let res = sqlx::query(
+        let res: Result<i64, sqlx::Error> = sqlx::query_scalar(
             "INSERT INTO signals (source, name, value, payload, signature, event_ts, received_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(source)
         .bind(&s.name)
@@ -80,10 +80,10 @@ pub async fn insert_batch(
         .bind(format!("{mac_hex}:{i}"))
         .bind(ts)
         .bind(received_at)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await;
         let id = match res {
-            Ok(r) => r.last_insert_rowid(),
+            Ok(id) => id,
             Err(e) if StoreError::is_unique_violation(&e) => {
                 return Err(StoreError::Conflict(
                     "this webhook request was already received (replayed signature)".into(),
@@ -101,8 +101,8 @@ pub async fn insert_batch(
             payload: s.payload.clone(),
         });
     }
-    tx.commit().await?;
     Ok(out)
+    })
 }
 
 /// A family of signals with its own list route. A signal belongs to it when it came from one of
@@ -154,60 +154,67 @@ pub struct SignalFilter {
 pub async fn list(store: &Store, f: &SignalFilter) -> StoreResult<Vec<StoredSignal>> {
     let mut clauses: Vec<String> = Vec::new();
     let mut binds: Vec<String> = Vec::new();
+    // Parameters are numbered in the order they are bound below.
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
     if let Some(c) = &f.category {
         let mut any = Vec::new();
         if !c.sources.is_empty() {
-            any.push(format!(
-                "source IN ({})",
-                vec!["?"; c.sources.len()].join(",")
-            ));
+            let list: Vec<String> = c.sources.iter().map(|_| next()).collect();
+            any.push(format!("source IN ({})", list.join(",")));
             binds.extend(c.sources.iter().map(|s| s.to_string()));
         }
         for p in c.prefixes {
-            any.push("substr(name, 1, length(?)) = ?".into());
+            let (a, b) = (next(), next());
+            any.push(format!("substr(name, 1, length({a})) = {b}"));
             binds.push(p.to_string());
             binds.push(p.to_string());
         }
         clauses.push(format!("({})", any.join(" OR ")));
     }
-    if let Some(n) = &f.name {
-        clauses.push("name = ?".into());
-        binds.push(n.clone());
+    if let Some(name) = &f.name {
+        clauses.push(format!("name = {}", next()));
+        binds.push(name.clone());
     }
     if let Some(s) = &f.source {
-        clauses.push("source = ?".into());
+        clauses.push(format!("source = {}", next()));
         binds.push(s.clone());
     }
     let mut sql = format!("SELECT {COLUMNS} FROM signals");
     if !clauses.is_empty() || f.since.is_some() {
         sql.push_str(" WHERE ");
         if f.since.is_some() {
-            clauses.push("received_at >= ?".into());
+            clauses.push(format!("received_at >= {}", next()));
         }
         sql.push_str(&clauses.join(" AND "));
     }
-    sql.push_str(" ORDER BY id DESC LIMIT ?");
-    let mut q = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql));
-    for b in binds {
-        q = q.bind(b);
-    }
-    if let Some(since) = f.since {
-        q = q.bind(since);
-    }
-    let rows = q.bind(f.limit.max(0)).fetch_all(store.pool()).await?;
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", next()));
+    let rows = with_pool!(store, p => {
+        let mut q = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(b);
+        }
+        if let Some(since) = f.since {
+            q = q.bind(since);
+        }
+        q.bind(f.limit.max(0)).fetch_all(p).await
+    })?;
     rows.into_iter().map(decode).collect()
 }
 
 /// The newest value of the signal `name` (by event time; the later received on a tie), as the
 /// strategy contract's signal lookup returns it.
 pub async fn latest_signal(store: &Store, name: &str) -> StoreResult<Option<Signal>> {
-    let row: Option<(Option<f64>, Option<i64>, i64, String)> = sqlx::query_as(
-        "SELECT value, event_ts, received_at, payload FROM signals WHERE name = ? \
-         ORDER BY event_ts DESC, id DESC LIMIT 1",
+    let row: Option<(Option<f64>, Option<i64>, i64, String)> = with_pool!(store, p => sqlx::query_as(
+        "SELECT value, event_ts, received_at, payload FROM signals WHERE name = $1 \
+         ORDER BY event_ts DESC NULLS LAST, id DESC LIMIT 1",
     )
     .bind(name)
-    .fetch_optional(store.pool())
-    .await?;
+    .fetch_optional(p)
+    .await)?;
     Ok(row.map(|(value, event_ts, received_at, payload)| Signal {
         value: value.unwrap_or(f64::NAN),
         ts_ns: event_ts
@@ -233,49 +240,34 @@ mod tests {
 
     #[tokio::test]
     async fn batches_replays_categories_and_latest() {
-        let s = crate::store::test_store().await;
-        let stored = insert_batch(
-            &s,
-            "whale-alert",
-            "aa",
-            &[
-                sig("btc.transfer", 1500.0, Some(100)),
-                sig("btc.transfer", 20.0, Some(50)),
-            ],
-        )
-        .await
-        .unwrap();
-        assert_eq!(stored.len(), 2);
-        insert_batch(&s, "binance", "bb", &[sig("funding.btc", 0.0001, None)])
+        for s in crate::store::test_stores().await {
+            let stored = insert_batch(
+                &s,
+                "whale-alert",
+                "aa",
+                &[
+                    sig("btc.transfer", 1500.0, Some(100)),
+                    sig("btc.transfer", 20.0, Some(50)),
+                ],
+            )
             .await
             .unwrap();
-        insert_batch(&s, "glassnode", "cc", &[sig("mvrv", 2.5, Some(10))])
-            .await
-            .unwrap();
-        let e = insert_batch(&s, "whale-alert", "aa", &[sig("x", 1.0, None)])
-            .await
-            .unwrap_err();
-        assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+            assert_eq!(stored.len(), 2);
+            insert_batch(&s, "binance", "bb", &[sig("funding.btc", 0.0001, None)])
+                .await
+                .unwrap();
+            insert_batch(&s, "glassnode", "cc", &[sig("mvrv", 2.5, Some(10))])
+                .await
+                .unwrap();
+            let e = insert_batch(&s, "whale-alert", "aa", &[sig("x", 1.0, None)])
+                .await
+                .unwrap_err();
+            assert!(matches!(e, StoreError::Conflict(_)), "{e}");
 
-        let whales = list(
-            &s,
-            &SignalFilter {
-                category: Some(WHALE_ACTIVITY),
-                limit: 10,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            whales.iter().map(|w| w.value).collect::<Vec<_>>(),
-            [20.0, 1500.0]
-        );
-        for (cat, name) in [(FUNDING_RATES, "funding.btc"), (ONCHAIN, "mvrv")] {
-            let l = list(
+            let whales = list(
                 &s,
                 &SignalFilter {
-                    category: Some(cat),
+                    category: Some(WHALE_ACTIVITY),
                     limit: 10,
                     ..Default::default()
                 },
@@ -283,23 +275,39 @@ mod tests {
             .await
             .unwrap();
             assert_eq!(
-                l.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(),
-                [name]
+                whales.iter().map(|w| w.value).collect::<Vec<_>>(),
+                [20.0, 1500.0]
             );
+            for (cat, name) in [(FUNDING_RATES, "funding.btc"), (ONCHAIN, "mvrv")] {
+                let l = list(
+                    &s,
+                    &SignalFilter {
+                        category: Some(cat),
+                        limit: 10,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+                assert_eq!(
+                    l.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(),
+                    [name]
+                );
+            }
+            let latest = latest_signal(&s, "btc.transfer").await.unwrap().unwrap();
+            assert_eq!((latest.value, latest.ts_ns), (1500.0, 100_000_000_000));
+            assert_eq!(latest_signal(&s, "nothing").await.unwrap(), None);
+            let since = list(
+                &s,
+                &SignalFilter {
+                    since: Some(now() + 60),
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            assert!(since.is_empty());
         }
-        let latest = latest_signal(&s, "btc.transfer").await.unwrap().unwrap();
-        assert_eq!((latest.value, latest.ts_ns), (1500.0, 100_000_000_000));
-        assert_eq!(latest_signal(&s, "nothing").await.unwrap(), None);
-        let since = list(
-            &s,
-            &SignalFilter {
-                since: Some(now() + 60),
-                limit: 10,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        assert!(since.is_empty());
     }
 }

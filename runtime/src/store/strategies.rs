@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::FromRow;
 
-use super::{Store, StoreError, StoreResult, from_json, now, to_json};
+use super::{
+    Conn, Store, StoreError, StoreResult, from_json, in_transaction, now, to_json, with_conn,
+    with_pool,
+};
 
 /// A strategy as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
@@ -163,20 +166,22 @@ impl InstanceRow {
 }
 
 async fn insert_version(
-    tx: &mut sqlx::SqliteConnection,
+    conn: Conn<'_>,
     strategy_id: i64,
     version: i64,
     v: &NewVersion<'_>,
     t: i64,
 ) -> StoreResult<i64> {
-    sqlx::query("INSERT OR IGNORE INTO components (sha256, bytes, created_at) VALUES (?, ?, ?)")
+    with_conn!(conn, tx => {
+    sqlx::query("INSERT INTO components (sha256, bytes, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING")
         .bind(v.content_sha256)
         .bind(v.component)
         .bind(t)
         .execute(&mut *tx)
         .await?;
-    let r = sqlx::query(
-        "INSERT INTO strategy_versions (strategy_id, version, content_sha256, contract_version, describe, size_bytes, component, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, x'', ?, ?)",
+    // The bytes are in `components`; the old column keeps an empty value.
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO strategy_versions (strategy_id, version, content_sha256, contract_version, describe, size_bytes, component, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
     )
     .bind(strategy_id)
     .bind(version)
@@ -184,9 +189,10 @@ async fn insert_version(
     .bind(v.contract_version)
     .bind(to_json(v.describe))
     .bind(v.component.len() as i64)
+    .bind(Vec::<u8>::new())
     .bind(v.created_by)
     .bind(t)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await
     .map_err(|e| {
         if StoreError::is_unique_violation(&e) {
@@ -197,7 +203,8 @@ async fn insert_version(
             e.into()
         }
     })?;
-    Ok(r.last_insert_rowid())
+    Ok(id)
+    })
 }
 
 /// Create a strategy with its version 1 and its default instance (disabled) configured with
@@ -210,9 +217,9 @@ pub async fn create(
     symbols: &[String],
 ) -> StoreResult<StrategyRecord> {
     let t = now();
-    let mut tx = store.pool().begin().await?;
-    let id = sqlx::query(
-        "INSERT INTO strategies (name, description, owner_id, source, cloned_from, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    let id = in_transaction!(store, tx => {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO strategies (name, description, owner_id, source, cloned_from, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(s.name)
     .bind(s.description)
@@ -221,12 +228,11 @@ pub async fn create(
     .bind(s.cloned_from)
     .bind(t)
     .bind(t)
-    .execute(&mut *tx)
-    .await?
-    .last_insert_rowid();
-    let version_id = insert_version(&mut tx, id, 1, v, t).await?;
+    .fetch_one(&mut *tx)
+    .await?;
+    let version_id = insert_version((&mut *tx).into(), id, 1, v, t).await?;
     sqlx::query(
-        "INSERT INTO strategy_instances (strategy_id, version_id, params, symbols, status, created_at, updated_at) VALUES (?, ?, ?, ?, 'disabled', ?, ?)",
+        "INSERT INTO strategy_instances (strategy_id, version_id, params, symbols, status, created_at, updated_at) VALUES ($1, $2, $3, $4, 'disabled', $5, $6)",
     )
     .bind(id)
     .bind(version_id)
@@ -236,7 +242,8 @@ pub async fn create(
     .bind(t)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
+    StoreResult::Ok(id)
+    })?;
     store.catalog_changed();
     get(store, id).await
 }
@@ -250,8 +257,8 @@ pub async fn add_version(
     activate: Option<&Value>,
 ) -> StoreResult<Version> {
     let t = now();
-    let mut tx = store.pool().begin().await?;
-    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM strategies WHERE id = ?")
+    let version_id = in_transaction!(store, tx => {
+    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM strategies WHERE id = $1")
         .bind(strategy_id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -259,15 +266,15 @@ pub async fn add_version(
         return Err(StoreError::NotFound(format!("strategy {strategy_id}")));
     }
     let next: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(MAX(version), 0) + 1 FROM strategy_versions WHERE strategy_id = ?",
+        "SELECT COALESCE(MAX(version), 0) + 1 FROM strategy_versions WHERE strategy_id = $1",
     )
     .bind(strategy_id)
     .fetch_one(&mut *tx)
     .await?;
-    let version_id = insert_version(&mut tx, strategy_id, next, v, t).await?;
+    let version_id = insert_version((&mut *tx).into(), strategy_id, next, v, t).await?;
     if let Some(params) = activate {
         sqlx::query(
-            "UPDATE strategy_instances SET version_id = ?, params = ?, updated_at = ? WHERE strategy_id = ?",
+            "UPDATE strategy_instances SET version_id = $1, params = $2, updated_at = $3 WHERE strategy_id = $4",
         )
         .bind(version_id)
         .bind(to_json(params))
@@ -276,35 +283,36 @@ pub async fn add_version(
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("UPDATE strategies SET updated_at = ? WHERE id = ?")
+    sqlx::query("UPDATE strategies SET updated_at = $1 WHERE id = $2")
         .bind(t)
         .bind(strategy_id)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
+    StoreResult::Ok(version_id)
+    })?;
     store.catalog_changed();
     version_by_id(store, version_id).await
 }
 
 /// The strategy row alone.
 pub async fn strategy(store: &Store, id: i64) -> StoreResult<Strategy> {
-    sqlx::query_as::<_, Strategy>(
-        "SELECT id, name, description, owner_id, source, cloned_from, created_at, updated_at FROM strategies WHERE id = ?",
+    with_pool!(store, p => sqlx::query_as::<_, Strategy>(
+        "SELECT id, name, description, owner_id, source, cloned_from, created_at, updated_at FROM strategies WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(store.pool())
-    .await?
+    .fetch_optional(p)
+    .await)?
     .ok_or_else(|| StoreError::NotFound(format!("strategy {id}")))
 }
 
 /// The default instance of a strategy.
 pub async fn instance(store: &Store, strategy_id: i64) -> StoreResult<Instance> {
-    sqlx::query_as::<_, InstanceRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {INSTANCE_COLUMNS} FROM strategy_instances i JOIN strategy_versions v ON v.id = i.version_id WHERE i.strategy_id = ? ORDER BY i.id LIMIT 1"
+    with_pool!(store, p => sqlx::query_as::<_, InstanceRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {INSTANCE_COLUMNS} FROM strategy_instances i JOIN strategy_versions v ON v.id = i.version_id WHERE i.strategy_id = $1 ORDER BY i.id LIMIT 1"
     )))
     .bind(strategy_id)
-    .fetch_optional(store.pool())
-    .await?
+    .fetch_optional(p)
+    .await)?
     .ok_or_else(|| StoreError::NotFound(format!("strategy {strategy_id}")))?
     .decode()
 }
@@ -323,22 +331,22 @@ pub async fn get(store: &Store, id: i64) -> StoreResult<StrategyRecord> {
 
 /// Every strategy, by id.
 pub async fn list(store: &Store) -> StoreResult<Vec<StrategyRecord>> {
-    let strategies = sqlx::query_as::<_, Strategy>(
+    let strategies = with_pool!(store, p => sqlx::query_as::<_, Strategy>(
         "SELECT id, name, description, owner_id, source, cloned_from, created_at, updated_at FROM strategies ORDER BY id",
     )
-    .fetch_all(store.pool())
-    .await?;
-    let instances = sqlx::query_as::<_, InstanceRow>(sqlx::AssertSqlSafe(format!(
+    .fetch_all(p)
+    .await)?;
+    let instances = with_pool!(store, p => sqlx::query_as::<_, InstanceRow>(sqlx::AssertSqlSafe(format!(
         "SELECT {INSTANCE_COLUMNS} FROM strategy_instances i JOIN strategy_versions v ON v.id = i.version_id ORDER BY i.id"
     )))
-    .fetch_all(store.pool())
-    .await?;
-    let versions = sqlx::query_as::<_, VersionRow>(sqlx::AssertSqlSafe(format!(
+    .fetch_all(p)
+    .await)?;
+    let versions = with_pool!(store, p => sqlx::query_as::<_, VersionRow>(sqlx::AssertSqlSafe(format!(
         "SELECT {} FROM strategy_versions WHERE id IN (SELECT version_id FROM strategy_instances)",
         VERSION_COLUMNS
     )))
-    .fetch_all(store.pool())
-    .await?;
+    .fetch_all(p)
+    .await)?;
     let mut by_strategy = std::collections::HashMap::new();
     for row in instances {
         // The first (default) instance of each strategy.
@@ -370,12 +378,12 @@ pub async fn list(store: &Store) -> StoreResult<Vec<StrategyRecord>> {
 /// Every version of a strategy, oldest first.
 pub async fn versions(store: &Store, strategy_id: i64) -> StoreResult<Vec<Version>> {
     strategy(store, strategy_id).await?;
-    sqlx::query_as::<_, VersionRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {VERSION_COLUMNS} FROM strategy_versions WHERE strategy_id = ? ORDER BY version"
+    with_pool!(store, p => sqlx::query_as::<_, VersionRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {VERSION_COLUMNS} FROM strategy_versions WHERE strategy_id = $1 ORDER BY version"
     )))
     .bind(strategy_id)
-    .fetch_all(store.pool())
-    .await?
+    .fetch_all(p)
+    .await)?
     .into_iter()
     .map(VersionRow::decode)
     .collect()
@@ -383,48 +391,51 @@ pub async fn versions(store: &Store, strategy_id: i64) -> StoreResult<Vec<Versio
 
 /// A version by its row id.
 pub async fn version_by_id(store: &Store, id: i64) -> StoreResult<Version> {
-    sqlx::query_as::<_, VersionRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {VERSION_COLUMNS} FROM strategy_versions WHERE id = ?"
+    with_pool!(store, p => sqlx::query_as::<_, VersionRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {VERSION_COLUMNS} FROM strategy_versions WHERE id = $1"
     )))
     .bind(id)
-    .fetch_optional(store.pool())
-    .await?
+    .fetch_optional(p)
+    .await)?
     .ok_or_else(|| StoreError::NotFound(format!("strategy version {id}")))?
     .decode()
 }
 
 /// Version number `version` of a strategy.
 pub async fn version(store: &Store, strategy_id: i64, version: i64) -> StoreResult<Version> {
-    sqlx::query_as::<_, VersionRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {VERSION_COLUMNS} FROM strategy_versions WHERE strategy_id = ? AND version = ?"
+    with_pool!(store, p => sqlx::query_as::<_, VersionRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {VERSION_COLUMNS} FROM strategy_versions WHERE strategy_id = $1 AND version = $2"
     )))
     .bind(strategy_id)
     .bind(version)
-    .fetch_optional(store.pool())
-    .await?
+    .fetch_optional(p)
+    .await)?
     .ok_or_else(|| StoreError::NotFound(format!("version {version} of strategy {strategy_id}")))?
     .decode()
 }
 
 /// The component bytes of a version.
 pub async fn component(store: &Store, version_id: i64) -> StoreResult<Vec<u8>> {
-    sqlx::query_scalar(
-        "SELECT c.bytes FROM strategy_versions v JOIN components c ON c.sha256 = v.content_sha256 WHERE v.id = ?",
+    with_pool!(store, p => sqlx::query_scalar(
+        "SELECT c.bytes FROM strategy_versions v JOIN components c ON c.sha256 = v.content_sha256 WHERE v.id = $1",
     )
         .bind(version_id)
-        .fetch_optional(store.pool())
-        .await?
+        .fetch_optional(p)
+        .await)?
         .ok_or_else(|| StoreError::NotFound(format!("strategy version {version_id}")))
 }
 
 /// The newest stored version whose `describe` names `name` (any strategy), for templates.
 pub async fn latest_described_as(store: &Store, name: &str) -> StoreResult<Option<Version>> {
-    sqlx::query_as::<_, VersionRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {VERSION_COLUMNS} FROM strategy_versions WHERE json_extract(describe, '$.name') = ? ORDER BY id DESC LIMIT 1"
+    // The name is a member of the stored JSON text: `->>` reads it on both backends, once
+    // PostgreSQL is told the text is JSON.
+    let describe = super::dialect(store, "describe", "describe::jsonb");
+    with_pool!(store, p => sqlx::query_as::<_, VersionRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {VERSION_COLUMNS} FROM strategy_versions WHERE {describe} ->> 'name' = $1 ORDER BY id DESC LIMIT 1"
     )))
     .bind(name)
-    .fetch_optional(store.pool())
-    .await?
+    .fetch_optional(p)
+    .await)?
     .map(VersionRow::decode)
     .transpose()
 }
@@ -436,16 +447,16 @@ pub async fn configure(
     params: &Value,
     symbols: &[String],
 ) -> StoreResult<Instance> {
-    let r = sqlx::query(
-        "UPDATE strategy_instances SET params = ?, symbols = ?, updated_at = ? WHERE strategy_id = ?",
+    let r = with_pool!(store, p => sqlx::query(
+        "UPDATE strategy_instances SET params = $1, symbols = $2, updated_at = $3 WHERE strategy_id = $4",
     )
     .bind(to_json(params))
     .bind(to_json(&symbols))
     .bind(now())
     .bind(strategy_id)
-    .execute(store.pool())
-    .await?;
-    if r.rows_affected() == 0 {
+    .execute(p)
+    .await.map(|r| r.rows_affected()))?;
+    if r == 0 {
         return Err(StoreError::NotFound(format!("strategy {strategy_id}")));
     }
     touch(store, strategy_id).await?;
@@ -459,16 +470,16 @@ pub async fn set_status(
     status: &str,
     reason: Option<&str>,
 ) -> StoreResult<Instance> {
-    let r = sqlx::query(
-        "UPDATE strategy_instances SET status = ?, status_reason = ?, updated_at = ? WHERE strategy_id = ?",
+    let r = with_pool!(store, p => sqlx::query(
+        "UPDATE strategy_instances SET status = $1, status_reason = $2, updated_at = $3 WHERE strategy_id = $4",
     )
     .bind(status)
     .bind(reason)
     .bind(now())
     .bind(strategy_id)
-    .execute(store.pool())
-    .await?;
-    if r.rows_affected() == 0 {
+    .execute(p)
+    .await.map(|r| r.rows_affected()))?;
+    if r == 0 {
         return Err(StoreError::NotFound(format!("strategy {strategy_id}")));
     }
     touch(store, strategy_id).await?;
@@ -478,11 +489,11 @@ pub async fn set_status(
 /// Mark the strategy updated; this also tells the catalog cache that the instance update
 /// before it committed.
 async fn touch(store: &Store, strategy_id: i64) -> StoreResult<()> {
-    let r = sqlx::query("UPDATE strategies SET updated_at = ? WHERE id = ?")
+    let r = with_pool!(store, p => sqlx::query("UPDATE strategies SET updated_at = $1 WHERE id = $2")
         .bind(now())
         .bind(strategy_id)
-        .execute(store.pool())
-        .await;
+        .execute(p)
+        .await.map(|r| r.rows_affected()));
     store.catalog_changed();
     r?;
     Ok(())
@@ -490,18 +501,18 @@ async fn touch(store: &Store, strategy_id: i64) -> StoreResult<()> {
 
 /// Delete a strategy with its versions and instances; its backtests stay, detached.
 pub async fn delete(store: &Store, id: i64) -> StoreResult<()> {
-    let r = sqlx::query("DELETE FROM strategies WHERE id = ?")
+    let r = with_pool!(store, p => sqlx::query("DELETE FROM strategies WHERE id = $1")
         .bind(id)
-        .execute(store.pool())
-        .await?;
+        .execute(p)
+        .await.map(|r| r.rows_affected()))?;
     store.catalog_changed();
     // Code no version uses any more (its versions went with the strategy).
-    sqlx::query(
+    with_pool!(store, p => sqlx::query(
         "DELETE FROM components WHERE NOT EXISTS (SELECT 1 FROM strategy_versions v WHERE v.content_sha256 = components.sha256)",
     )
-    .execute(store.pool())
-    .await?;
-    if r.rows_affected() == 0 {
+    .execute(p)
+    .await.map(|r| r.rows_affected()))?;
+    if r == 0 {
         return Err(StoreError::NotFound(format!("strategy {id}")));
     }
     Ok(())
@@ -537,13 +548,13 @@ mod tests {
             .unwrap();
         // Two strategies as the schema before it stored them: the bytes in each version row.
         for id in [1, 2] {
-            sqlx::query("INSERT INTO strategies (id, name, description, source, created_at, updated_at) VALUES (?, ?, '', 'upload', 1, 1)")
+            sqlx::query("INSERT INTO strategies (id, name, description, source, created_at, updated_at) VALUES ($1, $2, '', 'upload', 1, 1)")
                 .bind(id)
                 .bind(format!("old-{id}"))
                 .execute(&pool)
                 .await
                 .unwrap();
-            sqlx::query("INSERT INTO strategy_versions (strategy_id, version, content_sha256, contract_version, describe, size_bytes, component, created_at) VALUES (?, 1, 'ab', 'qtm:strategy@0.1.0', '{}', 4, x'0061736d', 1)")
+            sqlx::query("INSERT INTO strategy_versions (strategy_id, version, content_sha256, contract_version, describe, size_bytes, component, created_at) VALUES ($1, 1, 'ab', 'qtm:strategy@0.1.0', '{}', 4, x'0061736d', 1)")
                 .bind(id)
                 .execute(&pool)
                 .await
@@ -557,11 +568,11 @@ mod tests {
             assert_eq!(component(&s, v.id).await.unwrap(), b"\0asm");
             assert_eq!(v.size_bytes, 4);
         }
-        let (rows, left): (i64, i64) = sqlx::query_as(
+        let (rows, left): (i64, i64) = with_pool!(s, p => sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM components), (SELECT COALESCE(SUM(LENGTH(component)), 0) FROM strategy_versions)",
         )
-        .fetch_one(s.pool())
-        .await
+        .fetch_one(p)
+        .await)
         .unwrap();
         assert_eq!(
             (rows, left),
@@ -572,171 +583,192 @@ mod tests {
 
     #[tokio::test]
     async fn one_component_is_stored_once_however_many_strategies_use_it() {
-        let s = crate::store::test_store().await;
-        let d = json!({"name": "t", "params": []});
-        let stored = || async {
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM components")
-                .fetch_one(s.pool())
+        for s in crate::store::test_stores().await {
+            let d = json!({"name": "t", "params": []});
+            let stored = || async {
+                let n: i64 =
+                    with_pool!(s, p => sqlx::query_scalar("SELECT COUNT(*) FROM components")
+                .fetch_one(p)
+                .await)
+                    .unwrap();
+                n
+            };
+            let mut ids = Vec::new();
+            for name in ["a", "b", "c"] {
+                let r = create(
+                    &s,
+                    &NewStrategy {
+                        name,
+                        description: "",
+                        owner_id: None,
+                        source: "upload",
+                        cloned_from: None,
+                    },
+                    &component_version("same", &d),
+                    &json!({}),
+                    &[],
+                )
                 .await
                 .unwrap();
-            n
-        };
-        let mut ids = Vec::new();
-        for name in ["a", "b", "c"] {
-            let r = create(
+                assert_eq!(r.current_version.size_bytes, 10);
+                ids.push((r.strategy.id, r.current_version.id));
+            }
+            assert_eq!(stored().await, 1);
+            delete(&s, ids[0].0).await.unwrap();
+            // The others still read their bytes.
+            assert_eq!(component(&s, ids[1].1).await.unwrap(), b"\0asm-bytes");
+            delete(&s, ids[1].0).await.unwrap();
+            delete(&s, ids[2].0).await.unwrap();
+            assert_eq!(stored().await, 0, "bytes no version uses are removed");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_catalog_write_moves_the_generation_once_it_has_committed() {
+        for s in crate::store::test_stores().await {
+            let d = json!({"name": "t", "params": []});
+            let mut seen = s.catalog_generation();
+            let moved = |seen: &mut u64, what: &str| {
+                let now = s.catalog_generation();
+                assert!(now > *seen, "{what} did not move the catalog generation");
+                *seen = now;
+            };
+            let rec = create(
                 &s,
                 &NewStrategy {
-                    name,
+                    name: "g",
                     description: "",
                     owner_id: None,
                     source: "upload",
                     cloned_from: None,
                 },
-                &component_version("same", &d),
+                &component_version("aa", &d),
                 &json!({}),
-                &[],
+                &["SPY".to_string()],
             )
             .await
             .unwrap();
-            assert_eq!(r.current_version.size_bytes, 10);
-            ids.push((r.strategy.id, r.current_version.id));
+            moved(&mut seen, "create");
+            let id = rec.strategy.id;
+            let v2 = add_version(&s, id, &component_version("bb", &d), None)
+                .await
+                .unwrap();
+            moved(&mut seen, "add_version");
+            configure(&s, id, &json!({}), &["QQQ".to_string()])
+                .await
+                .unwrap();
+            moved(&mut seen, "configure");
+            set_status(&s, id, "enabled", None).await.unwrap();
+            moved(&mut seen, "set_status");
+            crate::store::live::set_version(&s, id, v2.id)
+                .await
+                .unwrap();
+            moved(&mut seen, "set_version");
+            // The writer blocks its thread on its own runtime: off this test's runtime.
+            let store = s.clone();
+            let mut w = tokio::task::spawn_blocking(move || {
+                let mut w = crate::store::writer::Writer::open(&store).unwrap();
+                w.begin().unwrap();
+                w.save_snapshot(id, b"state", 7, &[]).unwrap();
+                w
+            })
+            .await
+            .unwrap();
+            assert_eq!(s.catalog_generation(), seen, "moved before the commit");
+            w = tokio::task::spawn_blocking(move || {
+                w.commit().unwrap();
+                w
+            })
+            .await
+            .unwrap();
+            moved(&mut seen, "a snapshot");
+            // Reads and batches without instance rows leave it alone.
+            get(&s, id).await.unwrap();
+            tokio::task::spawn_blocking(move || {
+                w.begin().unwrap();
+                w.commit().unwrap();
+            })
+            .await
+            .unwrap();
+            assert_eq!(s.catalog_generation(), seen);
+            delete(&s, id).await.unwrap();
+            moved(&mut seen, "delete");
         }
-        assert_eq!(stored().await, 1);
-        delete(&s, ids[0].0).await.unwrap();
-        // The others still read their bytes.
-        assert_eq!(component(&s, ids[1].1).await.unwrap(), b"\0asm-bytes");
-        delete(&s, ids[1].0).await.unwrap();
-        delete(&s, ids[2].0).await.unwrap();
-        assert_eq!(stored().await, 0, "bytes no version uses are removed");
-    }
-
-    #[tokio::test]
-    async fn every_catalog_write_moves_the_generation_once_it_has_committed() {
-        let s = crate::store::test_store().await;
-        let d = json!({"name": "t", "params": []});
-        let mut seen = s.catalog_generation();
-        let moved = |seen: &mut u64, what: &str| {
-            let now = s.catalog_generation();
-            assert!(now > *seen, "{what} did not move the catalog generation");
-            *seen = now;
-        };
-        let rec = create(
-            &s,
-            &NewStrategy {
-                name: "g",
-                description: "",
-                owner_id: None,
-                source: "upload",
-                cloned_from: None,
-            },
-            &component_version("aa", &d),
-            &json!({}),
-            &["SPY".to_string()],
-        )
-        .await
-        .unwrap();
-        moved(&mut seen, "create");
-        let id = rec.strategy.id;
-        let v2 = add_version(&s, id, &component_version("bb", &d), None)
-            .await
-            .unwrap();
-        moved(&mut seen, "add_version");
-        configure(&s, id, &json!({}), &["QQQ".to_string()])
-            .await
-            .unwrap();
-        moved(&mut seen, "configure");
-        set_status(&s, id, "enabled", None).await.unwrap();
-        moved(&mut seen, "set_status");
-        crate::store::live::set_version(&s, id, v2.id)
-            .await
-            .unwrap();
-        moved(&mut seen, "set_version");
-        let mut w = crate::store::writer::Writer::open(&s).unwrap();
-        w.begin().unwrap();
-        w.save_snapshot(id, b"state", 7, &[]).unwrap();
-        assert_eq!(s.catalog_generation(), seen, "moved before the commit");
-        w.commit().unwrap();
-        moved(&mut seen, "a snapshot");
-        // Reads and batches without instance rows leave it alone.
-        get(&s, id).await.unwrap();
-        w.begin().unwrap();
-        w.commit().unwrap();
-        assert_eq!(s.catalog_generation(), seen);
-        delete(&s, id).await.unwrap();
-        moved(&mut seen, "delete");
     }
 
     #[tokio::test]
     async fn versions_instances_and_cascading_delete() {
-        let s = crate::store::test_store().await;
-        let d = json!({"name": "t", "params": []});
-        let rec = create(
-            &s,
-            &NewStrategy {
-                name: "mine",
-                description: "d",
-                owner_id: None,
-                source: "upload",
-                cloned_from: None,
-            },
-            &component_version("aa", &d),
-            &json!({"fast": 10}),
-            &["SPY".to_string()],
-        )
-        .await
-        .unwrap();
-        assert_eq!(rec.current_version.version, 1);
-        assert_eq!(rec.instance.status, "disabled");
-        assert_eq!(rec.instance.symbols, vec!["SPY"]);
-        assert_eq!(rec.instance.params, json!({"fast": 10}));
-        assert_eq!(
-            component(&s, rec.current_version.id).await.unwrap(),
-            b"\0asm-bytes"
-        );
-
-        // A version that is not activated leaves the instance where it was.
-        let v2 = add_version(&s, rec.strategy.id, &component_version("bb", &d), None)
+        for s in crate::store::test_stores().await {
+            let d = json!({"name": "t", "params": []});
+            let rec = create(
+                &s,
+                &NewStrategy {
+                    name: "mine",
+                    description: "d",
+                    owner_id: None,
+                    source: "upload",
+                    cloned_from: None,
+                },
+                &component_version("aa", &d),
+                &json!({"fast": 10}),
+                &["SPY".to_string()],
+            )
             .await
             .unwrap();
-        assert_eq!(v2.version, 2);
-        assert_eq!(instance(&s, rec.strategy.id).await.unwrap().version, 1);
-        let v3 = add_version(
-            &s,
-            rec.strategy.id,
-            &component_version("cc", &d),
-            Some(&json!({"fast": 5})),
-        )
-        .await
-        .unwrap();
-        let got = get(&s, rec.strategy.id).await.unwrap();
-        assert_eq!((got.current_version.id, got.instance.version), (v3.id, 3));
-        assert_eq!(got.instance.params, json!({"fast": 5}));
-        assert_eq!(versions(&s, rec.strategy.id).await.unwrap().len(), 3);
-        assert_eq!(version(&s, rec.strategy.id, 2).await.unwrap().id, v2.id);
-        assert_eq!(
-            latest_described_as(&s, "t").await.unwrap().unwrap().id,
-            v3.id
-        );
+            assert_eq!(rec.current_version.version, 1);
+            assert_eq!(rec.instance.status, "disabled");
+            assert_eq!(rec.instance.symbols, vec!["SPY"]);
+            assert_eq!(rec.instance.params, json!({"fast": 10}));
+            assert_eq!(
+                component(&s, rec.current_version.id).await.unwrap(),
+                b"\0asm-bytes"
+            );
 
-        let on = set_status(&s, rec.strategy.id, "enabled", None)
+            // A version that is not activated leaves the instance where it was.
+            let v2 = add_version(&s, rec.strategy.id, &component_version("bb", &d), None)
+                .await
+                .unwrap();
+            assert_eq!(v2.version, 2);
+            assert_eq!(instance(&s, rec.strategy.id).await.unwrap().version, 1);
+            let v3 = add_version(
+                &s,
+                rec.strategy.id,
+                &component_version("cc", &d),
+                Some(&json!({"fast": 5})),
+            )
             .await
             .unwrap();
-        assert_eq!(on.status, "enabled");
-        assert_eq!(list(&s).await.unwrap().len(), 1);
+            let got = get(&s, rec.strategy.id).await.unwrap();
+            assert_eq!((got.current_version.id, got.instance.version), (v3.id, 3));
+            assert_eq!(got.instance.params, json!({"fast": 5}));
+            assert_eq!(versions(&s, rec.strategy.id).await.unwrap().len(), 3);
+            assert_eq!(version(&s, rec.strategy.id, 2).await.unwrap().id, v2.id);
+            assert_eq!(
+                latest_described_as(&s, "t").await.unwrap().unwrap().id,
+                v3.id
+            );
 
-        delete(&s, rec.strategy.id).await.unwrap();
-        assert!(matches!(
-            get(&s, rec.strategy.id).await,
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(matches!(
-            delete(&s, rec.strategy.id).await,
-            Err(StoreError::NotFound(m)) if m == format!("strategy {}", rec.strategy.id)
-        ));
-        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM strategy_versions")
-            .fetch_one(s.pool())
-            .await
-            .unwrap();
-        assert_eq!(left, 0);
+            let on = set_status(&s, rec.strategy.id, "enabled", None)
+                .await
+                .unwrap();
+            assert_eq!(on.status, "enabled");
+            assert_eq!(list(&s).await.unwrap().len(), 1);
+
+            delete(&s, rec.strategy.id).await.unwrap();
+            assert!(matches!(
+                get(&s, rec.strategy.id).await,
+                Err(StoreError::NotFound(_))
+            ));
+            assert!(matches!(
+                delete(&s, rec.strategy.id).await,
+                Err(StoreError::NotFound(m)) if m == format!("strategy {}", rec.strategy.id)
+            ));
+            let left: i64 =
+                with_pool!(s, p => sqlx::query_scalar("SELECT COUNT(*) FROM strategy_versions")
+            .fetch_one(p)
+            .await)
+                .unwrap();
+            assert_eq!(left, 0);
+        }
     }
 }
