@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use qtm_runtime::store::market::{self, ImportOptions};
 use qtm_runtime::store::{self, Backend, Store};
 use qtm_tests::guests;
-use qtm_tests::postgres::{database_url, skip_message};
+use qtm_tests::postgres::{database_url, print_skip};
 use qtm_tests::server::{ADMIN, TestServer, qtm_binary, spawn_serve};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -143,7 +143,7 @@ async fn qtm_serve_runs_its_main_flows_on_postgresql_and_keeps_them_across_a_res
     let url = match tokio::task::spawn_blocking(database_url).await.unwrap() {
         Ok(url) => url,
         Err(why) => {
-            println!("{}", skip_message(&why));
+            print_skip(&why);
             return;
         }
     };

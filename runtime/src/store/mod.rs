@@ -51,8 +51,9 @@ macro_rules! with_pool {
 pub(crate) use with_pool;
 
 /// Like [`with_pool`], with `$tx` an open transaction on the store's backend, committed when
-/// `$body` (an async block: `return` and `?` leave it) comes to `Ok`, rolled back otherwise. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`), so it
-/// never fails halfway on a lock another writer took after it started reading.
+/// `$body` (an async block: `return` and `?` leave it) comes to `Ok`, rolled back otherwise.
+/// On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`), so it never fails halfway
+/// on a lock another writer took after it started reading.
 macro_rules! in_transaction {
     ($store:expr, $tx:ident => $body:expr) => {
         match $store.pool() {
@@ -210,7 +211,7 @@ impl Store {
         } else if url.starts_with("sqlite:") {
             (url.to_string(), None)
         } else if url.contains("://") {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
+            return Err(StoreError::UnsupportedUrl(redact(url)));
         } else {
             (format!("sqlite://{url}"), None)
         };
@@ -399,7 +400,7 @@ pub(crate) async fn test_pg_store() -> Option<Store> {
     {
         Ok(url) => Some(Store::open(&url).await.expect("a PostgreSQL test store")),
         Err(why) => {
-            println!("{}", test_postgres::skip_message(&why));
+            test_postgres::print_skip(&why);
             None
         }
     }
@@ -408,10 +409,35 @@ pub(crate) async fn test_pg_store() -> Option<Store> {
 /// A fresh store on each backend (PostgreSQL only when installed), for tests that must hold
 /// on both; each names its backend as the loop reaches it, so a failure says which one.
 #[cfg(test)]
+#[allow(clippy::print_stdout)] // Captured by libtest: shown with a failure, which it names.
 pub(crate) async fn test_stores() -> impl Iterator<Item = Store> {
     let mut stores = vec![test_store().await];
     stores.extend(test_pg_store().await);
     stores
         .into_iter()
         .inspect(|s| println!("store on {:?}", s.backend()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(
+            redact("postgres://qtm:secret@db.local:5432/qtm"),
+            "postgres://qtm:***@db.local:5432/qtm"
+        );
+        assert_eq!(redact("postgres://qtm@db/qtm"), "postgres://qtm@db/qtm");
+        assert_eq!(redact("sqlite://qtm.db"), "sqlite://qtm.db");
+    }
+
+    #[tokio::test]
+    async fn other_databases_are_refused_by_name_without_the_password() {
+        let e = Store::open("mysql://u:pw@h/db").await.unwrap_err();
+        assert!(
+            matches!(&e, StoreError::UnsupportedUrl(u) if u == "mysql://u:***@h/db"),
+            "{e}"
+        );
+    }
 }

@@ -49,6 +49,13 @@ pub fn skip_message(why: &str) -> String {
     format!("skipped: PostgreSQL not installed ({why})")
 }
 
+/// Print [`skip_message`] where it is seen: to the stderr handle itself, since libtest
+/// captures what the print macros write in passing tests.
+pub fn print_skip(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{}", skip_message(why));
+}
+
 impl Server {
     /// `program` from the server's binaries, run as the `postgres` user when we are root.
     fn command(&self, program: &str) -> Command {

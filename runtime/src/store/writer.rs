@@ -163,6 +163,21 @@ macro_rules! bind_cursors {
     }};
 }
 
+/// Drive `f` to completion on this thread without sleeping: poll it, and between polls only
+/// yield the core. A SQLite statement's answer comes from sqlx's connection thread, and
+/// parking this thread until it is woken took longer than the statement (the wake-up of a
+/// parked thread is tens of microseconds here); polling sees the answer as it lands.
+fn spin_on<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// A current-thread runtime for a connection driven from a plain thread.
 fn runtime() -> StoreResult<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -213,6 +228,17 @@ impl Writer {
             Connect::Postgres(_) => Checkpointer::none(),
         };
         Ok((w, checkpoints))
+    }
+
+    /// Run `f` (a statement on the writer's connection) to completion: spinning on SQLite
+    /// ([`spin_on`]), on the writer's runtime on PostgreSQL, whose socket needs its driver.
+    fn run<F: Future>(rt: &tokio::runtime::Runtime, sqlite: bool, f: F) -> F::Output {
+        if sqlite {
+            let _context = rt.enter();
+            spin_on(f)
+        } else {
+            rt.block_on(f)
+        }
     }
 
     /// Start a transaction. On SQLite it holds the write lock from its first statement, so it
@@ -299,7 +325,7 @@ impl Writer {
         let aborted = std::mem::take(&mut self.aborted);
         let t = now();
         let done: StoreResult<u64> = match &mut self.conn {
-            Owned::Sqlite(c) => self.rt.block_on(async {
+            Owned::Sqlite(c) => Self::run(&self.rt, true, async {
                 // The orders, the cursors and the commit in one query.
                 let mut sql = prefix.sql.clone();
                 let mut n = prefix.params;
@@ -396,7 +422,7 @@ impl Writer {
                         unreachable!("matched above")
                     };
                     let sql = prefix.then("SELECT COALESCE(MAX(id), 0) + 1 FROM orders");
-                    let r = self.rt.block_on(async {
+                    let r = Self::run(&self.rt, true, async {
                         let q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
                         Ok((bind_prefix!(q, prefix).fetch_one(&mut *c).await?, 0))
                     });
@@ -409,19 +435,21 @@ impl Writer {
             return Ok(id);
         }
         let prefix = self.prefix()?;
+        let sqlite = matches!(self.conn, Owned::Sqlite(_));
         let conn = self.conn.conn();
-        let r = self
-            .rt
-            .block_on(async { Ok((insert_order(conn, o).await?, 1)) });
+        let r = Self::run(&self.rt, sqlite, async {
+            Ok((insert_order(conn, o).await?, 1))
+        });
         self.wrote(&prefix, r)
     }
 
     /// Cancel a working order; whether it was working.
     pub fn cancel_order(&mut self, id: i64, reason: &str) -> StoreResult<bool> {
         let prefix = self.prefix()?;
+        let sqlite = matches!(self.conn, Owned::Sqlite(_));
         let conn = self.conn.conn();
         let sql = prefix.then(super::orders::CANCEL_WORKING);
-        let r = self.rt.block_on(async {
+        let r = Self::run(&self.rt, sqlite, async {
             let n = with_conn!(conn, c => bind_prefix!(sqlx::query(sqlx::AssertSqlSafe(sql)), prefix)
                 .bind(reason)
                 .bind(now())
@@ -446,8 +474,9 @@ impl Writer {
         ts: i64,
     ) -> StoreResult<FillRecord> {
         let prefix = self.prefix()?;
+        let sqlite = matches!(self.conn, Owned::Sqlite(_));
         let conn = self.conn.conn();
-        let r = self.rt.block_on(async {
+        let r = Self::run(&self.rt, sqlite, async {
             let f = book_fill(conn, &prefix, order_id, quantity, price, fee, ts).await?;
             Ok((f, 4))
         });
@@ -487,11 +516,12 @@ impl Writer {
             .collect();
         let seqs = serde_json::Value::Object(seqs).to_string();
         let prefix = self.prefix()?;
+        let sqlite = matches!(self.conn, Owned::Sqlite(_));
         let conn = self.conn.conn();
         let sql = prefix.then(
             "UPDATE strategy_instances SET last_snapshot = $1, snapshot_at = $2, snapshot_seqs = $3 WHERE strategy_id = $4",
         );
-        let r = self.rt.block_on(async {
+        let r = Self::run(&self.rt, sqlite, async {
             let n = with_conn!(conn, c => bind_prefix!(sqlx::query(sqlx::AssertSqlSafe(sql)), prefix)
                 .bind(state)
                 .bind(ts)
@@ -511,9 +541,10 @@ impl Writer {
     pub fn save_bars(&mut self, bars: &[(String, u64, Bar)]) -> StoreResult<i64> {
         let blob = super::live::encode_bars(bars);
         let prefix = self.prefix()?;
+        let sqlite = matches!(self.conn, Owned::Sqlite(_));
         let conn = self.conn.conn();
         let sql = prefix.then("INSERT INTO live_journal (bars) VALUES ($1) RETURNING id");
-        let r = self.rt.block_on(async {
+        let r = Self::run(&self.rt, sqlite, async {
             let id: i64 = with_conn!(conn, c => bind_prefix!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)), prefix)
                 .bind(&blob)
                 .fetch_one(c)
@@ -526,9 +557,10 @@ impl Writer {
     /// Drop the journal entries up to `id`: no running instance needs their bars.
     pub fn prune_bars(&mut self, id: i64) -> StoreResult<()> {
         let prefix = self.prefix()?;
+        let sqlite = matches!(self.conn, Owned::Sqlite(_));
         let conn = self.conn.conn();
         let sql = prefix.then("DELETE FROM live_journal WHERE id <= $1");
-        let r = self.rt.block_on(async {
+        let r = Self::run(&self.rt, sqlite, async {
             let n = with_conn!(conn, c => bind_prefix!(sqlx::query(sqlx::AssertSqlSafe(sql)), prefix)
                 .bind(id)
                 .execute(c)
@@ -892,6 +924,62 @@ mod tests {
             assert_eq!(stored["NEW"], cursor(9));
             let last = format!("S{}", CURSORS_PER_STATEMENT + 5);
             assert_eq!(stored[&last], cursor(CURSORS_PER_STATEMENT as i64 + 5));
+        }
+    }
+
+    #[test]
+    fn parameters_are_renumbered_after_a_prefix() {
+        assert_eq!(
+            shift_params("a = $1 AND b IN ($2, $10)", 18),
+            "a = $19 AND b IN ($20, $28)"
+        );
+        assert_eq!(shift_params("x = $3", 0), "x = $3");
+    }
+
+    #[tokio::test]
+    async fn orders_placed_filled_and_cancelled_in_one_batch_are_all_stored() {
+        use crate::store::orders;
+        for store in crate::store::test_stores().await {
+            let s = store.clone();
+            let (a, b, c, fill) = tokio::task::spawn_blocking(move || {
+                let mut w = Writer::open(&s).unwrap();
+                let order = |side: &str| NewOrder {
+                    account: "acct".into(),
+                    symbol: "X".into(),
+                    side: side.into(),
+                    order_type: "market".into(),
+                    quantity: 2.0,
+                    time_in_force: "gtc".into(),
+                    status: status::ACCEPTED.into(),
+                    ..NewOrder::default()
+                };
+                let a = w.insert_order(&order("buy")).unwrap();
+                let b = w.insert_order(&order("sell")).unwrap();
+                // Reads and changes of orders not sent yet see them.
+                let fill = w.record_fill(a, 2.0, 10.0, 0.5, 100).unwrap();
+                assert!(w.cancel_order(b, "test").unwrap());
+                let c = w.insert_order(&order("buy")).unwrap();
+                w.commit().unwrap();
+                (a, b, c, fill)
+            })
+            .await
+            .unwrap();
+            assert!(a < b && b < c, "{a} {b} {c}");
+            assert_eq!(orders::get(&store, a).await.unwrap().status, status::FILLED);
+            assert_eq!(orders::get(&store, b).await.unwrap().status, "cancelled");
+            assert_eq!(
+                orders::get(&store, c).await.unwrap().status,
+                status::ACCEPTED
+            );
+            assert_eq!((fill.order_id, fill.quantity), (a, 2.0));
+            let position = orders::position(&store, fill.position_id.unwrap())
+                .await
+                .unwrap();
+            assert_eq!((position.quantity, position.fees), (2.0, 0.5));
+            assert_eq!(
+                orders::cash_flow(&store, Some("acct")).await.unwrap(),
+                (-20.5, 0.5)
+            );
         }
     }
 }
