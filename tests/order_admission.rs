@@ -91,6 +91,28 @@ async fn enable(s: &TestServer, token: &str, id: i64) {
     assert_eq!(st, StatusCode::OK, "{body}");
 }
 
+/// The stored orders of strategy `id`, newest first.
+async fn strategy_orders_of(s: &TestServer, id: i64) -> Vec<store::orders::Order> {
+    store::orders::list(
+        &s.server.state.store,
+        &store::orders::OrderFilter {
+            account: Some(format!("strategy:{id}")),
+            limit: 10_000,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// The server on `db` again, with the admin's and the trader's tokens.
+async fn restart(db: &std::path::Path) -> (TestServer, String, String) {
+    let s = TestServer::start_on(db, |_| {}).await;
+    let admin = s.admin_token().await;
+    let trader = s.token("tina", "tina-password").await;
+    (s, admin, trader)
+}
+
 fn bar(ts: i64) -> Value {
     json!({"symbol": "SPY", "ts": ts, "open": PRICE, "high": PRICE, "low": PRICE,
            "close": PRICE, "volume": 1000.0})
@@ -197,16 +219,7 @@ impl Sources {
     async fn strategy_orders(&self, s: &TestServer) -> Vec<(usize, Vec<String>)> {
         let mut out = Vec::new();
         for id in &self.strategies {
-            let orders = store::orders::list(
-                &s.server.state.store,
-                &store::orders::OrderFilter {
-                    account: Some(format!("strategy:{id}")),
-                    limit: 10_000,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+            let orders = strategy_orders_of(s, *id).await;
             let accepted = orders.iter().filter(|o| o.status != "rejected").count();
             let refused = orders
                 .iter()
@@ -404,9 +417,7 @@ async fn a_restart_keeps_the_order_rate_window_and_the_kill_switch() {
     s.stop().await;
 
     // The window is full after the restart as before it.
-    let s = TestServer::start_on(&db, |_| {}).await;
-    let admin = s.admin_token().await;
-    let trader = s.token("tina", "tina-password").await;
+    let (s, admin, trader) = restart(&db).await;
     let (st, body) = s
         .call(
             Method::POST,
@@ -443,9 +454,7 @@ async fn a_restart_keeps_the_order_rate_window_and_the_kill_switch() {
     s.stop().await;
 
     // The halt too; and a strategy enabled after the restart places nothing.
-    let s = TestServer::start_on(&db, |_| {}).await;
-    let admin = s.admin_token().await;
-    let trader = s.token("tina", "tina-password").await;
+    let (s, admin, trader) = restart(&db).await;
     let (st, body) = s
         .call(
             Method::POST,
@@ -472,16 +481,7 @@ async fn a_restart_keeps_the_order_rate_window_and_the_kill_switch() {
         .await;
     assert_eq!(st, StatusCode::ACCEPTED, "{body}");
     s.server.state.live.flush().await.unwrap();
-    let orders = store::orders::list(
-        &s.server.state.store,
-        &store::orders::OrderFilter {
-            account: Some(format!("strategy:{id}")),
-            limit: 100,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let orders = strategy_orders_of(&s, id).await;
     assert_eq!(orders.len(), 1, "{orders:?}");
     assert_eq!(orders[0].status, "rejected");
     let (st, _) = s
