@@ -91,6 +91,7 @@ fn book(store: &Store, owners: &[(String, i64)], accounts: usize, fills: usize, 
         // The orders of this round's accounts (filled below, as on the next bar live).
         let t0 = Instant::now();
         let mut placed = Vec::with_capacity(fills);
+        let mut placed_by = Vec::with_capacity(fills);
         for _ in 0..fills {
             let (account, instance) = &owners[next % accounts];
             let k = next / accounts;
@@ -115,9 +116,14 @@ fn book(store: &Store, owners: &[(String, i64)], accounts: usize, fills: usize, 
             let mut o = NewOrder::from_request(account, None, &request);
             o.instance_id = Some(*instance);
             placed.push((db.insert_order(&o).unwrap(), quantity));
+            placed_by.push(account.as_str());
         }
         db.commit().unwrap();
         let t1 = Instant::now();
+        // As the recorder does: the batch's orders and accounts read at once.
+        let ids: Vec<i64> = placed.iter().map(|(id, _)| *id).collect();
+        let accounts: Vec<String> = placed_by.iter().map(|a| a.to_string()).collect();
+        db.prefetch(&ids, &accounts).unwrap();
         for (id, quantity) in placed {
             db.record_fill(id, quantity, 100.0 + (round % 7) as f64, 0.1, ts)
                 .unwrap();

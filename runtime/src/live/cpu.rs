@@ -144,9 +144,14 @@ impl CpuMeter {
 
 /// Why an instance over its cap is stopped, as users read it.
 pub(crate) fn over_cap_reason(share: f64, cap: f64, window: Duration) -> String {
+    // A share just over the cap keeps the decimals that show it is over ("5.04 %", not "5 %").
+    let mut shown = round(share * 100.0);
+    if share > cap && shown.parse::<f64>().is_ok_and(|s| s <= cap * 100.0) {
+        shown = format!("{:.2}", share * 100.0);
+    }
     format!(
         "cpu share {} % of the engine thread over the last {} s, over the {} % cap",
-        round(share * 100.0),
+        shown,
         round(window.as_secs_f64()),
         round(cap * 100.0)
     )
@@ -230,6 +235,10 @@ mod tests {
         assert_eq!(
             over_cap_reason(0.25, 0.2, Duration::from_millis(2500)),
             "cpu share 25 % of the engine thread over the last 2.5 s, over the 20 % cap"
+        );
+        assert_eq!(
+            over_cap_reason(0.0504, 0.05, Duration::from_secs(1)),
+            "cpu share 5.04 % of the engine thread over the last 1 s, over the 5 % cap"
         );
     }
 }

@@ -257,6 +257,7 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
+        r.prefetch(&batch);
         for rec in batch.drain(..) {
             if let Err(e) = r.record(rec) {
                 tracing::error!(error = %e, "live recorder: storing an engine event failed");
@@ -295,6 +296,34 @@ const MAX_BATCH: usize = 4096;
 impl Recorder {
     fn publish(&mut self, e: LiveEvent) {
         self.pending.push(e);
+    }
+
+    /// Read at once the stored orders the batch fills or cancels and the open positions of
+    /// the accounts it fills, so booking them costs no read each ([`Writer::prefetch`]).
+    fn prefetch(&mut self, batch: &[Record]) {
+        let mut orders = Vec::new();
+        let mut accounts = Vec::new();
+        for rec in batch {
+            let (account, order_id, fills) = match rec {
+                Record::Engine(Event::Fill(f)) => (f.account, f.order_id, true),
+                Record::Engine(Event::OrderCancelled {
+                    account, order_id, ..
+                }) => (*account, *order_id, false),
+                _ => continue,
+            };
+            if let Some((id, _)) = self.orders.get(&(account, order_id)) {
+                orders.push(*id);
+            }
+            if fills && let Some(owner) = self.owners.get(&account) {
+                accounts.push(account_name(owner.strategy_id));
+            }
+        }
+        if orders.is_empty() && accounts.is_empty() {
+            return;
+        }
+        if let Err(e) = self.db.prefetch(&orders, &accounts) {
+            tracing::warn!(error = %e, "live recorder: reading the batch's orders failed; they are read one by one");
+        }
     }
 
     /// Store the cursors, commit, then publish what was stored and answer flushes.

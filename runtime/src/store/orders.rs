@@ -150,7 +150,7 @@ pub fn side_str(side: Side) -> &'static str {
     }
 }
 
-const ORDER_COLUMNS: &str = "id, account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, filled_qty, avg_price, reason, tag, created_at, updated_at";
+pub(crate) const ORDER_COLUMNS: &str = "id, account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, filled_qty, avg_price, reason, tag, created_at, updated_at";
 
 /// Store an order: account, instance_id, user_id, symbol, side, order_type, quantity,
 /// limit_price, stop_price, time_in_force, take_profit, stop_loss, status, reason, tag,
@@ -450,7 +450,7 @@ pub struct Position {
     pub updated_at: i64,
 }
 
-const POSITION_COLUMNS: &str = "id, account, symbol, side, quantity, avg_price, realized_pnl, fees, opened_at, closed_at, updated_at";
+pub(crate) const POSITION_COLUMNS: &str = "id, account, symbol, side, quantity, avg_price, realized_pnl, fees, opened_at, closed_at, updated_at";
 
 /// One position by id.
 pub async fn position(store: &Store, id: i64) -> StoreResult<Position> {
@@ -647,7 +647,7 @@ pub async fn record_fill(
     // One implementation of fill booking, the live recorder's; an error drops the
     // transaction, which rolls it back.
     super::in_transaction!(store, tx => {
-        super::writer::book_fill((&mut *tx).into(), &Default::default(), order_id, quantity, price, fee, ts).await
+        super::writer::book_fill((&mut *tx).into(), order_id, quantity, price, fee, ts).await
     })
 }
 

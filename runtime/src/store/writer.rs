@@ -3,16 +3,21 @@
 //! The recorder books everything the live engine did (orders, fills with their position
 //! updates, cancels, cursors, snapshots) in one transaction per batch, on a connection of its
 //! own that no API request waits behind. It runs on the recorder's thread, which is not a
-//! tokio worker: a [`Writer`] drives its connection with a current-thread runtime of its own,
-//! so a statement costs one hand-off to the driver (sqlx's SQLite thread, or the PostgreSQL
-//! socket) and no trip through the server's scheduler.
+//! tokio worker: a [`Writer`] drives its connection with a current-thread runtime of its own.
 //!
-//! Fill booking lives only here: [`super::orders::record_fill`] runs [`book_fill`] too.
+//! Fill booking is decided in one place, [`plan_fill`]: the writer applies it to the rows it
+//! holds, [`super::orders::record_fill`] (the API's path) to the rows it reads.
 
-use sqlx::{PgConnection, SqliteConnection};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, FromRow, PgConnection, Row, SqliteConnection};
 
 use super::live::Cursor;
-use super::orders::{FillRecord, NewOrder, Order, status};
+use super::orders::{
+    FillRecord, NewOrder, ORDER_COLUMNS, Order, POSITION_COLUMNS, Position, status,
+};
 use super::{Conn, Connect, Store, StoreError, StoreResult, now, with_conn};
 use crate::model::Bar;
 use crate::portfolio::Portfolio;
@@ -23,15 +28,6 @@ enum Owned {
     Postgres(PgConnection),
 }
 
-impl Owned {
-    fn conn(&mut self) -> Conn<'_> {
-        match self {
-            Owned::Sqlite(c) => Conn::Sqlite(c),
-            Owned::Postgres(c) => Conn::Postgres(c),
-        }
-    }
-}
-
 /// The recorder's connection. Writes run inside a transaction that the first of them opens
 /// ([`Writer::begin`]) and [`Writer::commit`] ends.
 ///
@@ -39,26 +35,23 @@ impl Owned {
 /// called from async code (tokio refuses to block a thread that runs tasks): the recorder has
 /// a thread of its own, async callers go through `spawn_blocking`.
 ///
-/// On SQLite every hand-off to sqlx's connection thread costs more than the statements it
-/// carries (rusqlite ran them on the recorder's thread), so the writer sends as few queries as
-/// it can, several statements in one where it need not wait for an answer: `BEGIN` goes with
-/// the transaction's first statement; orders get their ids from the writer (the transaction
-/// holds the write lock, so the next id is the largest plus one) and are inserted with the
-/// next statement that reads or with the commit; a fill's writes go as one query; cursors go
-/// with the commit. PostgreSQL runs each statement as it comes.
+/// On SQLite a statement runs on sqlx's connection thread, and each hand-off to it costs
+/// more than the statements it carries (about 100 µs on a loaded 2-core VM, against a few µs
+/// for an insert). So a SQLite transaction costs at most two hand-offs whatever it holds:
+/// one when it starts (`BEGIN IMMEDIATE`, the largest ids, and the orders and open positions
+/// the batch will touch, [`Writer::prefetch`]) and one at the commit, which carries every
+/// write as a few multi-row statements. In between, the writer keeps the rows it read and
+/// wrote and books orders, fills and positions on them in memory; it can, because the
+/// transaction holds the database's write lock from its first statement, so no other writer
+/// changes those rows or takes those ids meanwhile. A row it did not prefetch is read when
+/// first needed (one more hand-off). PostgreSQL runs each statement as it comes.
 pub struct Writer {
     rt: tokio::runtime::Runtime,
     conn: Owned,
     store: Store,
     /// Whether a transaction is open.
     open: bool,
-    /// SQLite: `BEGIN IMMEDIATE` is still to be sent, before the next statement.
-    begin_pending: bool,
-    /// SQLite: the id the next order gets, once the transaction has read the largest.
-    next_order_id: Option<i64>,
-    /// SQLite: orders given their ids and not inserted yet (id, order, time).
-    orders: Vec<(i64, NewOrder, i64)>,
-    /// A statement failed inside the open transaction on PostgreSQL, which then refuses every
+    /// PostgreSQL: a statement failed inside the open transaction, which then refuses every
     /// later statement of it: the commit rolls it back and says so.
     aborted: bool,
     /// Rows changed through this connection so far.
@@ -68,28 +61,261 @@ pub struct Writer {
     /// Whether the open transaction wrote instance rows (snapshots), which the catalog cache
     /// must learn once it commits.
     touches_catalog: bool,
+    /// SQLite: what the open transaction read and wrote.
+    tx: SqliteTx,
 }
 
-/// What goes before the next statement on SQLite: the `BEGIN` and the order inserts not sent
-/// yet, with the parameters of those inserts (the statement's own are numbered after them).
+/// The ids the next rows of a SQLite transaction take: the largest stored plus one, read as
+/// it starts (its write lock keeps anyone else from inserting until it commits).
+#[derive(Debug, Clone, Copy, Default)]
+struct NextIds {
+    order: i64,
+    fill: i64,
+    position: i64,
+    journal: i64,
+}
+
+/// A row a SQLite transaction holds: read from the store or written by it.
+#[derive(Debug)]
+struct Held<T> {
+    row: T,
+    /// Not stored yet: inserted with the commit.
+    new: bool,
+    /// Stored and changed since: updated with the commit.
+    dirty: bool,
+}
+
+impl<T> Held<T> {
+    fn read(row: T) -> Self {
+        Held {
+            row,
+            new: false,
+            dirty: false,
+        }
+    }
+
+    fn new(row: T) -> Self {
+        Held {
+            row,
+            new: true,
+            dirty: false,
+        }
+    }
+
+    /// The row, to change.
+    fn change(&mut self) -> &mut T {
+        self.dirty = !self.new;
+        &mut self.row
+    }
+}
+
+/// A fill to insert.
+#[derive(Debug)]
+struct FillRow {
+    id: i64,
+    order_id: i64,
+    account: String,
+    symbol: String,
+    side: String,
+    quantity: f64,
+    price: f64,
+    fee: f64,
+    ts: i64,
+    position_id: Option<i64>,
+}
+
+/// A snapshot to store.
+#[derive(Debug)]
+struct SnapshotRow {
+    strategy_id: i64,
+    state: Vec<u8>,
+    ts: i64,
+    seqs: String,
+}
+
+/// What a SQLite transaction of the writer read and wrote: everything written goes to the
+/// store with the commit.
+#[derive(Debug, Default)]
+struct SqliteTx {
+    /// `BEGIN IMMEDIATE` went out, and the next ids were read with it.
+    started: bool,
+    next: NextIds,
+    orders: BTreeMap<i64, Held<Order>>,
+    /// Accounts whose open positions were read: an account read with no open position in a
+    /// symbol has none.
+    accounts: HashSet<String>,
+    /// The open position of each (account, symbol) held.
+    open_positions: HashMap<(String, String), i64>,
+    positions: BTreeMap<i64, Held<Position>>,
+    fills: Vec<FillRow>,
+    /// Per account: trade cash, fees, realized PnL added by the transaction.
+    totals: BTreeMap<String, [f64; 3]>,
+    journal: Vec<(i64, Vec<u8>)>,
+    /// Journal entries up to this id are deleted.
+    prune_upto: Option<i64>,
+    snapshots: Vec<SnapshotRow>,
+}
+
+impl SqliteTx {
+    /// Whether the commit has anything to write.
+    fn writes(&self) -> bool {
+        self.orders.values().any(|o| o.new || o.dirty)
+            || self.positions.values().any(|p| p.new || p.dirty)
+            || !self.fills.is_empty()
+            || !self.journal.is_empty()
+            || self.prune_upto.is_some()
+            || !self.snapshots.is_empty()
+    }
+}
+
+/// A value bound to a [`Script`]'s next parameter.
+enum Val {
+    Int(i64),
+    OptInt(Option<i64>),
+    Real(f64),
+    OptReal(Option<f64>),
+    Text(String),
+    OptText(Option<String>),
+    Blob(Vec<u8>),
+}
+
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Val::Int(v)
+    }
+}
+impl From<Option<i64>> for Val {
+    fn from(v: Option<i64>) -> Self {
+        Val::OptInt(v)
+    }
+}
+impl From<f64> for Val {
+    fn from(v: f64) -> Self {
+        Val::Real(v)
+    }
+}
+impl From<Option<f64>> for Val {
+    fn from(v: Option<f64>) -> Self {
+        Val::OptReal(v)
+    }
+}
+impl From<String> for Val {
+    fn from(v: String) -> Self {
+        Val::Text(v)
+    }
+}
+impl From<&str> for Val {
+    fn from(v: &str) -> Self {
+        Val::Text(v.to_string())
+    }
+}
+impl From<Option<String>> for Val {
+    fn from(v: Option<String>) -> Self {
+        Val::OptText(v)
+    }
+}
+impl From<Vec<u8>> for Val {
+    fn from(v: Vec<u8>) -> Self {
+        Val::Blob(v)
+    }
+}
+
+/// A SQLite query of several statements and its arguments, written together: each value
+/// bound writes the name of the parameter it fills (`$n`), so the two cannot drift apart.
 #[derive(Default)]
-pub(crate) struct Prefix {
+struct Script {
     sql: String,
+    args: SqliteArguments,
     params: usize,
-    orders: Vec<(i64, NewOrder, i64)>,
 }
 
-impl Prefix {
-    /// Whether anything goes before the statement.
-    fn is_empty(&self) -> bool {
-        self.sql.is_empty()
+impl Script {
+    fn push(&mut self, sql: &str) {
+        self.sql.push_str(sql);
     }
 
-    /// The prefix and `sql`, its parameters renumbered after the prefix's.
-    fn then(&self, sql: &str) -> String {
-        format!("{}{}", self.sql, shift_params(sql, self.params))
+    /// Bind `v` to the next parameter and write its name.
+    fn param(&mut self, v: impl Into<Val>) {
+        let added = match v.into() {
+            Val::Int(v) => self.args.add(v),
+            Val::OptInt(v) => self.args.add(v),
+            Val::Real(v) => self.args.add(v),
+            Val::OptReal(v) => self.args.add(v),
+            Val::Text(v) => self.args.add(v),
+            Val::OptText(v) => self.args.add(v),
+            Val::Blob(v) => self.args.add(v),
+        };
+        // Integers, reals, texts and blobs always encode.
+        debug_assert!(added.is_ok());
+        self.params += 1;
+        let _ = write!(self.sql, "${}", self.params);
+    }
+
+    /// One row of a `VALUES` list: `(v1, v2, …)`, after a comma unless it is the first.
+    fn row(&mut self, first: bool, vals: Vec<Val>) {
+        self.push(if first { "(" } else { ", (" });
+        for (i, v) in vals.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.param(v);
+        }
+        self.push(")");
+    }
+
+    /// `head` and an `IN` list of `items`, as many statements as it takes (each at most
+    /// [`ROWS_PER_STATEMENT`] items); nothing when there are none.
+    fn in_lists(&mut self, head: &str, items: impl IntoIterator<Item = Val>) {
+        let mut in_statement = 0;
+        for item in items {
+            if in_statement == ROWS_PER_STATEMENT {
+                self.push("); ");
+                in_statement = 0;
+            }
+            self.push(if in_statement == 0 { head } else { ", " });
+            if in_statement == 0 {
+                self.push("(");
+            }
+            self.param(item);
+            in_statement += 1;
+        }
+        if in_statement > 0 {
+            self.push("); ");
+        }
+    }
+
+    /// `head`, the rows of `items` (at most [`ROWS_PER_STATEMENT`] a statement, as many
+    /// statements as it takes), `tail`; nothing when there are no items.
+    fn rows<T>(
+        &mut self,
+        head: &str,
+        tail: &str,
+        items: impl IntoIterator<Item = T>,
+        row: impl Fn(T) -> Vec<Val>,
+    ) {
+        let mut in_statement = 0;
+        for item in items {
+            if in_statement == ROWS_PER_STATEMENT {
+                self.push(tail);
+                self.push("; ");
+                in_statement = 0;
+            }
+            if in_statement == 0 {
+                self.push(head);
+            }
+            self.row(in_statement == 0, row(item));
+            in_statement += 1;
+        }
+        if in_statement > 0 {
+            self.push(tail);
+            self.push("; ");
+        }
     }
 }
+
+/// Most rows one multi-row statement carries (SQLite allows 32,766 parameters a statement;
+/// the widest row, an order's, has 20).
+const ROWS_PER_STATEMENT: usize = 500;
 
 /// `sql` with every parameter `$n` renamed `$(n + by)` (the store's statements have no other
 /// `$`).
@@ -111,56 +337,6 @@ fn shift_params(sql: &str, by: usize) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// Columns of an order inserted with its id.
-const ORDER_INSERT_COLUMNS: &str = "INSERT INTO orders (id, account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, reason, tag, created_at, updated_at) VALUES ";
-
-/// Parameters of one order row of [`ORDER_INSERT_COLUMNS`].
-const ORDER_PARAMS: usize = 18;
-
-/// Most order rows one insert carries (SQLite allows 32,766 parameters a statement).
-const ORDERS_PER_STATEMENT: usize = 500;
-
-/// `$q` with the parameters of a [`Prefix`]'s order rows bound, in its order.
-macro_rules! bind_prefix {
-    ($q:expr, $prefix:expr) => {{
-        let mut q = $q;
-        for (id, o, t) in &$prefix.orders {
-            q = q
-                .bind(*id)
-                .bind(&o.account)
-                .bind(o.instance_id)
-                .bind(o.user_id)
-                .bind(&o.symbol)
-                .bind(&o.side)
-                .bind(&o.order_type)
-                .bind(o.quantity)
-                .bind(o.limit_price)
-                .bind(o.stop_price)
-                .bind(&o.time_in_force)
-                .bind(o.take_profit)
-                .bind(o.stop_loss)
-                .bind(&o.status)
-                .bind(&o.reason)
-                .bind(&o.tag)
-                .bind(*t)
-                .bind(*t);
-        }
-        q
-    }};
-}
-
-/// `$q` with the parameters of [`super::live::upsert_cursors_sql`] bound: symbol, seq, ts,
-/// close and `$t` for each cursor of `$cursors`.
-macro_rules! bind_cursors {
-    ($q:expr, $cursors:expr, $t:expr) => {{
-        let mut q = $q;
-        for (symbol, c) in $cursors {
-            q = q.bind(symbol).bind(c.seq).bind(c.ts).bind(c.close).bind($t);
-        }
-        q
-    }};
 }
 
 /// Drive `f` to completion on this thread without sleeping: poll it, and between polls only
@@ -186,6 +362,9 @@ fn runtime() -> StoreResult<tokio::runtime::Runtime> {
         .map_err(|e| StoreError::Open(format!("a runtime for the write connection: {e}")))
 }
 
+/// Columns of the row that reads a SQLite transaction's next ids.
+const NEXT_IDS: &str = "SELECT (SELECT COALESCE(MAX(id), 0) + 1 FROM orders), (SELECT COALESCE(MAX(id), 0) + 1 FROM fills), (SELECT COALESCE(MAX(id), 0) + 1 FROM positions), (SELECT COALESCE(MAX(id), 0) + 1 FROM live_journal)";
+
 impl Writer {
     /// Open a connection to `store`'s database, set up as the pool's connections (on SQLite:
     /// WAL, `synchronous=NORMAL`, foreign keys, the store's busy timeout).
@@ -201,13 +380,11 @@ impl Writer {
             conn,
             store: store.clone(),
             open: false,
-            begin_pending: false,
-            next_order_id: None,
-            orders: Vec::new(),
             aborted: false,
             changes: 0,
             cursors: Vec::new(),
             touches_catalog: false,
+            tx: SqliteTx::default(),
         })
     }
 
@@ -230,17 +407,6 @@ impl Writer {
         Ok((w, checkpoints))
     }
 
-    /// Run `f` (a statement on the writer's connection) to completion: spinning on SQLite
-    /// ([`spin_on`]), on the writer's runtime on PostgreSQL, whose socket needs its driver.
-    fn run<F: Future>(rt: &tokio::runtime::Runtime, sqlite: bool, f: F) -> F::Output {
-        if sqlite {
-            let _context = rt.enter();
-            spin_on(f)
-        } else {
-            rt.block_on(f)
-        }
-    }
-
     /// Start a transaction. On SQLite it holds the write lock from its first statement, so it
     /// can never fail halfway on a lock another writer took after it started reading. Every
     /// write opens one when none is open, so a caller with nothing to write takes no lock.
@@ -248,55 +414,116 @@ impl Writer {
         if self.open {
             return Ok(());
         }
-        match &mut self.conn {
-            Owned::Sqlite(_) => self.begin_pending = true,
-            Owned::Postgres(c) => {
-                self.rt.block_on(sqlx::raw_sql("BEGIN").execute(c))?;
-            }
+        if let Owned::Postgres(c) = &mut self.conn {
+            self.rt.block_on(sqlx::raw_sql("BEGIN").execute(c))?;
         }
         self.open = true;
         self.aborted = false;
         self.touches_catalog = false;
+        self.tx = SqliteTx::default();
         Ok(())
     }
 
-    /// Open a transaction if none is, and take what the next statement starts with.
-    fn prefix(&mut self) -> StoreResult<Prefix> {
+    /// Read, in one hand-off, the orders `orders` and the open positions of `accounts` that
+    /// the coming writes will touch (SQLite; PostgreSQL reads each as it books it). Only a
+    /// saving: what is not prefetched is read when needed.
+    pub fn prefetch(&mut self, orders: &[i64], accounts: &[String]) -> StoreResult<()> {
+        if matches!(self.conn, Owned::Postgres(_)) {
+            return Ok(());
+        }
         self.begin()?;
-        let mut p = Prefix::default();
-        if std::mem::take(&mut self.begin_pending) {
-            p.sql.push_str("BEGIN IMMEDIATE; ");
+        self.load(orders, accounts)
+    }
+
+    /// SQLite: start the transaction if it has not (with the read of the next ids), and read
+    /// the orders and accounts' open positions not held yet, in one query.
+    fn load(&mut self, orders: &[i64], accounts: &[String]) -> StoreResult<()> {
+        let mut orders: Vec<i64> = orders
+            .iter()
+            .copied()
+            .filter(|id| !self.tx.orders.contains_key(id))
+            .collect();
+        orders.sort_unstable();
+        orders.dedup();
+        let mut accounts: Vec<&String> = accounts
+            .iter()
+            .filter(|a| !self.tx.accounts.contains(*a))
+            .collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let starts = !self.tx.started;
+        if !starts && orders.is_empty() && accounts.is_empty() {
+            return Ok(());
         }
-        p.orders = std::mem::take(&mut self.orders);
-        for chunk in p.orders.chunks(ORDERS_PER_STATEMENT) {
-            p.sql.push_str(ORDER_INSERT_COLUMNS);
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    p.sql.push_str(", ");
+        let mut q = Script::default();
+        if starts {
+            q.push("BEGIN IMMEDIATE; ");
+            q.push(NEXT_IDS);
+            q.push("; ");
+        }
+        q.in_lists(
+            &format!(
+                "SELECT {POSITION_COLUMNS} FROM positions WHERE closed_at IS NULL AND account IN "
+            ),
+            accounts.iter().map(|a| Val::from(a.as_str())),
+        );
+        q.in_lists(
+            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id IN "),
+            orders.iter().map(|id| Val::from(*id)),
+        );
+        let sql = q.sql;
+        let Owned::Sqlite(c) = &mut self.conn else {
+            unreachable!("loads are SQLite's")
+        };
+        let rows = {
+            let _context = self.rt.enter();
+            spin_on(sqlx::query_with(sqlx::AssertSqlSafe(sql), q.args).fetch_all(&mut *c))
+        };
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                if starts {
+                    // The BEGIN may have run: end whatever it opened.
+                    let _ = self.rt.block_on(sqlx::raw_sql("ROLLBACK").execute(&mut *c));
+                    self.ended();
                 }
-                let k = p.params;
-                p.sql.push('(');
-                for j in 1..=ORDER_PARAMS {
-                    if j > 1 {
-                        p.sql.push_str(", ");
-                    }
-                    p.sql.push_str(&format!("${}", k + j));
-                }
-                p.sql.push(')');
-                p.params += ORDER_PARAMS;
+                return Err(e.into());
             }
-            p.sql.push_str("; ");
+        };
+        self.tx.started = true;
+        let order_columns = ORDER_COLUMNS.split(',').count();
+        let position_columns = POSITION_COLUMNS.split(',').count();
+        for row in rows {
+            let n = row.columns().len();
+            if n == 4 {
+                self.tx.next = NextIds {
+                    order: row.try_get(0)?,
+                    fill: row.try_get(1)?,
+                    position: row.try_get(2)?,
+                    journal: row.try_get(3)?,
+                };
+            } else if n == position_columns {
+                let p = Position::from_row(&row)?;
+                self.tx
+                    .open_positions
+                    .insert((p.account.clone(), p.symbol.clone()), p.id);
+                self.tx.positions.insert(p.id, Held::read(p));
+            } else if n == order_columns {
+                let o = Order::from_row(&row)?;
+                self.tx.orders.insert(o.id, Held::read(o));
+            }
         }
-        Ok(p)
+        for a in accounts {
+            self.tx.accounts.insert(a.clone());
+        }
+        Ok(())
     }
 
     /// The transaction is over (committed or rolled back).
     fn ended(&mut self) {
         self.open = false;
-        self.begin_pending = false;
-        self.next_order_id = None;
-        self.orders.clear();
         self.cursors.clear();
+        self.tx = SqliteTx::default();
     }
 
     /// Whether a transaction is open (something was written since the last commit).
@@ -315,42 +542,40 @@ impl Writer {
         if !self.open {
             return Ok(());
         }
-        if self.begin_pending && self.cursors.is_empty() && self.orders.is_empty() {
-            // Nothing was sent: there is nothing to commit.
-            self.ended();
-            return Ok(());
-        }
         let cursors = std::mem::take(&mut self.cursors);
-        let prefix = self.prefix()?;
         let aborted = std::mem::take(&mut self.aborted);
         let t = now();
         let done: StoreResult<u64> = match &mut self.conn {
-            Owned::Sqlite(c) => Self::run(&self.rt, true, async {
-                // The orders, the cursors and the commit in one query.
-                let mut sql = prefix.sql.clone();
-                let mut n = prefix.params;
-                for chunk in cursors.chunks(CURSORS_PER_STATEMENT) {
-                    sql.push_str(&shift_params(
-                        &super::live::upsert_cursors_sql(chunk.len()),
-                        n,
-                    ));
-                    sql.push_str("; ");
-                    n += chunk.len() * 5;
+            Owned::Sqlite(c) => {
+                if !self.tx.started && !self.tx.writes() && cursors.is_empty() {
+                    // Nothing was sent and nothing is to be: there is nothing to commit.
+                    self.ended();
+                    return Ok(());
                 }
-                sql.push_str("COMMIT");
-                let q = bind_prefix!(sqlx::query(sqlx::AssertSqlSafe(sql)), prefix);
-                let q = bind_cursors!(q, &cursors, t);
-                Ok(q.execute(&mut *c).await?.rows_affected())
-            }),
+                let q = commit_script(&self.tx, &cursors, t);
+                let _context = self.rt.enter();
+                spin_on(async {
+                    Ok(sqlx::query_with(sqlx::AssertSqlSafe(q.sql), q.args)
+                        .execute(&mut *c)
+                        .await?
+                        .rows_affected())
+                })
+            }
             Owned::Postgres(c) => self.rt.block_on(async {
                 let mut changed = 0;
                 if !aborted {
                     for chunk in cursors.chunks(CURSORS_PER_STATEMENT) {
                         let sql = super::live::upsert_cursors_sql(chunk.len());
-                        changed += bind_cursors!(sqlx::query(sqlx::AssertSqlSafe(sql)), chunk, t)
-                            .execute(&mut *c)
-                            .await?
-                            .rows_affected();
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                        for (symbol, cur) in chunk {
+                            q = q
+                                .bind(symbol)
+                                .bind(cur.seq)
+                                .bind(cur.ts)
+                                .bind(cur.close)
+                                .bind(t);
+                        }
+                        changed += q.execute(&mut *c).await?.rows_affected();
                     }
                 }
                 let end = if aborted { "ROLLBACK" } else { "COMMIT" };
@@ -386,26 +611,23 @@ impl Writer {
         Ok(())
     }
 
-    /// Count what a write of the open transaction changed, or note a failure. `prefix` is
-    /// what went before it ([`Writer::prefix`]).
-    fn wrote<T>(&mut self, prefix: &Prefix, r: StoreResult<(T, u64)>) -> StoreResult<T> {
-        match r {
+    /// PostgreSQL: run `f` on the connection inside the open transaction, counting what it
+    /// changed, or noting that it failed (which aborts the transaction).
+    fn pg<T>(
+        &mut self,
+        f: impl AsyncFnOnce(&mut PgConnection) -> StoreResult<(T, u64)>,
+    ) -> StoreResult<T> {
+        self.begin()?;
+        let Owned::Postgres(c) = &mut self.conn else {
+            unreachable!("called on PostgreSQL only")
+        };
+        match self.rt.block_on(f(c)) {
             Ok((out, changed)) => {
                 self.changes += changed;
                 Ok(out)
             }
             Err(e) => {
-                match &mut self.conn {
-                    // The failed query carried the `BEGIN` or order inserts, which may or
-                    // may not have run: roll the transaction back, so nothing is half done
-                    // and the next write begins afresh rather than outside a transaction.
-                    Owned::Sqlite(c) if !prefix.is_empty() => {
-                        let _ = self.rt.block_on(sqlx::raw_sql("ROLLBACK").execute(c));
-                        self.ended();
-                    }
-                    Owned::Sqlite(_) => {}
-                    Owned::Postgres(_) => self.aborted |= matches!(e, StoreError::Sql(_)),
-                }
+                self.aborted |= matches!(e, StoreError::Sql(_));
                 Err(e)
             }
         }
@@ -413,56 +635,72 @@ impl Writer {
 
     /// Store an order; its id.
     pub fn insert_order(&mut self, o: &NewOrder) -> StoreResult<i64> {
-        if let Owned::Sqlite(_) = self.conn {
-            let id = match self.next_order_id {
-                Some(id) => id,
-                None => {
-                    let prefix = self.prefix()?;
-                    let Owned::Sqlite(c) = &mut self.conn else {
-                        unreachable!("matched above")
-                    };
-                    let sql = prefix.then("SELECT COALESCE(MAX(id), 0) + 1 FROM orders");
-                    let r = Self::run(&self.rt, true, async {
-                        let q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
-                        Ok((bind_prefix!(q, prefix).fetch_one(&mut *c).await?, 0))
-                    });
-                    self.wrote(&prefix, r)?
-                }
-            };
-            self.next_order_id = Some(id + 1);
-            self.orders.push((id, o.clone(), now()));
-            self.changes += 1;
-            return Ok(id);
+        if let Owned::Postgres(_) = self.conn {
+            let o = o.clone();
+            return self.pg(async move |c| Ok((insert_order(c.into(), &o).await?, 1)));
         }
-        let prefix = self.prefix()?;
-        let sqlite = matches!(self.conn, Owned::Sqlite(_));
-        let conn = self.conn.conn();
-        let r = Self::run(&self.rt, sqlite, async {
-            Ok((insert_order(conn, o).await?, 1))
-        });
-        self.wrote(&prefix, r)
+        self.begin()?;
+        self.load(&[], &[])?;
+        let id = self.tx.next.order;
+        self.tx.next.order += 1;
+        let t = now();
+        let order = Order {
+            id,
+            account: o.account.clone(),
+            instance_id: o.instance_id,
+            user_id: o.user_id,
+            symbol: o.symbol.clone(),
+            side: o.side.clone(),
+            order_type: o.order_type.clone(),
+            quantity: o.quantity,
+            limit_price: o.limit_price,
+            stop_price: o.stop_price,
+            time_in_force: o.time_in_force.clone(),
+            take_profit: o.take_profit,
+            stop_loss: o.stop_loss,
+            status: o.status.clone(),
+            filled_qty: 0.0,
+            avg_price: None,
+            reason: o.reason.clone(),
+            tag: o.tag.clone(),
+            created_at: t,
+            updated_at: t,
+        };
+        self.tx.orders.insert(id, Held::new(order));
+        Ok(id)
     }
 
     /// Cancel a working order; whether it was working.
     pub fn cancel_order(&mut self, id: i64, reason: &str) -> StoreResult<bool> {
-        let prefix = self.prefix()?;
-        let sqlite = matches!(self.conn, Owned::Sqlite(_));
-        let conn = self.conn.conn();
-        let sql = prefix.then(super::orders::CANCEL_WORKING);
-        let r = Self::run(&self.rt, sqlite, async {
-            let n = with_conn!(conn, c => bind_prefix!(sqlx::query(sqlx::AssertSqlSafe(sql)), prefix)
-                .bind(reason)
-                .bind(now())
-                .bind(id)
-                .execute(c)
-                .await?
-                .rows_affected());
-            Ok((n > 0, n))
-        });
-        self.wrote(&prefix, r)
+        if let Owned::Postgres(_) = self.conn {
+            let reason = reason.to_string();
+            return self.pg(async move |c| {
+                let n = sqlx::query(super::orders::CANCEL_WORKING)
+                    .bind(&reason)
+                    .bind(now())
+                    .bind(id)
+                    .execute(c)
+                    .await?
+                    .rows_affected();
+                Ok((n > 0, n))
+            });
+        }
+        self.begin()?;
+        self.load(&[id], &[])?;
+        let Some(held) = self.tx.orders.get_mut(&id) else {
+            return Ok(false);
+        };
+        if !held.row.is_working() {
+            return Ok(false);
+        }
+        let o = held.change();
+        o.status = status::CANCELLED.into();
+        o.reason = Some(reason.to_string());
+        o.updated_at = now();
+        Ok(true)
     }
 
-    /// Book an execution of order `order_id` ([`book_fill`]) in this transaction.
+    /// Book an execution of order `order_id` ([`plan_fill`]) in this transaction.
     ///
     /// `Conflict` when the order is not working or the fill is larger than what is left.
     pub fn record_fill(
@@ -473,19 +711,120 @@ impl Writer {
         fee: f64,
         ts: i64,
     ) -> StoreResult<FillRecord> {
-        let prefix = self.prefix()?;
-        let sqlite = matches!(self.conn, Owned::Sqlite(_));
-        let conn = self.conn.conn();
-        let r = Self::run(&self.rt, sqlite, async {
-            let f = book_fill(conn, &prefix, order_id, quantity, price, fee, ts).await?;
-            Ok((f, 4))
+        if let Owned::Postgres(_) = self.conn {
+            return self.pg(async move |c| {
+                let f = book_fill(c.into(), order_id, quantity, price, fee, ts).await?;
+                Ok((f, 4))
+            });
+        }
+        self.begin()?;
+        self.load(&[order_id], &[])?;
+        let account = match self.tx.orders.get(&order_id) {
+            Some(o) => o.row.account.clone(),
+            None => return Err(StoreError::NotFound(format!("order {order_id}"))),
+        };
+        self.load(&[], std::slice::from_ref(&account))?;
+        let tx = &mut self.tx;
+        let order = &tx.orders[&order_id].row;
+        let key = (account, order.symbol.clone());
+        let open = tx.open_positions.get(&key).map(|id| {
+            let p = &tx.positions[id].row;
+            OpenPosition {
+                id: p.id,
+                quantity: p.quantity,
+                avg_price: p.avg_price,
+                opened_at: p.opened_at,
+            }
         });
-        self.wrote(&prefix, r)
+        let plan = plan_fill(order, open, quantity, price, fee, ts)?;
+        let t = now();
+        let o = tx.orders.get_mut(&order_id).expect("held above").change();
+        o.filled_qty = plan.filled;
+        o.avg_price = Some(plan.avg_price);
+        o.status = plan.status.into();
+        o.updated_at = t;
+        let record = FillRecord {
+            id: tx.next.fill,
+            order_id,
+            position_id: None,
+            account: o.account.clone(),
+            symbol: o.symbol.clone(),
+            side: o.side.clone(),
+            quantity,
+            price,
+            fee,
+            ts,
+            order_type: o.order_type.clone(),
+            tag: o.tag.clone(),
+            user_id: o.user_id,
+        };
+        tx.next.fill += 1;
+        // Close or move what is open, then open what the fill starts.
+        if let Some(open) = open {
+            let p = tx.positions.get_mut(&open.id).expect("held").change();
+            p.realized_pnl += plan.realized;
+            p.fees += plan.open_fee;
+            p.updated_at = t;
+            match plan.step {
+                PositionMove::Move => {
+                    p.quantity = plan.quantity_after;
+                    p.avg_price = plan.avg_price_after;
+                }
+                _ => {
+                    p.quantity = 0.0;
+                    p.closed_at = Some(ts);
+                    tx.open_positions.remove(&key);
+                }
+            }
+        }
+        // A fill that goes through flat belongs to the trade it closes.
+        let mut position_id = open.map(|p| p.id);
+        if matches!(plan.step, PositionMove::Open | PositionMove::Reverse) {
+            let id = tx.next.position;
+            tx.next.position += 1;
+            tx.positions.insert(
+                id,
+                Held::new(Position {
+                    id,
+                    account: key.0.clone(),
+                    symbol: key.1.clone(),
+                    side: plan.position_side.into(),
+                    quantity: plan.quantity_after,
+                    avg_price: plan.avg_price_after,
+                    realized_pnl: 0.0,
+                    fees: plan.new_fee,
+                    opened_at: ts,
+                    closed_at: None,
+                    updated_at: t,
+                }),
+            );
+            tx.open_positions.insert(key.clone(), id);
+            position_id = position_id.or(Some(id));
+        }
+        let totals = tx.totals.entry(key.0.clone()).or_default();
+        totals[0] += plan.trade_cash;
+        totals[1] += fee;
+        totals[2] += plan.realized;
+        tx.fills.push(FillRow {
+            id: record.id,
+            order_id,
+            account: key.0,
+            symbol: key.1,
+            side: record.side.clone(),
+            quantity,
+            price,
+            fee,
+            ts,
+            position_id,
+        });
+        Ok(FillRecord {
+            position_id,
+            ..record
+        })
     }
 
     /// Move the live engine's stream cursors, with the commit: one statement per
-    /// [`CURSORS_PER_STATEMENT`] of them (one row at a time, the upserts cost nearly as much
-    /// as the fills of a batch). A cursor given twice moves to the later one.
+    /// [`CURSORS_PER_STATEMENT`] of them. A cursor given twice moves to the later one.
     pub fn save_cursors(&mut self, cursors: &[(String, Cursor)]) -> StoreResult<()> {
         if cursors.is_empty() {
             return Ok(());
@@ -515,24 +854,28 @@ impl Writer {
             .map(|(s, q)| (s.clone(), serde_json::Value::from(*q)))
             .collect();
         let seqs = serde_json::Value::Object(seqs).to_string();
-        let prefix = self.prefix()?;
-        let sqlite = matches!(self.conn, Owned::Sqlite(_));
-        let conn = self.conn.conn();
-        let sql = prefix.then(
-            "UPDATE strategy_instances SET last_snapshot = $1, snapshot_at = $2, snapshot_seqs = $3 WHERE strategy_id = $4",
-        );
-        let r = Self::run(&self.rt, sqlite, async {
-            let n = with_conn!(conn, c => bind_prefix!(sqlx::query(sqlx::AssertSqlSafe(sql)), prefix)
-                .bind(state)
-                .bind(ts)
-                .bind(&seqs)
-                .bind(strategy_id)
-                .execute(c)
-                .await?
-                .rows_affected());
-            Ok(((), n))
-        });
-        self.wrote(&prefix, r)?;
+        if let Owned::Postgres(_) = self.conn {
+            let state = state.to_vec();
+            self.pg(async move |c| {
+                let n = sqlx::query(SAVE_SNAPSHOT)
+                    .bind(&state)
+                    .bind(ts)
+                    .bind(&seqs)
+                    .bind(strategy_id)
+                    .execute(c)
+                    .await?
+                    .rows_affected();
+                Ok(((), n))
+            })?;
+        } else {
+            self.begin()?;
+            self.tx.snapshots.push(SnapshotRow {
+                strategy_id,
+                state: state.to_vec(),
+                ts,
+                seqs,
+            });
+        }
         self.touches_catalog = true;
         Ok(())
     }
@@ -540,36 +883,222 @@ impl Writer {
     /// Journal bars the engine handled (symbol, sequence number, bar) as one entry; its id.
     pub fn save_bars(&mut self, bars: &[(String, u64, Bar)]) -> StoreResult<i64> {
         let blob = super::live::encode_bars(bars);
-        let prefix = self.prefix()?;
-        let sqlite = matches!(self.conn, Owned::Sqlite(_));
-        let conn = self.conn.conn();
-        let sql = prefix.then("INSERT INTO live_journal (bars) VALUES ($1) RETURNING id");
-        let r = Self::run(&self.rt, sqlite, async {
-            let id: i64 = with_conn!(conn, c => bind_prefix!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)), prefix)
-                .bind(&blob)
-                .fetch_one(c)
-                .await?);
-            Ok((id, 1))
-        });
-        self.wrote(&prefix, r)
+        if let Owned::Postgres(_) = self.conn {
+            return self.pg(async move |c| {
+                let id: i64 =
+                    sqlx::query_scalar("INSERT INTO live_journal (bars) VALUES ($1) RETURNING id")
+                        .bind(&blob)
+                        .fetch_one(c)
+                        .await?;
+                Ok((id, 1))
+            });
+        }
+        self.begin()?;
+        self.load(&[], &[])?;
+        let id = self.tx.next.journal;
+        self.tx.next.journal += 1;
+        self.tx.journal.push((id, blob));
+        Ok(id)
     }
 
     /// Drop the journal entries up to `id`: no running instance needs their bars.
     pub fn prune_bars(&mut self, id: i64) -> StoreResult<()> {
-        let prefix = self.prefix()?;
-        let sqlite = matches!(self.conn, Owned::Sqlite(_));
-        let conn = self.conn.conn();
-        let sql = prefix.then("DELETE FROM live_journal WHERE id <= $1");
-        let r = Self::run(&self.rt, sqlite, async {
-            let n = with_conn!(conn, c => bind_prefix!(sqlx::query(sqlx::AssertSqlSafe(sql)), prefix)
-                .bind(id)
-                .execute(c)
-                .await?
-                .rows_affected());
-            Ok(((), n))
-        });
-        self.wrote(&prefix, r)
+        if let Owned::Postgres(_) = self.conn {
+            return self.pg(async move |c| {
+                let n = sqlx::query("DELETE FROM live_journal WHERE id <= $1")
+                    .bind(id)
+                    .execute(c)
+                    .await?
+                    .rows_affected();
+                Ok(((), n))
+            });
+        }
+        self.begin()?;
+        self.tx.prune_upto = Some(self.tx.prune_upto.map_or(id, |u| u.max(id)));
+        Ok(())
     }
+}
+
+/// Stores a snapshot: $1 state, $2 ts, $3 sequence numbers, $4 strategy.
+const SAVE_SNAPSHOT: &str = "UPDATE strategy_instances SET last_snapshot = $1, snapshot_at = $2, snapshot_seqs = $3 WHERE strategy_id = $4";
+
+/// The query that commits a SQLite transaction: `BEGIN IMMEDIATE` when nothing went out
+/// yet, every write the transaction holds, the cursors (at `t`) and `COMMIT`.
+///
+/// Statement order keeps every constraint true at every step: orders before the fills that
+/// name them; stored positions updated (closed) before new ones are inserted (one open
+/// position per account and symbol), both before the fills that name them.
+fn commit_script(tx: &SqliteTx, cursors: &[(String, Cursor)], t: i64) -> Script {
+    let mut q = Script::default();
+    if !tx.started {
+        q.push("BEGIN IMMEDIATE; ");
+    }
+    q.rows(
+        "INSERT INTO orders (id, account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, filled_qty, avg_price, reason, tag, created_at, updated_at) VALUES ",
+        "",
+        tx.orders.values().filter(|o| o.new),
+        |o| {
+            let o = &o.row;
+            vec![
+                o.id.into(),
+                o.account.as_str().into(),
+                o.instance_id.into(),
+                o.user_id.into(),
+                o.symbol.as_str().into(),
+                o.side.as_str().into(),
+                o.order_type.as_str().into(),
+                o.quantity.into(),
+                o.limit_price.into(),
+                o.stop_price.into(),
+                o.time_in_force.as_str().into(),
+                o.take_profit.into(),
+                o.stop_loss.into(),
+                o.status.as_str().into(),
+                o.filled_qty.into(),
+                o.avg_price.into(),
+                o.reason.clone().into(),
+                o.tag.clone().into(),
+                o.created_at.into(),
+                o.updated_at.into(),
+            ]
+        },
+    );
+    q.rows(
+        "UPDATE positions SET quantity = v.column2, avg_price = v.column3, realized_pnl = v.column4, fees = v.column5, closed_at = v.column6, updated_at = v.column7 FROM (VALUES ",
+        ") AS v WHERE positions.id = v.column1",
+        tx.positions.values().filter(|p| p.dirty),
+        |p| {
+            let p = &p.row;
+            vec![
+                p.id.into(),
+                p.quantity.into(),
+                p.avg_price.into(),
+                p.realized_pnl.into(),
+                p.fees.into(),
+                p.closed_at.into(),
+                p.updated_at.into(),
+            ]
+        },
+    );
+    q.rows(
+        "INSERT INTO positions (id, account, symbol, side, quantity, avg_price, realized_pnl, fees, opened_at, closed_at, updated_at) VALUES ",
+        "",
+        tx.positions.values().filter(|p| p.new),
+        |p| {
+            let p = &p.row;
+            vec![
+                p.id.into(),
+                p.account.as_str().into(),
+                p.symbol.as_str().into(),
+                p.side.as_str().into(),
+                p.quantity.into(),
+                p.avg_price.into(),
+                p.realized_pnl.into(),
+                p.fees.into(),
+                p.opened_at.into(),
+                p.closed_at.into(),
+                p.updated_at.into(),
+            ]
+        },
+    );
+    q.rows(
+        "INSERT INTO fills (id, order_id, account, symbol, side, quantity, price, fee, ts, position_id) VALUES ",
+        "",
+        &tx.fills,
+        |f| {
+            vec![
+                f.id.into(),
+                f.order_id.into(),
+                f.account.as_str().into(),
+                f.symbol.as_str().into(),
+                f.side.as_str().into(),
+                f.quantity.into(),
+                f.price.into(),
+                f.fee.into(),
+                f.ts.into(),
+                f.position_id.into(),
+            ]
+        },
+    );
+    q.rows(
+        "UPDATE orders SET filled_qty = v.column2, avg_price = v.column3, status = v.column4, reason = v.column5, updated_at = v.column6 FROM (VALUES ",
+        ") AS v WHERE orders.id = v.column1",
+        tx.orders.values().filter(|o| o.dirty),
+        |o| {
+            let o = &o.row;
+            vec![
+                o.id.into(),
+                o.filled_qty.into(),
+                o.avg_price.into(),
+                o.status.as_str().into(),
+                o.reason.clone().into(),
+                o.updated_at.into(),
+            ]
+        },
+    );
+    q.rows(
+        "INSERT INTO account_totals (account, trade_cash, fees, realized_pnl) VALUES ",
+        " ON CONFLICT (account) DO UPDATE SET trade_cash = account_totals.trade_cash + excluded.trade_cash, fees = account_totals.fees + excluded.fees, realized_pnl = account_totals.realized_pnl + excluded.realized_pnl",
+        &tx.totals,
+        |(account, [cash, fees, realized])| {
+            vec![
+                account.as_str().into(),
+                (*cash).into(),
+                (*fees).into(),
+                (*realized).into(),
+            ]
+        },
+    );
+    q.rows(
+        "INSERT INTO live_journal (id, bars) VALUES ",
+        "",
+        &tx.journal,
+        |(id, bars)| vec![(*id).into(), bars.clone().into()],
+    );
+    if let Some(upto) = tx.prune_upto {
+        q.push("DELETE FROM live_journal WHERE id <= ");
+        q.param(upto);
+        q.push("; ");
+    }
+    for s in &tx.snapshots {
+        q.push(&shift_params(SAVE_SNAPSHOT, q.params));
+        q.push("; ");
+        for v in [
+            Val::from(s.state.clone()),
+            s.ts.into(),
+            s.seqs.as_str().into(),
+            s.strategy_id.into(),
+        ] {
+            bind_only(&mut q, v);
+        }
+    }
+    for chunk in cursors.chunks(CURSORS_PER_STATEMENT) {
+        q.push(&shift_params(
+            &super::live::upsert_cursors_sql(chunk.len()),
+            q.params,
+        ));
+        q.push("; ");
+        for (symbol, c) in chunk {
+            for v in [
+                Val::from(symbol.as_str()),
+                Val::from(c.seq),
+                c.ts.into(),
+                c.close.into(),
+                t.into(),
+            ] {
+                bind_only(&mut q, v);
+            }
+        }
+    }
+    q.push("COMMIT");
+    q
+}
+
+/// Bind `v` to `q`'s next parameter, whose name the caller wrote itself.
+fn bind_only(q: &mut Script, v: Val) {
+    let len = q.sql.len();
+    q.param(v);
+    q.sql.truncate(len);
 }
 
 /// Store an order through `conn` at once; its id.
@@ -635,7 +1164,7 @@ const FILL_TOTALS: &str = "INSERT INTO account_totals (account, trade_cash, fees
 const FILL_INSERT: &str = "INSERT INTO fills (order_id, account, symbol, side, quantity, price, fee, ts, position_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($21, (SELECT id FROM positions WHERE account = $2 AND symbol = $3 AND closed_at IS NULL))) RETURNING id, position_id";
 
 /// What a fill does to the open position.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum PositionMove {
     /// None open: opens one.
     Open,
@@ -663,22 +1192,51 @@ impl PositionMove {
     }
 }
 
-/// Book an execution of order `order_id` through `conn`, inside the caller's transaction
-/// (`prefix` goes before its first statement, see [`Writer::prefix`]): the fill row, the
-/// order's filled quantity, average price and status, and the position (opened, grown,
-/// reduced, closed, or closed and reversed, with realized PnL kept apart from fees), and the
-/// account's running totals.
+/// The open position a fill finds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpenPosition {
+    id: i64,
+    quantity: f64,
+    avg_price: f64,
+    opened_at: i64,
+}
+
+/// What a fill does to its order, its account's position and its account's totals.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FillPlan {
+    step: PositionMove,
+    /// The order's filled quantity, average fill price and status after the fill.
+    filled: f64,
+    avg_price: f64,
+    status: &'static str,
+    /// Cash the trade moves (negative for a buy), before fees.
+    trade_cash: f64,
+    /// Price PnL the fill realizes, all of it on the position it reduces or closes.
+    realized: f64,
+    /// Side, signed quantity and average price of the position open after the fill.
+    position_side: &'static str,
+    quantity_after: f64,
+    avg_price_after: f64,
+    /// The fee's share of the position the fill finds, and of the one it opens.
+    open_fee: f64,
+    new_fee: f64,
+}
+
+/// Decide what a fill of `quantity` at `price` with `fee` at `ts` does to `order` and to the
+/// open position of its account in its symbol (`open`), with realized PnL kept apart from
+/// fees: the one implementation of fill booking.
 ///
-/// `Conflict` when the order is not working or the fill is larger than what is left.
-pub(crate) async fn book_fill(
-    conn: Conn<'_>,
-    prefix: &Prefix,
-    order_id: i64,
+/// `Conflict` when the order is not working, the fill is larger than what is left, or its
+/// numbers are not positive and finite.
+pub(crate) fn plan_fill(
+    order: &Order,
+    open: Option<OpenPosition>,
     quantity: f64,
     price: f64,
     fee: f64,
     ts: i64,
-) -> StoreResult<FillRecord> {
+) -> StoreResult<FillPlan> {
+    let order_id = order.id;
     if !(quantity.is_finite()
         && quantity > 0.0
         && price.is_finite()
@@ -690,10 +1248,85 @@ pub(crate) async fn book_fill(
             "fill of order {order_id} needs a positive quantity and price and a non-negative fee, got {quantity} @ {price} fee {fee}"
         )));
     }
+    if !order.is_working() {
+        return Err(StoreError::Conflict(format!(
+            "order {order_id} is {}, it cannot fill",
+            order.status
+        )));
+    }
+    let left = order.quantity - order.filled_qty;
+    if quantity > left * (1.0 + 1e-9) {
+        return Err(StoreError::Conflict(format!(
+            "fill of {quantity} exceeds the {left} left of order {order_id}"
+        )));
+    }
+    let signed = if order.side == "buy" {
+        quantity
+    } else {
+        -quantity
+    };
+    let mut book = Portfolio::new(vec![order.symbol.clone()].into(), 0.0);
+    if let Some(p) = open {
+        book.apply_fill(0, p.quantity, p.avg_price, 0.0, p.opened_at);
+    }
+    // Fees are kept apart (the `fees` column), so realized PnL is the price move alone.
+    book.apply_fill(0, signed, price, 0.0, ts);
+    let after = book.position(0);
+    let (step, open_fee, new_fee) = match open {
+        Some(_) if after.quantity == 0.0 => (PositionMove::Close, fee, 0.0),
+        Some(p) if (after.quantity > 0.0) != (p.quantity > 0.0) => {
+            // Through flat: the closing part pays its share of the fee.
+            let closing_fee = fee * p.quantity.abs() / quantity;
+            (PositionMove::Reverse, closing_fee, fee - closing_fee)
+        }
+        Some(_) => (PositionMove::Move, fee, 0.0),
+        None => (PositionMove::Open, 0.0, fee),
+    };
+    let filled = order.filled_qty + quantity;
+    Ok(FillPlan {
+        step,
+        filled,
+        avg_price: (order.avg_price.unwrap_or(0.0) * order.filled_qty + price * quantity) / filled,
+        status: if filled >= order.quantity * (1.0 - 1e-9) {
+            status::FILLED
+        } else {
+            status::PARTIALLY_FILLED
+        },
+        trade_cash: if order.side == "buy" {
+            -quantity * price
+        } else {
+            quantity * price
+        },
+        realized: book.realized(),
+        position_side: if after.quantity < 0.0 {
+            "short"
+        } else {
+            "long"
+        },
+        quantity_after: after.quantity,
+        avg_price_after: after.avg_price,
+        open_fee,
+        new_fee,
+    })
+}
+
+/// Book an execution of order `order_id` through `conn`, inside the caller's transaction:
+/// read the order and its open position, [`plan_fill`], and write the fill row, the order,
+/// the position (opened, grown, reduced, closed, or closed and reversed) and the account's
+/// running totals.
+///
+/// `Conflict` when the order is not working or the fill is larger than what is left.
+pub(crate) async fn book_fill(
+    conn: Conn<'_>,
+    order_id: i64,
+    quantity: f64,
+    price: f64,
+    fee: f64,
+    ts: i64,
+) -> StoreResult<FillRecord> {
     let sqlite = matches!(conn, Conn::Sqlite(_));
     with_conn!(conn, c => {
-        let read = sqlx::query_as::<_, FillRead>(sqlx::AssertSqlSafe(prefix.then(FILL_READ)));
-        let read = bind_prefix!(read, prefix)
+        let read = sqlx::query_as::<_, FillRead>(FILL_READ)
             .bind(order_id)
             .fetch_optional(&mut *c)
             .await?;
@@ -704,60 +1337,17 @@ pub(crate) async fn book_fill(
             pos_avg_price,
             pos_opened_at,
         } = read.ok_or_else(|| StoreError::NotFound(format!("order {order_id}")))?;
-        if !order.is_working() {
-            return Err(StoreError::Conflict(format!(
-                "order {order_id} is {}, it cannot fill",
-                order.status
-            )));
-        }
-        let left = order.quantity - order.filled_qty;
-        if quantity > left * (1.0 + 1e-9) {
-            return Err(StoreError::Conflict(format!(
-                "fill of {quantity} exceeds the {left} left of order {order_id}"
-            )));
-        }
-        let signed = if order.side == "buy" {
-            quantity
-        } else {
-            -quantity
-        };
         let open = match (pos_id, pos_quantity, pos_avg_price, pos_opened_at) {
-            (Some(id), Some(q), Some(avg), Some(at)) => Some((id, q, avg, at)),
+            (Some(id), Some(quantity), Some(avg_price), Some(opened_at)) => Some(OpenPosition {
+                id,
+                quantity,
+                avg_price,
+                opened_at,
+            }),
             _ => None,
         };
-        let mut book = Portfolio::new(vec![order.symbol.clone()].into(), 0.0);
-        if let Some((_, q, avg, at)) = open {
-            book.apply_fill(0, q, avg, 0.0, at);
-        }
-        // Fees are kept apart (the `fees` column), so realized PnL is the price move alone.
-        book.apply_fill(0, signed, price, 0.0, ts);
-        let after = book.position(0);
-        let realized = book.realized();
-        let (step, open_fee, new_fee) = match open {
-            Some(_) if after.quantity == 0.0 => (PositionMove::Close, fee, 0.0),
-            Some((_, q, _, _)) if (after.quantity > 0.0) != (q > 0.0) => {
-                // Through flat: the closing part pays its share of the fee.
-                let closing_fee = fee * q.abs() / quantity;
-                (PositionMove::Reverse, closing_fee, fee - closing_fee)
-            }
-            Some(_) => (PositionMove::Move, fee, 0.0),
-            None => (PositionMove::Open, 0.0, fee),
-        };
-        let filled = order.filled_qty + quantity;
-        let avg =
-            (order.avg_price.unwrap_or(0.0) * order.filled_qty + price * quantity) / filled;
-        let new_status = if filled >= order.quantity * (1.0 - 1e-9) {
-            status::FILLED
-        } else {
-            status::PARTIALLY_FILLED
-        };
-        let trade_cash = if order.side == "buy" {
-            -quantity * price
-        } else {
-            quantity * price
-        };
-        let position_side = if after.quantity < 0.0 { "short" } else { "long" };
-        let known_position = match step {
+        let plan = plan_fill(&order, open, quantity, price, fee, ts)?;
+        let known_position = match plan.step {
             PositionMove::Open => None,
             _ => pos_id,
         };
@@ -772,28 +1362,28 @@ pub(crate) async fn book_fill(
                 .bind(fee)
                 .bind(ts)
                 .bind(now())
-                .bind(filled)
-                .bind(avg)
-                .bind(new_status)
-                .bind(trade_cash)
-                .bind(realized)
+                .bind(plan.filled)
+                .bind(plan.avg_price)
+                .bind(plan.status)
+                .bind(plan.trade_cash)
+                .bind(plan.realized)
                 .bind(pos_id)
-                .bind(position_side)
-                .bind(after.quantity)
-                .bind(after.avg_price)
-                .bind(open_fee)
-                .bind(new_fee)
+                .bind(plan.position_side)
+                .bind(plan.quantity_after)
+                .bind(plan.avg_price_after)
+                .bind(plan.open_fee)
+                .bind(plan.new_fee)
                 .bind(known_position)
         };
         let row = if sqlite {
             // Every statement runs: `fetch_all` steps them all (a fetch of one row would
             // stop at the first row).
-            args(step.joined())
+            args(plan.step.joined())
                 .fetch_all(&mut *c)
                 .await?
                 .pop()
         } else {
-            let statements = step.statements();
+            let statements = plan.step.statements();
             let (last, before) = statements.split_last().expect("statements");
             for sql in before {
                 args((*sql).to_string()).fetch_all(&mut *c).await?;
