@@ -806,9 +806,13 @@ impl<'s> Engine<'s> {
             }
             if self.slots[account].external {
                 // No strategy to call, and no margin call: its orders were judged when placed.
+                // It sees every bar of every symbol, so its equity (a sum over symbols) is
+                // worked out only where this bar moves it; elsewhere the last value carries.
                 let book = &self.slots[account].book;
-                out[j] = book.equity();
-                in_market[j] = book.in_market();
+                if book.quantity(sym) != 0.0 {
+                    out[j] = book.equity();
+                    in_market[j] = true;
+                }
                 j += 1;
                 continue;
             }
