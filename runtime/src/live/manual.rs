@@ -96,7 +96,7 @@ pub(crate) type ModifyReply = oneshot::Sender<Result<Result<Order, String>, Live
 
 /// What the engine thread hands the recorder about the manual account.
 pub(crate) enum ManualRecord {
-    /// Engine account `0` is the manual account.
+    /// The engine account of the manual account.
     Account(usize),
     /// A working order of the previous run, on the exchange again as `exchange_id`.
     Resumed { exchange_id: u64, order: Box<Order> },

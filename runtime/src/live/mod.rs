@@ -135,6 +135,9 @@ pub enum LiveError {
     /// A bar that is not a bar.
     #[error("{0}")]
     BadBar(String),
+    /// The recorder could not store what the engine did (the reason is the store's).
+    #[error("storing failed: {0}")]
+    NotStored(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -377,7 +380,8 @@ impl LiveEngine {
     /// Start the engine over the symbols in the store, resume the instances that were enabled
     /// (from their last snapshot, with their stored positions, then replayed the journalled
     /// bars they had handled since; resting orders of the previous run are cancelled, since
-    /// the paper exchange that held them is gone), and continue every symbol's sequence
+    /// the paper exchange that held them is gone), start the manual account with its stored
+    /// cash and positions and put its working orders on the exchange again, and continue every symbol's sequence
     /// numbers after its stored cursor.
     pub async fn start(
         store: Store,

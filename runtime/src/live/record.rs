@@ -360,7 +360,7 @@ impl Recorder {
         for (reply, order) in self.answers.drain(..) {
             let _ = reply.send(match &failed {
                 None => Ok(order),
-                Some(e) => Err(LiveError::Refused(format!("storing the order failed: {e}"))),
+                Some(e) => Err(LiveError::NotStored(e.clone())),
             });
         }
         self.publish_pending();
@@ -634,9 +634,7 @@ impl Recorder {
                     self.answers.push((reply, order));
                 }
                 Err(e) => {
-                    let _ = reply.send(Err(LiveError::Refused(format!(
-                        "storing the order failed: {e}"
-                    ))));
+                    let _ = reply.send(Err(LiveError::NotStored(e.to_string())));
                     return Err(e);
                 }
             },
