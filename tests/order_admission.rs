@@ -763,3 +763,45 @@ async fn the_kill_switch_takes_the_manual_orders_off_the_engine() {
     assert!(fills_of(&s, "manual").await.is_empty());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_manual_orders_cannot_both_pass_a_limit_only_one_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_on(&dir.path().join("qtm.db")).await;
+    let admin = s.admin_token().await;
+    let trader = s.user_token(&admin, "tina", "trader").await;
+    let (st, body) = s
+        .call(
+            Method::PUT,
+            "/api/risk/parameters",
+            Some(&admin),
+            Some(json!({"max_open_orders": 3})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    // Judged and placed in one step on the engine thread: no lock, and still never a fourth.
+    let order = json!({"symbol": "SPY", "side": "buy", "quantity": 1.0, "type": "limit", "limit_price": 50.0});
+    let answers = futures_util::future::join_all((0..12).map(|_| {
+        s.call(
+            Method::POST,
+            "/api/orders",
+            Some(&trader),
+            Some(order.clone()),
+        )
+    }))
+    .await;
+    let accepted = answers
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::OK)
+        .count();
+    assert_eq!(accepted, 3, "{answers:?}");
+    for (st, body) in answers.iter().filter(|(st, _)| *st != StatusCode::OK) {
+        assert_eq!(*st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(error_of(body).1.contains("max_open_orders is 3"), "{body}");
+    }
+    let working = store::orders::working(&s.server.state.store, Some("manual"))
+        .await
+        .unwrap();
+    assert_eq!(working.len(), 3);
+    s.stop().await;
+}

@@ -224,3 +224,51 @@ pub(crate) fn after_fill(o: &mut Order, quantity: f64, price: f64, ts: i64) {
     .into();
     o.updated_at = ts;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::orders::status;
+
+    fn limit_buy() -> NewOrder {
+        NewOrder::from_request(
+            MANUAL,
+            Some(7),
+            &OrderRequest {
+                kind: OrderKind::Limit(95.0),
+                tag: Some("t".into()),
+                ..OrderRequest::market("SPY", Side::Buy, Quantity::Units(4.0))
+            },
+        )
+    }
+
+    #[test]
+    fn fills_move_the_kept_row_as_the_store_books_them() {
+        let mut o = stored(12, &limit_buy(), 1_000);
+        assert_eq!(
+            (o.id, o.status.as_str(), o.user_id),
+            (12, "accepted", Some(7))
+        );
+        after_fill(&mut o, 1.0, 95.0, 1_001);
+        assert_eq!(o.status, status::PARTIALLY_FILLED);
+        after_fill(&mut o, 3.0, 94.0, 1_002);
+        assert_eq!((o.status.as_str(), o.filled_qty), (status::FILLED, 4.0));
+        assert!((o.avg_price.unwrap() - (95.0 + 3.0 * 94.0) / 4.0).abs() < 1e-12);
+        assert_eq!(o.updated_at, 1_002);
+    }
+
+    #[test]
+    fn a_stored_order_is_worked_again_for_what_is_left_of_it() {
+        let mut o = stored(3, &limit_buy(), 0);
+        o.filled_qty = 1.5;
+        let r = request_of(&o).unwrap();
+        assert_eq!(r.quantity, Quantity::Units(2.5));
+        assert_eq!(r.kind, OrderKind::Limit(95.0));
+        assert_eq!(r.tag.as_deref(), Some("t"));
+        o.filled_qty = 4.0;
+        assert!(request_of(&o).unwrap_err().contains("nothing left"));
+        o.order_type = "trailing_stop".into();
+        o.filled_qty = 0.0;
+        assert!(request_of(&o).is_err());
+    }
+}
