@@ -242,8 +242,11 @@ async fn mark_of(state: &AppState, symbol: &str) -> ApiResult<f64> {
     }
 }
 
-/// Validate, risk-check and store an order of `account`; publish it. The one path of every
-/// order the API places (new orders and trade closes).
+/// Place an order of `account` (`request` already parsed by [`to_request`]): its symbol and
+/// mark looked up, then one command to the live engine, which judges it and puts it on the
+/// exchange; the answer is the stored row, published on `trades`. A refusal is stored
+/// `rejected`, recorded as a risk alert and answered 422 `risk_rejected`. The one path of
+/// every order the API places (new orders, trade closes, API-key and WebSocket clients).
 pub(crate) async fn place(
     state: &AppState,
     account: &str,
