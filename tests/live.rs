@@ -889,8 +889,8 @@ async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() 
         x ^= x << 17;
         let after = Duration::from_millis(400 + x % 1900);
         let (mut child, listen) = spawn_serve(&qtm, &url, dir.path(), &[]);
-        // Manual orders placed as fast as the server takes them, filled by the paper desk,
-        // until the kill.
+        // Manual orders placed as fast as the server takes them, filled by the engine's manual
+        // account, until the kill.
         let trader = tokio::spawn(place_manual_orders(format!("http://{listen}")));
         tokio::time::sleep(after).await;
         assert!(

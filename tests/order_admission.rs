@@ -273,7 +273,7 @@ async fn every_order_source_is_stopped_by_each_account_limit_and_by_the_kill_swi
     for (limits, text) in table {
         src.limits(&s, limits.clone()).await;
         if limits.get("max_open_orders").is_some() {
-            // Two resting orders of the desk are over the total of one.
+            // Two resting manual orders are over the total of one.
             for price in [50.0, 51.0] {
                 src.limits(&s, json!({})).await;
                 let (st, body) = s
@@ -570,5 +570,238 @@ async fn the_account_daily_loss_limit_halts_every_source_and_is_stored_as_the_ki
             .expect("listed");
         assert_eq!(i["status"], "halted", "{i}");
     }
+    s.stop().await;
+}
+
+/// One bar of SPY over `POST /api/market`; returns once the engine has handled it and the
+/// recorder has stored what it did.
+async fn spy_bar(s: &TestServer, token: &str, ts: i64, ohlc: [f64; 4]) {
+    let [open, high, low, close] = ohlc;
+    let b = json!({"symbol": "SPY", "ts": ts, "open": open, "high": high, "low": low,
+                   "close": close, "volume": 1000.0});
+    let (st, body) = s
+        .call(
+            Method::POST,
+            "/api/market",
+            Some(token),
+            Some(json!({"bars": [b]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    s.server.state.live.flush().await.unwrap();
+}
+
+/// The fills of `account`, oldest first.
+async fn fills_of(s: &TestServer, account: &str) -> Vec<store::orders::FillRecord> {
+    let mut fills = store::orders::fills(
+        &s.server.state.store,
+        &store::orders::FillFilter {
+            account: Some(account.into()),
+            limit: 1000,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    fills.reverse();
+    fills
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_and_strategy_orders_fill_in_one_engine_at_one_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_on(&dir.path().join("qtm.db")).await;
+    let src = Sources::new(&s).await;
+    let strategy = format!("strategy:{}", src.strategies[0]);
+    let cfg = s.server.state.live.config().engine.exchange.clone();
+    // Bar 1: each strategy buys 1 at market, to fill on bar 2.
+    spy_bar(&s, &src.admin, 2_000_000_000, [PRICE; 4]).await;
+    // The manual buys go in between: they too fill on bar 2.
+    for (st, body) in src.manual(&s).await {
+        assert_eq!(st, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "accepted", "{body}");
+    }
+    assert!(
+        fills_of(&s, "manual").await.is_empty(),
+        "nothing fills before a bar"
+    );
+    // Bar 2 opens away from the last close: market orders fill at its open, with slippage.
+    spy_bar(&s, &src.admin, 2_000_000_060, [103.0, 105.0, 101.0, 104.0]).await;
+    let manual = fills_of(&s, "manual").await;
+    let by_strategy = fills_of(&s, &strategy).await;
+    assert_eq!(manual.len(), 2, "{manual:?}");
+    assert_eq!(by_strategy.len(), 1, "{by_strategy:?}");
+    let price = 103.0 * (1.0 + cfg.slippage_bps / 1e4);
+    let fee = price * cfg.commission + cfg.fixed_fee;
+    for f in manual.iter().chain(&by_strategy) {
+        // One exchange, one set of rules: the same price and costs for both accounts.
+        assert_eq!(f.price, by_strategy[0].price, "{f:?}");
+        assert_eq!(f.fee, by_strategy[0].fee, "{f:?}");
+        assert!((f.price - price).abs() < 1e-9, "{f:?}");
+        assert!((f.fee - fee).abs() < 1e-9, "{f:?}");
+        assert_eq!(f.ts, 2_000_000_060);
+    }
+    // The manual position and the account's cash, as the store totals them.
+    let open = store::orders::open_positions(&s.server.state.store, Some("manual"))
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].quantity, 2.0);
+    assert!((open[0].avg_price - price).abs() < 1e-9);
+    let (cash_flow, fees) = store::orders::cash_flow(&s.server.state.store, Some("manual"))
+        .await
+        .unwrap();
+    assert!((cash_flow + 2.0 * price).abs() < 1e-6, "{cash_flow}");
+    assert!((fees - 2.0 * fee).abs() < 1e-9, "{fees}");
+    // The risk views read the same book: equity at the close of bar 2.
+    let (st, m) = s
+        .call(Method::GET, "/api/risk/metrics", Some(&src.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{m}");
+    assert_eq!(
+        m["open_positions"].as_i64(),
+        Some(1 + src.strategies.len() as i64),
+        "{m}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_working_manual_limit_order_is_worked_again_after_a_restart_and_fills() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("qtm.db");
+    let s = server_on(&db).await;
+    let admin = s.admin_token().await;
+    let trader = s.user_token(&admin, "tina", "trader").await;
+    let limit = json!({"symbol": "SPY", "side": "buy", "quantity": 2.0, "type": "limit", "limit_price": 95.0});
+    let (st, o) = s
+        .call(Method::POST, "/api/orders", Some(&trader), Some(limit))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{o}");
+    let id = o["id"].as_i64().unwrap();
+    // Not reached before the restart.
+    spy_bar(&s, &admin, 2_000_000_000, [PRICE; 4]).await;
+    assert_eq!(
+        store::orders::get(&s.server.state.store, id)
+            .await
+            .unwrap()
+            .status,
+        "accepted"
+    );
+    s.stop().await;
+
+    let (s, admin, _) = restart(&db).await;
+    spy_bar(&s, &admin, 2_000_000_060, [97.0, 98.0, 94.0, 96.0]).await;
+    let o = store::orders::get(&s.server.state.store, id).await.unwrap();
+    assert_eq!(
+        (o.status.as_str(), o.avg_price),
+        ("filled", Some(95.0)),
+        "{o:?}"
+    );
+    let open = store::orders::open_positions(&s.server.state.store, Some("manual"))
+        .await
+        .unwrap();
+    assert_eq!((open.len(), open[0].quantity), (1, 2.0), "{open:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kill_switch_takes_the_manual_orders_off_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_on(&dir.path().join("qtm.db")).await;
+    let admin = s.admin_token().await;
+    let trader = s.user_token(&admin, "tina", "trader").await;
+    let mut events = s.server.state.live.subscribe();
+    let mut ids = Vec::new();
+    for price in [50.0, 60.0] {
+        let (st, o) = s
+            .call(
+                Method::POST,
+                "/api/orders",
+                Some(&trader),
+                Some(json!({"symbol": "SPY", "side": "buy", "quantity": 1.0, "type": "limit", "limit_price": price})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{o}");
+        ids.push(o["id"].as_i64().unwrap());
+    }
+    let (st, h) = s
+        .call(Method::POST, "/api/risk/halt", Some(&admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{h}");
+    let cancelled: Vec<i64> = h["cancelled_orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(cancelled, ids, "{h}");
+    for id in &ids {
+        let o = store::orders::get(&s.server.state.store, *id)
+            .await
+            .unwrap();
+        assert_eq!(
+            (o.status.as_str(), o.reason.as_deref()),
+            ("cancelled", Some("kill switch"))
+        );
+    }
+    // The engine announced each cancel as it stored it.
+    let mut announced = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let qtm_runtime::live::LiveEvent::OrderCancelled { order } = &*e {
+            announced.push(order.id);
+        }
+    }
+    assert_eq!(announced, ids);
+    // Off the exchange, not only in the store: a bar through both prices fills nothing,
+    // after the switch is released too.
+    let (st, _) = s
+        .call(Method::POST, "/api/risk/resume", Some(&admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    spy_bar(&s, &admin, 2_000_000_000, [55.0, 70.0, 40.0, 45.0]).await;
+    assert!(fills_of(&s, "manual").await.is_empty());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_manual_orders_cannot_both_pass_a_limit_only_one_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_on(&dir.path().join("qtm.db")).await;
+    let admin = s.admin_token().await;
+    let trader = s.user_token(&admin, "tina", "trader").await;
+    let (st, body) = s
+        .call(
+            Method::PUT,
+            "/api/risk/parameters",
+            Some(&admin),
+            Some(json!({"max_open_orders": 3})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    // Judged and placed in one step on the engine thread: no lock, and still never a fourth.
+    let order = json!({"symbol": "SPY", "side": "buy", "quantity": 1.0, "type": "limit", "limit_price": 50.0});
+    let answers = futures_util::future::join_all((0..12).map(|_| {
+        s.call(
+            Method::POST,
+            "/api/orders",
+            Some(&trader),
+            Some(order.clone()),
+        )
+    }))
+    .await;
+    let accepted = answers
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::OK)
+        .count();
+    assert_eq!(accepted, 3, "{answers:?}");
+    for (st, body) in answers.iter().filter(|(st, _)| *st != StatusCode::OK) {
+        assert_eq!(*st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(error_of(body).1.contains("max_open_orders is 3"), "{body}");
+    }
+    let working = store::orders::working(&s.server.state.store, Some("manual"))
+        .await
+        .unwrap();
+    assert_eq!(working.len(), 3);
     s.stop().await;
 }

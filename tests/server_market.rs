@@ -826,7 +826,6 @@ async fn every_view_values_positions_at_the_live_markets_last_price() {
             assert_eq!(st, StatusCode::ACCEPTED, "{body}");
             let live = &s.server.state.live;
             live.flush().await.unwrap();
-            live.desk().sync().await.unwrap();
         }
     };
     let t1 = day1 + 13 * 3_600 + 1_800;

@@ -806,3 +806,113 @@ fn an_account_out_of_money_is_liquidated_and_halted() {
         "bar 4 is not shown to a halted strategy"
     );
 }
+
+/// An account without a strategy (manual orders) is an account of the same engine: its
+/// order placed between two bars fills on the next bar with a strategy's order placed on the
+/// bar before, at the same price and costs; the account guard counts its book; the kill
+/// switch cancels its orders without stopping it.
+#[test]
+fn an_external_account_fills_on_the_strategies_exchange_with_their_rules() {
+    use qtm_runtime::oms::AccountOrder;
+    let mut config = EngineConfig::default();
+    config.exchange.commission = 0.001;
+    config.exchange.slippage_bps = 10.0;
+    config.exchange.fixed_fee = 1.0;
+    let mut s = Script::default();
+    s.orders
+        .insert(0, vec![order(Side::Buy, 10.0, OrderKind::Market)]);
+    let mut log = EventLog::default();
+    {
+        let mut engine = Engine::new(config, vec!["X".into()], &mut log);
+        let manual = engine
+            .add_external_account("manual", 100_000.0, RiskLimits::default())
+            .unwrap();
+        let strategy = engine
+            .add_strategy(
+                "script",
+                Box::new(s),
+                &["X".into()],
+                100_000.0,
+                RiskLimits::default(),
+            )
+            .unwrap();
+        let b = bars();
+        engine.process(&[(0, b[0])]);
+        let id = engine
+            .place_external(
+                manual,
+                order(Side::Buy, 10.0, OrderKind::Market),
+                100.0,
+                b[0].ts,
+            )
+            .unwrap();
+        // A resting limit far below, for the kill switch.
+        let resting = engine
+            .place_external(
+                manual,
+                order(Side::Buy, 1.0, OrderKind::Limit(50.0)),
+                100.0,
+                b[0].ts,
+            )
+            .unwrap();
+        engine.process(&[(0, b[1])]);
+        let (m, st) = (engine.portfolio(manual), engine.portfolio(strategy));
+        assert_eq!((m.quantity(0), st.quantity(0)), (10.0, 10.0));
+        assert_eq!(m.cash(), st.cash(), "same fill price and costs");
+        // The guard counts both books: a position limit of 25 leaves room for 5.
+        engine.guard_mut().set_limits(&RiskLimits {
+            max_position: Some(25.0),
+            ..Default::default()
+        });
+        let buy = |q: f64| AccountOrder {
+            quantity: q,
+            direction: 1.0,
+            last_price: 105.0,
+            order_price: None,
+        };
+        assert!(
+            engine
+                .judge_external(manual, "X", &buy(5.0), None, 0)
+                .is_ok()
+        );
+        let refused = engine.judge_external(manual, "X", &buy(6.0), None, 0);
+        assert!(
+            refused.unwrap_err().contains("exceeds max_position 25"),
+            "the strategy's 10 count"
+        );
+        engine.guard_mut().set_limits(&RiskLimits::default());
+        engine.guard_mut().halt("drill");
+        engine.halt_running("drill", b[1].ts);
+        assert!(engine.open_orders(manual).is_empty());
+        assert_eq!(*engine.state(manual), StrategyState::Running);
+        let refused =
+            engine.place_external(manual, order(Side::Buy, 1.0, OrderKind::Market), 105.0, 0);
+        assert!(refused.unwrap_err().contains("halted by the kill switch"));
+        assert_ne!(id, resting);
+    }
+    let fills: Vec<_> = log
+        .0
+        .iter()
+        .filter_map(|e| match e {
+            Event::Fill(f) => Some((f.account, f.price, f.fee, f.ts)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fills.len(), 2, "{fills:?}");
+    assert_eq!(
+        (fills[0].1, fills[0].2, fills[0].3),
+        (fills[1].1, fills[1].2, fills[1].3)
+    );
+    assert!((fills[0].1 - 104.0 * 1.001).abs() < 1e-9, "{fills:?}");
+    let cancelled: Vec<_> = log
+        .0
+        .iter()
+        .filter_map(|e| match e {
+            Event::OrderCancelled {
+                account: 0, reason, ..
+            } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cancelled, ["kill switch"]);
+}

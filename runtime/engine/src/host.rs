@@ -173,7 +173,7 @@ impl StrategyHost for CallHost<'_> {
                     position: others.position + check.position,
                     gross_exposure: others.gross_exposure + check.gross_exposure,
                     open_orders: others.open_orders,
-                } + self.guard.external().totals(&order.symbol);
+                };
                 let order = AccountOrder {
                     quantity,
                     direction,

@@ -27,7 +27,10 @@ pub use qtm_core::strategy::StrategyRunner;
 
 use host::{CallHost, push_history};
 use qtm_core::events::{Event, EventSink, FillEvent, StrategyState};
-use qtm_core::model::{Bar, EquityPoint, Fill, Signal, Trade};
+use qtm_core::model::{
+    Bar, EquityPoint, Fill, OpenOrder, OrderChange, OrderKind, OrderRequest, Quantity, Side,
+    Signal, Trade,
+};
 use qtm_oms::exchange::{Exchange, ExchangeConfig, ExchangeEvent};
 use qtm_oms::oms::{AccountGuard, AccountOrder, AccountTotals};
 use qtm_oms::portfolio::Portfolio;
@@ -92,7 +95,40 @@ struct Slot {
     /// Time spent on this account in `process` (its exchange steps, its calls, its fills), in
     /// raw clock ticks: what it costs the thread, host work and resting orders included.
     busy_ticks: u64,
+    /// An account without a strategy, whose orders come from outside the engine (manual
+    /// orders, API clients): it trades every symbol, is never called, and is never halted
+    /// (the kill switch cancels its orders instead, and the account guard refuses new ones).
+    external: bool,
 }
+
+/// The runner of an external account: there is no strategy to call.
+struct NoStrategy;
+
+impl StrategyRunner for NoStrategy {
+    fn on_bar(
+        &mut self,
+        _host: &mut dyn qtm_core::strategy::StrategyHost,
+        _symbol: u32,
+        _bar: &Bar,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+    fn on_fill(
+        &mut self,
+        _host: &mut dyn qtm_core::strategy::StrategyHost,
+        _symbol: u32,
+        _fill: &Fill,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+    fn wants_fills(&self) -> bool {
+        false
+    }
+}
+
+/// Why the orders of an external account are cancelled when the account's kill switch
+/// fires or is pressed.
+pub const KILL_SWITCH_CANCEL: &str = "kill switch";
 
 /// The clock `process` times accounts with: a counter read in a few nanoseconds, since it is
 /// read around every account's work on every bar.
@@ -169,29 +205,146 @@ impl<'s> Engine<'s> {
         &mut self.guard
     }
 
-    /// Judge an order placed from outside the engine's strategies (a manual order, an API
-    /// client) by the account-wide rules, with `external` the totals of the books the engine
-    /// does not hold. A `new_order` that passes counts in the account's order-rate window; a
-    /// change to a working order is judged without the window.
-    pub fn admit_external(
+    /// Judge an order of external account `account` (see [`Engine::add_external_account`]):
+    /// first by the account's own host bounds (its resting orders), then by the
+    /// account-wide rules over the totals of every account. `replacing` names a resting order
+    /// of the account the order replaces (a change to it): it does not count as open, and the
+    /// order-rate window neither applies nor counts it. A new order that passes counts in the
+    /// window. `Err` is the reason, in the words a trader reads.
+    pub fn judge_external(
         &mut self,
+        account: usize,
         symbol: &str,
         order: &AccountOrder,
-        external: AccountTotals,
-        new_order: bool,
+        replacing: Option<u64>,
+        ts: i64,
     ) -> Result<(), String> {
+        let sym = self.symbol_id(symbol);
+        let replaced = replacing.is_some_and(|id| {
+            self.exchange
+                .open_orders(account)
+                .iter()
+                .any(|o| o.id == id)
+        });
+        let slot = self.slots.get(account).ok_or("no such account")?;
+        let own = qtm_oms::risk::OrderCheck {
+            quantity: order.quantity,
+            direction: order.direction,
+            last_price: order.last_price,
+            order_price: order.order_price,
+            position: sym.map_or(0.0, |s| slot.book.quantity(s)),
+            gross_exposure: slot.book.gross_exposure(),
+            open_orders: self
+                .exchange
+                .open_count(account)
+                .saturating_sub(usize::from(replaced)),
+            // Orders placed from outside have no OCO group of their own (bracket exits get
+            // theirs from the exchange, two at a time).
+            oco_orders: None,
+            ts,
+        };
+        RiskState::default().check_order(&slot.limits, &own)?;
         if !self.guard.is_active() {
             return Ok(());
         }
-        let sym = self.symbol_id(symbol);
-        let inside = totals_of([&self.slots, &[]], &self.exchange, sym);
-        // The caller's own figures of the outside books are fresher than the last report.
-        let totals = inside + external;
-        if new_order {
-            self.guard.check(order, &totals)
-        } else {
+        let mut totals = totals_of([&self.slots, &[]], &self.exchange, sym);
+        totals.open_orders = totals.open_orders.saturating_sub(usize::from(replaced));
+        if replacing.is_some() {
             self.guard.check_change(order, &totals)
+        } else {
+            self.guard.check(order, &totals)
         }
+    }
+
+    /// Put an order of external account `account` on the exchange, judged first (see
+    /// [`Engine::judge_external`]); it works from the next bar of its symbol on. `last_price`
+    /// is the symbol's price the caller judged it at; `ts` the time it is placed. Returns
+    /// the exchange's id of the order, or why it is refused.
+    pub fn place_external(
+        &mut self,
+        account: usize,
+        request: OrderRequest,
+        last_price: f64,
+        ts: i64,
+    ) -> Result<u64, String> {
+        if self.slots.get(account).is_none_or(|s| !s.external) {
+            return Err(format!("account {account} takes no orders from outside"));
+        }
+        Exchange::validate(&request)?;
+        let units = match request.quantity {
+            Quantity::Units(q) => q,
+            _ => return Err("an order placed from outside must be in units".into()),
+        };
+        let order = AccountOrder {
+            quantity: units,
+            direction: if request.side == Side::Buy { 1.0 } else { -1.0 },
+            last_price,
+            order_price: order_price(&request.kind),
+        };
+        self.judge_external(account, &request.symbol, &order, None, ts)?;
+        Ok(self.submit_external(account, request, ts))
+    }
+
+    /// Put an order of external account `account` on the exchange without judging it: an
+    /// order judged before (a working order taken over after a restart). Returns its id.
+    pub fn submit_external(&mut self, account: usize, request: OrderRequest, ts: i64) -> u64 {
+        let sym = self.add_symbol(&request.symbol);
+        let last = self.slots[account].book.mark(sym);
+        // Orders placed on step s work from step s + 1; an order placed between two batches
+        // works from the next bar, whose step is `self.step`. Before any bar the step count
+        // starts at 1, so the placement step exists.
+        if self.step == 0 {
+            self.step = 1;
+        }
+        self.exchange.submit(
+            account,
+            sym,
+            request,
+            self.step - 1,
+            ts,
+            if last.is_finite() { last } else { 0.0 },
+        )
+    }
+
+    /// Cancel one resting order of `account`.
+    pub fn cancel_order(&mut self, account: usize, id: u64) -> Result<(), String> {
+        self.exchange.cancel(account, id)
+    }
+
+    /// Change the quantity (of what the exchange holds of it) or prices of one resting order
+    /// of `account`.
+    pub fn modify_order(
+        &mut self,
+        account: usize,
+        id: u64,
+        change: OrderChange,
+    ) -> Result<(), String> {
+        self.exchange.modify(account, id, change)
+    }
+
+    /// Number of resting orders of `account`.
+    pub fn open_count(&self, account: usize) -> usize {
+        self.exchange.open_count(account)
+    }
+
+    /// Resting orders of `account`, in the order they were placed.
+    pub fn open_orders(&self, account: usize) -> Vec<OpenOrder> {
+        self.exchange.open_orders(account)
+    }
+
+    /// Cancel every resting order of `account` and publish each cancel with `reason`;
+    /// returns their ids.
+    pub fn cancel_orders(&mut self, account: usize, reason: &str, ts: i64) -> Vec<u64> {
+        let ids = self.exchange.cancel_all(account);
+        for &order_id in &ids {
+            self.sink.publish(Event::OrderCancelled {
+                account,
+                order_id,
+                ts,
+                reason: reason.to_string(),
+            });
+        }
+        ids
     }
 
     /// Equity of the running strategies' accounts, summed.
@@ -247,8 +400,54 @@ impl<'s> Engine<'s> {
             scan_marks: Vec::new(),
             saved_marks: Vec::new(),
             busy_ticks: 0,
+            external: false,
         });
         Ok(self.slots.len() - 1)
+    }
+
+    /// Add an account without a strategy, for orders placed from outside the engine (manual
+    /// orders): it trades every symbol with the exchange, fill rules, costs and buying power
+    /// of the strategies' accounts, and its orders are judged by
+    /// [`Engine::place_external`]. `limits` are its own host bounds (resting orders). Returns
+    /// the account id.
+    pub fn add_external_account(
+        &mut self,
+        name: &str,
+        cash: f64,
+        limits: RiskLimits,
+    ) -> Result<usize, String> {
+        limits.validate()?;
+        let n = self.symbols.len();
+        self.slots.push(Slot {
+            name: name.to_string(),
+            runner: Box::new(NoStrategy),
+            own: (0..n).collect(),
+            local: (0..n as u32).map(Some).collect(),
+            book: Portfolio::new(self.symbols.clone(), cash),
+            risk: RiskState::default(),
+            limits,
+            state: StrategyState::Running,
+            run: Vec::new(),
+            pos: 0,
+            resumable: false,
+            extremes: Vec::new(),
+            logs: LogRing::new(0),
+            carry_equity: cash,
+            carry_in_market: false,
+            window: 64,
+            scan_marks: Vec::new(),
+            saved_marks: Vec::new(),
+            busy_ticks: 0,
+            external: true,
+        });
+        Ok(self.slots.len() - 1)
+    }
+
+    /// Put `limits` in force as an account's own limits (an external account's host bounds).
+    pub fn set_account_limits(&mut self, account: usize, limits: RiskLimits) {
+        if let Some(slot) = self.slots.get_mut(account) {
+            slot.limits = limits;
+        }
     }
 
     /// Set the latest value of an external signal, for strategies' `get-signal`.
@@ -306,8 +505,15 @@ impl<'s> Engine<'s> {
         names.push(name.to_string());
         self.symbols = names.into();
         self.history.push(VecDeque::new());
+        let id = self.symbols.len() - 1;
         for slot in &mut self.slots {
-            slot.local.push(None);
+            if slot.external {
+                // It trades every symbol.
+                slot.local.push(Some(slot.own.len() as u32));
+                slot.own.push(id);
+            } else {
+                slot.local.push(None);
+            }
             slot.book.add_symbol(self.symbols.clone());
         }
         self.symbols.len() - 1
@@ -554,12 +760,19 @@ impl<'s> Engine<'s> {
 
     /// Halt every running strategy (the account's kill switch fired or was pressed): each
     /// has its orders cancelled. Returns their accounts.
+    /// External accounts are not halted: their orders are cancelled ([`KILL_SWITCH_CANCEL`])
+    /// and the account guard refuses their new ones.
     pub fn halt_running(&mut self, reason: &str, ts: i64) -> Vec<usize> {
         let running: Vec<usize> = (0..self.slots.len())
-            .filter(|&a| self.slots[a].state == StrategyState::Running)
+            .filter(|&a| self.slots[a].state == StrategyState::Running && !self.slots[a].external)
             .collect();
         for &a in &running {
             self.halt(a, reason, ts);
+        }
+        for a in 0..self.slots.len() {
+            if self.slots[a].external {
+                self.cancel_orders(a, KILL_SWITCH_CANCEL, ts);
+            }
         }
         running
     }
@@ -590,6 +803,18 @@ impl<'s> Engine<'s> {
             {
                 let slot = &mut self.slots[account];
                 slot.book.set_mark(sym, bar.close);
+            }
+            if self.slots[account].external {
+                // No strategy to call, and no margin call: its orders were judged when placed.
+                // It sees every bar of every symbol, so its equity (a sum over symbols) is
+                // worked out only where this bar moves it; elsewhere the last value carries.
+                let book = &self.slots[account].book;
+                if book.quantity(sym) != 0.0 {
+                    out[j] = book.equity();
+                    in_market[j] = true;
+                }
+                j += 1;
+                continue;
             }
             if self.slots[account].state != StrategyState::Running {
                 let equity = self.slots[account].book.equity();
@@ -983,6 +1208,15 @@ impl<'s> Engine<'s> {
                 ts,
             });
         }
+    }
+}
+
+/// The limit or stop price an order is judged at, if any.
+fn order_price(kind: &OrderKind) -> Option<f64> {
+    match *kind {
+        OrderKind::Limit(p) | OrderKind::Stop(p) => Some(p),
+        OrderKind::StopLimit { limit, .. } => Some(limit),
+        _ => None,
     }
 }
 

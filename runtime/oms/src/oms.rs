@@ -5,7 +5,7 @@
 //! `PUT /api/risk/parameters`, the order-rate window, the loss limits on the total equity and
 //! the kill switch. [`AccountGuard`] holds that state and judges every order against the
 //! totals of all accounts: the engine runs it for strategy orders and for orders placed from
-//! outside (manual orders, API clients), on the engine's thread, so there is one window, one
+//! outside (manual orders, API clients: an account of the engine's own), on the engine's thread, so there is one window, one
 //! halt and one verdict for all of them.
 //!
 //! The guard counts in wall-clock seconds set by its driver ([`AccountGuard::set_now`]): a
@@ -23,28 +23,6 @@ pub struct AccountTotals {
     pub gross_exposure: f64,
     /// Resting orders over all accounts.
     pub open_orders: usize,
-}
-
-/// A book the engine does not hold (the manual desk's), as the account-wide totals count it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ExternalBook {
-    /// Signed position per symbol.
-    pub positions: std::collections::HashMap<String, f64>,
-    /// Σ |position × mark|.
-    pub gross_exposure: f64,
-    /// Resting orders.
-    pub open_orders: usize,
-}
-
-impl ExternalBook {
-    /// Its part of the totals for an order in `symbol`.
-    pub fn totals(&self, symbol: &str) -> AccountTotals {
-        AccountTotals {
-            position: self.positions.get(symbol).copied().unwrap_or(0.0),
-            gross_exposure: self.gross_exposure,
-            open_orders: self.open_orders,
-        }
-    }
 }
 
 impl std::ops::Add for AccountTotals {
@@ -77,8 +55,6 @@ pub struct AccountGuard {
     limits: RiskLimits,
     state: RiskState,
     now: i64,
-    /// The books outside the engine, as last reported.
-    external: ExternalBook,
 }
 
 /// What the account-wide guard carries across a restart.
@@ -114,17 +90,6 @@ impl AccountGuard {
     /// The account-wide limits in force (without the per-account host bounds).
     pub fn limits(&self) -> &RiskLimits {
         &self.limits
-    }
-
-    /// The books outside the engine as they stand now; the totals of the engine's own
-    /// orders count them.
-    pub fn set_external(&mut self, book: ExternalBook) {
-        self.external = book;
-    }
-
-    /// The books outside the engine, as last reported.
-    pub fn external(&self) -> &ExternalBook {
-        &self.external
     }
 
     /// The wall clock, unix seconds: the time of the next orders and equity checks.

@@ -12,16 +12,17 @@
 //! Slow or trapping strategies cost only their own fuel and deadline: they run one after the
 //! other in the engine thread, each bounded by the sandbox.
 //!
-//! Orders placed through the API are worked by the [`Desk`] next to the engine: the same
-//! exchange rules, fed by the same bars.
+//! Orders placed through the API are an account of the same engine ([`manual`]): admitted
+//! and put on the same exchange by one command to the engine thread, stored and answered by
+//! the recorder, filled on the same bars with the same rules as a strategy's orders.
 //!
 //! Compiling a new version (the slow part of a swap) runs off the engine thread; the engine
 //! pauses only for snapshot → restore → replace.
 
 mod cpu;
-mod desk;
 mod feed;
 mod instances;
+pub mod manual;
 mod marks;
 mod record;
 mod worker;
@@ -34,8 +35,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot, watch};
 
 pub use cpu::{CpuCaps, DEFAULT_SHARE_CAP, DEFAULT_WINDOW_SECS};
-pub use desk::Desk;
 pub use feed::{Feed, FeedOut, FeedTask, ReplayFeed};
+pub use manual::{ManualChange, ManualOrder};
 pub use marks::{LiveMark, Marks, SECONDS_PER_DAY, day_start};
 
 use crate::engine::EngineConfig;
@@ -45,7 +46,7 @@ use crate::sandbox::Sandbox;
 use crate::store::{self, Store, StoreError};
 use worker::Command;
 
-use crate::oms::{AccountOrder, AccountTotals, SavedGuard};
+use crate::oms::SavedGuard;
 pub(crate) use worker::host_bounds;
 
 /// Settings of the live engine.
@@ -54,11 +55,12 @@ pub(crate) use worker::host_bounds;
 pub struct LiveConfig {
     /// Fill rules and costs, as in a backtest (one bar at a time: no batches live).
     pub engine: EngineConfig,
-    /// Starting capital of each instance's paper account.
+    /// Starting capital of each instance's paper account and of the manual account.
     pub initial_cash: f64,
     /// How often every running instance's state is snapshotted to the store.
     pub snapshot_every_secs: f64,
-    /// Limits of each instance's own account, applied before the account-wide ones (which
+    /// Limits of each instance's own account and of the manual account, applied before the
+    /// account-wide ones (which
     /// the live engine reads from the store and keeps in its [`crate::oms::AccountGuard`]).
     pub limits: RiskLimits,
     /// Most of the engine thread's time one instance may take over `cpu_window_secs`, as a
@@ -133,6 +135,9 @@ pub enum LiveError {
     /// A bar that is not a bar.
     #[error("{0}")]
     BadBar(String),
+    /// The recorder could not store what the engine did (the reason is the store's).
+    #[error("storing failed: {0}")]
+    NotStored(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -205,16 +210,16 @@ pub enum LiveEvent {
         level: LogLevel,
         message: String,
     },
-    /// A manual order (placed through the API) filled on the paper desk, in part or in
+    /// A manual order (placed through the API) filled in the live engine, in part or in
     /// whole: the order as it stands after the fill, and the fill.
     OrderFilled {
         order: store::orders::Order,
         fill: store::orders::FillRecord,
     },
-    /// A manual order the paper desk ended unfilled: expired, its one-cancels-other sibling
-    /// filled, or not enough buying power when it came to fill.
+    /// A manual order the live engine ended unfilled: expired, its one-cancels-other
+    /// sibling filled, not enough buying power when it came to fill, or the kill switch.
     OrderCancelled { order: store::orders::Order },
-    /// An order the paper desk placed for a manual one: the exits of a filled bracket.
+    /// An order the exchange placed for a manual one: the exits of a filled bracket.
     OrderAccepted { order: store::orders::Order },
     /// The account's own loss limits fired: trading is halted as by the kill switch.
     KillSwitch {
@@ -356,7 +361,6 @@ struct Shared {
     codes: instances::CodeCache,
     config: LiveConfig,
     feeds: Mutex<HashMap<String, watch::Sender<bool>>>,
-    desk: Desk,
     control: Arc<worker::Control>,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
     recorder: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -376,7 +380,8 @@ impl LiveEngine {
     /// Start the engine over the symbols in the store, resume the instances that were enabled
     /// (from their last snapshot, with their stored positions, then replayed the journalled
     /// bars they had handled since; resting orders of the previous run are cancelled, since
-    /// the paper exchange that held them is gone), and continue every symbol's sequence
+    /// the paper exchange that held them is gone), start the manual account with its stored
+    /// cash and positions and put its working orders on the exchange again, and continue every symbol's sequence
     /// numbers after its stored cursor.
     pub async fn start(
         store: Store,
@@ -386,13 +391,8 @@ impl LiveEngine {
         let symbols: Arc<[String]> = store::live::symbols(&store).await?.into();
         let cursors = store::live::cursors(&store).await?;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let desk = Desk::start(
-            store.clone(),
-            events.clone(),
-            config.engine.exchange.clone(),
-            config.initial_cash,
-        )
-        .await?;
+        let manual = manual_setup(&store, &config, &cursors).await?;
+        let manual_index = manual::ManualIndex::default();
         let (records, records_rx) = std::sync::mpsc::channel();
         let (commands, commands_rx) = std::sync::mpsc::channel();
         let stored_seq: HashMap<String, u64> = cursors
@@ -416,7 +416,8 @@ impl LiveEngine {
             worker::AccountSetup {
                 limits: account.0,
                 saved: account.1,
-                desk: desk.report(),
+                manual,
+                manual_index: manual_index.clone(),
             },
         )
         .map_err(|e| LiveError::Refused(format!("starting the live engine thread: {e}")))?;
@@ -425,12 +426,13 @@ impl LiveEngine {
             let rt = tokio::runtime::Handle::current();
             std::thread::Builder::new()
                 .name("qtm-live-recorder".into())
-                .spawn(move || record::run(store, records_rx, events, rt, journal_before))
+                .spawn(move || {
+                    record::run(store, records_rx, events, rt, journal_before, manual_index)
+                })
                 .map_err(|e| LiveError::Refused(format!("starting the live recorder: {e}")))?
         };
         let live = LiveEngine(Arc::new(Shared {
             commands,
-            desk,
             events,
             symbols,
             store,
@@ -466,11 +468,6 @@ impl LiveEngine {
     /// The symbols with stored history when it started (what the replay can play).
     pub fn symbols(&self) -> &[String] {
         &self.0.symbols
-    }
-
-    /// The paper desk, which works the orders placed through the API.
-    pub fn desk(&self) -> &Desk {
-        &self.0.desk
     }
 
     /// Its settings.
@@ -760,27 +757,47 @@ impl LiveEngine {
         .await
     }
 
-    /// Judge an order placed outside the engine's strategies (a manual order) by the
-    /// account-wide rules, on the engine thread with the strategies' orders; `external` are the
-    /// totals of the books the engine does not hold. A `new_order` that passes counts in the
-    /// order-rate window (a change to a working order is judged without it); `Err` is the
-    /// reason it is refused.
-    pub async fn admit(
+    /// Place a manual order: on the engine thread it is judged (the manual account's own host
+    /// bounds, then the account-wide limits, order-rate window and kill switch, with every
+    /// strategy's orders) and, if it passes, put on the exchange in the same step; the
+    /// recorder stores it and the answer is the stored row, `accepted` or `rejected` (with
+    /// the reason). It fills from the next bar of its symbol on.
+    pub async fn place_manual(
         &self,
-        symbol: &str,
-        order: AccountOrder,
-        external: AccountTotals,
-        new_order: bool,
-    ) -> Result<Result<(), String>, LiveError> {
-        let symbol = symbol.to_string();
-        self.ask(|reply| Command::Admit {
-            symbol,
-            order,
-            external,
-            new_order,
+        order: ManualOrder,
+    ) -> Result<store::orders::Order, LiveError> {
+        self.ask(|reply| Command::PlaceManual {
+            order: Box::new(order),
             reply,
         })
-        .await
+        .await?
+    }
+
+    /// Cancel a manual order: taken off the exchange, then cancelled in the store (the
+    /// store's answer: `NotFound`, or `Conflict` when it is not working any more). Cancels
+    /// and fills go through the engine thread in order, so a cancel cannot race a fill.
+    pub async fn cancel_manual(
+        &self,
+        id: i64,
+        reason: &str,
+    ) -> Result<store::orders::Order, LiveError> {
+        let reason = reason.to_string();
+        self.ask(|reply| Command::CancelManual { id, reason, reply })
+            .await?
+    }
+
+    /// Change a working manual order's total quantity or prices. The changed order is judged
+    /// again as a replacement (it does not count as an extra open order or towards the order
+    /// rate): `Ok(Err(reason))` when refused, the order then unchanged.
+    pub async fn modify_manual(
+        &self,
+        change: ManualChange,
+    ) -> Result<Result<store::orders::Order, String>, LiveError> {
+        self.ask(|reply| Command::ModifyManual {
+            change: Box::new(change),
+            reply,
+        })
+        .await?
     }
 
     /// The running instances, asked of the engine thread: exact, but it waits behind every
@@ -1057,6 +1074,50 @@ fn file_series(
         )));
     }
     Ok(series)
+}
+
+/// The manual account as the store has it: cash (the starting capital plus the cash flow of
+/// its fills), open positions (marked at their symbol's stored cursor, else their price) and
+/// working orders. An order that cannot be worked any more is cancelled with the reason.
+async fn manual_setup(
+    store: &Store,
+    config: &LiveConfig,
+    cursors: &HashMap<String, store::live::Cursor>,
+) -> Result<manual::ManualSetup, LiveError> {
+    use store::orders::MANUAL;
+    let cash = config.initial_cash + store::orders::cash_flow(store, Some(MANUAL)).await?.0;
+    let positions = store::orders::open_positions(store, Some(MANUAL))
+        .await?
+        .into_iter()
+        .map(|p| {
+            let mark = cursors.get(&p.symbol).map_or(p.avg_price, |c| c.close);
+            (p.symbol, p.quantity, p.avg_price, mark)
+        })
+        .collect();
+    let groups = store::orders::working_oco_groups(store, MANUAL).await?;
+    let mut orders = Vec::new();
+    for order in store::orders::working(store, Some(MANUAL)).await? {
+        let request = manual::request_of(&order)
+            .and_then(|r| crate::exchange::Exchange::validate(&r).map(|()| r));
+        match request {
+            Ok(mut request) => {
+                request.oco_group = groups.get(&order.id).cloned();
+                orders.push((order, request));
+            }
+            Err(e) => {
+                let reason = format!("the live engine cannot work this order after a restart: {e}");
+                tracing::warn!(order = order.id, %reason, "manual order dropped");
+                store::orders::cancel(store, order.id, &reason).await?;
+            }
+        }
+    }
+    let clock = cursors.values().map(|c| c.ts).max().unwrap_or(0);
+    Ok(manual::ManualSetup {
+        cash,
+        positions,
+        orders,
+        clock,
+    })
 }
 
 /// The account-wide limits and risk state of the previous run: its saved state (the day's

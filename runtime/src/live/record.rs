@@ -11,12 +11,13 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use tokio::sync::broadcast;
 use tokio::sync::oneshot;
 
-use super::LiveEvent;
 use super::instances::account as account_name;
+use super::manual::{self, MANUAL, ManualIndex, ManualRecord, OnExchange, Reply};
+use super::{LiveError, LiveEvent};
 use crate::events::{Event, StrategyState};
 use crate::model::{Bar, LogLevel, OrderRequest, Quantity};
 use crate::store::live::Cursor;
-use crate::store::orders::{NewOrder, side_str, status};
+use crate::store::orders::{NewOrder, Order, side_str, status};
 use crate::store::writer::Writer;
 use crate::store::{self, Store, StoreError};
 
@@ -73,6 +74,8 @@ pub(crate) enum Record {
         pause_us: Option<f64>,
     },
     Flush(oneshot::Sender<()>),
+    /// About the manual account: its orders placed, cancelled and changed through the API.
+    Manual(ManualRecord),
 }
 
 #[derive(Clone, Copy)]
@@ -116,6 +119,45 @@ struct Recorder {
     flushes: Vec<oneshot::Sender<()>>,
     /// Refused orders and their risk alerts kept per instance and second.
     refusals: Refusals,
+    /// The manual account's orders.
+    manual: ManualBook,
+    /// Callers waiting for an order row of the open batch: answered once it is committed.
+    answers: Vec<(Reply, Order)>,
+}
+
+/// The manual account as the recorder books it.
+#[derive(Default)]
+struct ManualBook {
+    /// Its engine account, once the engine said.
+    account: Option<usize>,
+    /// Its working orders by exchange id, as stored.
+    orders: HashMap<u64, Order>,
+    /// Stored id → exchange id, shared with the engine thread.
+    index: ManualIndex,
+    /// The stored id and placer of the order that filled last (the exits of a bracket are
+    /// its placer's; a one-cancels-other cancel names it).
+    last_fill: Option<(i64, Option<i64>)>,
+}
+
+impl ManualBook {
+    /// Work `order` as exchange order `exchange_id`.
+    fn track(&mut self, exchange_id: u64, order: Order) {
+        self.index.insert(
+            order.id,
+            OnExchange {
+                exchange_id,
+                filled_before: order.filled_qty,
+            },
+        );
+        self.orders.insert(exchange_id, order);
+    }
+
+    /// Stop working exchange order `exchange_id`.
+    fn untrack(&mut self, exchange_id: u64) -> Option<Order> {
+        let o = self.orders.remove(&exchange_id)?;
+        self.index.remove(o.id);
+        Some(o)
+    }
 }
 
 /// Refused orders (and the risk alerts they raise) stored per instance and kind in one
@@ -208,6 +250,7 @@ pub(crate) fn run(
     events: broadcast::Sender<Arc<LiveEvent>>,
     rt: tokio::runtime::Handle,
     journal_before: Option<(i64, HashMap<String, u64>)>,
+    manual_index: ManualIndex,
 ) {
     let (db, _checkpoints) = match Writer::open_without_checkpoints(&store) {
         Ok(w) => w,
@@ -232,6 +275,11 @@ pub(crate) fn run(
         pending: Vec::new(),
         flushes: Vec::new(),
         refusals: Refusals::default(),
+        manual: ManualBook {
+            index: manual_index,
+            ..Default::default()
+        },
+        answers: Vec::new(),
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // When cursors first waited uncommitted (see below).
@@ -272,6 +320,7 @@ pub(crate) fn run(
         // so it goes out at once.
         let must_commit = r.db.in_transaction()
             || !r.flushes.is_empty()
+            || !r.answers.is_empty()
             || cursors_since.is_some_and(|t| t.elapsed() >= CURSOR_DELAY);
         if must_commit {
             r.commit();
@@ -333,8 +382,15 @@ impl Recorder {
             .save_journal()
             .and_then(|()| self.db.save_cursors(&cursors))
             .and_then(|()| self.db.commit());
+        let failed = stored.as_ref().err().map(ToString::to_string);
         if let Err(e) = stored {
             tracing::error!(error = %e, "live recorder: committing a batch failed");
+        }
+        for (reply, order) in self.answers.drain(..) {
+            let _ = reply.send(match &failed {
+                None => Ok(order),
+                Some(e) => Err(LiveError::NotStored(e.clone())),
+            });
         }
         self.publish_pending();
         for f in self.flushes.drain(..) {
@@ -539,6 +595,12 @@ impl Recorder {
                 self.publish(LiveEvent::KillSwitch { halt, alert });
             }
             Record::Flush(done) => self.flushes.push(done),
+            Record::Manual(m) => self.manual_record(m)?,
+            Record::Engine(e)
+                if self.manual.account.is_some() && self.manual.account == event_account(&e) =>
+            {
+                self.manual_event(e)?
+            }
             Record::Engine(e) => self.engine_event(e)?,
         }
         Ok(())
@@ -580,6 +642,161 @@ impl Recorder {
         });
         self.orders.insert((account, order_id), (id, view));
         Ok(id)
+    }
+
+    fn manual_record(&mut self, m: ManualRecord) -> Result<(), StoreError> {
+        match m {
+            ManualRecord::Account(account) => self.manual.account = Some(account),
+            ManualRecord::Resumed { exchange_id, order } => {
+                self.manual.track(exchange_id, *order);
+            }
+            ManualRecord::Placed {
+                exchange_id,
+                row,
+                reply,
+            } => match self.db.insert_order(&row) {
+                Ok(id) => {
+                    let order = manual::stored(id, &row, store::now());
+                    if let Some(x) = exchange_id {
+                        self.manual.track(x, order.clone());
+                    }
+                    self.answers.push((reply, order));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(LiveError::NotStored(e.to_string())));
+                    return Err(e);
+                }
+            },
+            ManualRecord::Cancel { id, reason, reply } => {
+                if let Some(at) = self.manual.index.get(id) {
+                    self.manual.untrack(at.exchange_id);
+                }
+                // The store's answer: `NotFound`, or `Conflict` when it is not working.
+                let store = self.store.clone();
+                let done = self.outside_batch(async move {
+                    Ok(store::orders::cancel(&store, id, &reason).await)
+                })?;
+                let _ = reply.send(done.map_err(LiveError::Store));
+            }
+            ManualRecord::Modify { id, change, reply } => {
+                let store = self.store.clone();
+                let done = self.outside_batch(async move {
+                    Ok(store::orders::modify(
+                        &store,
+                        id,
+                        change.quantity,
+                        change.limit_price,
+                        change.stop_price,
+                    )
+                    .await)
+                })?;
+                if let Ok(o) = &done
+                    && let Some(at) = self.manual.index.get(id)
+                    && let Some(kept) = self.manual.orders.get_mut(&at.exchange_id)
+                {
+                    *kept = o.clone();
+                }
+                let _ = reply.send(done.map(Ok).map_err(LiveError::Store));
+            }
+            ManualRecord::Exits(exits) => {
+                let user = self.manual.last_fill.and_then(|(_, u)| u);
+                for o in exits {
+                    let row = NewOrder::from_request(MANUAL, user, &o.request);
+                    let id = match self.db.insert_order(&row) {
+                        Ok(id) => id,
+                        Err(e) => {
+                            tracing::error!(error = %e, "storing a bracket exit");
+                            continue;
+                        }
+                    };
+                    let order = manual::stored(id, &row, store::now());
+                    if let Some(g) = o.request.oco_group.clone() {
+                        // Linked again after a restart by its group.
+                        let store = self.store.clone();
+                        let linked = self.outside_batch(async move {
+                            store::orders::set_oco_group(&store, id, &g).await
+                        });
+                        if let Err(e) = linked {
+                            tracing::warn!(order = id, error = %e, "storing an exit's OCO group");
+                        }
+                    }
+                    self.manual.track(o.id, order.clone());
+                    self.publish(LiveEvent::OrderAccepted { order });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the engine did with the manual account's orders: fills booked and published as
+    /// [`LiveEvent::OrderFilled`], cancels (expiry, one-cancels-other, buying power, the kill
+    /// switch) as [`LiveEvent::OrderCancelled`].
+    fn manual_event(&mut self, e: Event) -> Result<(), StoreError> {
+        match e {
+            Event::Fill(f) => {
+                let order = match self.manual.orders.get(&f.order_id) {
+                    Some(o) => o.clone(),
+                    None => {
+                        // Made by the exchange itself and filled at once: its own row.
+                        let mut r = OrderRequest::market(
+                            f.symbol.clone(),
+                            f.side,
+                            Quantity::Units(f.quantity),
+                        );
+                        r.tag = f.tag.clone().or_else(|| Some("exchange".into()));
+                        let row = NewOrder::from_request(MANUAL, None, &r);
+                        let id = self.db.insert_order(&row)?;
+                        manual::stored(id, &row, store::now())
+                    }
+                };
+                let fill = match self
+                    .db
+                    .record_fill(order.id, f.quantity, f.price, f.fee, f.ts)
+                {
+                    Ok(fill) => fill,
+                    Err(e) => {
+                        // The store refused (the order is no longer working): stop booking it.
+                        tracing::error!(order = order.id, error = %e, "live recorder: a manual fill could not be booked");
+                        self.manual.untrack(f.order_id);
+                        return Ok(());
+                    }
+                };
+                let mut order = order;
+                manual::after_fill(&mut order, f.quantity, f.price, store::now());
+                if order.is_working() {
+                    if let Some(kept) = self.manual.orders.get_mut(&f.order_id) {
+                        *kept = order.clone();
+                    }
+                } else {
+                    self.manual.untrack(f.order_id);
+                }
+                self.manual.last_fill = Some((order.id, order.user_id));
+                self.publish(LiveEvent::OrderFilled { order, fill });
+            }
+            Event::OrderCancelled {
+                order_id, reason, ..
+            } => {
+                let Some(mut order) = self.manual.untrack(order_id) else {
+                    return Ok(());
+                };
+                let reason = match self.manual.last_fill {
+                    Some((id, _)) if reason.starts_with("OCO:") => {
+                        format!("one-cancels-other: order {id} filled")
+                    }
+                    _ => reason,
+                };
+                if self.db.cancel_order(order.id, &reason)? {
+                    order.status = status::CANCELLED.into();
+                    order.reason = Some(reason);
+                    order.updated_at = store::now();
+                    self.publish(LiveEvent::OrderCancelled { order });
+                }
+            }
+            // Its positions and equity are read from the store; it has no strategy whose
+            // status could change.
+            _ => {}
+        }
+        Ok(())
     }
 
     fn engine_event(&mut self, e: Event) -> Result<(), StoreError> {
@@ -783,6 +1000,20 @@ impl Recorder {
             }
         }
         Ok(())
+    }
+}
+
+/// The engine account an event is about, if any.
+fn event_account(e: &Event) -> Option<usize> {
+    match e {
+        Event::OrderAccepted { account, .. }
+        | Event::OrderRejected { account, .. }
+        | Event::OrderCancelled { account, .. }
+        | Event::Position { account, .. }
+        | Event::RiskAlert { account, .. }
+        | Event::StrategyStatus { account, .. } => Some(*account),
+        Event::Fill(f) => Some(f.account),
+        Event::Equity { account, .. } => *account,
     }
 }
 

@@ -11,17 +11,22 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, oneshot};
 
 use super::cpu::{CpuCaps, CpuMeter, over_cap_reason};
-use super::desk::DeskReport;
 use super::instances::Spec;
+use super::manual::{
+    MANUAL, ManualChange, ManualIndex, ManualOrder, ManualRecord, ManualSetup, ModifyReply,
+    OnExchange, Reply,
+};
 use super::marks::Marks;
 use super::record::Record;
 use super::{LiveConfig, LiveEvent, LiveInstance, snapshot_every};
-use crate::engine::Engine;
+use crate::engine::{Engine, KILL_SWITCH_CANCEL};
 use crate::events::{Event, EventSink, StrategyState};
 use crate::model::{Bar, LogLevel};
-use crate::oms::{AccountOrder, AccountTotals, SavedGuard};
+use crate::oms::SavedGuard;
 use crate::risk::RiskLimits;
+use crate::store::StoreError;
 use crate::store::live::Cursor;
+use crate::store::orders::{NewOrder, status as order_status};
 
 /// Shortest time between two equity events of one instance: PnL watchers need a few a second,
 /// not one per tick.
@@ -185,15 +190,23 @@ pub(crate) enum Command {
         window: Vec<i64>,
         reply: oneshot::Sender<()>,
     },
-    /// Judge an order placed outside the engine's strategies by the account-wide rules.
-    Admit {
-        symbol: String,
-        order: AccountOrder,
-        /// Totals of the books outside the engine (the manual desk's).
-        external: AccountTotals,
-        /// A new order (counted in the rate window), not a change to a working one.
-        new_order: bool,
-        reply: oneshot::Sender<Result<(), String>>,
+    /// Admit a manual order and, if it passes, put it on the exchange; the recorder stores
+    /// it (accepted or rejected) and replies with the stored row.
+    PlaceManual {
+        order: Box<ManualOrder>,
+        reply: Reply,
+    },
+    /// Cancel a manual order: off the exchange, then cancelled in the store by the recorder.
+    CancelManual {
+        id: i64,
+        reason: String,
+        reply: Reply,
+    },
+    /// Change a working manual order, judged again first: `Ok(Err(reason))` when refused
+    /// (nothing changes), else the stored row after the change.
+    ModifyManual {
+        change: Box<ManualChange>,
+        reply: ModifyReply,
     },
     Status {
         reply: oneshot::Sender<Vec<LiveInstance>>,
@@ -291,10 +304,19 @@ struct Worker {
     listed_at: Instant,
     /// Bars dropped unhandled because the engine was stopping.
     dropped: usize,
-    /// The manual desk's book, for the account-wide totals, and the generation of it the
-    /// engine holds.
-    desk: Arc<DeskReport>,
-    desk_seen: u64,
+    /// The manual account.
+    manual: Manual,
+}
+
+/// The manual account as the engine thread sees it.
+struct Manual {
+    /// Its engine account.
+    account: usize,
+    /// Its working orders by stored id (kept by the recorder).
+    index: ManualIndex,
+    /// Exchange ids of its resting orders the recorder knows of: an id not among them is an
+    /// order the exchange made (a bracket's exit), to be stored.
+    known: std::collections::HashSet<u64>,
 }
 
 /// The account-wide risk the engine thread starts with.
@@ -303,8 +325,10 @@ pub(crate) struct AccountSetup {
     pub limits: RiskLimits,
     /// The state the previous run left.
     pub saved: SavedGuard,
-    /// The manual desk's book.
-    pub desk: Arc<DeskReport>,
+    /// The manual account's cash, positions and working orders.
+    pub manual: ManualSetup,
+    /// Where the manual account's working orders are on the exchange.
+    pub manual_index: ManualIndex,
 }
 
 /// Where the engine thread's work comes from and goes to.
@@ -347,6 +371,21 @@ pub(crate) fn spawn(
             let mut engine = Engine::new(config.engine.clone(), symbols, &mut sink);
             engine.guard_mut().set_limits(&account.limits);
             engine.guard_mut().restore(account.saved);
+            let setup = account.manual;
+            // Carried positions: start with the cash they cost, then book them at their price.
+            let carried: f64 = setup.positions.iter().map(|(_, q, p, _)| q * p).sum();
+            let manual = match engine.add_external_account(
+                MANUAL,
+                setup.cash + carried,
+                config.limits.clone(),
+            ) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(error = %e, "the manual account's limits are invalid; the live engine does not start");
+                    control.exited.store(true, Ordering::Release);
+                    return;
+                }
+            };
             let mut w = Worker {
                 running: HashMap::new(),
                 seq,
@@ -362,9 +401,13 @@ pub(crate) fn spawn(
                 dirty: true,
                 listed_at: Instant::now(),
                 dropped: 0,
-                desk: account.desk,
-                desk_seen: u64::MAX,
+                manual: Manual {
+                    account: manual,
+                    index: account.manual_index,
+                    known: Default::default(),
+                },
             };
+            w.resume_manual(&mut engine, setup);
             w.run(&mut engine, commands);
             control.exited.store(true, Ordering::Release);
         })
@@ -472,11 +515,6 @@ impl Worker {
 
     fn handle(&mut self, engine: &mut Engine<'_>, c: Command) {
         engine.guard_mut().set_now(crate::store::now());
-        if engine.guard().is_active() && self.desk.generation() != self.desk_seen {
-            let (generation, book) = self.desk.read();
-            engine.guard_mut().set_external(book);
-            self.desk_seen = generation;
-        }
         // Only bars move equity: a halt after them is the account's loss limits firing.
         let watch = matches!(c, Command::Bars(_)) && engine.guard().halted().is_none();
         self.dispatch(engine, c);
@@ -537,6 +575,10 @@ impl Worker {
                 };
                 if strategy_id.is_none() {
                     engine.guard_mut().halt(&reason);
+                    // The manual account is not halted (it has no strategy to stop): its
+                    // orders are cancelled, and the guard refuses its new ones.
+                    engine.cancel_orders(self.manual.account, KILL_SWITCH_CANCEL, self.clock);
+                    self.manual.known.clear();
                     let _ = self.out.send(Record::AccountRisk(engine.guard().save()));
                 }
                 let mut halted = Vec::new();
@@ -564,19 +606,33 @@ impl Worker {
             } => {
                 engine.guard_mut().set_limits(&limits);
                 engine.guard_mut().set_window(window);
-                // New instances take the per-account host bounds of the new set.
+                // New instances, and the manual account, take the per-account host bounds
+                // of the new set.
                 self.config.limits = host_bounds(&limits);
+                engine.set_account_limits(self.manual.account, self.config.limits.clone());
                 let _ = reply.send(());
             }
-            Command::Admit {
-                symbol,
-                order,
-                external,
-                new_order,
-                reply,
-            } => {
-                let verdict = engine.admit_external(&symbol, &order, external, new_order);
-                let _ = reply.send(verdict);
+            Command::PlaceManual { order, reply } => self.place_manual(engine, *order, reply),
+            Command::CancelManual { id, reason, reply } => {
+                if let Some(at) = self.manual.index.get(id) {
+                    // Gone from the exchange already (filled or cancelled on a bar): the
+                    // store says so.
+                    let _ = engine.cancel_order(self.manual.account, at.exchange_id);
+                    self.manual.known.remove(&at.exchange_id);
+                }
+                let _ = self
+                    .out
+                    .send(Record::Manual(ManualRecord::Cancel { id, reason, reply }));
+            }
+            Command::ModifyManual { change, reply } => {
+                if let Some(refused) = self.modify_manual(engine, &change) {
+                    let _ = reply.send(refused);
+                    return;
+                }
+                let ManualChange { id, change, .. } = *change;
+                let _ = self
+                    .out
+                    .send(Record::Manual(ManualRecord::Modify { id, change, reply }));
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.list(engine));
@@ -656,6 +712,7 @@ impl Worker {
             self.clock = self.clock.max(bar.ts);
         }
         engine.process(&batch);
+        self.adopt_exits(engine);
         let control = self.control.clone();
         let caps = control.caps.read().unwrap_or_else(PoisonError::into_inner);
         let now = control.now();
@@ -733,6 +790,124 @@ impl Worker {
             cursors,
             bars: journal,
         });
+    }
+
+    /// Seed the manual account with its stored positions and put its working orders on the
+    /// exchange again.
+    fn resume_manual(&mut self, engine: &mut Engine<'_>, setup: ManualSetup) {
+        let account = self.manual.account;
+        let _ = self
+            .out
+            .send(Record::Manual(ManualRecord::Account(account)));
+        self.clock = self.clock.max(setup.clock);
+        for (s, q, p, mark) in &setup.positions {
+            let id = self.symbol(engine, s);
+            let book = engine.portfolio_mut(account);
+            book.apply_fill(id, *q, *p, 0.0, self.clock);
+            book.set_mark(id, *mark);
+        }
+        let n = setup.orders.len();
+        for (order, request) in setup.orders {
+            self.symbol(engine, &request.symbol);
+            let exchange_id = engine.submit_external(account, request, self.clock);
+            self.manual.index.insert(
+                order.id,
+                OnExchange {
+                    exchange_id,
+                    filled_before: order.filled_qty,
+                },
+            );
+            self.manual.known.insert(exchange_id);
+            let _ = self.out.send(Record::Manual(ManualRecord::Resumed {
+                exchange_id,
+                order: Box::new(order),
+            }));
+        }
+        if n > 0 {
+            tracing::info!(orders = n, "manual account: working orders resumed");
+        }
+    }
+
+    /// Admit a manual order and put it on the exchange, or refuse it; the recorder stores
+    /// it either way and answers.
+    fn place_manual(&mut self, engine: &mut Engine<'_>, order: ManualOrder, reply: Reply) {
+        self.symbol(engine, &order.request.symbol);
+        let mut row = NewOrder::from_request(&order.account, order.user_id, &order.request);
+        let placed = engine.place_external(
+            self.manual.account,
+            order.request,
+            order.last_price,
+            self.clock,
+        );
+        let exchange_id = match placed {
+            Ok(id) => {
+                self.manual.known.insert(id);
+                Some(id)
+            }
+            Err(reason) => {
+                row.status = order_status::REJECTED.into();
+                row.reason = Some(reason);
+                None
+            }
+        };
+        let _ = self.out.send(Record::Manual(ManualRecord::Placed {
+            exchange_id,
+            row: Box::new(row),
+            reply,
+        }));
+    }
+
+    /// Judge a change to a manual order and make it on the exchange; the answer when it
+    /// cannot be made (refused, or the exchange would not), `None` when it is made.
+    fn modify_manual(
+        &mut self,
+        engine: &mut Engine<'_>,
+        c: &ManualChange,
+    ) -> Option<Result<Result<crate::store::orders::Order, String>, super::LiveError>> {
+        let at = self.manual.index.get(c.id);
+        if let Err(reason) = engine.judge_external(
+            self.manual.account,
+            &c.symbol,
+            &c.order,
+            at.map(|a| a.exchange_id),
+            self.clock,
+        ) {
+            return Some(Ok(Err(reason)));
+        }
+        let at = at?;
+        let on_exchange = crate::model::OrderChange {
+            quantity: c.change.quantity.map(|q| q - at.filled_before),
+            ..c.change
+        };
+        match engine.modify_order(self.manual.account, at.exchange_id, on_exchange) {
+            Ok(()) => None,
+            Err(e) => Some(Err(super::LiveError::Store(StoreError::Conflict(format!(
+                "order {}: {e}",
+                c.id
+            ))))),
+        }
+    }
+
+    /// Hand the recorder the orders the exchange made for the manual account on the last
+    /// bars (a filled bracket's exits), so they are stored as working orders of their own.
+    fn adopt_exits(&mut self, engine: &mut Engine<'_>) {
+        let account = self.manual.account;
+        if self.manual.known.is_empty() && engine.open_count(account) == 0 {
+            return;
+        }
+        let open = engine.open_orders(account);
+        let ids: std::collections::HashSet<u64> = open.iter().map(|o| o.id).collect();
+        // Ids leave the set with their orders; exchange ids are never reused.
+        self.manual.known.retain(|id| ids.contains(id));
+        let new: Vec<_> = open
+            .into_iter()
+            .filter(|o| !self.manual.known.contains(&o.id))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        self.manual.known.extend(new.iter().map(|o| o.id));
+        let _ = self.out.send(Record::Manual(ManualRecord::Exits(new)));
     }
 
     fn start(

@@ -1,13 +1,12 @@
 //! Manual orders and the trades (positions) they make.
 //!
-//! `POST /api/orders` validates an order and asks the live engine to judge it
-//! ([`crate::live::LiveEngine::admit`]): the account-wide limits, order-rate window and kill
-//! switch of [`crate::oms`], the same verdict every strategy's order gets, counting the
-//! manual account's book as stored (positions at the mark price of [`crate::api::marks`],
-//! working orders). It stores the order `accepted` or `rejected`. Accepted orders go to the
-//! live engine's paper desk ([`crate::live::Desk`]), which fills them on the next bars of
-//! their symbols with the engine's fill rules and books each fill with its order and
-//! position; cancels and changes go through the desk too, so they cannot race a fill.
+//! The handlers parse, call one function and render. [`place`], [`cancel`] and [`modify`] are
+//! those functions (the WebSocket order route calls them too): each is one command to the live
+//! engine's manual account ([`crate::live::manual`]), which judges an order on the engine
+//! thread (the manual account's host bounds, then the account-wide limits, order-rate window
+//! and kill switch of [`crate::oms`], the verdict every strategy's order gets) and puts it on
+//! the exchange that fills the strategies' orders, in one step; the live recorder stores it,
+//! and the answer is the stored row.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -24,11 +23,11 @@ use crate::api::hub::Topic;
 use crate::api::marks;
 use crate::api::state::AppState;
 use crate::exchange::Exchange;
+use crate::live::{ManualChange, ManualOrder};
 use crate::model::{OrderChange, OrderKind, OrderRequest, Quantity, Side, TimeInForce};
-use crate::oms::{AccountOrder, AccountTotals};
-use crate::risk::{OrderCheck, RiskLimits, RiskState};
+use crate::oms::AccountOrder;
 use crate::store::orders::{
-    FillFilter, FillRecord, MANUAL, NewOrder, Order, OrderFilter, Position, PositionFilter, status,
+    FillFilter, FillRecord, MANUAL, Order, OrderFilter, Position, PositionFilter, status,
 };
 use crate::store::{self, risk::ACCOUNT};
 
@@ -42,18 +41,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_fills))
         .routes(routes!(get_trade))
         .routes(routes!(close_trade))
-}
-
-/// Placing, modifying and halting are serialized, so two concurrent orders cannot both pass a
-/// limit that only one of them fits (open orders, position, exposure).
-pub(crate) static ORDER_GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn lock_limits(state: &AppState) -> RiskLimits {
-    state
-        .risk
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
 }
 
 // ---- the order request --------------------------------------------------------------------
@@ -216,50 +203,7 @@ fn to_request(o: &PlaceOrder) -> ApiResult<OrderRequest> {
     Ok(request)
 }
 
-// ---- the risk check -----------------------------------------------------------------------
-
-/// The stored account as the engine's risk check sees it.
-struct Book {
-    /// Signed position in the order's symbol.
-    position: f64,
-    /// Σ |position × mark| over the account's open positions.
-    gross_exposure: f64,
-    /// Working orders of the account (minus the one being modified).
-    open_orders: usize,
-}
-
-async fn book(
-    state: &AppState,
-    account: &str,
-    symbol: &str,
-    skip_order: Option<i64>,
-) -> ApiResult<Book> {
-    let positions = store::orders::open_positions(&state.store, Some(account)).await?;
-    let marks = marks::marks(state, positions.iter().map(|p| p.symbol.as_str())).await?;
-    let gross_exposure = positions
-        .iter()
-        .map(|p| {
-            // A position without any price is valued at its entry.
-            let m = marks.get(&p.symbol).map_or(p.avg_price, |m| m.price);
-            (p.quantity * m).abs()
-        })
-        .sum();
-    let position = positions
-        .iter()
-        .filter(|p| p.symbol == symbol)
-        .map(|p| p.quantity)
-        .sum();
-    let open_orders = store::orders::working(&state.store, Some(account))
-        .await?
-        .iter()
-        .filter(|o| Some(o.id) != skip_order)
-        .count();
-    Ok(Book {
-        position,
-        gross_exposure,
-        open_orders,
-    })
-}
+// ---- the order path ------------------------------------------------------------------------
 
 /// A risk refusal: recorded as an alert, published on `risk-alerts`, returned as 422
 /// `risk_rejected`.
@@ -284,71 +228,25 @@ async fn refuse(
     ))
 }
 
-/// Judge `request` (quantity in units) of `account`: first by the account's own host bounds
-/// (its resting orders), then by the account-wide rules on the live engine's thread, where
-/// every strategy's orders are judged too ([`crate::oms`]). `modifying` names a working order
-/// being replaced: it does not count as open, and the order-rate window does not apply (no
-/// new order is placed).
-async fn risk_check(
-    state: &AppState,
-    account: &str,
-    request: &OrderRequest,
-    units: f64,
-    modifying: Option<i64>,
-) -> ApiResult<Result<(), String>> {
-    let symbol = &request.symbol;
-    let Some(mark) = marks::mark(state, symbol).await? else {
-        return Err(ApiError::validation(
+/// The mark an order of `symbol` is judged at: the live market's last price, else the newest
+/// stored close; a validation error without either.
+async fn mark_of(state: &AppState, symbol: &str) -> ApiResult<f64> {
+    match marks::mark(state, symbol).await? {
+        Some(m) => Ok(m.price),
+        None => Err(ApiError::validation(
             "symbol",
             format!(
                 "no price for {symbol} yet: import its history (`qtm data import`) before trading it"
             ),
-        ));
-    };
-    let b = book(state, account, symbol, modifying).await?;
-    let order_price = match request.kind {
-        OrderKind::Limit(p) | OrderKind::Stop(p) => Some(p),
-        OrderKind::StopLimit { limit, .. } => Some(limit),
-        _ => None,
-    };
-    let direction = if request.side == Side::Buy { 1.0 } else { -1.0 };
-    let own = crate::live::host_bounds(&lock_limits(state));
-    let check = OrderCheck {
-        quantity: units,
-        direction,
-        last_price: mark.price,
-        order_price,
-        position: b.position,
-        gross_exposure: b.gross_exposure,
-        open_orders: b.open_orders,
-        // Orders placed through the API have no OCO group of their own (bracket exits get
-        // theirs from the desk's exchange, two at a time).
-        oco_orders: None,
-        ts: store::now(),
-    };
-    if let Err(reason) = RiskState::default().check_order(&own, &check) {
-        return Ok(Err(reason));
+        )),
     }
-    let order = AccountOrder {
-        quantity: units,
-        direction,
-        last_price: mark.price,
-        order_price,
-    };
-    let desk = AccountTotals {
-        position: b.position,
-        gross_exposure: b.gross_exposure,
-        open_orders: b.open_orders,
-    };
-    state
-        .live
-        .admit(symbol, order, desk, modifying.is_none())
-        .await
-        .map_err(super::strategies::live_error)
 }
 
-/// Validate, risk-check and store an order of `account`; publish it. The one path of every
-/// order the API places (new orders and trade closes).
+/// Place an order of `account` (`request` already parsed by [`to_request`]): its symbol and
+/// mark looked up, then one command to the live engine, which judges it and puts it on the
+/// exchange; the answer is the stored row, published on `trades`. A refusal is stored
+/// `rejected`, recorded as a risk alert and answered 422 `risk_rejected`. The one path of
+/// every order the API places (new orders, trade closes, API-key and WebSocket clients).
 pub(crate) async fn place(
     state: &AppState,
     account: &str,
@@ -364,38 +262,146 @@ pub(crate) async fn place(
             ),
         ));
     }
-    let units = match request.quantity {
-        Quantity::Units(q) => q,
-        _ => {
-            return Err(ApiError::validation(
-                "quantity",
-                "quantity must be in units",
-            ));
-        }
+    if !matches!(request.quantity, Quantity::Units(_)) {
+        return Err(ApiError::validation(
+            "quantity",
+            "quantity must be in units",
+        ));
+    }
+    let last_price = mark_of(state, &request.symbol).await?;
+    let stored = state
+        .live
+        .place_manual(ManualOrder {
+            account: account.to_string(),
+            user_id: Some(caller.user_id),
+            request,
+            last_price,
+        })
+        .await
+        .map_err(super::strategies::live_error)?;
+    if stored.status == status::REJECTED {
+        let reason = stored.reason.clone().unwrap_or_default();
+        return Err(refuse(state, &stored.symbol, &reason, Some(stored.id)).await?);
+    }
+    state.hub.publish(
+        Topic::Trades,
+        Some(stored.symbol.clone()),
+        &json!({"event": "order_accepted", "order": stored}),
+    );
+    Ok(stored)
+}
+
+/// Cancel a working manual order with `reason`; publish it. 409 for a live strategy's order
+/// or one that is not working, 404 for an unknown one.
+pub(crate) async fn cancel(state: &AppState, id: i64, reason: &str) -> ApiResult<Order> {
+    refuse_live_order(&store::orders::get(&state.store, id).await?)?;
+    let order = state
+        .live
+        .cancel_manual(id, reason)
+        .await
+        .map_err(super::strategies::live_error)?;
+    state.hub.publish(
+        Topic::Trades,
+        Some(order.symbol.clone()),
+        &json!({"event": "order_cancelled", "order": order}),
+    );
+    Ok(order)
+}
+
+/// Change the quantity or prices of a working manual order, judged again as a replacement;
+/// publish it. A refusal leaves the order as it was, is recorded as a risk alert and is
+/// answered 422 `risk_rejected`.
+pub(crate) async fn modify(state: &AppState, id: i64, req: &ModifyOrder) -> ApiResult<Order> {
+    let order = store::orders::get(&state.store, id).await?;
+    refuse_live_order(&order)?;
+    if !order.is_working() {
+        return Err(ApiError::conflict(format!(
+            "order {id} is {}, not working: only accepted or partially filled orders can be modified",
+            order.status
+        )));
+    }
+    if req.quantity.is_none() && req.limit_price.is_none() && req.stop_price.is_none() {
+        return Err(ApiError::validation(
+            "quantity",
+            "nothing to change: give quantity, limit_price or stop_price",
+        ));
+    }
+    if let Some(q) = req.quantity
+        && !(q.is_finite() && q > order.filled_qty && q > 0.0)
+    {
+        return Err(ApiError::validation(
+            "quantity",
+            format!(
+                "quantity must be a number of units above the {} already filled, got {q}",
+                order.filled_qty
+            ),
+        ));
+    }
+    positive("limit_price", req.limit_price)?;
+    positive("stop_price", req.stop_price)?;
+    let t = order.order_type.as_str();
+    if req.limit_price.is_some() && !matches!(t, "limit" | "stop_limit") {
+        return Err(ApiError::validation(
+            "limit_price",
+            format!("a {t} order has no limit_price"),
+        ));
+    }
+    if req.stop_price.is_some() && !matches!(t, "stop" | "stop_limit") {
+        return Err(ApiError::validation(
+            "stop_price",
+            format!("a {t} order has no stop_price"),
+        ));
+    }
+    let limit = req.limit_price.or(order.limit_price);
+    let stop = req.stop_price.or(order.stop_price);
+    let quantity = req.quantity.unwrap_or(order.quantity);
+    let changed = to_request(&PlaceOrder {
+        symbol: order.symbol.clone(),
+        side: order.side.clone(),
+        quantity,
+        order_type: Some(order.order_type.clone()),
+        limit_price: limit,
+        stop_price: stop,
+        time_in_force: Some(order.time_in_force.clone()),
+        take_profit: order.take_profit,
+        stop_loss: order.stop_loss,
+        tag: order.tag.clone(),
+    })?;
+    let last_price = mark_of(state, &order.symbol).await?;
+    let verdict = state
+        .live
+        .modify_manual(ManualChange {
+            id,
+            change: OrderChange {
+                quantity: req.quantity,
+                limit_price: req.limit_price,
+                stop_price: req.stop_price,
+            },
+            symbol: order.symbol.clone(),
+            order: AccountOrder {
+                // What is left of it is what may still trade.
+                quantity: quantity - order.filled_qty,
+                direction: if changed.side == Side::Buy { 1.0 } else { -1.0 },
+                last_price,
+                order_price: match changed.kind {
+                    OrderKind::Limit(p) | OrderKind::Stop(p) => Some(p),
+                    OrderKind::StopLimit { limit, .. } => Some(limit),
+                    _ => None,
+                },
+            },
+        })
+        .await
+        .map_err(super::strategies::live_error)?;
+    let order = match verdict {
+        Ok(order) => order,
+        Err(reason) => return Err(refuse(state, &order.symbol, &reason, Some(id)).await?),
     };
-    let _serial = ORDER_GATE.lock().await;
-    let verdict = risk_check(state, account, &request, units, None).await?;
-    let mut o = NewOrder::from_request(account, Some(caller.user_id), &request);
-    if let Err(reason) = &verdict {
-        o.status = status::REJECTED.into();
-        o.reason = Some(reason.clone());
-    }
-    let stored = store::orders::insert(&state.store, &o).await?;
-    match verdict {
-        Ok(()) => {
-            // Stored first: should the desk be gone, the order is worked after a restart.
-            if let Err(e) = state.live.desk().submit(stored.clone()).await {
-                tracing::warn!(order = stored.id, error = %e, "the paper desk did not take an order");
-            }
-            state.hub.publish(
-                Topic::Trades,
-                Some(stored.symbol.clone()),
-                &json!({"event": "order_accepted", "order": stored}),
-            );
-            Ok(stored)
-        }
-        Err(reason) => Err(refuse(state, &request.symbol, &reason, Some(stored.id)).await?),
-    }
+    state.hub.publish(
+        Topic::Trades,
+        Some(order.symbol.clone()),
+        &json!({"event": "order_modified", "order": order}),
+    );
+    Ok(order)
 }
 
 // ---- handlers -----------------------------------------------------------------------------
@@ -534,19 +540,7 @@ async fn cancel_order(
         Some(r) if !r.is_empty() => format!("cancelled by {}: {r}", p.username),
         _ => format!("cancelled by {}", p.username),
     };
-    refuse_live_order(&store::orders::get(&state.store, id).await?)?;
-    let order = state
-        .live
-        .desk()
-        .cancel(id, &reason)
-        .await
-        .map_err(super::strategies::live_error)?;
-    state.hub.publish(
-        Topic::Trades,
-        Some(order.symbol.clone()),
-        &json!({"event": "order_cancelled", "order": order}),
-    );
-    Ok(ApiJson(order))
+    Ok(ApiJson(cancel(&state, id, &reason).await?))
 }
 
 /// A JSON body that may be absent (empty body means the defaults).
@@ -596,85 +590,7 @@ async fn modify_order(
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<ModifyOrder>,
 ) -> ApiResult<ApiJson<Order>> {
-    let order = store::orders::get(&state.store, id).await?;
-    refuse_live_order(&order)?;
-    if !order.is_working() {
-        return Err(ApiError::conflict(format!(
-            "order {id} is {}, not working: only accepted or partially filled orders can be modified",
-            order.status
-        )));
-    }
-    if req.quantity.is_none() && req.limit_price.is_none() && req.stop_price.is_none() {
-        return Err(ApiError::validation(
-            "quantity",
-            "nothing to change: give quantity, limit_price or stop_price",
-        ));
-    }
-    if let Some(q) = req.quantity
-        && !(q.is_finite() && q > order.filled_qty && q > 0.0)
-    {
-        return Err(ApiError::validation(
-            "quantity",
-            format!(
-                "quantity must be a number of units above the {} already filled, got {q}",
-                order.filled_qty
-            ),
-        ));
-    }
-    positive("limit_price", req.limit_price)?;
-    positive("stop_price", req.stop_price)?;
-    let t = order.order_type.as_str();
-    if req.limit_price.is_some() && !matches!(t, "limit" | "stop_limit") {
-        return Err(ApiError::validation(
-            "limit_price",
-            format!("a {t} order has no limit_price"),
-        ));
-    }
-    if req.stop_price.is_some() && !matches!(t, "stop" | "stop_limit") {
-        return Err(ApiError::validation(
-            "stop_price",
-            format!("a {t} order has no stop_price"),
-        ));
-    }
-    let limit = req.limit_price.or(order.limit_price);
-    let stop = req.stop_price.or(order.stop_price);
-    let quantity = req.quantity.unwrap_or(order.quantity);
-    let changed = to_request(&PlaceOrder {
-        symbol: order.symbol.clone(),
-        side: order.side.clone(),
-        quantity,
-        order_type: Some(order.order_type.clone()),
-        limit_price: limit,
-        stop_price: stop,
-        time_in_force: Some(order.time_in_force.clone()),
-        take_profit: order.take_profit,
-        stop_loss: order.stop_loss,
-        tag: order.tag.clone(),
-    })?;
-    let _serial = ORDER_GATE.lock().await;
-    let left = quantity - order.filled_qty;
-    if let Err(reason) = risk_check(&state, &order.account, &changed, left, Some(id)).await? {
-        return Err(refuse(&state, &order.symbol, &reason, Some(id)).await?);
-    }
-    let order = state
-        .live
-        .desk()
-        .modify(
-            id,
-            OrderChange {
-                quantity: req.quantity,
-                limit_price: req.limit_price,
-                stop_price: req.stop_price,
-            },
-        )
-        .await
-        .map_err(super::strategies::live_error)?;
-    state.hub.publish(
-        Topic::Trades,
-        Some(order.symbol.clone()),
-        &json!({"event": "order_modified", "order": order}),
-    );
-    Ok(ApiJson(order))
+    Ok(ApiJson(modify(&state, id, &req).await?))
 }
 
 // ---- trades -------------------------------------------------------------------------------

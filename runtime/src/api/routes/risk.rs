@@ -13,12 +13,13 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::orders::{ORDER_GATE, optional_body};
+use super::orders::optional_body;
 use crate::api::auth::access::Caller;
 use crate::api::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody};
 use crate::api::hub::Topic;
 use crate::api::marks::{self, PriceSource};
 use crate::api::state::AppState;
+use crate::engine::KILL_SWITCH_CANCEL as KILL_SWITCH;
 use crate::risk::RiskLimits;
 use crate::store::orders::Order;
 use crate::store::risk::{ACCOUNT, Halt, RiskAlert};
@@ -547,7 +548,6 @@ async fn apply_parameters(
     body: &Value,
 ) -> ApiResult<RiskParameters> {
     let limits = parse_parameters(body)?;
-    let _serial = ORDER_GATE.lock().await;
     store::risk::set_limits(&state.store, ACCOUNT, &limits, Some(caller.user_id)).await?;
     state
         .live
@@ -633,25 +633,8 @@ async fn halt(
         Some(r) if !r.is_empty() => format!("kill switch engaged by {}: {r}", p.username),
         _ => format!("kill switch engaged by {}", p.username),
     };
-    let _serial = ORDER_GATE.lock().await;
     let h = store::risk::halt(&state.store, ACCOUNT, &reason, Some(p.user_id)).await?;
-    // Live strategies stop first, so none places an order after the sweep below.
-    let halted_live = state
-        .live
-        .halt(None, &h.reason)
-        .await
-        .map_err(super::strategies::live_error)?;
-    state
-        .live
-        .flush()
-        .await
-        .map_err(super::strategies::live_error)?;
-    let cancelled = state
-        .live
-        .desk()
-        .cancel_all("kill switch")
-        .await
-        .map_err(super::strategies::live_error)?;
+    let (halted_live, cancelled) = halt_everything(&state, &h.reason).await?;
     let message = format!(
         "{}; {} working order(s) cancelled, {} live strateg{} halted",
         h.reason,
@@ -666,18 +649,54 @@ async fn halt(
         None,
         &json!({"event": "kill_switch", "alert": alert, "halt": h, "cancelled": cancelled.iter().map(|o| o.id).collect::<Vec<_>>()}),
     );
-    for o in &cancelled {
-        state.hub.publish(
-            Topic::Trades,
-            Some(o.symbol.clone()),
-            &json!({"event": "order_cancelled", "order": o}),
-        );
-    }
     Ok(ApiJson(HaltStatus {
         halted: true,
         halt: Some(h),
         cancelled_orders: cancelled,
     }))
+}
+
+/// Press the live engine's kill switch: its strategies halt and the manual account's orders
+/// are cancelled (published as they are stored), in one command, so no order gets in
+/// between; whatever else the store still has working is cancelled after it. Returns the
+/// halted strategies and the orders cancelled.
+pub(crate) async fn halt_everything(
+    state: &AppState,
+    reason: &str,
+) -> ApiResult<(Vec<i64>, Vec<Order>)> {
+    let working: Vec<i64> = store::orders::working(&state.store, None)
+        .await?
+        .into_iter()
+        .filter(|o| o.instance_id.is_none())
+        .map(|o| o.id)
+        .collect();
+    let halted = state
+        .live
+        .halt(None, reason)
+        .await
+        .map_err(super::strategies::live_error)?;
+    state
+        .live
+        .flush()
+        .await
+        .map_err(super::strategies::live_error)?;
+    let mut cancelled = Vec::new();
+    for id in working {
+        let o = store::orders::get(&state.store, id).await?;
+        if o.status == store::orders::status::CANCELLED {
+            cancelled.push(o);
+        }
+    }
+    // Orders no running engine account holds (a strategy's left from a previous run).
+    for o in store::orders::cancel_all_working(&state.store, KILL_SWITCH).await? {
+        state.hub.publish(
+            Topic::Trades,
+            Some(o.symbol.clone()),
+            &json!({"event": "order_cancelled", "order": o}),
+        );
+        cancelled.push(o);
+    }
+    Ok((halted, cancelled))
 }
 
 /// Release the account's kill switch (admin); orders are accepted again. Harmless when not
@@ -689,7 +708,6 @@ async fn resume(
     State(state): State<AppState>,
     Caller(p): Caller,
 ) -> ApiResult<ApiJson<HaltStatus>> {
-    let _serial = ORDER_GATE.lock().await;
     let released = store::risk::resume(&state.store, ACCOUNT).await?;
     state
         .live

@@ -68,6 +68,7 @@ pub(crate) fn live_error(e: LiveError) -> ApiError {
         LiveError::UnknownSymbol(_) => ApiError::validation("symbols", e.to_string()),
         LiveError::BadBar(_) => ApiError::validation("bars", e.to_string()),
         LiveError::Refused(_) => ApiError::validation("strategy", e.to_string()),
+        LiveError::NotStored(_) => ApiError::internal(e.to_string()),
     }
 }
 
