@@ -8,6 +8,11 @@
 //! live engine's paper desk ([`crate::live::Desk`]), which fills them on the next bars of
 //! their symbols with the engine's fill rules and books each fill with its order and
 //! position; cancels and changes go through the desk too, so they cannot race a fill.
+//!
+//! The handlers only read the request and render the answer: [`place_manual`], [`cancel`]
+//! and [`modify`] do the work, and the WebSocket order source (`/ws/trading`,
+//! [`crate::api::ws::trading`]) calls the same three, so no order source has checks of its
+//! own.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -487,8 +492,19 @@ async fn create_order(
     Caller(p): Caller,
     ApiJson(req): ApiJson<PlaceOrder>,
 ) -> ApiResult<ApiJson<Order>> {
-    let request = to_request(&req)?;
-    Ok(ApiJson(place(&state, MANUAL, &p, request).await?))
+    Ok(ApiJson(place_manual(&state, &p, &req).await?))
+}
+
+/// Place a manual order for `caller`: the whole of `POST /api/orders` after the body is read.
+/// Every manual order source (REST, `/ws/trading`) calls this, so each meets the same
+/// validation and the one admission path ([`place`]).
+pub(crate) async fn place_manual(
+    state: &AppState,
+    caller: &Principal,
+    req: &PlaceOrder,
+) -> ApiResult<Order> {
+    let request = to_request(req)?;
+    place(state, MANUAL, caller, request).await
 }
 
 /// Orders a live strategy placed are held by the live engine's paper exchange; changing only
@@ -524,6 +540,17 @@ async fn cancel_order(
     body: axum::body::Bytes,
 ) -> ApiResult<ApiJson<Order>> {
     let req: CancelRequest = optional_body(&body)?;
+    Ok(ApiJson(cancel(&state, &p, id, &req).await?))
+}
+
+/// Cancel working order `id` for `p`: the whole of `POST /api/orders/{id}/cancel` after the
+/// body is read (REST and `/ws/trading` both call it).
+pub(crate) async fn cancel(
+    state: &AppState,
+    p: &Principal,
+    id: i64,
+    req: &CancelRequest,
+) -> ApiResult<Order> {
     let reason = match req.reason.as_deref().map(str::trim) {
         Some(r) if r.chars().count() > 200 => {
             return Err(ApiError::validation(
@@ -546,7 +573,7 @@ async fn cancel_order(
         Some(order.symbol.clone()),
         &json!({"event": "order_cancelled", "order": order}),
     );
-    Ok(ApiJson(order))
+    Ok(order)
 }
 
 /// A JSON body that may be absent (empty body means the defaults).
@@ -596,6 +623,12 @@ async fn modify_order(
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<ModifyOrder>,
 ) -> ApiResult<ApiJson<Order>> {
+    Ok(ApiJson(modify(&state, id, &req).await?))
+}
+
+/// Change working order `id`: the whole of `PUT /api/orders/{id}` after the body is read
+/// (REST and `/ws/trading` both call it).
+pub(crate) async fn modify(state: &AppState, id: i64, req: &ModifyOrder) -> ApiResult<Order> {
     let order = store::orders::get(&state.store, id).await?;
     refuse_live_order(&order)?;
     if !order.is_working() {
@@ -653,8 +686,8 @@ async fn modify_order(
     })?;
     let _serial = ORDER_GATE.lock().await;
     let left = quantity - order.filled_qty;
-    if let Err(reason) = risk_check(&state, &order.account, &changed, left, Some(id)).await? {
-        return Err(refuse(&state, &order.symbol, &reason, Some(id)).await?);
+    if let Err(reason) = risk_check(state, &order.account, &changed, left, Some(id)).await? {
+        return Err(refuse(state, &order.symbol, &reason, Some(id)).await?);
     }
     let order = state
         .live
@@ -674,7 +707,7 @@ async fn modify_order(
         Some(order.symbol.clone()),
         &json!({"event": "order_modified", "order": order}),
     );
-    Ok(ApiJson(order))
+    Ok(order)
 }
 
 // ---- trades -------------------------------------------------------------------------------
