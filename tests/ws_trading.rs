@@ -273,7 +273,7 @@ async fn bad_messages_are_answered_with_what_was_wrong_and_the_session_goes_on()
             "[1, 2]".into(),
             422,
             "validation",
-            "message must be a JSON object with a \"type\": invalid type: sequence, expected a map at line 1 column 0",
+            "bad message: invalid type: sequence, expected an object with a \"type\" at line 1 column 0",
         ),
         (
             r#"{"order": {}}"#.into(),

@@ -271,6 +271,7 @@ fn own_update(event: &LiveEvent, user_id: i64) -> Option<Value> {
 
 /// The message envelope: what it is and the id to echo; the rest is read by type.
 #[derive(Debug, Deserialize)]
+#[serde(expecting = "an object with a \"type\"")]
 struct Envelope {
     #[serde(rename = "type")]
     kind: Option<String>,
@@ -344,7 +345,7 @@ async fn handle(state: &AppState, caller: &mut Caller, raw: &[u8]) -> Value {
                 &ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "validation",
-                    format!("message must be a JSON object with a \"type\": {e}"),
+                    format!("bad message: {e}"),
                 ),
             );
         }
