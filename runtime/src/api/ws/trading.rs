@@ -197,10 +197,15 @@ async fn session(
                         // message cannot be skipped, so say why and end the connection.
                         let e = transport_error(&e.to_string());
                         let _ = send(&mut socket, error_reply(None, &e).to_string()).await;
+                        let code = if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+                            close_code::SIZE
+                        } else {
+                            close_code::PROTOCOL
+                        };
                         let _ = socket
                             .send(Message::Close(Some(CloseFrame {
-                                code: close_code::SIZE,
-                                reason: "message too large".into(),
+                                code,
+                                reason: e.code.into(),
                             })))
                             .await;
                         break;
