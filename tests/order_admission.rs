@@ -1,5 +1,5 @@
 //! One admission path for every order: manual orders over REST (a user's token and an API
-//! key) and live strategies trading bars ingested over REST and over the WebSocket are all
+//! key) and over the `/ws/trading` WebSocket, and live strategies trading bars ingested over REST and over the WebSocket are all
 //! judged by the account-wide limits and stopped by the kill switch; a restart keeps the
 //! order-rate window and the halt. Runs on the bundled SPY data alone.
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::SinkExt;
 use qtm_runtime::store::{self, market};
 use qtm_tests::guests;
-use qtm_tests::server::{TestServer, error_of};
+use qtm_tests::server::{TestServer, TradingWs, error_of};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -38,6 +38,9 @@ struct Sources {
     admin: String,
     trader: String,
     api_key: String,
+    /// The trader's `/ws/trading` session, open for the whole test: a long-lived session must
+    /// meet each limit set after it opened.
+    ws: tokio::sync::Mutex<TradingWs>,
     /// Live strategies buying 1 SPY on every bar.
     strategies: Vec<i64>,
     /// Ts of the next bar to ingest.
@@ -136,10 +139,13 @@ impl Sources {
             upload_buyer(s, &admin, "buyer-a").await,
             upload_buyer(s, &admin, "buyer-b").await,
         ];
+        let ws = TradingWs::connect(s, &format!("token={trader}")).await;
+        assert_eq!(ws.welcome["role"], "trader", "{}", ws.welcome);
         Sources {
             admin,
             trader,
             api_key,
+            ws: tokio::sync::Mutex::new(ws),
             strategies,
             // After the imported history.
             next_ts: 2_000_000_000,
@@ -158,8 +164,10 @@ impl Sources {
         assert_eq!(st, StatusCode::OK, "{body}");
     }
 
-    /// A manual buy of 1 SPY by the trader's token and by their API key: the two answers.
-    async fn manual(&self, s: &TestServer) -> [(StatusCode, Value); 2] {
+    /// A manual buy of 1 SPY by the trader's token, by their API key and over their
+    /// `/ws/trading` session: the three answers (the WebSocket's as the REST status and body
+    /// it stands for).
+    async fn manual(&self, s: &TestServer) -> [(StatusCode, Value); 3] {
         let order = json!({"symbol": "SPY", "side": "buy", "quantity": 1.0});
         let by_token = s
             .call(
@@ -177,7 +185,9 @@ impl Sources {
             .send()
             .await
             .unwrap();
-        [by_token, TestServer::decode(resp).await]
+        let by_key = TestServer::decode(resp).await;
+        let by_ws = self.ws.lock().await.place(order).await;
+        [by_token, by_key, by_ws]
     }
 
     /// One bar over `POST /api/market`, one over `/ws/ingest`; returns once the engine has

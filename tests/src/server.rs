@@ -231,3 +231,109 @@ pub fn spawn_serve(
         .unwrap();
     (child, listen)
 }
+
+/// A client of `/ws/trading`: order messages and their answers, with the pushed
+/// `order_update`s set aside.
+pub struct TradingWs {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    /// The `welcome` message.
+    pub welcome: Value,
+    /// `order_update`s that arrived while waiting for answers, oldest first.
+    pub updates: Vec<Value>,
+    next_id: u64,
+}
+
+impl TradingWs {
+    /// Connect with `query` (`token=…` or `api_key=…`) and read the welcome.
+    pub async fn connect(s: &TestServer, query: &str) -> TradingWs {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("{}/ws/trading?{query}", s.ws_base()))
+                .await
+                .expect("/ws/trading upgrades");
+        let welcome = next_json(&mut ws).await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        TradingWs {
+            ws,
+            welcome,
+            updates: Vec::new(),
+            next_id: 0,
+        }
+    }
+
+    /// Send raw text; the next answer (pushed updates are kept in `updates`).
+    pub async fn send_text(&mut self, text: String) -> Value {
+        use futures_util::SinkExt;
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .expect("sent");
+        self.answer().await
+    }
+
+    /// The next message that is not a pushed update.
+    pub async fn answer(&mut self) -> Value {
+        loop {
+            let m = next_json(&mut self.ws).await;
+            if m["type"] == "order_update" {
+                self.updates.push(m);
+            } else {
+                return m;
+            }
+        }
+    }
+
+    /// Send `msg` with a fresh `request_id`; its answer, checked to echo the id.
+    pub async fn request(&mut self, mut msg: Value) -> Value {
+        self.next_id += 1;
+        let id = format!("r{}", self.next_id);
+        msg["request_id"] = json!(id);
+        let answer = self.send_text(msg.to_string()).await;
+        assert_eq!(answer["request_id"], json!(id), "{answer}");
+        answer
+    }
+
+    /// Place `order` (a `POST /api/orders` body): the answer as REST gives it, status and
+    /// body (the order, or the `{"error": …}` object).
+    pub async fn place(&mut self, order: Value) -> (StatusCode, Value) {
+        Self::as_rest(self.request(json!({"type": "place", "order": order})).await)
+    }
+
+    /// An answer as the REST status and body it stands for.
+    pub fn as_rest(answer: Value) -> (StatusCode, Value) {
+        match answer["type"].as_str() {
+            Some("order") => (StatusCode::OK, answer["order"].clone()),
+            Some("error") => (
+                StatusCode::from_u16(answer["status"].as_u64().expect("status") as u16)
+                    .expect("an HTTP status"),
+                answer,
+            ),
+            _ => panic!("not an answer to an order message: {answer}"),
+        }
+    }
+
+    /// Wait for a pushed `order_update` matching `pred` (10 s at most per message).
+    pub async fn update_where(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.updates.iter().position(&pred) {
+            return self.updates.remove(i);
+        }
+        loop {
+            let m = next_json(&mut self.ws).await;
+            assert_eq!(m["type"], "order_update", "unexpected message: {m}");
+            if pred(&m) {
+                return m;
+            }
+            self.updates.push(m);
+        }
+    }
+
+    /// The socket itself, for tests of the transport.
+    pub fn socket(
+        &mut self,
+    ) -> &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    > {
+        &mut self.ws
+    }
+}

@@ -7,6 +7,10 @@
 //! and kill switch of [`crate::oms`], the verdict every strategy's order gets) and puts it on
 //! the exchange that fills the strategies' orders, in one step; the live recorder stores it,
 //! and the answer is the stored row.
+//!
+//! The WebSocket order source (`/ws/trading`, [`crate::api::ws::trading`]) calls the same
+//! functions ([`place_manual`], [`cancel_by`], [`modify`]), so no order source has checks of
+//! its own.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -493,8 +497,19 @@ async fn create_order(
     Caller(p): Caller,
     ApiJson(req): ApiJson<PlaceOrder>,
 ) -> ApiResult<ApiJson<Order>> {
-    let request = to_request(&req)?;
-    Ok(ApiJson(place(&state, MANUAL, &p, request).await?))
+    Ok(ApiJson(place_manual(&state, &p, &req).await?))
+}
+
+/// Place a manual order for `caller`: the whole of `POST /api/orders` after the body is read.
+/// Every manual order source (REST, `/ws/trading`) calls this, so each meets the same
+/// validation and the one admission path ([`place`]).
+pub(crate) async fn place_manual(
+    state: &AppState,
+    caller: &Principal,
+    req: &PlaceOrder,
+) -> ApiResult<Order> {
+    let request = to_request(req)?;
+    place(state, MANUAL, caller, request).await
 }
 
 /// Orders a live strategy placed are held by the live engine's paper exchange; changing only
@@ -530,6 +545,17 @@ async fn cancel_order(
     body: axum::body::Bytes,
 ) -> ApiResult<ApiJson<Order>> {
     let req: CancelRequest = optional_body(&body)?;
+    Ok(ApiJson(cancel_by(&state, &p, id, &req).await?))
+}
+
+/// Cancel working order `id` for `p`: the whole of `POST /api/orders/{id}/cancel` after the
+/// body is read (REST and `/ws/trading` both call it).
+pub(crate) async fn cancel_by(
+    state: &AppState,
+    p: &Principal,
+    id: i64,
+    req: &CancelRequest,
+) -> ApiResult<Order> {
     let reason = match req.reason.as_deref().map(str::trim) {
         Some(r) if r.chars().count() > 200 => {
             return Err(ApiError::validation(
@@ -540,7 +566,7 @@ async fn cancel_order(
         Some(r) if !r.is_empty() => format!("cancelled by {}: {r}", p.username),
         _ => format!("cancelled by {}", p.username),
     };
-    Ok(ApiJson(cancel(&state, id, &reason).await?))
+    cancel(state, id, &reason).await
 }
 
 /// A JSON body that may be absent (empty body means the defaults).

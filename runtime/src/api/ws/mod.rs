@@ -31,6 +31,7 @@ use super::hub::Topic;
 use super::state::AppState;
 
 pub mod ingest;
+pub mod trading;
 
 /// How long a client may take to accept one message before it is dropped.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,6 +43,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ws", get(connect_any))
         .route("/ws/ingest", get(ingest::connect))
+        .route("/ws/trading", get(trading::connect))
         .route("/ws/{topic}", get(connect_topic))
 }
 
@@ -98,23 +100,44 @@ async fn upfront_principal(
     q: &WsQuery,
     headers: &HeaderMap,
 ) -> Result<Option<Principal>, ApiError> {
-    Ok(if let Some(t) = &q.token {
-        Some(authenticate_token(state, t).await?)
+    Ok(match upfront_credentials(q, headers)? {
+        Some(h) => Some(authenticate(state, &h).await?),
+        None => None,
+    })
+}
+
+/// The credentials given with the upgrade request as the headers a REST call carries them in
+/// (`Authorization: Bearer` or `X-API-Key`), so [`authenticate`] checks them exactly as the
+/// REST gate does; `?token=` wins over `?api_key=` over the request's own headers.
+fn upfront_credentials(q: &WsQuery, headers: &HeaderMap) -> Result<Option<HeaderMap>, ApiError> {
+    let mut h = HeaderMap::new();
+    if let Some(t) = &q.token {
+        h.insert(
+            axum::http::header::AUTHORIZATION,
+            format!("Bearer {t}")
+                .parse()
+                .map_err(|_| ApiError::unauthorized("token is not valid text"))?,
+        );
     } else if let Some(k) = &q.api_key {
-        let mut h = HeaderMap::new();
         h.insert(
             "x-api-key",
             k.parse()
                 .map_err(|_| ApiError::unauthorized("api_key is not valid text"))?,
         );
-        Some(authenticate(state, &h).await?)
-    } else if headers.contains_key(axum::http::header::AUTHORIZATION)
-        || headers.contains_key("x-api-key")
-    {
-        Some(authenticate(state, headers).await?)
     } else {
-        None
-    })
+        for name in [
+            axum::http::header::AUTHORIZATION,
+            axum::http::HeaderName::from_static("x-api-key"),
+        ] {
+            if let Some(v) = headers.get(&name) {
+                h.insert(name, v.clone());
+            }
+        }
+        if h.is_empty() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(h))
 }
 
 #[derive(Debug, Deserialize)]
@@ -312,6 +335,15 @@ fn handle(subs: &mut Subscriptions, text: &str) -> serde_json::Value {
 }
 
 async fn first_message_auth(state: &AppState, socket: &mut WebSocket) -> Option<Principal> {
+    first_message_token(state, socket).await.map(|(p, _)| p)
+}
+
+/// [`first_message_auth`] that also returns the token, for sessions that authenticate it again
+/// later (`/ws/trading` checks the caller on every order, as REST does per request).
+async fn first_message_token(
+    state: &AppState,
+    socket: &mut WebSocket,
+) -> Option<(Principal, String)> {
     let reply = |m: String| json!({"type": "error", "message": m}).to_string();
     let first = tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await;
     let text = match first {
@@ -328,7 +360,7 @@ async fn first_message_auth(state: &AppState, socket: &mut WebSocket) -> Option<
     };
     match serde_json::from_str::<ClientMessage>(&text) {
         Ok(ClientMessage::Auth { token }) => match authenticate_token(state, &token).await {
-            Ok(p) => Some(p),
+            Ok(p) => Some((p, token)),
             Err(e) => {
                 let _ = send(socket, reply(e.message)).await;
                 let _ = socket.send(Message::Close(None)).await;
