@@ -15,7 +15,7 @@
 //! Answers are `{"type":"order","request_id","action":"placed"|"cancelled"|"modified",
 //! "order":{…}}` (the order as REST answers it) or `{"type":"error","request_id","status",
 //! "error":{"code","message","field"?}}` (the code, message and HTTP status REST gives). The
-//! caller's own manual orders that the paper desk fills, cancels or places (bracket exits)
+//! caller's own manual orders that the live engine fills, cancels or places (bracket exits)
 //! arrive as `{"type":"order_update","event":"filled"|"cancelled"|"accepted","order",
 //! "fill"?}`.
 //!
