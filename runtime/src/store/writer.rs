@@ -9,7 +9,6 @@
 //! holds, [`super::orders::record_fill`] (the API's path) to the rows it reads.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt::Write as _;
 
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, FromRow, PgConnection, Row, SqliteConnection};
