@@ -171,27 +171,37 @@ pub async fn symbol_exists(store: &Store, symbol: &str) -> StoreResult<bool> {
     )
 }
 
+/// `$q` ([`INSERT_ORDER`]) with the columns of [`NewOrder`] `$o` bound, created and updated at
+/// `$t`: the one binding of an order insert, for the pool and the live recorder's writer.
+macro_rules! bind_new_order {
+    ($q:expr, $o:expr, $t:expr) => {{
+        let (o, t) = ($o, $t);
+        $q.bind(&o.account)
+            .bind(o.instance_id)
+            .bind(o.user_id)
+            .bind(&o.symbol)
+            .bind(&o.side)
+            .bind(&o.order_type)
+            .bind(o.quantity)
+            .bind(o.limit_price)
+            .bind(o.stop_price)
+            .bind(&o.time_in_force)
+            .bind(o.take_profit)
+            .bind(o.stop_loss)
+            .bind(&o.status)
+            .bind(&o.reason)
+            .bind(&o.tag)
+            .bind(t)
+            .bind(t)
+    }};
+}
+
+pub(crate) use bind_new_order;
+
 /// Store an order; returns it with its id.
 pub async fn insert(store: &Store, o: &NewOrder) -> StoreResult<Order> {
     let t = now();
-    let id: i64 = with_pool!(store, p => sqlx::query_scalar(INSERT_ORDER)
-        .bind(&o.account)
-        .bind(o.instance_id)
-        .bind(o.user_id)
-        .bind(&o.symbol)
-        .bind(&o.side)
-        .bind(&o.order_type)
-        .bind(o.quantity)
-        .bind(o.limit_price)
-        .bind(o.stop_price)
-        .bind(&o.time_in_force)
-        .bind(o.take_profit)
-        .bind(o.stop_loss)
-        .bind(&o.status)
-        .bind(&o.reason)
-        .bind(&o.tag)
-        .bind(t)
-        .bind(t)
+    let id: i64 = with_pool!(store, p => bind_new_order!(sqlx::query_scalar(INSERT_ORDER), o, t)
         .fetch_one(p)
         .await)?;
     get(store, id).await

@@ -1093,24 +1093,7 @@ fn commit_script(tx: &SqliteTx, cursors: &[(String, Cursor)], t: i64) -> Script 
 async fn insert_order(conn: Conn<'_>, o: &NewOrder) -> StoreResult<i64> {
     let t = now();
     Ok(
-        with_conn!(conn, c => sqlx::query_scalar(super::orders::INSERT_ORDER)
-        .bind(&o.account)
-        .bind(o.instance_id)
-        .bind(o.user_id)
-        .bind(&o.symbol)
-        .bind(&o.side)
-        .bind(&o.order_type)
-        .bind(o.quantity)
-        .bind(o.limit_price)
-        .bind(o.stop_price)
-        .bind(&o.time_in_force)
-        .bind(o.take_profit)
-        .bind(o.stop_loss)
-        .bind(&o.status)
-        .bind(&o.reason)
-        .bind(&o.tag)
-        .bind(t)
-        .bind(t)
+        with_conn!(conn, c => super::orders::bind_new_order!(sqlx::query_scalar(super::orders::INSERT_ORDER), o, t)
         .fetch_one(c)
         .await?),
     )
