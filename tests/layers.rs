@@ -18,6 +18,32 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "qtm-backtest",
         &["qtm-core", "qtm-market", "qtm-oms", "qtm-engine"],
     ),
+    ("qtm-report", &["qtm-core", "qtm-backtest"]),
+    ("qtm-store", &["qtm-core", "qtm-market", "qtm-oms"]),
+    (
+        "qtm-live",
+        &[
+            "qtm-core",
+            "qtm-market",
+            "qtm-oms",
+            "qtm-engine",
+            "qtm-sandbox",
+            "qtm-store",
+        ],
+    ),
+    (
+        "qtm-server",
+        &[
+            "qtm-core",
+            "qtm-market",
+            "qtm-oms",
+            "qtm-sandbox",
+            "qtm-backtest",
+            "qtm-report",
+            "qtm-store",
+            "qtm-live",
+        ],
+    ),
     (
         "qtm-runtime",
         &[
@@ -27,6 +53,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "qtm-engine",
             "qtm-sandbox",
             "qtm-backtest",
+            "qtm-report",
+            "qtm-store",
+            "qtm-live",
+            "qtm-server",
         ],
     ),
     ("qtm-guest-sdk", &[]),
@@ -123,5 +153,19 @@ fn only_the_sandbox_depends_on_wasmtime() {
             !edges[krate].contains("qtm-sandbox"),
             "{krate} → qtm-sandbox"
         );
+    }
+}
+
+#[test]
+fn the_server_steers_live_trading_through_its_handle_never_the_engine() {
+    let edges = workspace_edges();
+    assert!(edges["qtm-server"].contains("qtm-live"));
+    assert!(
+        !edges["qtm-server"].contains("qtm-engine"),
+        "qtm-server → qtm-engine: go through qtm-live"
+    );
+    // The store is below everything that trades: it stores, it does not run anything.
+    for below in ["qtm-engine", "qtm-sandbox", "qtm-live", "qtm-server"] {
+        assert!(!edges["qtm-store"].contains(below), "qtm-store → {below}");
     }
 }

@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{self, Message};
 
-/// The `/ws/trading` message cap (`runtime/src/api/ws/trading.rs`).
+/// The `/ws/trading` message cap (`runtime/server/src/ws/trading.rs`).
 const MAX_MESSAGE_BYTES: usize = 16 << 10;
 
 /// A server whose store holds SPY's first 50 bundled bars, with an admin, a trader (tina) and

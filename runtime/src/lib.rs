@@ -17,13 +17,13 @@ pub use qtm_backtest as backtest;
 pub use qtm_backtest::{metrics, spill};
 pub use qtm_core::{events, model, strategy};
 pub use qtm_engine as engine;
+pub use qtm_live as live;
 pub use qtm_market as market;
 pub use qtm_oms::{exchange, oms, portfolio, risk};
+pub use qtm_report as report;
 pub use qtm_sandbox as sandbox;
+pub use qtm_server as api;
+pub use qtm_store as store;
 
-pub mod api;
 pub mod cli;
-pub mod live;
-pub mod report;
-pub mod store;
 pub mod toolchain;

@@ -210,7 +210,7 @@ pub mod polyglot;
 pub mod server;
 
 /// A throwaway PostgreSQL server for the tests, shared with the runtime's unit tests.
-#[path = "../../runtime/src/store/test_postgres.rs"]
+#[path = "../../runtime/store/src/test_postgres.rs"]
 pub mod postgres;
 
 /// sma-cross 10/30 with `mode`, `sizing` and `quantity`, as the tests that compare it with

@@ -3,6 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Seconds in a UTC day.
+pub const SECONDS_PER_DAY: i64 = 86_400;
+
+/// Start (unix seconds, 00:00 UTC) of the calendar day holding `ts`.
+pub fn day_start(ts: i64) -> i64 {
+    ts - ts.rem_euclid(SECONDS_PER_DAY)
+}
+
 /// One OHLCV bar; `ts` is the bar's open time in unix seconds (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Bar {

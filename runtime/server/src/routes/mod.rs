@@ -1,0 +1,14 @@
+//! The `/api` routes, one file per area. Each file's `router()` returns its routes with their
+//! OpenAPI entries; the `security` scopes of each entry are the access rule (see
+//! [`crate::auth::access`]).
+
+pub mod backtests;
+pub mod live;
+pub mod market;
+pub mod modules;
+pub mod orders;
+pub mod risk;
+pub mod signals;
+pub mod strategies;
+pub mod system;
+pub mod users;

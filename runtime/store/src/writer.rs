@@ -1,0 +1,1545 @@
+//! The live recorder's write connection.
+//!
+//! The recorder books everything the live engine did (orders, fills with their position
+//! updates, cancels, cursors, snapshots) in one transaction per batch, on a connection of its
+//! own that no API request waits behind. It runs on the recorder's thread, which is not a
+//! tokio worker: a [`Writer`] drives its connection with a current-thread runtime of its own.
+//!
+//! Fill booking is decided in one place, [`plan_fill`]: the writer applies it to the rows it
+//! holds, [`super::orders::record_fill`] (the API's path) to the rows it reads.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, FromRow, PgConnection, Row, SqliteConnection};
+
+use super::live::Cursor;
+use super::orders::{
+    FillRecord, NewOrder, ORDER_COLUMNS, Order, POSITION_COLUMNS, Position, status,
+};
+use super::{Conn, Connect, Store, StoreError, StoreResult, now, with_conn};
+use qtm_core::model::Bar;
+use qtm_oms::portfolio::Portfolio;
+
+/// The connection a writer owns.
+enum Owned {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+/// The recorder's connection. Writes run inside a transaction that the first of them opens
+/// ([`Writer::begin`]) and [`Writer::commit`] ends.
+///
+/// Its methods block the calling thread on the writer's own runtime, so they must not be
+/// called from async code (tokio refuses to block a thread that runs tasks): the recorder has
+/// a thread of its own, async callers go through `spawn_blocking`.
+///
+/// On SQLite a statement runs on sqlx's connection thread, and each hand-off to it costs
+/// more than the statements it carries (about 100 µs on a loaded 2-core VM, against a few µs
+/// for an insert). So a SQLite transaction costs at most two hand-offs whatever it holds:
+/// one when it starts (`BEGIN IMMEDIATE`, the largest ids, and the orders and open positions
+/// the batch will touch, [`Writer::prefetch`]) and one at the commit, which carries every
+/// write as a few multi-row statements. In between, the writer keeps the rows it read and
+/// wrote and books orders, fills and positions on them in memory; it can, because the
+/// transaction holds the database's write lock from its first statement, so no other writer
+/// changes those rows or takes those ids meanwhile. A row it did not prefetch is read when
+/// first needed (one more hand-off). PostgreSQL runs each statement as it comes.
+pub struct Writer {
+    rt: tokio::runtime::Runtime,
+    conn: Owned,
+    store: Store,
+    /// Whether a transaction is open.
+    open: bool,
+    /// PostgreSQL: a statement failed inside the open transaction, which then refuses every
+    /// later statement of it: the commit rolls it back and says so.
+    aborted: bool,
+    /// Rows changed through this connection so far.
+    changes: u64,
+    /// Cursors to move with the commit, by symbol.
+    cursors: Vec<(String, Cursor)>,
+    /// Whether the open transaction wrote instance rows (snapshots), which the catalog cache
+    /// must learn once it commits.
+    touches_catalog: bool,
+    /// SQLite: what the open transaction read and wrote.
+    tx: SqliteTx,
+}
+
+/// The ids the next rows of a SQLite transaction take: the largest stored plus one, read as
+/// it starts (its write lock keeps anyone else from inserting until it commits).
+#[derive(Debug, Clone, Copy, Default)]
+struct NextIds {
+    order: i64,
+    fill: i64,
+    position: i64,
+    journal: i64,
+}
+
+/// A row a SQLite transaction holds: read from the store or written by it.
+#[derive(Debug)]
+struct Held<T> {
+    row: T,
+    /// Not stored yet: inserted with the commit.
+    new: bool,
+    /// Stored and changed since: updated with the commit.
+    dirty: bool,
+}
+
+impl<T> Held<T> {
+    fn read(row: T) -> Self {
+        Held {
+            row,
+            new: false,
+            dirty: false,
+        }
+    }
+
+    fn new(row: T) -> Self {
+        Held {
+            row,
+            new: true,
+            dirty: false,
+        }
+    }
+
+    /// The row, to change.
+    fn change(&mut self) -> &mut T {
+        self.dirty = !self.new;
+        &mut self.row
+    }
+}
+
+/// A fill to insert.
+#[derive(Debug)]
+struct FillRow {
+    id: i64,
+    order_id: i64,
+    account: String,
+    symbol: String,
+    side: String,
+    quantity: f64,
+    price: f64,
+    fee: f64,
+    ts: i64,
+    position_id: Option<i64>,
+}
+
+/// A snapshot to store.
+#[derive(Debug)]
+struct SnapshotRow {
+    strategy_id: i64,
+    state: Vec<u8>,
+    ts: i64,
+    seqs: String,
+}
+
+/// What a SQLite transaction of the writer read and wrote: everything written goes to the
+/// store with the commit.
+#[derive(Debug, Default)]
+struct SqliteTx {
+    /// `BEGIN IMMEDIATE` went out, and the next ids were read with it.
+    started: bool,
+    next: NextIds,
+    orders: BTreeMap<i64, Held<Order>>,
+    /// Accounts whose open positions were read: an account read with no open position in a
+    /// symbol has none.
+    accounts: HashSet<String>,
+    /// The open position of each (account, symbol) held.
+    open_positions: HashMap<(String, String), i64>,
+    positions: BTreeMap<i64, Held<Position>>,
+    fills: Vec<FillRow>,
+    /// Per account: trade cash, fees, realized PnL added by the transaction.
+    totals: BTreeMap<String, [f64; 3]>,
+    journal: Vec<(i64, Vec<u8>)>,
+    /// Journal entries up to this id are deleted.
+    prune_upto: Option<i64>,
+    snapshots: Vec<SnapshotRow>,
+}
+
+impl SqliteTx {
+    /// Whether the commit has anything to write.
+    fn writes(&self) -> bool {
+        self.orders.values().any(|o| o.new || o.dirty)
+            || self.positions.values().any(|p| p.new || p.dirty)
+            || !self.fills.is_empty()
+            || !self.journal.is_empty()
+            || self.prune_upto.is_some()
+            || !self.snapshots.is_empty()
+    }
+}
+
+/// A value bound to a [`Script`]'s next parameter.
+enum Val {
+    Int(i64),
+    OptInt(Option<i64>),
+    Real(f64),
+    OptReal(Option<f64>),
+    Text(String),
+    OptText(Option<String>),
+    Blob(Vec<u8>),
+}
+
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Val::Int(v)
+    }
+}
+impl From<Option<i64>> for Val {
+    fn from(v: Option<i64>) -> Self {
+        Val::OptInt(v)
+    }
+}
+impl From<f64> for Val {
+    fn from(v: f64) -> Self {
+        Val::Real(v)
+    }
+}
+impl From<Option<f64>> for Val {
+    fn from(v: Option<f64>) -> Self {
+        Val::OptReal(v)
+    }
+}
+impl From<String> for Val {
+    fn from(v: String) -> Self {
+        Val::Text(v)
+    }
+}
+impl From<&str> for Val {
+    fn from(v: &str) -> Self {
+        Val::Text(v.to_string())
+    }
+}
+impl From<Option<String>> for Val {
+    fn from(v: Option<String>) -> Self {
+        Val::OptText(v)
+    }
+}
+impl From<Vec<u8>> for Val {
+    fn from(v: Vec<u8>) -> Self {
+        Val::Blob(v)
+    }
+}
+
+/// A SQLite query of several statements and its arguments, written together: each value
+/// bound writes the parameter it fills, so the two cannot drift apart.
+///
+/// Parameters are anonymous (`?`), taken in order: SQLite looks a named parameter (`$n`) up
+/// in a list of the statement's names, one by one, which made a 300-order commit (6,000
+/// parameters) cost 50 ms; numbered ones (`?n`) stop at 32,766 for the whole query.
+#[derive(Default)]
+struct Script {
+    sql: String,
+    args: SqliteArguments,
+}
+
+impl Script {
+    fn push(&mut self, sql: &str) {
+        self.sql.push_str(sql);
+    }
+
+    /// Bind `v` to the next parameter, whose `?` the caller wrote.
+    fn bind(&mut self, v: impl Into<Val>) {
+        let added = match v.into() {
+            Val::Int(v) => self.args.add(v),
+            Val::OptInt(v) => self.args.add(v),
+            Val::Real(v) => self.args.add(v),
+            Val::OptReal(v) => self.args.add(v),
+            Val::Text(v) => self.args.add(v),
+            Val::OptText(v) => self.args.add(v),
+            Val::Blob(v) => self.args.add(v),
+        };
+        // Integers, reals, texts and blobs always encode.
+        debug_assert!(added.is_ok());
+    }
+
+    /// Bind `v` to the next parameter and write it (`?`).
+    fn param(&mut self, v: impl Into<Val>) {
+        self.bind(v);
+        self.push("?");
+    }
+
+    /// One row of a `VALUES` list: `(v1, v2, …)`, after a comma unless it is the first.
+    fn row(&mut self, first: bool, vals: Vec<Val>) {
+        self.push(if first { "(" } else { ", (" });
+        for (i, v) in vals.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.param(v);
+        }
+        self.push(")");
+    }
+
+    /// `head` and an `IN` list of `items`, as many statements as it takes (each at most
+    /// [`ROWS_PER_STATEMENT`] items); nothing when there are none.
+    fn in_lists(&mut self, head: &str, items: impl IntoIterator<Item = Val>) {
+        let mut in_statement = 0;
+        for item in items {
+            if in_statement == ROWS_PER_STATEMENT {
+                self.push("); ");
+                in_statement = 0;
+            }
+            self.push(if in_statement == 0 { head } else { ", " });
+            if in_statement == 0 {
+                self.push("(");
+            }
+            self.param(item);
+            in_statement += 1;
+        }
+        if in_statement > 0 {
+            self.push("); ");
+        }
+    }
+
+    /// `head`, the rows of `items` (at most [`ROWS_PER_STATEMENT`] a statement, as many
+    /// statements as it takes), `tail`; nothing when there are no items.
+    fn rows<T>(
+        &mut self,
+        head: &str,
+        tail: &str,
+        items: impl IntoIterator<Item = T>,
+        row: impl Fn(T) -> Vec<Val>,
+    ) {
+        let mut in_statement = 0;
+        for item in items {
+            if in_statement == ROWS_PER_STATEMENT {
+                self.push(tail);
+                self.push("; ");
+                in_statement = 0;
+            }
+            if in_statement == 0 {
+                self.push(head);
+            }
+            self.row(in_statement == 0, row(item));
+            in_statement += 1;
+        }
+        if in_statement > 0 {
+            self.push(tail);
+            self.push("; ");
+        }
+    }
+}
+
+/// Most rows one multi-row statement carries (SQLite allows 32,766 parameters a statement;
+/// the widest row, an order's, has 20).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `sql`, whose parameters `$1`, `$2`, … appear in that order, with each made `?` (see
+/// [`Script`]).
+fn positional(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    let mut expected = 1;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        out.push('?');
+        rest = &rest[i + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        debug_assert_eq!(rest[..digits].parse::<usize>().ok(), Some(expected));
+        expected += 1;
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Drive `f` to completion on this thread without sleeping: poll it, and between polls only
+/// yield the core. A SQLite statement's answer comes from sqlx's connection thread, and
+/// parking this thread until it is woken took longer than the statement (the wake-up of a
+/// parked thread is tens of microseconds here); polling sees the answer as it lands.
+fn spin_on<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// A current-thread runtime for a connection driven from a plain thread.
+fn runtime() -> StoreResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Open(format!("a runtime for the write connection: {e}")))
+}
+
+/// Columns of the row that reads a SQLite transaction's next ids.
+const NEXT_IDS: &str = "SELECT (SELECT COALESCE(MAX(id), 0) + 1 FROM orders), (SELECT COALESCE(MAX(id), 0) + 1 FROM fills), (SELECT COALESCE(MAX(id), 0) + 1 FROM positions), (SELECT COALESCE(MAX(id), 0) + 1 FROM live_journal)";
+
+impl Writer {
+    /// Open a connection to `store`'s database, set up as the pool's connections (on SQLite:
+    /// WAL, `synchronous=NORMAL`, foreign keys, the store's busy timeout).
+    pub fn open(store: &Store) -> StoreResult<Writer> {
+        use sqlx::ConnectOptions;
+        let rt = runtime()?;
+        let conn = match store.connect_options() {
+            Connect::Sqlite(o) => Owned::Sqlite(rt.block_on(o.connect())?),
+            Connect::Postgres(o) => Owned::Postgres(rt.block_on(o.connect())?),
+        };
+        Ok(Writer {
+            rt,
+            conn,
+            store: store.clone(),
+            open: false,
+            aborted: false,
+            changes: 0,
+            cursors: Vec::new(),
+            touches_catalog: false,
+            tx: SqliteTx::default(),
+        })
+    }
+
+    /// [`Writer::open`] for a writer on the hot path. On SQLite its commits never run a WAL
+    /// checkpoint (copying pages back into the database file takes milliseconds, and SQLite
+    /// runs it in the connection whose commit crosses 1,000 pages); `checkpointer` runs them
+    /// beside it. PostgreSQL checkpoints by itself: its checkpointer does nothing.
+    pub fn open_without_checkpoints(store: &Store) -> StoreResult<(Writer, Checkpointer)> {
+        let mut w = Writer::open(store)?;
+        let checkpoints = match store.connect_options() {
+            Connect::Sqlite(o) => {
+                let Owned::Sqlite(c) = &mut w.conn else {
+                    unreachable!("a SQLite store opens a SQLite writer")
+                };
+                w.rt.block_on(sqlx::raw_sql("PRAGMA wal_autocheckpoint = 0").execute(c))?;
+                Checkpointer::start(o.clone())?
+            }
+            Connect::Postgres(_) => Checkpointer::none(),
+        };
+        Ok((w, checkpoints))
+    }
+
+    /// Start a transaction. On SQLite it holds the write lock from its first statement, so it
+    /// can never fail halfway on a lock another writer took after it started reading. Every
+    /// write opens one when none is open, so a caller with nothing to write takes no lock.
+    pub fn begin(&mut self) -> StoreResult<()> {
+        if self.open {
+            return Ok(());
+        }
+        if let Owned::Postgres(c) = &mut self.conn {
+            self.rt.block_on(sqlx::raw_sql("BEGIN").execute(c))?;
+        }
+        self.open = true;
+        self.aborted = false;
+        self.touches_catalog = false;
+        self.tx = SqliteTx::default();
+        Ok(())
+    }
+
+    /// Read, in one hand-off, the orders `orders` and the open positions of `accounts` that
+    /// the coming writes will touch (SQLite; PostgreSQL reads each as it books it). Only a
+    /// saving: what is not prefetched is read when needed.
+    pub fn prefetch(&mut self, orders: &[i64], accounts: &[String]) -> StoreResult<()> {
+        if matches!(self.conn, Owned::Postgres(_)) {
+            return Ok(());
+        }
+        self.begin()?;
+        self.load(orders, accounts)
+    }
+
+    /// SQLite: start the transaction if it has not (with the read of the next ids), and read
+    /// the orders and accounts' open positions not held yet, in one query.
+    fn load(&mut self, orders: &[i64], accounts: &[String]) -> StoreResult<()> {
+        let mut orders: Vec<i64> = orders
+            .iter()
+            .copied()
+            .filter(|id| !self.tx.orders.contains_key(id))
+            .collect();
+        orders.sort_unstable();
+        orders.dedup();
+        let mut accounts: Vec<&String> = accounts
+            .iter()
+            .filter(|a| !self.tx.accounts.contains(*a))
+            .collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let starts = !self.tx.started;
+        if !starts && orders.is_empty() && accounts.is_empty() {
+            return Ok(());
+        }
+        let mut q = Script::default();
+        if starts {
+            q.push("BEGIN IMMEDIATE; ");
+            q.push(NEXT_IDS);
+            q.push("; ");
+        }
+        q.in_lists(
+            &format!(
+                "SELECT {POSITION_COLUMNS} FROM positions WHERE closed_at IS NULL AND account IN "
+            ),
+            accounts.iter().map(|a| Val::from(a.as_str())),
+        );
+        q.in_lists(
+            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id IN "),
+            orders.iter().map(|id| Val::from(*id)),
+        );
+        let sql = q.sql;
+        let Owned::Sqlite(c) = &mut self.conn else {
+            unreachable!("loads are SQLite's")
+        };
+        let rows = {
+            let _context = self.rt.enter();
+            spin_on(sqlx::query_with(sqlx::AssertSqlSafe(sql), q.args).fetch_all(&mut *c))
+        };
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                if starts {
+                    // The BEGIN may have run: end whatever it opened.
+                    let _ = self.rt.block_on(sqlx::raw_sql("ROLLBACK").execute(&mut *c));
+                    self.ended();
+                }
+                return Err(e.into());
+            }
+        };
+        self.tx.started = true;
+        let order_columns = ORDER_COLUMNS.split(',').count();
+        let position_columns = POSITION_COLUMNS.split(',').count();
+        for row in rows {
+            let n = row.columns().len();
+            if n == 4 {
+                self.tx.next = NextIds {
+                    order: row.try_get(0)?,
+                    fill: row.try_get(1)?,
+                    position: row.try_get(2)?,
+                    journal: row.try_get(3)?,
+                };
+            } else if n == position_columns {
+                let p = Position::from_row(&row)?;
+                self.tx
+                    .open_positions
+                    .insert((p.account.clone(), p.symbol.clone()), p.id);
+                self.tx.positions.insert(p.id, Held::read(p));
+            } else if n == order_columns {
+                let o = Order::from_row(&row)?;
+                self.tx.orders.insert(o.id, Held::read(o));
+            }
+        }
+        for a in accounts {
+            self.tx.accounts.insert(a.clone());
+        }
+        Ok(())
+    }
+
+    /// The transaction is over (committed or rolled back).
+    fn ended(&mut self) {
+        self.open = false;
+        self.cursors.clear();
+        self.tx = SqliteTx::default();
+    }
+
+    /// Whether a transaction is open (something was written since the last commit).
+    pub fn in_transaction(&self) -> bool {
+        self.open
+    }
+
+    /// Rows inserted, updated or deleted through this connection so far.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// Make everything since [`Writer::begin`] durable at once. If the commit fails the
+    /// transaction is rolled back, so the next `begin` starts clean.
+    pub fn commit(&mut self) -> StoreResult<()> {
+        if !self.open {
+            return Ok(());
+        }
+        let cursors = std::mem::take(&mut self.cursors);
+        let aborted = std::mem::take(&mut self.aborted);
+        let t = now();
+        let done: StoreResult<u64> = match &mut self.conn {
+            Owned::Sqlite(c) => {
+                if !self.tx.started && !self.tx.writes() && cursors.is_empty() {
+                    // Nothing was sent and nothing is to be: there is nothing to commit.
+                    self.ended();
+                    return Ok(());
+                }
+                let q = commit_script(&self.tx, &cursors, t);
+                let _context = self.rt.enter();
+                spin_on(async {
+                    Ok(sqlx::query_with(sqlx::AssertSqlSafe(q.sql), q.args)
+                        .execute(&mut *c)
+                        .await?
+                        .rows_affected())
+                })
+            }
+            Owned::Postgres(c) => self.rt.block_on(async {
+                let mut changed = 0;
+                if !aborted {
+                    for chunk in cursors.chunks(CURSORS_PER_STATEMENT) {
+                        let sql = super::live::upsert_cursors_sql(chunk.len());
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                        for (symbol, cur) in chunk {
+                            q = q
+                                .bind(symbol)
+                                .bind(cur.seq)
+                                .bind(cur.ts)
+                                .bind(cur.close)
+                                .bind(t);
+                        }
+                        changed += q.execute(&mut *c).await?.rows_affected();
+                    }
+                }
+                let end = if aborted { "ROLLBACK" } else { "COMMIT" };
+                sqlx::raw_sql(end).execute(&mut *c).await?;
+                Ok(changed)
+            }),
+        };
+        self.ended();
+        match done {
+            Ok(changed) => self.changes += changed,
+            Err(e) => {
+                let _ = match &mut self.conn {
+                    Owned::Sqlite(c) => self
+                        .rt
+                        .block_on(sqlx::raw_sql("ROLLBACK").execute(c))
+                        .map(drop),
+                    Owned::Postgres(c) => self
+                        .rt
+                        .block_on(sqlx::raw_sql("ROLLBACK").execute(c))
+                        .map(drop),
+                };
+                return Err(e);
+            }
+        }
+        if aborted {
+            return Err(StoreError::Conflict(
+                "a statement of the batch failed, which aborts a PostgreSQL transaction: the batch was rolled back".into(),
+            ));
+        }
+        if self.touches_catalog {
+            self.store.catalog_changed();
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL: run `f` on the connection inside the open transaction, counting what it
+    /// changed, or noting that it failed (which aborts the transaction).
+    fn pg<T>(
+        &mut self,
+        f: impl AsyncFnOnce(&mut PgConnection) -> StoreResult<(T, u64)>,
+    ) -> StoreResult<T> {
+        self.begin()?;
+        let Owned::Postgres(c) = &mut self.conn else {
+            unreachable!("called on PostgreSQL only")
+        };
+        match self.rt.block_on(f(c)) {
+            Ok((out, changed)) => {
+                self.changes += changed;
+                Ok(out)
+            }
+            Err(e) => {
+                self.aborted |= matches!(e, StoreError::Sql(_));
+                Err(e)
+            }
+        }
+    }
+
+    /// Store an order; its id.
+    pub fn insert_order(&mut self, o: &NewOrder) -> StoreResult<i64> {
+        if let Owned::Postgres(_) = self.conn {
+            let o = o.clone();
+            return self.pg(async move |c| Ok((insert_order(c.into(), &o).await?, 1)));
+        }
+        self.begin()?;
+        self.load(&[], &[])?;
+        let id = self.tx.next.order;
+        self.tx.next.order += 1;
+        let t = now();
+        let order = Order {
+            id,
+            account: o.account.clone(),
+            instance_id: o.instance_id,
+            user_id: o.user_id,
+            symbol: o.symbol.clone(),
+            side: o.side.clone(),
+            order_type: o.order_type.clone(),
+            quantity: o.quantity,
+            limit_price: o.limit_price,
+            stop_price: o.stop_price,
+            time_in_force: o.time_in_force.clone(),
+            take_profit: o.take_profit,
+            stop_loss: o.stop_loss,
+            status: o.status.clone(),
+            filled_qty: 0.0,
+            avg_price: None,
+            reason: o.reason.clone(),
+            tag: o.tag.clone(),
+            created_at: t,
+            updated_at: t,
+        };
+        self.tx.orders.insert(id, Held::new(order));
+        Ok(id)
+    }
+
+    /// Cancel a working order; whether it was working.
+    pub fn cancel_order(&mut self, id: i64, reason: &str) -> StoreResult<bool> {
+        if let Owned::Postgres(_) = self.conn {
+            let reason = reason.to_string();
+            return self.pg(async move |c| {
+                let n = sqlx::query(super::orders::CANCEL_WORKING)
+                    .bind(&reason)
+                    .bind(now())
+                    .bind(id)
+                    .execute(c)
+                    .await?
+                    .rows_affected();
+                Ok((n > 0, n))
+            });
+        }
+        self.begin()?;
+        self.load(&[id], &[])?;
+        let Some(held) = self.tx.orders.get_mut(&id) else {
+            return Ok(false);
+        };
+        if !held.row.is_working() {
+            return Ok(false);
+        }
+        let o = held.change();
+        o.status = status::CANCELLED.into();
+        o.reason = Some(reason.to_string());
+        o.updated_at = now();
+        Ok(true)
+    }
+
+    /// Book an execution of order `order_id` ([`plan_fill`]) in this transaction.
+    ///
+    /// `Conflict` when the order is not working or the fill is larger than what is left.
+    pub fn record_fill(
+        &mut self,
+        order_id: i64,
+        quantity: f64,
+        price: f64,
+        fee: f64,
+        ts: i64,
+    ) -> StoreResult<FillRecord> {
+        if let Owned::Postgres(_) = self.conn {
+            return self.pg(async move |c| {
+                let f = book_fill(c.into(), order_id, quantity, price, fee, ts).await?;
+                Ok((f, 4))
+            });
+        }
+        self.begin()?;
+        self.load(&[order_id], &[])?;
+        let account = match self.tx.orders.get(&order_id) {
+            Some(o) => o.row.account.clone(),
+            None => return Err(StoreError::NotFound(format!("order {order_id}"))),
+        };
+        self.load(&[], std::slice::from_ref(&account))?;
+        let tx = &mut self.tx;
+        let order = &tx.orders[&order_id].row;
+        let key = (account, order.symbol.clone());
+        let open = tx.open_positions.get(&key).map(|id| {
+            let p = &tx.positions[id].row;
+            OpenPosition {
+                id: p.id,
+                quantity: p.quantity,
+                avg_price: p.avg_price,
+                opened_at: p.opened_at,
+            }
+        });
+        let plan = plan_fill(order, open, quantity, price, fee, ts)?;
+        let t = now();
+        let o = tx.orders.get_mut(&order_id).expect("held above").change();
+        o.filled_qty = plan.filled;
+        o.avg_price = Some(plan.avg_price);
+        o.status = plan.status.into();
+        o.updated_at = t;
+        let record = FillRecord {
+            id: tx.next.fill,
+            order_id,
+            position_id: None,
+            account: o.account.clone(),
+            symbol: o.symbol.clone(),
+            side: o.side.clone(),
+            quantity,
+            price,
+            fee,
+            ts,
+            order_type: o.order_type.clone(),
+            tag: o.tag.clone(),
+            user_id: o.user_id,
+        };
+        tx.next.fill += 1;
+        // Close or move what is open, then open what the fill starts.
+        if let Some(open) = open {
+            let p = tx.positions.get_mut(&open.id).expect("held").change();
+            p.realized_pnl += plan.realized;
+            p.fees += plan.open_fee;
+            p.updated_at = t;
+            match plan.step {
+                PositionMove::Move => {
+                    p.quantity = plan.quantity_after;
+                    p.avg_price = plan.avg_price_after;
+                }
+                _ => {
+                    p.quantity = 0.0;
+                    p.closed_at = Some(ts);
+                    tx.open_positions.remove(&key);
+                }
+            }
+        }
+        // A fill that goes through flat belongs to the trade it closes.
+        let mut position_id = open.map(|p| p.id);
+        if matches!(plan.step, PositionMove::Open | PositionMove::Reverse) {
+            let id = tx.next.position;
+            tx.next.position += 1;
+            tx.positions.insert(
+                id,
+                Held::new(Position {
+                    id,
+                    account: key.0.clone(),
+                    symbol: key.1.clone(),
+                    side: plan.position_side.into(),
+                    quantity: plan.quantity_after,
+                    avg_price: plan.avg_price_after,
+                    realized_pnl: 0.0,
+                    fees: plan.new_fee,
+                    opened_at: ts,
+                    closed_at: None,
+                    updated_at: t,
+                }),
+            );
+            tx.open_positions.insert(key.clone(), id);
+            position_id = position_id.or(Some(id));
+        }
+        let totals = tx.totals.entry(key.0.clone()).or_default();
+        totals[0] += plan.trade_cash;
+        totals[1] += fee;
+        totals[2] += plan.realized;
+        tx.fills.push(FillRow {
+            id: record.id,
+            order_id,
+            account: key.0,
+            symbol: key.1,
+            side: record.side.clone(),
+            quantity,
+            price,
+            fee,
+            ts,
+            position_id,
+        });
+        Ok(FillRecord {
+            position_id,
+            ..record
+        })
+    }
+
+    /// Move the live engine's stream cursors, with the commit: one statement per
+    /// [`CURSORS_PER_STATEMENT`] of them. A cursor given twice moves to the later one.
+    pub fn save_cursors(&mut self, cursors: &[(String, Cursor)]) -> StoreResult<()> {
+        if cursors.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
+        for (symbol, c) in cursors {
+            // One row per symbol: an upsert cannot move one row twice.
+            match self.cursors.iter_mut().find(|(s, _)| s == symbol) {
+                Some(slot) => slot.1 = *c,
+                None => self.cursors.push((symbol.clone(), *c)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Keep a strategy's snapshot, with the sequence number of the last bar it saw of each
+    /// of its symbols.
+    pub fn save_snapshot(
+        &mut self,
+        strategy_id: i64,
+        state: &[u8],
+        ts: i64,
+        seqs: &[(String, u64)],
+    ) -> StoreResult<()> {
+        let seqs: serde_json::Map<String, serde_json::Value> = seqs
+            .iter()
+            .map(|(s, q)| (s.clone(), serde_json::Value::from(*q)))
+            .collect();
+        let seqs = serde_json::Value::Object(seqs).to_string();
+        if let Owned::Postgres(_) = self.conn {
+            let state = state.to_vec();
+            self.pg(async move |c| {
+                let n = sqlx::query(SAVE_SNAPSHOT)
+                    .bind(&state)
+                    .bind(ts)
+                    .bind(&seqs)
+                    .bind(strategy_id)
+                    .execute(c)
+                    .await?
+                    .rows_affected();
+                Ok(((), n))
+            })?;
+        } else {
+            self.begin()?;
+            self.tx.snapshots.push(SnapshotRow {
+                strategy_id,
+                state: state.to_vec(),
+                ts,
+                seqs,
+            });
+        }
+        self.touches_catalog = true;
+        Ok(())
+    }
+
+    /// Journal bars the engine handled (symbol, sequence number, bar) as one entry; its id.
+    pub fn save_bars(&mut self, bars: &[(String, u64, Bar)]) -> StoreResult<i64> {
+        let blob = super::live::encode_bars(bars);
+        if let Owned::Postgres(_) = self.conn {
+            return self.pg(async move |c| {
+                let id: i64 =
+                    sqlx::query_scalar("INSERT INTO live_journal (bars) VALUES ($1) RETURNING id")
+                        .bind(&blob)
+                        .fetch_one(c)
+                        .await?;
+                Ok((id, 1))
+            });
+        }
+        self.begin()?;
+        self.load(&[], &[])?;
+        let id = self.tx.next.journal;
+        self.tx.next.journal += 1;
+        self.tx.journal.push((id, blob));
+        Ok(id)
+    }
+
+    /// Drop the journal entries up to `id`: no running instance needs their bars.
+    pub fn prune_bars(&mut self, id: i64) -> StoreResult<()> {
+        if let Owned::Postgres(_) = self.conn {
+            return self.pg(async move |c| {
+                let n = sqlx::query("DELETE FROM live_journal WHERE id <= $1")
+                    .bind(id)
+                    .execute(c)
+                    .await?
+                    .rows_affected();
+                Ok(((), n))
+            });
+        }
+        self.begin()?;
+        self.tx.prune_upto = Some(self.tx.prune_upto.map_or(id, |u| u.max(id)));
+        Ok(())
+    }
+}
+
+/// Stores a snapshot: $1 state, $2 ts, $3 sequence numbers, $4 strategy.
+const SAVE_SNAPSHOT: &str = "UPDATE strategy_instances SET last_snapshot = $1, snapshot_at = $2, snapshot_seqs = $3 WHERE strategy_id = $4";
+
+/// The query that commits a SQLite transaction: `BEGIN IMMEDIATE` when nothing went out
+/// yet, every write the transaction holds, the cursors (at `t`) and `COMMIT`.
+///
+/// Statement order keeps every constraint true at every step: orders before the fills that
+/// name them; stored positions updated (closed) before new ones are inserted (one open
+/// position per account and symbol), both before the fills that name them.
+fn commit_script(tx: &SqliteTx, cursors: &[(String, Cursor)], t: i64) -> Script {
+    let mut q = Script::default();
+    if !tx.started {
+        q.push("BEGIN IMMEDIATE; ");
+    }
+    q.rows(
+        "INSERT INTO orders (id, account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, filled_qty, avg_price, reason, tag, created_at, updated_at) VALUES ",
+        "",
+        tx.orders.values().filter(|o| o.new),
+        |o| {
+            let o = &o.row;
+            vec![
+                o.id.into(),
+                o.account.as_str().into(),
+                o.instance_id.into(),
+                o.user_id.into(),
+                o.symbol.as_str().into(),
+                o.side.as_str().into(),
+                o.order_type.as_str().into(),
+                o.quantity.into(),
+                o.limit_price.into(),
+                o.stop_price.into(),
+                o.time_in_force.as_str().into(),
+                o.take_profit.into(),
+                o.stop_loss.into(),
+                o.status.as_str().into(),
+                o.filled_qty.into(),
+                o.avg_price.into(),
+                o.reason.clone().into(),
+                o.tag.clone().into(),
+                o.created_at.into(),
+                o.updated_at.into(),
+            ]
+        },
+    );
+    // Stored rows change one statement each, by primary key: SQLite runs an `UPDATE … FROM
+    // (VALUES …)` as a scan of the whole table.
+    for p in tx.positions.values().filter(|p| p.dirty) {
+        let p = &p.row;
+        q.push("UPDATE positions SET quantity = ");
+        q.param(p.quantity);
+        q.push(", avg_price = ");
+        q.param(p.avg_price);
+        q.push(", realized_pnl = ");
+        q.param(p.realized_pnl);
+        q.push(", fees = ");
+        q.param(p.fees);
+        q.push(", closed_at = ");
+        q.param(p.closed_at);
+        q.push(", updated_at = ");
+        q.param(p.updated_at);
+        q.push(" WHERE id = ");
+        q.param(p.id);
+        q.push("; ");
+    }
+    q.rows(
+        "INSERT INTO positions (id, account, symbol, side, quantity, avg_price, realized_pnl, fees, opened_at, closed_at, updated_at) VALUES ",
+        "",
+        tx.positions.values().filter(|p| p.new),
+        |p| {
+            let p = &p.row;
+            vec![
+                p.id.into(),
+                p.account.as_str().into(),
+                p.symbol.as_str().into(),
+                p.side.as_str().into(),
+                p.quantity.into(),
+                p.avg_price.into(),
+                p.realized_pnl.into(),
+                p.fees.into(),
+                p.opened_at.into(),
+                p.closed_at.into(),
+                p.updated_at.into(),
+            ]
+        },
+    );
+    q.rows(
+        "INSERT INTO fills (id, order_id, account, symbol, side, quantity, price, fee, ts, position_id) VALUES ",
+        "",
+        &tx.fills,
+        |f| {
+            vec![
+                f.id.into(),
+                f.order_id.into(),
+                f.account.as_str().into(),
+                f.symbol.as_str().into(),
+                f.side.as_str().into(),
+                f.quantity.into(),
+                f.price.into(),
+                f.fee.into(),
+                f.ts.into(),
+                f.position_id.into(),
+            ]
+        },
+    );
+    for o in tx.orders.values().filter(|o| o.dirty) {
+        let o = &o.row;
+        q.push("UPDATE orders SET filled_qty = ");
+        q.param(o.filled_qty);
+        q.push(", avg_price = ");
+        q.param(o.avg_price);
+        q.push(", status = ");
+        q.param(o.status.as_str());
+        q.push(", reason = ");
+        q.param(o.reason.clone());
+        q.push(", updated_at = ");
+        q.param(o.updated_at);
+        q.push(" WHERE id = ");
+        q.param(o.id);
+        q.push("; ");
+    }
+    q.rows(
+        "INSERT INTO account_totals (account, trade_cash, fees, realized_pnl) VALUES ",
+        " ON CONFLICT (account) DO UPDATE SET trade_cash = account_totals.trade_cash + excluded.trade_cash, fees = account_totals.fees + excluded.fees, realized_pnl = account_totals.realized_pnl + excluded.realized_pnl",
+        &tx.totals,
+        |(account, [cash, fees, realized])| {
+            vec![
+                account.as_str().into(),
+                (*cash).into(),
+                (*fees).into(),
+                (*realized).into(),
+            ]
+        },
+    );
+    q.rows(
+        "INSERT INTO live_journal (id, bars) VALUES ",
+        "",
+        &tx.journal,
+        |(id, bars)| vec![(*id).into(), bars.clone().into()],
+    );
+    if let Some(upto) = tx.prune_upto {
+        q.push("DELETE FROM live_journal WHERE id <= ");
+        q.param(upto);
+        q.push("; ");
+    }
+    for s in &tx.snapshots {
+        q.push(&positional(SAVE_SNAPSHOT));
+        q.push("; ");
+        q.bind(s.state.clone());
+        q.bind(s.ts);
+        q.bind(s.seqs.as_str());
+        q.bind(s.strategy_id);
+    }
+    for chunk in cursors.chunks(CURSORS_PER_STATEMENT) {
+        q.push(&positional(&super::live::upsert_cursors_sql(chunk.len())));
+        q.push("; ");
+        for (symbol, c) in chunk {
+            q.bind(symbol.as_str());
+            q.bind(c.seq);
+            q.bind(c.ts);
+            q.bind(c.close);
+            q.bind(t);
+        }
+    }
+    q.push("COMMIT");
+    q
+}
+
+/// Store an order through `conn` at once; its id.
+async fn insert_order(conn: Conn<'_>, o: &NewOrder) -> StoreResult<i64> {
+    let t = now();
+    Ok(
+        with_conn!(conn, c => super::orders::bind_new_order!(sqlx::query_scalar(super::orders::INSERT_ORDER), o, t)
+        .fetch_one(c)
+        .await?),
+    )
+}
+
+/// What fill booking reads: the order, and the open position of its account in its symbol.
+#[derive(sqlx::FromRow)]
+struct FillRead {
+    #[sqlx(flatten)]
+    order: Order,
+    pos_id: Option<i64>,
+    pos_quantity: Option<f64>,
+    pos_avg_price: Option<f64>,
+    pos_opened_at: Option<i64>,
+}
+
+/// The read of [`FillRead`], one statement (the open position through `positions_open`).
+pub(crate) const FILL_READ: &str = "SELECT o.id, o.account, o.instance_id, o.user_id, o.symbol, o.side, o.order_type, o.quantity, o.limit_price, o.stop_price, o.time_in_force, o.take_profit, o.stop_loss, o.status, o.filled_qty, o.avg_price, o.reason, o.tag, o.created_at, o.updated_at, p.id AS pos_id, p.quantity AS pos_quantity, p.avg_price AS pos_avg_price, p.opened_at AS pos_opened_at FROM orders o LEFT JOIN positions p ON p.account = o.account AND p.symbol = o.symbol AND p.closed_at IS NULL WHERE o.id = $1";
+
+// The writes of a fill, all numbered alike: $1 order id, $2 account, $3 symbol, $4 order side,
+// $5 quantity, $6 price, $7 fee, $8 ts, $9 now, $10 order's filled quantity, $11 its average
+// price, $12 its status, $13 trade cash, $14 realized PnL, $15 open position id, $16 side,
+// $17 quantity and $18 average price of the position after, $19 fee of the open position,
+// $20 fee of a new one, $21 the fill's position when known (else the open one after).
+// On SQLite they go as one multi-statement query (one hand-off to sqlx's connection thread
+// instead of one each, which is what the statements cost); on PostgreSQL one by one.
+
+/// Closes the open position.
+const FILL_CLOSE: &str = "UPDATE positions SET quantity = 0, realized_pnl = realized_pnl + $14, fees = fees + $19, closed_at = $8, updated_at = $9 WHERE id = $15";
+/// Grows or reduces the open position.
+const FILL_MOVE: &str = "UPDATE positions SET quantity = $17, avg_price = $18, realized_pnl = realized_pnl + $14, fees = fees + $19, updated_at = $9 WHERE id = $15";
+/// Opens a position.
+const FILL_OPEN: &str = "INSERT INTO positions (account, symbol, side, quantity, avg_price, realized_pnl, fees, opened_at, updated_at) VALUES ($2, $3, $16, $17, $18, 0, $20, $8, $9)";
+/// Moves the order.
+const FILL_ORDER: &str = "UPDATE orders SET filled_qty = $10, avg_price = $11, status = $12, updated_at = $9 WHERE id = $1";
+/// The account's running totals, so reading its cash is not a pass over its fills.
+const FILL_TOTALS: &str = "INSERT INTO account_totals (account, trade_cash, fees, realized_pnl) VALUES ($2, $13, $7, $14) ON CONFLICT (account) DO UPDATE SET trade_cash = account_totals.trade_cash + excluded.trade_cash, fees = account_totals.fees + excluded.fees, realized_pnl = account_totals.realized_pnl + excluded.realized_pnl";
+/// The fill row, last: the one statement that returns a row.
+const FILL_INSERT: &str = "INSERT INTO fills (order_id, account, symbol, side, quantity, price, fee, ts, position_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($21, (SELECT id FROM positions WHERE account = $2 AND symbol = $3 AND closed_at IS NULL))) RETURNING id, position_id";
+
+/// What a fill does to the open position.
+#[derive(Debug, Clone, Copy)]
+enum PositionMove {
+    /// None open: opens one.
+    Open,
+    /// Grows or reduces it.
+    Move,
+    /// Flattens it.
+    Close,
+    /// Goes through flat: closes it and opens the remainder the other way.
+    Reverse,
+}
+
+impl PositionMove {
+    fn statements(self) -> &'static [&'static str] {
+        match self {
+            PositionMove::Open => &[FILL_OPEN, FILL_ORDER, FILL_TOTALS, FILL_INSERT],
+            PositionMove::Move => &[FILL_MOVE, FILL_ORDER, FILL_TOTALS, FILL_INSERT],
+            PositionMove::Close => &[FILL_CLOSE, FILL_ORDER, FILL_TOTALS, FILL_INSERT],
+            PositionMove::Reverse => &[FILL_CLOSE, FILL_OPEN, FILL_ORDER, FILL_TOTALS, FILL_INSERT],
+        }
+    }
+
+    /// The statements as one SQLite query.
+    fn joined(self) -> String {
+        self.statements().join("; ")
+    }
+}
+
+/// The open position a fill finds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpenPosition {
+    id: i64,
+    quantity: f64,
+    avg_price: f64,
+    opened_at: i64,
+}
+
+/// What a fill does to its order, its account's position and its account's totals.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FillPlan {
+    step: PositionMove,
+    /// The order's filled quantity, average fill price and status after the fill.
+    filled: f64,
+    avg_price: f64,
+    status: &'static str,
+    /// Cash the trade moves (negative for a buy), before fees.
+    trade_cash: f64,
+    /// Price PnL the fill realizes, all of it on the position it reduces or closes.
+    realized: f64,
+    /// Side, signed quantity and average price of the position open after the fill.
+    position_side: &'static str,
+    quantity_after: f64,
+    avg_price_after: f64,
+    /// The fee's share of the position the fill finds, and of the one it opens.
+    open_fee: f64,
+    new_fee: f64,
+}
+
+/// Decide what a fill of `quantity` at `price` with `fee` at `ts` does to `order` and to the
+/// open position of its account in its symbol (`open`), with realized PnL kept apart from
+/// fees: the one implementation of fill booking.
+///
+/// `Conflict` when the order is not working, the fill is larger than what is left, or its
+/// numbers are not positive and finite.
+pub(crate) fn plan_fill(
+    order: &Order,
+    open: Option<OpenPosition>,
+    quantity: f64,
+    price: f64,
+    fee: f64,
+    ts: i64,
+) -> StoreResult<FillPlan> {
+    let order_id = order.id;
+    if !(quantity.is_finite()
+        && quantity > 0.0
+        && price.is_finite()
+        && price > 0.0
+        && fee.is_finite()
+        && fee >= 0.0)
+    {
+        return Err(StoreError::Conflict(format!(
+            "fill of order {order_id} needs a positive quantity and price and a non-negative fee, got {quantity} @ {price} fee {fee}"
+        )));
+    }
+    if !order.is_working() {
+        return Err(StoreError::Conflict(format!(
+            "order {order_id} is {}, it cannot fill",
+            order.status
+        )));
+    }
+    let left = order.quantity - order.filled_qty;
+    if quantity > left * (1.0 + 1e-9) {
+        return Err(StoreError::Conflict(format!(
+            "fill of {quantity} exceeds the {left} left of order {order_id}"
+        )));
+    }
+    let signed = if order.side == "buy" {
+        quantity
+    } else {
+        -quantity
+    };
+    let mut book = Portfolio::new(vec![order.symbol.clone()].into(), 0.0);
+    if let Some(p) = open {
+        book.apply_fill(0, p.quantity, p.avg_price, 0.0, p.opened_at);
+    }
+    // Fees are kept apart (the `fees` column), so realized PnL is the price move alone.
+    book.apply_fill(0, signed, price, 0.0, ts);
+    let after = book.position(0);
+    let (step, open_fee, new_fee) = match open {
+        Some(_) if after.quantity == 0.0 => (PositionMove::Close, fee, 0.0),
+        Some(p) if (after.quantity > 0.0) != (p.quantity > 0.0) => {
+            // Through flat: the closing part pays its share of the fee.
+            let closing_fee = fee * p.quantity.abs() / quantity;
+            (PositionMove::Reverse, closing_fee, fee - closing_fee)
+        }
+        Some(_) => (PositionMove::Move, fee, 0.0),
+        None => (PositionMove::Open, 0.0, fee),
+    };
+    let filled = order.filled_qty + quantity;
+    Ok(FillPlan {
+        step,
+        filled,
+        avg_price: (order.avg_price.unwrap_or(0.0) * order.filled_qty + price * quantity) / filled,
+        status: if filled >= order.quantity * (1.0 - 1e-9) {
+            status::FILLED
+        } else {
+            status::PARTIALLY_FILLED
+        },
+        trade_cash: if order.side == "buy" {
+            -quantity * price
+        } else {
+            quantity * price
+        },
+        realized: book.realized(),
+        position_side: if after.quantity < 0.0 {
+            "short"
+        } else {
+            "long"
+        },
+        quantity_after: after.quantity,
+        avg_price_after: after.avg_price,
+        open_fee,
+        new_fee,
+    })
+}
+
+/// Book an execution of order `order_id` through `conn`, inside the caller's transaction:
+/// read the order and its open position, [`plan_fill`], and write the fill row, the order,
+/// the position (opened, grown, reduced, closed, or closed and reversed) and the account's
+/// running totals.
+///
+/// `Conflict` when the order is not working or the fill is larger than what is left.
+pub(crate) async fn book_fill(
+    conn: Conn<'_>,
+    order_id: i64,
+    quantity: f64,
+    price: f64,
+    fee: f64,
+    ts: i64,
+) -> StoreResult<FillRecord> {
+    let sqlite = matches!(conn, Conn::Sqlite(_));
+    with_conn!(conn, c => {
+        let read = sqlx::query_as::<_, FillRead>(FILL_READ)
+            .bind(order_id)
+            .fetch_optional(&mut *c)
+            .await?;
+        let FillRead {
+            order,
+            pos_id,
+            pos_quantity,
+            pos_avg_price,
+            pos_opened_at,
+        } = read.ok_or_else(|| StoreError::NotFound(format!("order {order_id}")))?;
+        let open = match (pos_id, pos_quantity, pos_avg_price, pos_opened_at) {
+            (Some(id), Some(quantity), Some(avg_price), Some(opened_at)) => Some(OpenPosition {
+                id,
+                quantity,
+                avg_price,
+                opened_at,
+            }),
+            _ => None,
+        };
+        let plan = plan_fill(&order, open, quantity, price, fee, ts)?;
+        let known_position = match plan.step {
+            PositionMove::Open => None,
+            _ => pos_id,
+        };
+        let args = |sql: String| {
+            sqlx::query_as::<_, (i64, Option<i64>)>(sqlx::AssertSqlSafe(sql))
+                .bind(order_id)
+                .bind(&order.account)
+                .bind(&order.symbol)
+                .bind(&order.side)
+                .bind(quantity)
+                .bind(price)
+                .bind(fee)
+                .bind(ts)
+                .bind(now())
+                .bind(plan.filled)
+                .bind(plan.avg_price)
+                .bind(plan.status)
+                .bind(plan.trade_cash)
+                .bind(plan.realized)
+                .bind(pos_id)
+                .bind(plan.position_side)
+                .bind(plan.quantity_after)
+                .bind(plan.avg_price_after)
+                .bind(plan.open_fee)
+                .bind(plan.new_fee)
+                .bind(known_position)
+        };
+        let row = if sqlite {
+            // Every statement runs: `fetch_all` steps them all (a fetch of one row would
+            // stop at the first row).
+            args(plan.step.joined())
+                .fetch_all(&mut *c)
+                .await?
+                .pop()
+        } else {
+            let statements = plan.step.statements();
+            let (last, before) = statements.split_last().expect("statements");
+            for sql in before {
+                args((*sql).to_string()).fetch_all(&mut *c).await?;
+            }
+            args((*last).to_string()).fetch_all(&mut *c).await?.pop()
+        };
+        let (fill_id, position_id) = row.ok_or_else(|| StoreError::Corrupt {
+            table: "fills",
+            message: format!("booking a fill of order {order_id} returned no row"),
+        })?;
+        Ok(FillRecord {
+            id: fill_id,
+            order_id,
+            position_id,
+            account: order.account,
+            symbol: order.symbol,
+            side: order.side,
+            quantity,
+            price,
+            fee,
+            ts,
+            order_type: order.order_type,
+            tag: order.tag,
+            user_id: order.user_id,
+        })
+    })
+}
+
+/// Most cursors one upsert statement moves (5 parameters each).
+const CURSORS_PER_STATEMENT: usize = 64;
+
+/// Checkpoints a SQLite WAL every [`CHECKPOINT_EVERY`] on its own thread, passively (it never
+/// waits for or blocks writers), until dropped.
+pub struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How often [`Checkpointer`] runs.
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl Checkpointer {
+    fn start(options: sqlx::sqlite::SqliteConnectOptions) -> StoreResult<Checkpointer> {
+        use sqlx::ConnectOptions;
+        let rt = runtime()?;
+        let mut conn = rt.block_on(options.connect())?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("qtm-wal-checkpoint".into())
+            .spawn(move || {
+                let checkpoint = |conn: &mut SqliteConnection| {
+                    rt.block_on(sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)").execute(conn))
+                };
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    if let Err(e) = checkpoint(&mut conn) {
+                        tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+                    }
+                }
+                let _ = checkpoint(&mut conn);
+                let _ = rt.block_on(sqlx::Connection::close(conn));
+            })
+            .ok();
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread,
+        })
+    }
+
+    /// A checkpointer with nothing to do (PostgreSQL).
+    fn none() -> Checkpointer {
+        Checkpointer {
+            stop: None,
+            thread: None,
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cursor(seq: i64) -> Cursor {
+        Cursor {
+            seq,
+            ts: 1_000 + seq,
+            close: 10.0 + seq as f64,
+        }
+    }
+
+    #[tokio::test]
+    async fn cursors_are_inserted_and_moved_many_per_statement() {
+        for store in crate::test_stores().await {
+            let w = store.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut w = Writer::open(&w).unwrap();
+                // More than one statement's worth, then a few moved and one new.
+                let first: Vec<(String, Cursor)> = (0..CURSORS_PER_STATEMENT as i64 + 6)
+                    .map(|i| (format!("S{i}"), cursor(i)))
+                    .collect();
+                w.save_cursors(&first).unwrap();
+                w.commit().unwrap();
+                w.save_cursors(&[
+                    ("S1".into(), cursor(500)),
+                    ("S3".into(), cursor(700)),
+                    ("NEW".into(), cursor(9)),
+                ])
+                .unwrap();
+                w.commit().unwrap();
+            })
+            .await
+            .unwrap();
+            let stored = crate::live::cursors(&store).await.unwrap();
+            assert_eq!(stored.len(), CURSORS_PER_STATEMENT + 7);
+            assert_eq!(stored["S0"], cursor(0));
+            assert_eq!(stored["S1"], cursor(500));
+            assert_eq!(stored["S3"], cursor(700));
+            assert_eq!(stored["NEW"], cursor(9));
+            let last = format!("S{}", CURSORS_PER_STATEMENT + 5);
+            assert_eq!(stored[&last], cursor(CURSORS_PER_STATEMENT as i64 + 5));
+        }
+    }
+
+    #[test]
+    fn numbered_parameters_become_positional() {
+        assert_eq!(
+            positional("UPDATE t SET a = $1, b = $2 WHERE id = $3"),
+            "UPDATE t SET a = ?, b = ?, id = ?".replace(", id", " WHERE id")
+        );
+    }
+
+    #[tokio::test]
+    async fn orders_placed_filled_and_cancelled_in_one_batch_are_all_stored() {
+        use crate::orders;
+        for store in crate::test_stores().await {
+            let s = store.clone();
+            let (a, b, c, fill) = tokio::task::spawn_blocking(move || {
+                let mut w = Writer::open(&s).unwrap();
+                let order = |side: &str| NewOrder {
+                    account: "acct".into(),
+                    symbol: "X".into(),
+                    side: side.into(),
+                    order_type: "market".into(),
+                    quantity: 2.0,
+                    time_in_force: "gtc".into(),
+                    status: status::ACCEPTED.into(),
+                    ..NewOrder::default()
+                };
+                let a = w.insert_order(&order("buy")).unwrap();
+                let b = w.insert_order(&order("sell")).unwrap();
+                // Reads and changes of orders not sent yet see them.
+                let fill = w.record_fill(a, 2.0, 10.0, 0.5, 100).unwrap();
+                assert!(w.cancel_order(b, "test").unwrap());
+                let c = w.insert_order(&order("buy")).unwrap();
+                w.commit().unwrap();
+                (a, b, c, fill)
+            })
+            .await
+            .unwrap();
+            assert!(a < b && b < c, "{a} {b} {c}");
+            assert_eq!(orders::get(&store, a).await.unwrap().status, status::FILLED);
+            assert_eq!(orders::get(&store, b).await.unwrap().status, "cancelled");
+            assert_eq!(
+                orders::get(&store, c).await.unwrap().status,
+                status::ACCEPTED
+            );
+            assert_eq!((fill.order_id, fill.quantity), (a, 2.0));
+            let position = orders::position(&store, fill.position_id.unwrap())
+                .await
+                .unwrap();
+            assert_eq!((position.quantity, position.fees), (2.0, 0.5));
+            assert_eq!(
+                orders::cash_flow(&store, Some("acct")).await.unwrap(),
+                (-20.5, 0.5)
+            );
+        }
+    }
+}
