@@ -11,7 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-cargo build --release -p qtm-runtime
+# `--workspace --bins` (just the `qtm` binary) resolves features as `./test.sh` does, so the
+# two share one build.
+cargo build --release --workspace --bins
 # Where cargo put it, also when CARGO_TARGET_DIR (or a config's target-dir) moves the build.
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 qtm="$target_dir/release/qtm"

@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-cargo test --workspace
+# Release, like `./run.sh`: the two share one build (same profile, same features), and the
+# tests run faster. `cargo test -p <crate>` (debug, incremental) suits quick iterations.
+cargo test --workspace --release

@@ -60,6 +60,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("qtm-guest-sdk", &[]),
+    ("qtm-test-support", &[]),
     ("qtm-tests", &["qtm-runtime", "qtm-guest-sdk", "qtm-market"]),
 ];
 

@@ -2,7 +2,7 @@
 //! fill_booking`.
 //!
 //! A real SQLite store (WAL) in a temporary directory (or the PostgreSQL database of
-//! `QTM_BENCH_BOOK_DATABASE_URL`), `QTM_BENCH_BOOK_ACCOUNTS` strategy
+//! `QTM_BENCH_BOOK_DATABASE_URL`; `postgres` starts a throwaway server), `QTM_BENCH_BOOK_ACCOUNTS` strategy
 //! accounts (default 100) trading one symbol each, flipping between long and short. Each round
 //! is what the recorder writes for one millisecond batch of the live bench: the orders the
 //! strategies placed (one transaction), then the fills of `QTM_BENCH_BOOK_FILLS` of them
@@ -30,8 +30,7 @@ async fn run() {
     let rounds = env_or("QTM_BENCH_BOOK_ROUNDS", 5000) as usize;
 
     let dir = tempfile::tempdir().unwrap();
-    let url = std::env::var("QTM_BENCH_BOOK_DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("qtm.db").display()));
+    let url = qtm_tests::bench::bench_database_url("QTM_BENCH_BOOK_DATABASE_URL", dir.path());
     let store = Store::open(&url).await.unwrap();
     let describe = json!({});
     let version = NewVersion {

@@ -1,6 +1,7 @@
 //! Live engine: `cargo bench -p qtm-tests --bench live`.
 //!
-//! In this process: a real SQLite store in a temporary directory, `QTM_BENCH_LIVE_SYMBOLS`
+//! In this process: a real SQLite store in a temporary directory (or the database at
+//! `QTM_BENCH_LIVE_DATABASE_URL`; `postgres` starts a throwaway PostgreSQL server), `QTM_BENCH_LIVE_SYMBOLS`
 //! symbols (default 10, GOOG's real daily bars imported under each name) and
 //! `QTM_BENCH_LIVE_INSTANCES` sma-cross instances (default 100, fast 10 / slow 30, spread over
 //! the symbols), all enabled through the live engine as the server does it.
@@ -20,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use qtm_runtime::live::{LiveConfig, LiveEngine, LiveEvent};
 use qtm_tests::bench::{
-    TickTimes, cpu_ticks, env_or, io_bytes, latencies_us, latency_row, live_book, rss_kib,
-    sma_10_30, steal_percent,
+    TickTimes, bench_database_url, cpu_ticks, env_or, io_bytes, latencies_us, latency_row,
+    live_book_at, rss_kib, sma_10_30, steal_percent,
 };
 
 fn main() {
@@ -36,14 +37,9 @@ async fn run() {
     let swaps = env_or("QTM_BENCH_LIVE_SWAPS", 200) as usize;
 
     let dir = tempfile::tempdir().unwrap();
-    let book = live_book(
-        &dir.path().join("qtm.db"),
-        "goog_1d.csv",
-        n_symbols,
-        n_instances,
-        sma_10_30,
-    )
-    .await;
+    let url = bench_database_url("QTM_BENCH_LIVE_DATABASE_URL", dir.path());
+    println!("store: {}", url.split(':').next().unwrap_or_default());
+    let book = live_book_at(&url, "goog_1d.csv", n_symbols, n_instances, sma_10_30).await;
     let (store, sandbox, ids) = (book.store.clone(), book.sandbox.clone(), book.ids.clone());
     // A second version of the first strategy, to swap back and forth.
     qtm_runtime::store::strategies::add_version(&store, ids[0], &book.version.as_new(), None)

@@ -136,13 +136,35 @@ pub async fn live_book(
     n_instances: usize,
     params: impl Fn(usize) -> serde_json::Value,
 ) -> LiveBook {
+    let url = format!("sqlite://{}", db.display());
+    live_book_at(&url, file, n_symbols, n_instances, params).await
+}
+
+/// The database a benchmark stores into: the URL in the environment variable `var`, where
+/// `postgres` means a fresh database on a throwaway PostgreSQL server started from Debian's
+/// binaries (as the tests do); unset, a SQLite file `qtm.db` in `dir`.
+pub fn bench_database_url(var: &str, dir: &std::path::Path) -> String {
+    match std::env::var(var) {
+        Ok(v) if v == "postgres" => crate::postgres::database_url()
+            .unwrap_or_else(|why| panic!("{var}=postgres: no PostgreSQL server: {why}")),
+        Ok(url) => url,
+        Err(_) => format!("sqlite://{}", dir.join("qtm.db").display()),
+    }
+}
+
+/// [`live_book`] on the database at `url` (SQLite or PostgreSQL).
+pub async fn live_book_at(
+    url: &str,
+    file: &str,
+    n_symbols: usize,
+    n_instances: usize,
+    params: impl Fn(usize) -> serde_json::Value,
+) -> LiveBook {
     use qtm_runtime::store::market::{self, ImportOptions};
     use qtm_runtime::store::strategies::NewStrategy;
     use qtm_runtime::store::{self, Store};
 
-    let store = Store::open(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
+    let store = Store::open(url).await.unwrap();
     let symbols: Vec<String> = (0..n_symbols).map(|i| format!("S{i}")).collect();
     for s in &symbols {
         market::import_csv(

@@ -54,14 +54,13 @@ pub fn symbol_from_path(path: impl AsRef<Path>) -> String {
 }
 
 /// Bundled and peer data, found as every test crate finds them.
-#[cfg(any(test, feature = "test-support"))]
+#[cfg(test)]
 #[path = "../../tests/support/data.rs"]
 mod test_data;
 
-/// Fixture files and market data for tests (this crate's, and with the `test-support` feature
-/// other crates').
-#[cfg(any(test, feature = "test-support"))]
-pub mod test_support {
+/// Fixture files and market data for this crate's tests (other crates use `qtm-test-support`).
+#[cfg(test)]
+mod test_support {
 
     use std::path::PathBuf;
 

@@ -684,7 +684,7 @@ fn bar_of((ts, open, high, low, close, volume): (i64, f64, f64, f64, f64, f64)) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qtm_market::test_support::{bundled, fixture, peer_file_or_skip};
+    use qtm_test_support::{bundled, fixture, peer_file_or_skip};
 
     fn opts(symbol: &str) -> ImportOptions {
         ImportOptions {
