@@ -316,6 +316,8 @@ struct Checker {
     names: HashMap<String, (Binding, Pos)>,
     program: Program,
     rule_pos: HashMap<String, Pos>,
+    /// Names of declarations that did not parse: using them is not a new problem.
+    broken: Vec<String>,
 }
 
 /// Check parsed statements; `end` is where the text ends (for "missing rule" problems).
@@ -323,6 +325,7 @@ struct Checker {
 /// not parse.
 pub(crate) fn check(
     stmts: Vec<Stmt>,
+    broken: Vec<String>,
     end: Pos,
     syntax_errors: bool,
     diags: &mut Vec<Diagnostic>,
@@ -339,6 +342,7 @@ pub(crate) fn check(
             take_profit: None,
         },
         rule_pos: HashMap::new(),
+        broken,
     };
     if stmts.len() > MAX_STATEMENTS {
         c.err(
@@ -727,6 +731,7 @@ impl Checker {
                         let i = *i;
                         t(TKind::Let(i), self.program.lets[i].1.ty)
                     }
+                    None if self.broken.contains(n) => error(),
                     None => {
                         let hint = if FUNCS.iter().any(|f| f.0 == n) || SIZERS.contains(&n.as_str())
                         {

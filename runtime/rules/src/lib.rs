@@ -72,9 +72,9 @@ pub fn check(source: &str) -> Result<Program, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let tokens = lexer::lex(source, &mut diags);
     let end = tokens.last().map_or(Pos::START, |t| t.pos);
-    let stmts = parser::parse(&tokens, &mut diags);
+    let (stmts, broken) = parser::parse(&tokens, &mut diags);
     let syntax_errors = !diags.is_empty();
-    let program = check::check(stmts, end, syntax_errors, &mut diags);
+    let program = check::check(stmts, broken, end, syntax_errors, &mut diags);
     match program {
         Some(p) if diags.is_empty() => Ok(p),
         _ => {

@@ -21,18 +21,24 @@ struct Parser<'a> {
     depth: u32,
     /// Index of the first token of the statement being parsed.
     stmt_start: usize,
+    /// The name the current `param`/`let` statement declares, once read.
+    declaring: Option<String>,
 }
 
-/// Parse every statement; problems go to `diags` (at most one per statement).
-pub(crate) fn parse(toks: &[Token], diags: &mut Vec<Diagnostic>) -> Vec<Stmt> {
+/// Parse every statement; problems go to `diags` (at most one per statement). Also returns
+/// the names that `param`/`let` statements which failed to parse were declaring, so the
+/// checker does not report every later use of them as unknown.
+pub(crate) fn parse(toks: &[Token], diags: &mut Vec<Diagnostic>) -> (Vec<Stmt>, Vec<String>) {
     let mut p = Parser {
         toks,
         i: 0,
         open: 0,
         depth: 0,
         stmt_start: 0,
+        declaring: None,
     };
     let mut out = Vec::new();
+    let mut broken = Vec::new();
     loop {
         p.open = 0;
         p.depth = 0;
@@ -45,13 +51,14 @@ pub(crate) fn parse(toks: &[Token], diags: &mut Vec<Diagnostic>) -> Vec<Stmt> {
         match p.statement() {
             Ok(s) => out.push(s),
             Err(d) => {
+                broken.extend(p.declaring.take());
                 let at = d.pos;
                 diags.push(d);
                 p.recover(at);
             }
         }
     }
-    out
+    (out, broken)
 }
 
 fn too_deep(pos: Pos) -> Diagnostic {
@@ -124,6 +131,7 @@ impl Parser<'_> {
 
     fn statement(&mut self) -> PResult<Stmt> {
         self.stmt_start = self.i;
+        self.declaring = None;
         let first = self.next();
         let Tok::Ident(word) = &first.tok else {
             return Err(Diagnostic::new(
@@ -137,6 +145,7 @@ impl Parser<'_> {
         let stmt = match word.as_str() {
             "param" => {
                 let (name, name_pos) = self.ident("after `param`")?;
+                self.declaring = Some(name.clone());
                 self.expect(Tok::Assign, "after the parameter's name")?;
                 let (kind, kind_pos) =
                     self.ident("(the parameter's kind: int, float, bool or choice)")?;
@@ -153,6 +162,7 @@ impl Parser<'_> {
             }
             "let" => {
                 let (name, name_pos) = self.ident("after `let`")?;
+                self.declaring = Some(name.clone());
                 self.expect(Tok::Assign, "after the name")?;
                 let value = self.expr()?.0;
                 Stmt::Let {
