@@ -153,6 +153,87 @@ fn stop_loss_and_take_profit_are_bracket_prices_from_the_entry_close() {
     assert_eq!(o.take_profit, Some(close * (1.0 + 10.0 / 100.0)));
 }
 
+/// A hot swap carries the program's state (indicators, crosses, lookbacks, side): the copy
+/// continues with exactly the original's orders. Another program's state is refused.
+#[test]
+fn snapshot_restore_continues_identically() {
+    let bars = qtm_tests::read_bars(&qtm_tests::bundled_slice(2148));
+    let src = "param fast = int(10, 2, 200)\nlet f = sma(close, fast)\nlet s = ema(close, 30)\n\
+               entry_long = crossover(f, s) and close[3] < close\nentry_short = crossunder(f, s)\n\
+               size = equity_fraction(1.0)\n";
+    let compiled = qtm_rules_component::compile("swap", src.as_bytes()).unwrap();
+    let code = Sandbox::new(SandboxConfig::default())
+        .unwrap()
+        .load(&compiled.component)
+        .unwrap();
+    let symbols = vec!["SPY".to_string()];
+    let mut original = code.instantiate(&[], &symbols).unwrap();
+    let mut host = RecordingHost {
+        fill_instantly: true,
+        ..Default::default()
+    };
+    for bar in &bars[..1000] {
+        original.on_bar(&mut host, 0, bar).unwrap();
+    }
+    let state = original.snapshot().unwrap();
+    let mut copy = code.instantiate(&[], &symbols).unwrap();
+    copy.restore(&state).unwrap();
+    assert_eq!(copy.snapshot().unwrap(), state);
+    let (mut h1, mut h2) = (RecordingHost::default(), RecordingHost::default());
+    h1.fill_instantly = true;
+    h2.fill_instantly = true;
+    h1.positions = host.positions.clone();
+    h2.positions = host.positions.clone();
+    for bar in &bars[1000..] {
+        original.on_bar(&mut h1, 0, bar).unwrap();
+        copy.on_bar(&mut h2, 0, bar).unwrap();
+    }
+    assert!(h1.orders.len() > 10, "{}", h1.orders.len());
+    assert_eq!(h1.orders, h2.orders);
+    assert_eq!(original.snapshot().unwrap(), copy.snapshot().unwrap());
+
+    // Other parameter values make another plan: its state is refused, the instance lives on.
+    let mut other = code.instantiate(&[int("fast", 12)], &symbols).unwrap();
+    let e = other.restore(&state).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "restore failed: bad snapshot: the state is of another rule program or other parameter values"
+    );
+    assert!(other.is_active());
+}
+
+/// The deepest expression the checker accepts also checks inside the guest, whose wasm stack
+/// is the sandbox's 512 KiB (the guest parses its program again at `describe`).
+#[test]
+fn the_deepest_program_runs_inside_the_sandbox() {
+    let src = format!(
+        "entry_long = {}close{} > 1\nsize = units(1)\n",
+        "abs(".repeat(62),
+        ")".repeat(62)
+    );
+    let compiled = qtm_rules_component::compile("deep", src.as_bytes()).unwrap();
+    let code = Sandbox::new(SandboxConfig::default())
+        .unwrap()
+        .load(&compiled.component)
+        .unwrap();
+    let mut inst = code.instantiate(&[], &["X".into()]).unwrap();
+    let mut host = RecordingHost::default();
+    for b in numbered_bars(2) {
+        inst.on_bar(&mut host, 0, &b).unwrap();
+    }
+    assert_eq!(host.orders.len(), 1);
+    let too_deep = format!(
+        "entry_long = {}close{} > 1\nsize = units(1)\n",
+        "abs(".repeat(64),
+        ")".repeat(64)
+    );
+    let e = qtm_rules_component::compile("deep", too_deep.as_bytes()).unwrap_err();
+    assert_eq!(
+        e[0].to_string(),
+        "1:270: expression nested more than 64 levels deep"
+    );
+}
+
 /// The `qtm` binary beside this test's own executable (built by `cargo test --workspace`).
 fn qtm() -> Command {
     let exe = std::env::current_exe().unwrap();

@@ -3,6 +3,7 @@
 //! strategy using the same indicators computes.
 
 use qtm_guest_sdk::indicators::{Atr, Bollinger, Donchian, Ema, Macd, Rsi, Sma};
+use qtm_guest_sdk::state::{Snapshot, StateError, StateReader, StateWriter};
 
 use crate::ast::BinOp;
 use crate::check::Field;
@@ -240,5 +241,73 @@ impl Machine {
     #[inline(always)]
     pub fn is_true(&self, slot: Slot) -> bool {
         truth(self.value(slot))
+    }
+}
+
+impl Snapshot for Machine {
+    /// Every operation's state (indicators, previous values of crosses, lookback rings) and
+    /// the warm-up flag; values are recomputed on the next bar.
+    fn save(&self, w: &mut StateWriter) {
+        w.u32(self.steps.len() as u32);
+        for step in &self.steps {
+            match step {
+                Step::Sma(_, i) => i.save(w),
+                Step::Ema(_, i) => i.save(w),
+                Step::Rsi(_, i) => i.save(w),
+                Step::Atr(i) => i.save(w),
+                Step::Macd(_, i, _) => i.save(w),
+                Step::Bollinger(_, i, _) => i.save(w),
+                Step::Highest(_, i) | Step::Lowest(_, i) => i.save(w),
+                Step::Cross { prev_a, prev_b, .. } => {
+                    w.f64(*prev_a).f64(*prev_b);
+                }
+                Step::Lookback { ring, pos, .. } => {
+                    w.f64s(ring).u64(*pos as u64);
+                }
+                _ => {}
+            }
+        }
+        w.bool(self.warm);
+    }
+
+    /// Take over state saved by a machine of the same plan; on error nothing changes.
+    fn load(&mut self, r: &mut StateReader<'_>) -> Result<(), StateError> {
+        let n = r.u32()? as usize;
+        if n != self.steps.len() {
+            return Err(StateError(format!(
+                "state has {n} operations, this plan {}",
+                self.steps.len()
+            )));
+        }
+        let mut steps = self.steps.clone();
+        for step in &mut steps {
+            match step {
+                Step::Sma(_, i) => i.load(r)?,
+                Step::Ema(_, i) => i.load(r)?,
+                Step::Rsi(_, i) => i.load(r)?,
+                Step::Atr(i) => i.load(r)?,
+                Step::Macd(_, i, _) => i.load(r)?,
+                Step::Bollinger(_, i, _) => i.load(r)?,
+                Step::Highest(_, i) | Step::Lowest(_, i) => i.load(r)?,
+                Step::Cross { prev_a, prev_b, .. } => {
+                    *prev_a = r.f64()?;
+                    *prev_b = r.f64()?;
+                }
+                Step::Lookback { ring, pos, .. } => {
+                    let saved = r.f64s()?;
+                    let p = r.u64()? as usize;
+                    if saved.len() != ring.len() || p >= ring.len() {
+                        return Err(StateError("lookback state of another length".into()));
+                    }
+                    *ring = saved;
+                    *pos = p;
+                }
+                _ => {}
+            }
+        }
+        let warm = r.bool()?;
+        self.steps = steps;
+        self.warm = warm;
+        Ok(())
     }
 }

@@ -11,6 +11,7 @@
 //! the opposite position first, a plain exit sells or buys back what is held).
 
 use qtm_guest_sdk::prelude::*;
+use qtm_guest_sdk::state::StateError;
 use qtm_rules::eval::{BarValues, Machine};
 use qtm_rules::{ParamKind, Plan, Program, SizeKind, embed};
 
@@ -45,9 +46,23 @@ enum Want {
     Short,
 }
 
+/// Layout of [`Rules::snapshot`].
+const STATE_VERSION: u32 = 1;
+
+/// FNV-1a of the plan's text: a state is only restored into the same program with the same
+/// parameter values (anything else would feed one indicator's window into another).
+fn fingerprint(plan: &Plan) -> u64 {
+    format!("{plan:?}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
 /// A rule program with one evaluator per symbol.
 pub struct Rules {
     plan: Plan,
+    fingerprint: u64,
     machines: Vec<Machine>,
     side: Vec<Want>,
     brackets: bool,
@@ -165,6 +180,7 @@ impl Strategy for Rules {
             machines: vec![Machine::new(&plan); n],
             side: vec![Want::Flat; n],
             brackets: program.has_exits(),
+            fingerprint: fingerprint(&plan),
             plan,
         })
     }
@@ -237,6 +253,61 @@ impl Strategy for Rules {
         if ctx.submit(order).is_ok() {
             self.side[i] = want;
         }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let mut w = StateWriter::new();
+        w.u32(STATE_VERSION)
+            .u64(self.fingerprint)
+            .u32(self.machines.len() as u32);
+        for (m, s) in self.machines.iter().zip(&self.side) {
+            m.save(&mut w);
+            w.u8(*s as u8);
+        }
+        w.finish()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        Ok(self.restore_state(state)?)
+    }
+}
+
+impl Rules {
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), StateError> {
+        let mut r = StateReader::new(state);
+        let version = r.u32()?;
+        if version != STATE_VERSION {
+            return Err(StateError(format!(
+                "rules state version {version}, expected {STATE_VERSION}"
+            )));
+        }
+        if r.u64()? != self.fingerprint {
+            return Err(StateError(
+                "the state is of another rule program or other parameter values".into(),
+            ));
+        }
+        let n = r.u32()? as usize;
+        if n != self.machines.len() {
+            return Err(StateError(format!(
+                "state has {n} symbols, instance has {}",
+                self.machines.len()
+            )));
+        }
+        let mut machines = self.machines.clone();
+        let mut side = self.side.clone();
+        for (m, s) in machines.iter_mut().zip(&mut side) {
+            m.load(&mut r)?;
+            *s = match r.u8()? {
+                0 => Want::Flat,
+                1 => Want::Long,
+                2 => Want::Short,
+                b => return Err(StateError(format!("bad side byte {b}"))),
+            };
+        }
+        r.expect_end()?;
+        self.machines = machines;
+        self.side = side;
+        Ok(())
     }
 }
 
