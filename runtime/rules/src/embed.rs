@@ -17,8 +17,9 @@ pub const MAX_NAME_BYTES: usize = 128;
 /// Size of the whole area: magic, header, name, source.
 pub const AREA_BYTES: usize = MAGIC.len() + 8 + MAX_NAME_BYTES + MAX_SOURCE_BYTES;
 
-/// The area as the guest declares it: the magic, then zeros (an empty program).
-pub const EMPTY_AREA: [u8; AREA_BYTES] = {
+/// The area as the guest declares it: the magic, then zeros (an empty program). A function,
+/// not a constant, so the 64 KiB array is materialized only where a static asks for it.
+pub const fn empty_area() -> [u8; AREA_BYTES] {
     let mut a = [0u8; AREA_BYTES];
     let mut i = 0;
     while i < MAGIC.len() {
@@ -26,7 +27,7 @@ pub const EMPTY_AREA: [u8; AREA_BYTES] = {
         i += 1;
     }
     a
-};
+}
 
 /// The payload for `name` and `source` (what follows the magic), or why it does not fit.
 pub fn encode(name: &str, source: &str) -> Result<Vec<u8>, String> {

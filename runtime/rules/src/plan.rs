@@ -315,7 +315,7 @@ pub fn binary(op: BinOp, a: f64, b: f64) -> f64 {
         BinOp::Gt => bool_f(a > b),
         BinOp::Ge => bool_f(a >= b),
         BinOp::Eq => bool_f(a == b),
-        BinOp::Ne => bool_f(a == a && b == b && a != b),
+        BinOp::Ne => bool_f(!a.is_nan() && !b.is_nan() && a != b),
         BinOp::And => bool_f(truth(a) && truth(b)),
         BinOp::Or => bool_f(truth(a) || truth(b)),
     }

@@ -18,7 +18,7 @@ use qtm_rules::{ParamKind, Plan, Program, SizeKind, embed};
 /// The program area: the magic, then zeros until `qtm` writes a program into it. Read only
 /// through `black_box`, so the compiler cannot fold the zeros it sees at build time.
 #[used]
-static PROGRAM_AREA: [u8; embed::AREA_BYTES] = embed::EMPTY_AREA;
+static PROGRAM_AREA: [u8; embed::AREA_BYTES] = embed::empty_area();
 
 /// Name and source written into the area, if any.
 fn embedded() -> Option<(String, String)> {
