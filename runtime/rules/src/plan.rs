@@ -119,6 +119,45 @@ pub struct Plan {
 }
 
 impl Op {
+    /// The operation as numbers: equal keys are equal operations (floats by their bits).
+    /// Cheaper than formatting, which matters inside the guest: planning runs on fuel.
+    pub fn key(&self) -> [u64; 6] {
+        let s = |x: Slot| u64::from(x);
+        let u = |x: usize| x as u64;
+        let b = |x: bool| u64::from(x);
+        match *self {
+            Op::Const(v) => [0, v.to_bits(), 0, 0, 0, 0],
+            Op::Field(f) => [1, f as u64, 0, 0, 0, 0],
+            Op::Neg(a) => [2, s(a), 0, 0, 0, 0],
+            Op::Not(a) => [3, s(a), 0, 0, 0, 0],
+            Op::Abs(a) => [4, s(a), 0, 0, 0, 0],
+            Op::Min(a, c) => [5, s(a), s(c), 0, 0, 0],
+            Op::Max(a, c) => [6, s(a), s(c), 0, 0, 0],
+            Op::Bin(o, a, c) => [7, s(a), s(c), o as u64, 0, 0],
+            Op::Sma(a, p) => [8, s(a), u(p), 0, 0, 0],
+            Op::Ema(a, p) => [9, s(a), u(p), 0, 0, 0],
+            Op::Rsi(a, p) => [10, s(a), u(p), 0, 0, 0],
+            Op::Atr(p) => [11, u(p), 0, 0, 0, 0],
+            Op::Macd {
+                src,
+                fast,
+                slow,
+                signal,
+                signal_line,
+            } => [12, s(src), u(fast), u(slow), u(signal), b(signal_line)],
+            Op::Bollinger {
+                src,
+                period,
+                k,
+                upper,
+            } => [13, s(src), u(period), k.to_bits(), b(upper), 0],
+            Op::Highest(a, p) => [14, s(a), u(p), 0, 0, 0],
+            Op::Lowest(a, p) => [15, s(a), u(p), 0, 0, 0],
+            Op::Cross { a, b: c, up } => [16, s(a), s(c), b(up), 0, 0],
+            Op::Lookback { src, n, init } => [17, s(src), u(n), init.to_bits(), 0, 0],
+        }
+    }
+
     /// The slots this operation reads.
     fn inputs(&self) -> [Option<Slot>; 2] {
         match *self {
@@ -158,6 +197,29 @@ impl Op {
 }
 
 impl Plan {
+    /// A hash of the whole plan (FNV-1a over its operations and outlets): equal plans hash
+    /// equal, so a snapshot can tell whether it belongs to this program and these values.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |x: u64| {
+            for byte in x.to_le_bytes() {
+                h = (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        for op in &self.ops {
+            op.key().into_iter().for_each(&mut eat);
+        }
+        let slot = |s: Option<Slot>| s.map_or(u64::MAX, u64::from);
+        for r in self.rules {
+            eat(slot(r));
+        }
+        eat(self.size.0 as u64);
+        eat(u64::from(self.size.1));
+        eat(slot(self.stop_loss));
+        eat(slot(self.take_profit));
+        h
+    }
+
     /// Drop operations nothing reads (the constants periods were computed from, folded
     /// intermediates), so each bar runs only what the rules need.
     fn compact(mut self) -> Self {
@@ -204,7 +266,7 @@ struct Lower<'a> {
     program: &'a Program,
     values: &'a [ParamValue],
     ops: Vec<Op>,
-    shared: HashMap<String, Slot>,
+    shared: HashMap<[u64; 6], Slot>,
     lets: Vec<Option<Slot>>,
 }
 
@@ -341,7 +403,7 @@ impl Lower<'_> {
             _ => None,
         };
         let op = folded.map_or(op, Op::Const);
-        let key = format!("{op:?}");
+        let key = op.key();
         if let Some(s) = self.shared.get(&key) {
             return Ok(*s);
         }

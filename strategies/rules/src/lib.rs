@@ -27,7 +27,18 @@ fn embedded() -> Option<(String, String)> {
     Some((name.to_string(), source.to_string()))
 }
 
+thread_local! {
+    /// The checked program, parsed once per instance: `configure` needs it twice (the SDK
+    /// asks for the parameter specs, then builds the strategy), and parsing costs fuel.
+    static PROGRAM: std::cell::OnceCell<Result<(String, Program), String>> =
+        const { std::cell::OnceCell::new() };
+}
+
 fn program() -> Result<(String, Program), String> {
+    PROGRAM.with(|p| p.get_or_init(parse).clone())
+}
+
+fn parse() -> Result<(String, Program), String> {
     let (name, source) = embedded().ok_or(
         "no rule program in this module: build one with `qtm backtest --rules FILE.rules`",
     )?;
@@ -62,6 +73,8 @@ fn fingerprint(plan: &Plan) -> u64 {
 /// A rule program with one evaluator per symbol.
 pub struct Rules {
     plan: Plan,
+    /// The plan's fingerprint: a state is only restored into the same program with the same
+    /// parameter values (anything else would feed one indicator's window into another).
     fingerprint: u64,
     machines: Vec<Machine>,
     side: Vec<Want>,
@@ -180,7 +193,7 @@ impl Strategy for Rules {
             machines: vec![Machine::new(&plan); n],
             side: vec![Want::Flat; n],
             brackets: program.has_exits(),
-            fingerprint: fingerprint(&plan),
+            fingerprint: plan.fingerprint(),
             plan,
         })
     }
