@@ -234,6 +234,125 @@ fn the_deepest_program_runs_inside_the_sandbox() {
     );
 }
 
+/// The guest parses its program again at `configure`, on fuel. Programs of every shape at the
+/// token cap (2,000) and the byte cap (32 KiB) stay under 60 % of the default budget of
+/// 10,000,000.
+#[test]
+fn programs_at_the_token_cap_fit_the_default_budget() {
+    let fill = |head: &str, line: &dyn Fn(usize) -> String, per_line: usize, tail: &str| {
+        let mut s = String::from(head);
+        for i in 1..(1_990 / per_line) {
+            s.push_str(&line(i));
+        }
+        s.push_str(tail);
+        s
+    };
+    let tail = "entry_long = close > 0\nsize = units(1)\n";
+    let shapes = [
+        (
+            "let chains",
+            fill(
+                "let a0 = sma(close, 5)\n",
+                &|i| format!("let a{i} = max(a{}, ema(close, {}))\n", i - 1, i % 40 + 2),
+                16,
+                tail,
+            ),
+        ),
+        (
+            "parentheses",
+            fill(
+                "",
+                &|i| format!("let p{i} = {}close{}\n", "(".repeat(60), ")".repeat(60)),
+                124,
+                tail,
+            ),
+        ),
+        (
+            "sums",
+            fill(
+                "",
+                &|i| format!("let s{i} = 1{}\n", " + 1".repeat(60)),
+                124,
+                tail,
+            ),
+        ),
+        (
+            "calls",
+            fill(
+                "",
+                &|i| format!("let c{i} = {}close{}\n", "abs(".repeat(60), ")".repeat(60)),
+                184,
+                tail,
+            ),
+        ),
+        // 63 parameters of 2 long choices each (the text cap: 8 KiB of names and choices).
+        (
+            "params",
+            fill(
+                "",
+                &|i| {
+                    format!(
+                        "param q{i:02} = choice(\"{}\", \"{}\")\n",
+                        "x".repeat(61),
+                        "y".repeat(61)
+                    )
+                },
+                31,
+                tail,
+            ),
+        ),
+        // The byte cap (32 KiB), mostly comments, around a let chain at the token cap.
+        (
+            "comments",
+            fill(
+                "let a0 = sma(close, 5)\n",
+                &|i| {
+                    format!(
+                        "let a{i} = max(a{}, ema(close, {})) {}\n",
+                        i - 1,
+                        i % 40 + 2,
+                        "#".repeat(215)
+                    )
+                },
+                16,
+                tail,
+            ),
+        ),
+        (
+            "nots",
+            fill(
+                "",
+                &|i| format!("let n{i} = {}true\n", "not ".repeat(60)),
+                64,
+                tail,
+            ),
+        ),
+        (
+            "indicators",
+            fill(
+                "",
+                &|i| format!("let m{i} = sma(close, {})\n", i % 500 + 1),
+                9,
+                "entry_long = m1 > 0\nsize = units(1)\n",
+            ),
+        ),
+    ];
+    for (name, src) in shapes {
+        let compiled = qtm_rules_component::compile("probe", src.as_bytes())
+            .unwrap_or_else(|d| panic!("{name}: {}", d[0]));
+        let code = Sandbox::new(SandboxConfig::default())
+            .unwrap()
+            .load(&compiled.component)
+            .unwrap();
+        let inst = code
+            .instantiate(&[], &["X".into()])
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let fuel = inst.stats().fuel;
+        println!("{name}: {} bytes, configure {fuel} fuel", src.len());
+        assert!(fuel < 6_000_000, "{name}: configure used {fuel} fuel");
+    }
+}
+
 /// The `qtm` binary beside this test's own executable (built by `cargo test --workspace`).
 fn qtm() -> Command {
     let exe = std::env::current_exe().unwrap();

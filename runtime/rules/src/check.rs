@@ -6,7 +6,10 @@ use std::collections::HashMap;
 
 use crate::ast::{BinOp, Expr, ExprKind, Stmt};
 use crate::diag::{Diagnostic, Pos};
-use crate::{MAX_LOOKBACK, MAX_PERIOD, MAX_STATEMENTS};
+use crate::{
+    MAX_CHOICE_BYTES, MAX_CHOICES, MAX_LOOKBACK, MAX_PARAM_TEXT_BYTES, MAX_PARAMS, MAX_PERIOD,
+    MAX_STATEMENTS,
+};
 
 /// The type of an expression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,6 +321,8 @@ struct Checker {
     rule_pos: HashMap<String, Pos>,
     /// Names of declarations that did not parse: using them is not a new problem.
     broken: Vec<String>,
+    /// Bytes of parameter names and choices so far.
+    param_text: usize,
 }
 
 /// Check parsed statements; `end` is where the text ends (for "missing rule" problems).
@@ -343,6 +348,7 @@ pub(crate) fn check(
         },
         rule_pos: HashMap::new(),
         broken,
+        param_text: 0,
     };
     if stmts.len() > MAX_STATEMENTS {
         c.err(
@@ -429,10 +435,32 @@ impl Checker {
                 kind_pos,
                 args,
             } => {
-                let declared = self.declare(&name, name_pos, "parameter");
+                let mut declared = self.declare(&name, name_pos, "parameter");
+                if declared && self.program.params.len() >= MAX_PARAMS {
+                    self.err(
+                        name_pos,
+                        format!("the program has more than {MAX_PARAMS} parameters"),
+                    );
+                    declared = false;
+                }
                 if let Some((kind, default)) = self.param_kind(&name, &kind, kind_pos, &args)
                     && declared
                 {
+                    let text = name.len()
+                        + match &kind {
+                            ParamKind::Choice(c) => c.iter().map(String::len).sum(),
+                            _ => 0,
+                        };
+                    self.param_text += text;
+                    if self.param_text > MAX_PARAM_TEXT_BYTES {
+                        self.err(
+                            name_pos,
+                            format!(
+                                "parameter names and choices total more than {MAX_PARAM_TEXT_BYTES} bytes"
+                            ),
+                        );
+                        return;
+                    }
                     self.names.insert(
                         name.clone(),
                         (Binding::Param(self.program.params.len()), name_pos),
@@ -677,6 +705,16 @@ impl Checker {
                             self.err(a.pos, "choices cannot be empty");
                             return None;
                         }
+                        ExprKind::Str(s) if s.len() > MAX_CHOICE_BYTES => {
+                            self.err(
+                                a.pos,
+                                format!(
+                                    "choice is {} bytes, longer than {MAX_CHOICE_BYTES}",
+                                    s.len()
+                                ),
+                            );
+                            return None;
+                        }
                         ExprKind::Str(s) if choices.contains(s) => {
                             self.err(a.pos, format!("choice \"{s}\" is listed twice"));
                             return None;
@@ -687,6 +725,16 @@ impl Checker {
                             return None;
                         }
                     }
+                }
+                if choices.len() > MAX_CHOICES {
+                    self.err(
+                        pos,
+                        format!(
+                            "`choice` takes at most {MAX_CHOICES} strings, found {}",
+                            choices.len()
+                        ),
+                    );
+                    return None;
                 }
                 let d = choices[0].clone();
                 Some((ParamKind::Choice(choices), ParamValue::Choice(d)))

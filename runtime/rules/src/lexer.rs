@@ -1,8 +1,8 @@
 //! Text → tokens. Never fails as a whole: a bad character becomes a diagnostic and is skipped,
 //! so one pass reports every problem.
 
-use crate::MAX_IDENT_CHARS;
 use crate::diag::{Diagnostic, Pos};
+use crate::{MAX_IDENT_CHARS, MAX_TOKENS};
 
 /// A token's kind, with its payload.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,13 +100,29 @@ impl Cursor<'_> {
 }
 
 /// Split `src` into tokens (always ending with `Newline`, `Eof`); problems go to `diags`.
-pub(crate) fn lex(src: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
-    let mut out = Vec::new();
+/// `Err` with the one diagnostic that matters when the text has more than [`MAX_TOKENS`]
+/// tokens (line breaks not counted).
+pub(crate) fn lex(src: &str, diags: &mut Vec<Diagnostic>) -> Result<Vec<Token>, Diagnostic> {
+    let mut out: Vec<Token> = Vec::new();
     let mut c = Cursor {
         chars: src.chars().peekable(),
         pos: Pos::START,
     };
+    // Each round pushes at most one token: count the last one unless it is a line break.
+    let (mut seen, mut words) = (0usize, 0usize);
     while let Some(ch) = c.peek() {
+        if out.len() > seen {
+            seen = out.len();
+            if let Some(t) = out.last().filter(|t| t.tok != Tok::Newline) {
+                words += 1;
+                if words > MAX_TOKENS {
+                    return Err(Diagnostic::new(
+                        t.pos,
+                        format!("the program has more than {MAX_TOKENS} tokens"),
+                    ));
+                }
+            }
+        }
         let pos = c.pos;
         let push = |out: &mut Vec<Token>, tok| out.push(Token { tok, pos });
         match ch {
@@ -233,7 +249,7 @@ pub(crate) fn lex(src: &str, diags: &mut Vec<Diagnostic>) -> Vec<Token> {
         tok: Tok::Eof,
         pos: c.pos,
     });
-    out
+    Ok(out)
 }
 
 /// `123`, `1.5`, `.5`, `2e-3`.

@@ -14,7 +14,7 @@
 //!
 //! [`check`] turns text into a typed [`Program`] or the list of every problem, each at a
 //! `line:col` ([`Diagnostic`]). It never panics and its work is bounded whatever the input:
-//! the text, its statements and expression nesting are capped (the constants below),
+//! the text, its tokens, statements and expression nesting are capped (the constants below),
 //! and the parser's recursion is bounded by [`MAX_DEPTH`], so 10,000 nested parentheses are a
 //! diagnostic, not a stack overflow. [`Program::plan`] binds parameter values and flattens the
 //! program into a [`Plan`]; with the `eval` feature, [`eval::Machine`] runs a plan bar by bar
@@ -41,12 +41,25 @@ pub use check::{
 pub use diag::{Diagnostic, Pos};
 pub use plan::{Op, Plan, Slot, binary};
 
-/// Largest program text, in bytes.
-pub const MAX_SOURCE_BYTES: usize = 64 * 1024;
+/// Largest program text, in bytes (comments included: the guest reads past them on fuel too).
+pub const MAX_SOURCE_BYTES: usize = 32 * 1024;
+/// Most tokens (names, numbers, strings, operators; not line breaks or comments). The rules
+/// guest parses its program again at `configure`, under the sandbox's fuel: this cap keeps
+/// that under about half of the default budget of a call, whatever the shape of the text.
+pub const MAX_TOKENS: usize = 2_000;
 /// Most statements (lines with a declaration or rule).
-pub const MAX_STATEMENTS: usize = 1_000;
+pub const MAX_STATEMENTS: usize = 250;
 /// Deepest expression: nesting of parentheses, calls, operators and lookbacks.
 pub const MAX_DEPTH: u32 = 64;
+/// Most parameters (the sandbox's cap on what `describe` may return).
+pub const MAX_PARAMS: usize = 64;
+/// Most strings of one `choice` (the sandbox's cap).
+pub const MAX_CHOICES: usize = 64;
+/// Longest choice string, in bytes (the sandbox's cap on names in `describe`).
+pub const MAX_CHOICE_BYTES: usize = 64;
+/// Most bytes of parameter names and choices together (an eighth of the sandbox's cap on the
+/// whole `describe` answer; strings are the dearest part of parsing inside the guest).
+pub const MAX_PARAM_TEXT_BYTES: usize = 8 * 1024;
 /// Longest name, in characters.
 pub const MAX_IDENT_CHARS: usize = 64;
 /// Longest indicator period, in bars.
@@ -70,7 +83,10 @@ pub fn check(source: &str) -> Result<Program, Vec<Diagnostic>> {
         )]);
     }
     let mut diags = Vec::new();
-    let tokens = lexer::lex(source, &mut diags);
+    let tokens = match lexer::lex(source, &mut diags) {
+        Ok(t) => t,
+        Err(too_many) => return Err(vec![too_many]),
+    };
     let end = tokens.last().map_or(Pos::START, |t| t.pos);
     let (stmts, broken) = parser::parse(&tokens, &mut diags);
     let syntax_errors = !diags.is_empty();

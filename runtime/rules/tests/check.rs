@@ -73,19 +73,25 @@ foo = 3
 
 #[test]
 fn hostile_texts_are_diagnostics() {
-    let deep = format!(
-        "entry_long = {}close > 1{}\nsize = units(1)\n",
-        "(".repeat(10_000),
-        ")".repeat(10_000)
+    let deep = |n| {
+        format!(
+            "entry_long = {}close > 1{}\nsize = units(1)\n",
+            "(".repeat(n),
+            ")".repeat(n)
+        )
+    };
+    assert_eq!(
+        errors(&deep(100)),
+        ["1:78: expression nested more than 64 levels deep"]
     );
     assert_eq!(
-        errors(&deep),
-        ["1:78: expression nested more than 64 levels deep"]
+        errors(&deep(10_000)),
+        ["1:2012: the program has more than 2000 tokens"]
     );
     let big = "#".repeat(2 << 20);
     assert_eq!(
         errors(&big),
-        ["1:1: program is 2097152 bytes, larger than the 65536 byte limit"]
+        ["1:1: program is 2097152 bytes, larger than the 32768 byte limit"]
     );
     let e: Vec<String> = check_bytes(b"size = units(1)\nentry_long = \xff")
         .unwrap_err()
