@@ -60,16 +60,6 @@ enum Want {
 /// Layout of [`Rules::snapshot`].
 const STATE_VERSION: u32 = 1;
 
-/// FNV-1a of the plan's text: a state is only restored into the same program with the same
-/// parameter values (anything else would feed one indicator's window into another).
-fn fingerprint(plan: &Plan) -> u64 {
-    format!("{plan:?}")
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
-}
-
 /// A rule program with one evaluator per symbol.
 pub struct Rules {
     plan: Plan,
