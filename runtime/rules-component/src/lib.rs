@@ -55,3 +55,54 @@ pub fn compile(name: &str, source: &[u8]) -> Result<Compiled, Vec<Diagnostic>> {
         .map_err(|e| internal(format!("componentizing the rules guest failed: {e:#}")))?;
     Ok(Compiled { component, program })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first(r: Result<Compiled, Vec<Diagnostic>>) -> String {
+        r.err().map(|d| d[0].to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_embedded_module_has_one_empty_program_area() {
+        let magic = qtm_rules::embed::MAGIC;
+        let at: Vec<usize> = RULES_MODULE
+            .windows(magic.len())
+            .enumerate()
+            .filter(|(_, w)| *w == magic)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(at.len(), 1);
+        let area =
+            &RULES_MODULE[at[0] + magic.len()..][..qtm_rules::embed::AREA_BYTES - magic.len()];
+        assert!(area.iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn each_program_is_a_component_of_its_own() {
+        let a = compile("a", b"entry_long = close > open\nsize = units(1)\n").unwrap();
+        let b = compile("a", b"entry_long = close < open\nsize = units(1)\n").unwrap();
+        // A component (layer 1), not a core module.
+        assert_eq!(&a.component[..8], b"\0asm\x0d\0\x01\0");
+        assert_ne!(a.component, b.component);
+        assert_eq!(a.params().len(), 0);
+    }
+
+    #[test]
+    fn hostile_text_and_names_are_diagnostics() {
+        assert_eq!(
+            first(compile("x", b"\xff\xfe")),
+            "1:1: invalid UTF-8 (byte 0)"
+        );
+        assert_eq!(
+            first(compile("x", &vec![b'#'; 1 << 20])),
+            "1:1: program is 1048576 bytes, larger than the 32768 byte limit"
+        );
+        let long = "n".repeat(200);
+        assert_eq!(
+            first(compile(&long, b"entry_long = true\nsize = units(1)\n")),
+            "1:1: name is 200 bytes, longer than 128"
+        );
+    }
+}
