@@ -385,8 +385,8 @@ fn rules_check_prints_the_typed_parameters() {
     assert_eq!(
         body,
         [
-            "  param fast  int   default 10, 2..=200, step 1",
-            "  param slow  int   default 30, 5..=500, step 1",
+            "  param fast  int    default 10, 2..=200, step 1",
+            "  param slow  int    default 30, 5..=500, step 1",
             "  rules entry_long, entry_short",
         ]
     );

@@ -231,19 +231,20 @@ pub struct ParamDecl {
 }
 
 impl ParamDecl {
-    /// `int(10, 2, 200, 1)`, as `qtm rules check` prints it.
+    /// The kind, default and range, as `qtm rules check` prints them
+    /// (`int    default 10, 2..=200, step 1`).
     pub fn describe(&self) -> String {
         match &self.kind {
             ParamKind::Int { min, max, step } => {
-                format!("int   default {}, {min}..={max}, step {step}", self.default)
+                format!("int    default {}, {min}..={max}, step {step}", self.default)
             }
             ParamKind::Float { min, max, step } => {
                 format!(
-                    "float default {}, {min:?}..={max:?}, step {step:?}",
+                    "float  default {}, {min:?}..={max:?}, step {step:?}",
                     self.default
                 )
             }
-            ParamKind::Bool => format!("bool  default {}", self.default),
+            ParamKind::Bool => format!("bool   default {}", self.default),
             ParamKind::Choice(c) => format!("choice default {}, one of {}", self.default, {
                 c.iter()
                     .map(|c| format!("\"{c}\""))
