@@ -479,3 +479,47 @@ fn backtest_with_a_bad_program_prints_its_problems_and_fails() {
         ]
     );
 }
+
+/// What the interpreter costs inside the sandbox: on the bundled minute bars the SMA-cross
+/// program places exactly sma-cross's orders for under 2.5 times its fuel a bar (measured:
+/// 969 against 501; the wall time of a backtest differs far less, since handing a bar over
+/// costs both the same: docs/BENCHMARKS.md).
+#[test]
+fn the_sma_program_places_sma_cross_orders_for_under_2_5_times_its_fuel() {
+    let bars = qtm_tests::read_bars(&bundled("spy_1m_2011.csv"));
+    let sma = Sandbox::new(SandboxConfig::default())
+        .unwrap()
+        .load(&component(guests::SMA_CROSS))
+        .unwrap();
+    let rules = rules_code("sma-cross.rules");
+    let mut results = Vec::new();
+    for (name, code, params) in [
+        (
+            "sma-cross",
+            &sma,
+            qtm_tests::sma_params("flip", "equity", 1.0),
+        ),
+        ("rules", &rules, vec![]),
+    ] {
+        let mut inst = code.instantiate(&params, &["SPY".into()]).unwrap();
+        let before = inst.stats().fuel;
+        let mut host = RecordingHost {
+            fill_instantly: true,
+            ..Default::default()
+        };
+        host.bars = bars.iter().map(|b| (0, *b)).collect();
+        while inst.on_bars(&mut host).unwrap() > 0 {}
+        let per_bar = (inst.stats().fuel - before) / bars.len() as u64;
+        println!("{name}: {per_bar} fuel a bar, {} orders", host.orders.len());
+        results.push((per_bar, host.orders));
+    }
+    let (hand, rules) = (&results[0], &results[1]);
+    assert_eq!(rules.1, hand.1);
+    assert!(rules.1.len() > 1000);
+    assert!(
+        rules.0 * 2 < hand.0 * 5,
+        "{} fuel a bar against {}",
+        rules.0,
+        hand.0
+    );
+}
