@@ -124,6 +124,28 @@ fn the_component_describes_the_programs_typed_parameters() {
     );
 }
 
+/// The rules guest as built, with its program area still empty: it loads and describes itself,
+/// and refuses to be configured with the way to give it a program.
+#[test]
+fn the_guest_without_a_program_refuses_configure() {
+    let code = Sandbox::new(SandboxConfig::default())
+        .unwrap()
+        .load(&component(guests::RULES))
+        .unwrap();
+    assert_eq!(code.info().name, "rules");
+    assert!(code.info().params.is_empty());
+    let e = code
+        .instantiate(&[], &["X".into()])
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        e,
+        "the strategy refused its configuration: no rule program in this module: build one with \
+         `qtm backtest --rules FILE.rules`"
+    );
+}
+
 /// `stop_loss = pct(5)` and `take_profit = pct(10)` become the entry's bracket prices.
 #[test]
 fn stop_loss_and_take_profit_are_bracket_prices_from_the_entry_close() {
