@@ -236,7 +236,10 @@ impl ParamDecl {
     pub fn describe(&self) -> String {
         match &self.kind {
             ParamKind::Int { min, max, step } => {
-                format!("int    default {}, {min}..={max}, step {step}", self.default)
+                format!(
+                    "int    default {}, {min}..={max}, step {step}",
+                    self.default
+                )
             }
             ParamKind::Float { min, max, step } => {
                 format!(

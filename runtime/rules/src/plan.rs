@@ -357,6 +357,17 @@ fn mark(e: &TExpr, live: &mut [bool]) {
     }
 }
 
+/// Where an expression's text starts (an operator's own position is the operator's).
+fn start(e: &TExpr) -> crate::Pos {
+    let mut e = e;
+    loop {
+        match &e.kind {
+            TKind::Binary(_, a, _) | TKind::Lookback(a, _) => e = a,
+            _ => return e.pos,
+        }
+    }
+}
+
 fn truth(x: f64) -> bool {
     x > 0.5
 }
@@ -423,7 +434,7 @@ impl Lower<'_> {
         let s = self.expr(e)?;
         match self.ops.get(s as usize) {
             Some(Op::Const(v)) => Ok(*v),
-            _ => Err(format!("{}: expected a value fixed for the run", e.pos)),
+            _ => Err(format!("{}: expected a value fixed for the run", start(e))),
         }
     }
 
@@ -434,7 +445,7 @@ impl Lower<'_> {
         } else {
             Err(format!(
                 "{}: {what} is {v}, not a whole number from {lo} to {hi}",
-                e.pos
+                start(e)
             ))
         }
     }

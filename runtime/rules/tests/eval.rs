@@ -237,6 +237,6 @@ fn a_period_from_parameters_out_of_range_fails_at_configure_with_its_position() 
     let e = program.plan(&[ParamValue::Int(0)]).unwrap_err();
     assert_eq!(
         e,
-        "2:27: the period of `sma` is 0, not a whole number from 1 to 100000"
+        "2:25: the period of `sma` is 0, not a whole number from 1 to 100000"
     );
 }
