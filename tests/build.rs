@@ -9,7 +9,15 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap();
     let strategies = root.join("strategies");
-    for dir in ["strategies", "guest-sdk/src", "guest-sdk/Cargo.toml", "wit"] {
+    for dir in [
+        "strategies",
+        "guest-sdk/src",
+        "guest-sdk/Cargo.toml",
+        "wit",
+        // The rules guest is built from the rule language's crate too.
+        "runtime/rules/src",
+        "runtime/rules/Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());

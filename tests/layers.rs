@@ -57,11 +57,26 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "qtm-store",
             "qtm-live",
             "qtm-server",
+            "qtm-rules",
+            "qtm-rules-component",
         ],
     ),
     ("qtm-guest-sdk", &[]),
     ("qtm-test-support", &[]),
-    ("qtm-tests", &["qtm-runtime", "qtm-guest-sdk", "qtm-market"]),
+    // The rule language: checked on the host, evaluated (feature `eval`) inside the guest on
+    // the SDK's indicators.
+    ("qtm-rules", &["qtm-guest-sdk"]),
+    ("qtm-rules-component", &["qtm-rules"]),
+    (
+        "qtm-tests",
+        &[
+            "qtm-runtime",
+            "qtm-guest-sdk",
+            "qtm-market",
+            "qtm-rules",
+            "qtm-rules-component",
+        ],
+    ),
 ];
 
 /// Crates that may depend on wasmtime (directly): the sandbox alone.
@@ -148,6 +163,8 @@ fn only_the_sandbox_depends_on_wasmtime() {
         "qtm-oms",
         "qtm-engine",
         "qtm-backtest",
+        "qtm-rules",
+        "qtm-rules-component",
     ] {
         assert!(!edges[krate].contains("wasmtime"), "{krate} → wasmtime");
         assert!(

@@ -32,8 +32,12 @@ pub enum Fill {
 #[derive(Debug, Args)]
 pub struct BacktestArgs {
     /// The strategy component (.wasm).
-    #[arg(long)]
-    strategy: PathBuf,
+    #[arg(long, required_unless_present = "rules", conflicts_with = "rules")]
+    strategy: Option<PathBuf>,
+    /// A rule program (.rules, docs/rules.md) instead of a component: checked, then run
+    /// inside the sandbox as a component of its own.
+    #[arg(long, value_name = "FILE.rules")]
+    rules: Option<PathBuf>,
     /// CSV bars (`ts,open,high,low,close,volume`); repeat for a multi-symbol backtest.
     #[arg(long, required = true)]
     data: Vec<PathBuf>,
@@ -245,9 +249,18 @@ pub fn run(args: BacktestArgs) -> Result<()> {
         },
         ..Default::default()
     })?;
-    let code = sandbox
-        .load_file(&args.strategy)
-        .with_context(|| format!("loading {}", args.strategy.display()))?;
+    let code = match (&args.strategy, &args.rules) {
+        (_, Some(rules)) => {
+            let component = super::rules::compile_file(rules)?;
+            sandbox
+                .load(&component.component)
+                .with_context(|| format!("loading the component of {}", rules.display()))?
+        }
+        (Some(path), None) => sandbox
+            .load_file(path)
+            .with_context(|| format!("loading {}", path.display()))?,
+        (None, None) => bail!("give --strategy FILE.wasm or --rules FILE.rules"),
+    };
     let params = parse_params(&args.params)?;
     let symbols: Vec<String> = sources.iter().map(|s| s.symbol.clone()).collect();
     let instance = code.instantiate(&params, &symbols)?;

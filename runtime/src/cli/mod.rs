@@ -3,6 +3,7 @@
 mod backtest;
 mod data;
 mod out;
+mod rules;
 mod serve;
 mod strategy;
 mod watch;
@@ -29,8 +30,11 @@ enum Command {
     /// Write, build and inspect strategy components.
     #[command(subcommand)]
     Strategy(strategy::StrategyCommand),
-    /// Backtest a strategy component over CSV bars.
+    /// Backtest a strategy component (or a rule program) over CSV bars.
     Backtest(Box<backtest::BacktestArgs>),
+    /// Check rule programs (.rules; docs/rules.md).
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
     /// Run the REST/WebSocket server (embedded SQLite by default).
     Serve(serve::ServeArgs),
     /// Import and list market data in the server's database.
@@ -53,6 +57,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Strategy(cmd) => strategy::run(cmd),
         Command::Backtest(args) => backtest::run(*args),
+        Command::Rules(cmd) => rules::run(cmd),
         Command::Serve(args) => serve::run(args),
         Command::Data(cmd) => data::run(cmd),
         Command::Watch(args) => watch::run(args),
