@@ -6,7 +6,7 @@
 # strategy, metrics) and of the wall time of the whole command, and the ratio of medians. Every
 # run must give the same trades_sha256 (the programs trade identically).
 #
-#   cargo build --release -p qtm-runtime && tests/benches/rules.sh        # RUNS=7 for more
+#   cargo build --release --workspace --bins && tests/benches/rules.sh        # RUNS=7 for more
 #
 # QTM names the binary (default: the release build in the cargo target dir), QTM_DATA_DIR the
 # peer data folder (default ../shared/data).
@@ -16,7 +16,7 @@ target="${CARGO_TARGET_DIR:-target}"
 qtm="${QTM:-$target/release/qtm}"
 data="${QTM_DATA_DIR:-../shared/data}/bench_1m_1000000.csv"
 runs="${RUNS:-5}"
-[ -x "$qtm" ] || { echo "no $qtm: cargo build --release -p qtm-runtime" >&2; exit 2; }
+[ -x "$qtm" ] || { echo "no $qtm: cargo build --release --workspace --bins" >&2; exit 2; }
 [ -f "$data" ] || { echo "no $data: set QTM_DATA_DIR to the peer data folder" >&2; exit 2; }
 
 sma=$("$qtm" strategy build strategies/sma-cross --target-dir "$target/guests-bench" | tail -n 1)
