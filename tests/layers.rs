@@ -42,6 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "qtm-report",
             "qtm-store",
             "qtm-live",
+            "qtm-rules-component",
         ],
     ),
     (

@@ -1473,3 +1473,127 @@ async fn a_backtest_over_stored_bars_trades_as_one_over_their_file() {
         done[0]
     );
 }
+
+/// `POST /api/strategies` with a rule program as JSON: an ordinary strategy whose component the
+/// server built; its backtest trades exactly as the uploaded sma-cross with the same settings.
+/// A program with problems gets a 422 that names each at its `line:col`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_program_posted_as_json_is_a_strategy_that_trades_as_sma_cross() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    qtm_runtime::store::market::import_csv(
+        &s.server.state.store,
+        &qtm_tests::bundled("spy_1m_2011.csv"),
+        &qtm_runtime::store::market::ImportOptions {
+            symbol: "SPY".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let program = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../strategies/rules/examples/sma-cross.rules"),
+    )
+    .unwrap();
+    let (status, rules) = s
+        .call(
+            Method::POST,
+            "/api/strategies",
+            Some(&admin),
+            Some(json!({"name": "sma rules", "rules": program})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rules}");
+    let strategy = if rules["strategy"].is_object() {
+        &rules["strategy"]
+    } else {
+        &rules
+    };
+    assert_eq!(strategy["source"], "rules", "{rules}");
+    assert_eq!(strategy["name"], "sma rules", "{rules}");
+    let params: Vec<&str> = rules["info"]["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(params, ["fast", "slow"], "{rules}");
+    let rules_id = strategy["id"].as_i64().unwrap();
+
+    let (status, up) = upload_multipart(
+        &s,
+        "/api/strategies",
+        &admin,
+        sma_bytes(),
+        &[("name", "sma")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{up}");
+    let sma_id = up["id"].as_i64().or(up["strategy"]["id"].as_i64()).unwrap();
+
+    let mut hashes = Vec::new();
+    for request in [
+        json!({"strategy_id": rules_id, "symbols": ["SPY"]}),
+        json!({"strategy_id": sma_id, "symbols": ["SPY"],
+               "params": {"mode": "flip", "sizing": "equity", "quantity": 1.0}}),
+    ] {
+        let (status, q) = s
+            .call(Method::POST, "/api/backtests", Some(&admin), Some(request))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{q}");
+        let bt = wait_backtest(&s, &admin, q["id"].as_i64().unwrap()).await;
+        assert_eq!(bt["status"], "done", "{}", bt["error"]);
+        let trades = bt["trades"].as_array().map_or(0, Vec::len);
+        assert!(trades > 10, "{trades} trades");
+        hashes.push(bt["trades_sha256"].clone());
+    }
+    assert_eq!(hashes[0], hashes[1]);
+
+    // Every problem, each at its place; nothing stored.
+    let (status, bad) = s
+        .call(
+            Method::POST,
+            "/api/strategies",
+            Some(&admin),
+            Some(json!({"name": "bad", "rules": "param fast = int(10, 2, 200)\nlet f = smaa(close, fast)\nentry_long = f\n"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    let (field, code, message) = field_error(&bad);
+    assert_eq!(
+        (field.as_str(), code.as_str()),
+        ("rules", "validation"),
+        "{bad}"
+    );
+    assert!(
+        message.starts_with("the rule program has 2 problem(s): "),
+        "{message}"
+    );
+    assert!(
+        message.contains("2:9: unknown function `smaa`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("4:1: the program has no `size` rule"),
+        "{message}"
+    );
+    let (status, list) = s
+        .call(Method::GET, "/api/strategies", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
+
+    // Unknown fields and malformed JSON are refused with what was expected.
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/strategies",
+            Some(&admin),
+            Some(json!({"name": "x", "rule": "…"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_of(&body).1.contains("\"name\", \"rules\""), "{body}");
+    s.stop().await;
+}

@@ -263,6 +263,56 @@ struct Upload {
     bytes: Bytes,
     name: Option<String>,
     description: Option<String>,
+    /// Where the component came from: `upload`, or `rules` when it was built from rule text.
+    source: &'static str,
+}
+
+/// `POST /api/strategies` as JSON: a rule program (`docs/rules.md`), built into a component.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RulesUpload {
+    /// Name of the strategy (also what its component's `describe` reports).
+    pub name: String,
+    /// The program text (`.rules`).
+    pub rules: String,
+    /// Description (default: none).
+    pub description: Option<String>,
+}
+
+/// At most this many of a program's problems go into one error message.
+const RULES_PROBLEMS_SHOWN: usize = 50;
+
+/// Check a rule program and build its component off the async threads (checking and
+/// componentizing take milliseconds); every problem comes back at its `line:col`.
+async fn build_rules(name: String, rules: String) -> ApiResult<Bytes> {
+    let built =
+        tokio::task::spawn_blocking(move || qtm_rules_component::compile(&name, rules.as_bytes()))
+            .await
+            .map_err(|e| ApiError::internal(format!("building the rule program: {e}")))?;
+    match built {
+        Ok(c) => Ok(Bytes::from(c.component)),
+        Err(problems) => {
+            let mut text: Vec<String> = problems
+                .iter()
+                .take(RULES_PROBLEMS_SHOWN)
+                .map(ToString::to_string)
+                .collect();
+            if problems.len() > RULES_PROBLEMS_SHOWN {
+                text.push(format!(
+                    "… and {} more",
+                    problems.len() - RULES_PROBLEMS_SHOWN
+                ));
+            }
+            Err(ApiError::validation(
+                "rules",
+                format!(
+                    "the rule program has {} problem(s): {}",
+                    problems.len(),
+                    text.join("; ")
+                ),
+            ))
+        }
+    }
 }
 
 /// Read an upload: `multipart/form-data` (field `file`, optional `name`, `description`) or
@@ -295,6 +345,7 @@ async fn read_upload(state: &AppState, mut req: Request) -> ApiResult<Upload> {
                 bytes: Bytes::new(),
                 name: None,
                 description: None,
+                source: "upload",
             };
             let mut have_file = false;
             loop {
@@ -370,6 +421,29 @@ async fn read_upload(state: &AppState, mut req: Request) -> ApiResult<Upload> {
                 bytes,
                 name: None,
                 description: None,
+                source: "upload",
+            })
+        }
+        "application/json" => {
+            let body = Bytes::from_request(req, &()).await.map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    ApiError::from(e)
+                }
+            })?;
+            let r: RulesUpload = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "malformed JSON body: {e}; expected {{\"name\", \"rules\"[, \"description\"]}}"
+                ))
+            })?;
+            let name = check_name(&r.name)?;
+            let bytes = build_rules(name.clone(), r.rules).await?;
+            Ok(Upload {
+                bytes,
+                name: Some(name),
+                description: r.description,
+                source: "rules",
             })
         }
         _ => Err(ApiError::new(
@@ -377,7 +451,8 @@ async fn read_upload(state: &AppState, mut req: Request) -> ApiResult<Upload> {
             "unsupported_media_type",
             format!(
                 "send the component as multipart/form-data (field `file`) or as raw bytes with \
-                 `Content-Type: application/wasm`; got {:?}",
+                 `Content-Type: application/wasm`, or a rule program as JSON \
+                 (`{{\"name\", \"rules\"}}`); got {:?}",
                 if mime.is_empty() {
                     "no Content-Type"
                 } else {
@@ -564,12 +639,14 @@ pub struct UploadQuery {
 }
 
 /// Upload a strategy component: multipart (`file`, optional `name`, `description`) or the raw
-/// bytes (`Content-Type: application/wasm` or `application/octet-stream`, `?name=`). The
+/// bytes (`Content-Type: application/wasm` or `application/octet-stream`, `?name=`), or create
+/// one from a rule program: JSON `{"name", "rules"[, "description"]}` (`docs/rules.md`; its
+/// problems come back as a 422 listing each at its `line:col`). The
 /// upload gate checks it first (component, contract, imports, size); it is then compiled and
 /// described, and stored as version 1 with a disabled default instance.
 #[utoipa::path(post, path = "/api/strategies", tag = "strategies",
     params(UploadQuery),
-    request_body(content = Vec<u8>, description = "the component: multipart/form-data (field `file`) or raw bytes", content_type = "application/wasm"),
+    request_body(content = Vec<u8>, description = "the component: multipart/form-data (field `file`) or raw bytes; or a rule program as JSON `{\"name\", \"rules\"}`", content_type = "application/wasm"),
     security(("bearer" = ["trader"]), ("api_key" = ["trader"])),
     responses((status = 201, body = StrategyView), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -602,7 +679,7 @@ async fn create_strategy(
             name: &name,
             description: &description,
             owner_id: Some(p.user_id),
-            source: "upload",
+            source: upload.source,
             cloned_from: None,
         },
         &checked.version(p.user_id),
