@@ -545,8 +545,23 @@ async fn the_upload_gate_refuses_bad_components_and_oversized_uploads_get_413() 
             Some(json!({})),
         )
         .await;
+    // JSON is a rule program (`{"name", "rules"}`): an empty object says what it lacks.
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
+    assert!(error_of(&e).1.contains("missing field `name`"), "{e}");
+    assert!(error_of(&e).1.contains("\"rules\""), "{e}");
+    let resp = s
+        .http
+        .post(format!("{}/api/strategies", s.base))
+        .bearer_auth(&trader)
+        .header("content-type", "text/plain")
+        .body("not a component")
+        .send()
+        .await
+        .unwrap();
+    let (status, e) = TestServer::decode(resp).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{e}");
     assert!(error_of(&e).1.contains("multipart/form-data"), "{e}");
+    assert!(error_of(&e).1.contains("rule program as JSON"), "{e}");
     let form = reqwest::multipart::Form::new().text("name", "no file");
     let resp = s
         .http
