@@ -546,7 +546,7 @@ async fn the_upload_gate_refuses_bad_components_and_oversized_uploads_get_413() 
         )
         .await;
     // JSON is a rule program (`{"name", "rules"}`): an empty object says what it lacks.
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
     assert!(error_of(&e).1.contains("missing field `name`"), "{e}");
     assert!(error_of(&e).1.contains("\"rules\""), "{e}");
     let resp = s
@@ -1608,7 +1608,8 @@ async fn a_rule_program_posted_as_json_is_a_strategy_that_trades_as_sma_cross() 
             Some(json!({"name": "x", "rule": "…"})),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(error_of(&body).1.contains("unknown field `rule`"), "{body}");
     assert!(error_of(&body).1.contains("\"name\", \"rules\""), "{body}");
     s.stop().await;
 }

@@ -425,18 +425,20 @@ async fn read_upload(state: &AppState, mut req: Request) -> ApiResult<Upload> {
             })
         }
         "application/json" => {
-            let body = Bytes::from_request(req, &()).await.map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    too_large()
-                } else {
-                    ApiError::from(e)
-                }
-            })?;
-            let r: RulesUpload = serde_json::from_slice(&body).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "malformed JSON body: {e}; expected {{\"name\", \"rules\"[, \"description\"]}}"
-                ))
-            })?;
+            // The server's JSON rules: a syntax error is 400, a wrong shape 422.
+            let axum::Json(r) = axum::Json::<RulesUpload>::from_request(req, &())
+                .await
+                .map_err(|e| {
+                    let e = ApiError::from(e);
+                    if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+                        return too_large();
+                    }
+                    let message = format!(
+                        "{}; expected {{\"name\", \"rules\"[, \"description\"]}}",
+                        e.message
+                    );
+                    ApiError { message, ..e }
+                })?;
             let name = check_name(&r.name)?;
             let bytes = build_rules(name.clone(), r.rules).await?;
             Ok(Upload {
