@@ -104,6 +104,20 @@ fn sma_bytes() -> Vec<u8> {
     qtm_tests::component(guests::SMA_CROSS)
 }
 
+/// The bundled SPY minute bars, stored as `SPY`.
+async fn import_spy(s: &TestServer) {
+    qtm_runtime::store::market::import_csv(
+        &s.server.state.store,
+        &qtm_tests::bundled("spy_1m_2011.csv"),
+        &qtm_runtime::store::market::ImportOptions {
+            symbol: "SPY".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+}
+
 /// Poll a backtest until it leaves queued/running.
 async fn wait_backtest(s: &TestServer, token: &str, id: i64) -> Value {
     for _ in 0..600 {
@@ -1447,16 +1461,7 @@ async fn backtest_jobs_are_cancelled_by_their_owner_or_an_admin_and_time_out() {
 async fn a_backtest_over_stored_bars_trades_as_one_over_their_file() {
     let s = TestServer::start().await;
     let admin = s.admin_token().await;
-    qtm_runtime::store::market::import_csv(
-        &s.server.state.store,
-        &qtm_tests::bundled("spy_1m_2011.csv"),
-        &qtm_runtime::store::market::ImportOptions {
-            symbol: "SPY".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    import_spy(&s).await;
     let (status, up) = upload_multipart(
         &s,
         "/api/strategies",
@@ -1496,16 +1501,7 @@ async fn a_backtest_over_stored_bars_trades_as_one_over_their_file() {
 async fn a_rule_program_posted_as_json_is_a_strategy_that_trades_as_sma_cross() {
     let s = TestServer::start().await;
     let admin = s.admin_token().await;
-    qtm_runtime::store::market::import_csv(
-        &s.server.state.store,
-        &qtm_tests::bundled("spy_1m_2011.csv"),
-        &qtm_runtime::store::market::ImportOptions {
-            symbol: "SPY".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    import_spy(&s).await;
     let program = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../strategies/rules/examples/sma-cross.rules"),
