@@ -172,7 +172,7 @@ pub async fn symbol_exists(store: &Store, symbol: &str) -> StoreResult<bool> {
 }
 
 /// `$q` ([`INSERT_ORDER`]) with the columns of [`NewOrder`] `$o` bound, created and updated at
-/// `$t`: the one binding of an order insert, for the pool and the live recorder's writer.
+/// `$t`.
 macro_rules! bind_new_order {
     ($q:expr, $o:expr, $t:expr) => {{
         let (o, t) = ($o, $t);
@@ -195,8 +195,6 @@ macro_rules! bind_new_order {
             .bind(t)
     }};
 }
-
-pub(crate) use bind_new_order;
 
 /// Store an order; returns it with its id.
 pub async fn insert(store: &Store, o: &NewOrder) -> StoreResult<Order> {

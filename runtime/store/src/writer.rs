@@ -34,24 +34,29 @@ enum Owned {
 /// called from async code (tokio refuses to block a thread that runs tasks): the recorder has
 /// a thread of its own, async callers go through `spawn_blocking`.
 ///
-/// On SQLite a statement runs on sqlx's connection thread, and each hand-off to it costs
-/// more than the statements it carries (about 100 µs on a loaded 2-core VM, against a few µs
-/// for an insert). So a SQLite transaction costs at most two hand-offs whatever it holds:
-/// one when it starts (`BEGIN IMMEDIATE`, the largest ids, and the orders and open positions
-/// the batch will touch, [`Writer::prefetch`]) and one at the commit, which carries every
-/// write as a few multi-row statements. In between, the writer keeps the rows it read and
-/// wrote and books orders, fills and positions on them in memory; it can, because the
-/// transaction holds the database's write lock from its first statement, so no other writer
-/// changes those rows or takes those ids meanwhile. A row it did not prefetch is read when
-/// first needed (one more hand-off). PostgreSQL runs each statement as it comes.
+/// Each statement costs a trip to the database that is dearer than its work: on SQLite a
+/// hand-off to sqlx's connection thread (about 100 µs on a loaded 2-core VM, against a few µs
+/// for an insert), on PostgreSQL a network round trip. So a transaction costs a fixed number
+/// of trips whatever it holds: when it starts, one reads the orders and open positions the
+/// batch will touch ([`Writer::prefetch`]), and the commit carries every write as a few
+/// multi-row statements. In between, the writer keeps the rows it read and wrote and books
+/// orders, fills and positions on them in memory. It can because no other writer changes
+/// those rows meanwhile: a SQLite transaction holds the database's write lock from its first
+/// statement, and on PostgreSQL the rows are read `FOR UPDATE` (the recorder is the only
+/// writer of orders, fills and positions; the locks make that a guarantee). A row it did not
+/// prefetch is read when first needed (one more trip).
+///
+/// New rows take their ids as they are booked, so the engine learns an order's id at once:
+/// on SQLite the largest stored plus one (read as the transaction starts, under its write
+/// lock), on PostgreSQL from the tables' own sequences, reserved [`IDS_RESERVED`] at a time.
 pub struct Writer {
     rt: tokio::runtime::Runtime,
     conn: Owned,
     store: Store,
     /// Whether a transaction is open.
     open: bool,
-    /// PostgreSQL: a statement failed inside the open transaction, which then refuses every
-    /// later statement of it: the commit rolls it back and says so.
+    /// PostgreSQL: a read failed inside the open transaction, which aborted it: the commit
+    /// rolls back whatever came after and says so.
     aborted: bool,
     /// Rows changed through this connection so far.
     changes: u64,
@@ -60,11 +65,46 @@ pub struct Writer {
     /// Whether the open transaction wrote instance rows (snapshots), which the catalog cache
     /// must learn once it commits.
     touches_catalog: bool,
-    /// SQLite: what the open transaction read and wrote.
-    tx: SqliteTx,
+    /// What the open transaction read and wrote.
+    tx: TxRows,
+    /// PostgreSQL: ids taken from the sequences and not used yet. Sequences never give a
+    /// number twice, rolled back or not, so these outlive transactions.
+    reserved: Reserved,
 }
 
-/// The ids the next rows of a SQLite transaction take: the largest stored plus one, read as
+/// Ids a PostgreSQL writer took from the tables' sequences, each list largest first.
+#[derive(Debug, Default)]
+struct Reserved {
+    order: Vec<i64>,
+    fill: Vec<i64>,
+    position: Vec<i64>,
+    journal: Vec<i64>,
+}
+
+/// Ids a PostgreSQL writer takes from a sequence at once.
+pub const IDS_RESERVED: i64 = 256;
+
+/// A table whose new rows take ids as they are booked.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Orders,
+    Fills,
+    Positions,
+    Journal,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Orders => "orders",
+            Table::Fills => "fills",
+            Table::Positions => "positions",
+            Table::Journal => "live_journal",
+        }
+    }
+}
+
+/// SQLite: the ids the next rows of a transaction take: the largest stored plus one, read as
 /// it starts (its write lock keeps anyone else from inserting until it commits).
 #[derive(Debug, Clone, Copy, Default)]
 struct NextIds {
@@ -74,7 +114,7 @@ struct NextIds {
     journal: i64,
 }
 
-/// A row a SQLite transaction holds: read from the store or written by it.
+/// A row a transaction holds: read from the store or written by it.
 #[derive(Debug)]
 struct Held<T> {
     row: T,
@@ -132,11 +172,12 @@ struct SnapshotRow {
     seqs: String,
 }
 
-/// What a SQLite transaction of the writer read and wrote: everything written goes to the
-/// store with the commit.
+/// What a transaction of the writer read and wrote: everything written goes to the store
+/// with the commit.
 #[derive(Debug, Default)]
-struct SqliteTx {
-    /// `BEGIN IMMEDIATE` went out, and the next ids were read with it.
+struct TxRows {
+    /// The transaction's `BEGIN` went out (on SQLite `BEGIN IMMEDIATE`, with the read of the
+    /// next ids).
     started: bool,
     next: NextIds,
     orders: BTreeMap<i64, Held<Order>>,
@@ -155,7 +196,7 @@ struct SqliteTx {
     snapshots: Vec<SnapshotRow>,
 }
 
-impl SqliteTx {
+impl TxRows {
     /// Whether the commit has anything to write.
     fn writes(&self) -> bool {
         self.orders.values().any(|o| o.new || o.dirty)
@@ -387,7 +428,8 @@ impl Writer {
             changes: 0,
             cursors: Vec::new(),
             touches_catalog: false,
-            tx: SqliteTx::default(),
+            tx: TxRows::default(),
+            reserved: Reserved::default(),
         })
     }
 
@@ -410,36 +452,30 @@ impl Writer {
         Ok((w, checkpoints))
     }
 
-    /// Start a transaction. On SQLite it holds the write lock from its first statement, so it
-    /// can never fail halfway on a lock another writer took after it started reading. Every
-    /// write opens one when none is open, so a caller with nothing to write takes no lock.
+    /// Start a transaction. Its `BEGIN` goes out with its first read or at its commit; on
+    /// SQLite it holds the write lock from then on, so it can never fail halfway on a lock
+    /// another writer took after it started reading. Every write opens one when none is open,
+    /// so a caller with nothing to write takes no lock.
     pub fn begin(&mut self) -> StoreResult<()> {
         if self.open {
             return Ok(());
         }
-        if let Owned::Postgres(c) = &mut self.conn {
-            self.rt.block_on(sqlx::raw_sql("BEGIN").execute(c))?;
-        }
         self.open = true;
         self.aborted = false;
         self.touches_catalog = false;
-        self.tx = SqliteTx::default();
+        self.tx = TxRows::default();
         Ok(())
     }
 
-    /// Read, in one hand-off, the orders `orders` and the open positions of `accounts` that
-    /// the coming writes will touch (SQLite; PostgreSQL reads each as it books it). Only a
-    /// saving: what is not prefetched is read when needed.
+    /// Read, in one trip, the orders `orders` and the open positions of `accounts` that the
+    /// coming writes will touch. Only a saving: what is not prefetched is read when needed.
     pub fn prefetch(&mut self, orders: &[i64], accounts: &[String]) -> StoreResult<()> {
-        if matches!(self.conn, Owned::Postgres(_)) {
-            return Ok(());
-        }
         self.begin()?;
         self.load(orders, accounts)
     }
 
-    /// SQLite: start the transaction if it has not (with the read of the next ids), and read
-    /// the orders and accounts' open positions not held yet, in one query.
+    /// Start the transaction if it has not (on SQLite with the read of the next ids), and
+    /// read the orders and accounts' open positions not held yet.
     fn load(&mut self, orders: &[i64], accounts: &[String]) -> StoreResult<()> {
         let mut orders: Vec<i64> = orders
             .iter()
@@ -456,6 +492,37 @@ impl Writer {
         accounts.dedup();
         let starts = !self.tx.started;
         if !starts && orders.is_empty() && accounts.is_empty() {
+            return Ok(());
+        }
+        if let Owned::Postgres(c) = &mut self.conn {
+            let accounts: Vec<String> = accounts.into_iter().cloned().collect();
+            let read = self.rt.block_on(pg_load(c, starts, &orders, &accounts));
+            let (positions, orders) = match read {
+                Ok(read) => read,
+                Err(e) => {
+                    // A failed statement aborts a PostgreSQL transaction. End it now; the
+                    // batch stays open as failed, so its commit rolls back whatever was
+                    // written since and says so, and no half of it is ever stored.
+                    let _ = self.rt.block_on(sqlx::raw_sql("ROLLBACK").execute(&mut *c));
+                    self.tx = TxRows::default();
+                    self.aborted = !starts;
+                    if starts {
+                        self.ended();
+                    }
+                    return Err(e);
+                }
+            };
+            self.tx.started = true;
+            for p in positions {
+                self.tx
+                    .open_positions
+                    .insert((p.account.clone(), p.symbol.clone()), p.id);
+                self.tx.positions.insert(p.id, Held::read(p));
+            }
+            for o in orders {
+                self.tx.orders.insert(o.id, Held::read(o));
+            }
+            self.tx.accounts.extend(accounts);
             return Ok(());
         }
         let mut q = Script::default();
@@ -526,7 +593,7 @@ impl Writer {
     fn ended(&mut self) {
         self.open = false;
         self.cursors.clear();
-        self.tx = SqliteTx::default();
+        self.tx = TxRows::default();
     }
 
     /// Whether a transaction is open (something was written since the last commit).
@@ -547,14 +614,14 @@ impl Writer {
         }
         let cursors = std::mem::take(&mut self.cursors);
         let aborted = std::mem::take(&mut self.aborted);
+        if !aborted && !self.tx.started && !self.tx.writes() && cursors.is_empty() {
+            // Nothing was sent and nothing is to be: there is nothing to commit.
+            self.ended();
+            return Ok(());
+        }
         let t = now();
         let done: StoreResult<u64> = match &mut self.conn {
             Owned::Sqlite(c) => {
-                if !self.tx.started && !self.tx.writes() && cursors.is_empty() {
-                    // Nothing was sent and nothing is to be: there is nothing to commit.
-                    self.ended();
-                    return Ok(());
-                }
                 let q = commit_script(&self.tx, &cursors, t);
                 let _context = self.rt.enter();
                 spin_on(async {
@@ -564,27 +631,12 @@ impl Writer {
                         .rows_affected())
                 })
             }
-            Owned::Postgres(c) => self.rt.block_on(async {
-                let mut changed = 0;
-                if !aborted {
-                    for chunk in cursors.chunks(CURSORS_PER_STATEMENT) {
-                        let sql = super::live::upsert_cursors_sql(chunk.len());
-                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                        for (symbol, cur) in chunk {
-                            q = q
-                                .bind(symbol)
-                                .bind(cur.seq)
-                                .bind(cur.ts)
-                                .bind(cur.close)
-                                .bind(t);
-                        }
-                        changed += q.execute(&mut *c).await?.rows_affected();
-                    }
-                }
-                let end = if aborted { "ROLLBACK" } else { "COMMIT" };
-                sqlx::raw_sql(end).execute(&mut *c).await?;
-                Ok(changed)
-            }),
+            Owned::Postgres(c) if aborted => self
+                .rt
+                .block_on(sqlx::raw_sql("ROLLBACK").execute(&mut *c))
+                .map(|_| 0)
+                .map_err(StoreError::from),
+            Owned::Postgres(c) => self.rt.block_on(pg_commit(c, &self.tx, &cursors, t)),
         };
         self.ended();
         match done {
@@ -614,38 +666,52 @@ impl Writer {
         Ok(())
     }
 
-    /// PostgreSQL: run `f` on the connection inside the open transaction, counting what it
-    /// changed, or noting that it failed (which aborts the transaction).
-    fn pg<T>(
-        &mut self,
-        f: impl AsyncFnOnce(&mut PgConnection) -> StoreResult<(T, u64)>,
-    ) -> StoreResult<T> {
-        self.begin()?;
-        let Owned::Postgres(c) = &mut self.conn else {
-            unreachable!("called on PostgreSQL only")
+    /// The id the next new row of `table` takes.
+    fn take_id(&mut self, table: Table) -> StoreResult<i64> {
+        let c = match &mut self.conn {
+            Owned::Sqlite(_) => {
+                self.load(&[], &[])?;
+                let next = &mut self.tx.next;
+                let slot = match table {
+                    Table::Orders => &mut next.order,
+                    Table::Fills => &mut next.fill,
+                    Table::Positions => &mut next.position,
+                    Table::Journal => &mut next.journal,
+                };
+                *slot += 1;
+                return Ok(*slot - 1);
+            }
+            Owned::Postgres(c) => c,
         };
-        match self.rt.block_on(f(c)) {
-            Ok((out, changed)) => {
-                self.changes += changed;
-                Ok(out)
-            }
-            Err(e) => {
-                self.aborted |= matches!(e, StoreError::Sql(_));
-                Err(e)
-            }
+        let r = &mut self.reserved;
+        let ids = match table {
+            Table::Orders => &mut r.order,
+            Table::Fills => &mut r.fill,
+            Table::Positions => &mut r.position,
+            Table::Journal => &mut r.journal,
+        };
+        if ids.is_empty() {
+            // Outside the transaction's fate: a sequence never gives a number twice.
+            let sql = format!(
+                "SELECT nextval(pg_get_serial_sequence('{}', 'id')) FROM generate_series(1, {IDS_RESERVED})",
+                table.name()
+            );
+            let mut taken: Vec<i64> = self
+                .rt
+                .block_on(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(c))?;
+            taken.sort_unstable_by(|a, b| b.cmp(a));
+            *ids = taken;
         }
+        ids.pop().ok_or_else(|| StoreError::Corrupt {
+            table: table.name(),
+            message: "its sequence gave no ids".into(),
+        })
     }
 
     /// Store an order; its id.
     pub fn insert_order(&mut self, o: &NewOrder) -> StoreResult<i64> {
-        if let Owned::Postgres(_) = self.conn {
-            let o = o.clone();
-            return self.pg(async move |c| Ok((insert_order(c.into(), &o).await?, 1)));
-        }
         self.begin()?;
-        self.load(&[], &[])?;
-        let id = self.tx.next.order;
-        self.tx.next.order += 1;
+        let id = self.take_id(Table::Orders)?;
         let t = now();
         let order = Order {
             id,
@@ -675,19 +741,6 @@ impl Writer {
 
     /// Cancel a working order; whether it was working.
     pub fn cancel_order(&mut self, id: i64, reason: &str) -> StoreResult<bool> {
-        if let Owned::Postgres(_) = self.conn {
-            let reason = reason.to_string();
-            return self.pg(async move |c| {
-                let n = sqlx::query(super::orders::CANCEL_WORKING)
-                    .bind(&reason)
-                    .bind(now())
-                    .bind(id)
-                    .execute(c)
-                    .await?
-                    .rows_affected();
-                Ok((n > 0, n))
-            });
-        }
         self.begin()?;
         self.load(&[id], &[])?;
         let Some(held) = self.tx.orders.get_mut(&id) else {
@@ -714,12 +767,6 @@ impl Writer {
         fee: f64,
         ts: i64,
     ) -> StoreResult<FillRecord> {
-        if let Owned::Postgres(_) = self.conn {
-            return self.pg(async move |c| {
-                let f = book_fill(c.into(), order_id, quantity, price, fee, ts).await?;
-                Ok((f, 4))
-            });
-        }
         self.begin()?;
         self.load(&[order_id], &[])?;
         let account = match self.tx.orders.get(&order_id) {
@@ -727,11 +774,10 @@ impl Writer {
             None => return Err(StoreError::NotFound(format!("order {order_id}"))),
         };
         self.load(&[], std::slice::from_ref(&account))?;
-        let tx = &mut self.tx;
-        let order = &tx.orders[&order_id].row;
+        let order = &self.tx.orders[&order_id].row;
         let key = (account, order.symbol.clone());
-        let open = tx.open_positions.get(&key).map(|id| {
-            let p = &tx.positions[id].row;
+        let open = self.tx.open_positions.get(&key).map(|id| {
+            let p = &self.tx.positions[id].row;
             OpenPosition {
                 id: p.id,
                 quantity: p.quantity,
@@ -740,14 +786,20 @@ impl Writer {
             }
         });
         let plan = plan_fill(order, open, quantity, price, fee, ts)?;
+        let fill_id = self.take_id(Table::Fills)?;
+        let new_position_id = match plan.step {
+            PositionMove::Open | PositionMove::Reverse => Some(self.take_id(Table::Positions)?),
+            PositionMove::Move | PositionMove::Close => None,
+        };
         let t = now();
+        let tx = &mut self.tx;
         let o = tx.orders.get_mut(&order_id).expect("held above").change();
         o.filled_qty = plan.filled;
         o.avg_price = Some(plan.avg_price);
         o.status = plan.status.into();
         o.updated_at = t;
         let record = FillRecord {
-            id: tx.next.fill,
+            id: fill_id,
             order_id,
             position_id: None,
             account: o.account.clone(),
@@ -761,7 +813,6 @@ impl Writer {
             tag: o.tag.clone(),
             user_id: o.user_id,
         };
-        tx.next.fill += 1;
         // Close or move what is open, then open what the fill starts.
         if let Some(open) = open {
             let p = tx.positions.get_mut(&open.id).expect("held").change();
@@ -782,9 +833,7 @@ impl Writer {
         }
         // A fill that goes through flat belongs to the trade it closes.
         let mut position_id = open.map(|p| p.id);
-        if matches!(plan.step, PositionMove::Open | PositionMove::Reverse) {
-            let id = tx.next.position;
-            tx.next.position += 1;
+        if let Some(id) = new_position_id {
             tx.positions.insert(
                 id,
                 Held::new(Position {
@@ -826,8 +875,8 @@ impl Writer {
         })
     }
 
-    /// Move the live engine's stream cursors, with the commit: one statement per
-    /// [`CURSORS_PER_STATEMENT`] of them. A cursor given twice moves to the later one.
+    /// Move the live engine's stream cursors, with the commit. A cursor given twice moves to
+    /// the later one.
     pub fn save_cursors(&mut self, cursors: &[(String, Cursor)]) -> StoreResult<()> {
         if cursors.is_empty() {
             return Ok(());
@@ -857,28 +906,15 @@ impl Writer {
             .map(|(s, q)| (s.clone(), serde_json::Value::from(*q)))
             .collect();
         let seqs = serde_json::Value::Object(seqs).to_string();
-        if let Owned::Postgres(_) = self.conn {
-            let state = state.to_vec();
-            self.pg(async move |c| {
-                let n = sqlx::query(SAVE_SNAPSHOT)
-                    .bind(&state)
-                    .bind(ts)
-                    .bind(&seqs)
-                    .bind(strategy_id)
-                    .execute(c)
-                    .await?
-                    .rows_affected();
-                Ok(((), n))
-            })?;
-        } else {
-            self.begin()?;
-            self.tx.snapshots.push(SnapshotRow {
-                strategy_id,
-                state: state.to_vec(),
-                ts,
-                seqs,
-            });
-        }
+        self.begin()?;
+        // The later snapshot of a strategy replaces the earlier one of the same batch.
+        self.tx.snapshots.retain(|s| s.strategy_id != strategy_id);
+        self.tx.snapshots.push(SnapshotRow {
+            strategy_id,
+            state: state.to_vec(),
+            ts,
+            seqs,
+        });
         self.touches_catalog = true;
         Ok(())
     }
@@ -886,36 +922,14 @@ impl Writer {
     /// Journal bars the engine handled (symbol, sequence number, bar) as one entry; its id.
     pub fn save_bars(&mut self, bars: &[(String, u64, Bar)]) -> StoreResult<i64> {
         let blob = super::live::encode_bars(bars);
-        if let Owned::Postgres(_) = self.conn {
-            return self.pg(async move |c| {
-                let id: i64 =
-                    sqlx::query_scalar("INSERT INTO live_journal (bars) VALUES ($1) RETURNING id")
-                        .bind(&blob)
-                        .fetch_one(c)
-                        .await?;
-                Ok((id, 1))
-            });
-        }
         self.begin()?;
-        self.load(&[], &[])?;
-        let id = self.tx.next.journal;
-        self.tx.next.journal += 1;
+        let id = self.take_id(Table::Journal)?;
         self.tx.journal.push((id, blob));
         Ok(id)
     }
 
     /// Drop the journal entries up to `id`: no running instance needs their bars.
     pub fn prune_bars(&mut self, id: i64) -> StoreResult<()> {
-        if let Owned::Postgres(_) = self.conn {
-            return self.pg(async move |c| {
-                let n = sqlx::query("DELETE FROM live_journal WHERE id <= $1")
-                    .bind(id)
-                    .execute(c)
-                    .await?
-                    .rows_affected();
-                Ok(((), n))
-            });
-        }
         self.begin()?;
         self.tx.prune_upto = Some(self.tx.prune_upto.map_or(id, |u| u.max(id)));
         Ok(())
@@ -931,7 +945,7 @@ const SAVE_SNAPSHOT: &str = "UPDATE strategy_instances SET last_snapshot = $1, s
 /// Statement order keeps every constraint true at every step: orders before the fills that
 /// name them; stored positions updated (closed) before new ones are inserted (one open
 /// position per account and symbol), both before the fills that name them.
-fn commit_script(tx: &SqliteTx, cursors: &[(String, Cursor)], t: i64) -> Script {
+fn commit_script(tx: &TxRows, cursors: &[(String, Cursor)], t: i64) -> Script {
     let mut q = Script::default();
     if !tx.started {
         q.push("BEGIN IMMEDIATE; ");
@@ -1089,14 +1103,260 @@ fn commit_script(tx: &SqliteTx, cursors: &[(String, Cursor)], t: i64) -> Script 
     q
 }
 
-/// Store an order through `conn` at once; its id.
-async fn insert_order(conn: Conn<'_>, o: &NewOrder) -> StoreResult<i64> {
-    let t = now();
-    Ok(
-        with_conn!(conn, c => super::orders::bind_new_order!(sqlx::query_scalar(super::orders::INSERT_ORDER), o, t)
-        .fetch_one(c)
-        .await?),
-    )
+/// PostgreSQL: start the transaction when `starts`, and read the open positions of
+/// `accounts` and the orders `orders`, locked for the transaction (`FOR UPDATE`).
+async fn pg_load(
+    c: &mut PgConnection,
+    starts: bool,
+    orders: &[i64],
+    accounts: &[String],
+) -> StoreResult<(Vec<Position>, Vec<Order>)> {
+    if starts {
+        sqlx::raw_sql("BEGIN").execute(&mut *c).await?;
+    }
+    let positions = if accounts.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {POSITION_COLUMNS} FROM positions WHERE closed_at IS NULL AND account = ANY($1) FOR UPDATE"
+        )))
+        .bind(accounts)
+        .fetch_all(&mut *c)
+        .await?
+    };
+    let orders = if orders.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE id = ANY($1) FOR UPDATE"
+        )))
+        .bind(orders)
+        .fetch_all(&mut *c)
+        .await?
+    };
+    Ok((positions, orders))
+}
+
+/// PostgreSQL: write everything `tx` holds and the cursors (at `t`), and commit; the rows
+/// changed.
+///
+/// Each table's rows go as one statement whatever their number, its values bound as one
+/// array per column (`UNNEST`), so a commit costs a trip per table it touches, not per row.
+/// The statements run in [`commit_script`]'s order, for the same constraints.
+async fn pg_commit(
+    c: &mut PgConnection,
+    tx: &TxRows,
+    cursors: &[(String, Cursor)],
+    t: i64,
+) -> StoreResult<u64> {
+    fn col<T, U>(rows: &[&T], f: impl Fn(&T) -> U) -> Vec<U> {
+        rows.iter().map(|r| f(r)).collect()
+    }
+    if !tx.started {
+        sqlx::raw_sql("BEGIN").execute(&mut *c).await?;
+    }
+    let mut changed = 0;
+    let new_orders: Vec<&Order> = tx
+        .orders
+        .values()
+        .filter(|o| o.new)
+        .map(|o| &o.row)
+        .collect();
+    if !new_orders.is_empty() {
+        let o = &new_orders;
+        changed += sqlx::query(
+            "INSERT INTO orders (id, account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, filled_qty, avg_price, reason, tag, created_at, updated_at) \
+             SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::float8[], $11::text[], $12::float8[], $13::float8[], $14::text[], $15::float8[], $16::float8[], $17::text[], $18::text[], $19::int8[], $20::int8[])",
+        )
+        .bind(col(o, |o| o.id))
+        .bind(col(o, |o| o.account.clone()))
+        .bind(col(o, |o| o.instance_id))
+        .bind(col(o, |o| o.user_id))
+        .bind(col(o, |o| o.symbol.clone()))
+        .bind(col(o, |o| o.side.clone()))
+        .bind(col(o, |o| o.order_type.clone()))
+        .bind(col(o, |o| o.quantity))
+        .bind(col(o, |o| o.limit_price))
+        .bind(col(o, |o| o.stop_price))
+        .bind(col(o, |o| o.time_in_force.clone()))
+        .bind(col(o, |o| o.take_profit))
+        .bind(col(o, |o| o.stop_loss))
+        .bind(col(o, |o| o.status.clone()))
+        .bind(col(o, |o| o.filled_qty))
+        .bind(col(o, |o| o.avg_price))
+        .bind(col(o, |o| o.reason.clone()))
+        .bind(col(o, |o| o.tag.clone()))
+        .bind(col(o, |o| o.created_at))
+        .bind(col(o, |o| o.updated_at))
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    }
+    let moved: Vec<&Position> = tx
+        .positions
+        .values()
+        .filter(|p| p.dirty)
+        .map(|p| &p.row)
+        .collect();
+    if !moved.is_empty() {
+        let p = &moved;
+        changed += sqlx::query(
+            "UPDATE positions p SET quantity = v.quantity, avg_price = v.avg_price, realized_pnl = v.realized_pnl, fees = v.fees, closed_at = v.closed_at, updated_at = v.updated_at \
+             FROM UNNEST($1::int8[], $2::float8[], $3::float8[], $4::float8[], $5::float8[], $6::int8[], $7::int8[]) AS v (id, quantity, avg_price, realized_pnl, fees, closed_at, updated_at) \
+             WHERE p.id = v.id",
+        )
+        .bind(col(p, |p| p.id))
+        .bind(col(p, |p| p.quantity))
+        .bind(col(p, |p| p.avg_price))
+        .bind(col(p, |p| p.realized_pnl))
+        .bind(col(p, |p| p.fees))
+        .bind(col(p, |p| p.closed_at))
+        .bind(col(p, |p| p.updated_at))
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    }
+    let opened: Vec<&Position> = tx
+        .positions
+        .values()
+        .filter(|p| p.new)
+        .map(|p| &p.row)
+        .collect();
+    if !opened.is_empty() {
+        let p = &opened;
+        changed += sqlx::query(
+            "INSERT INTO positions (id, account, symbol, side, quantity, avg_price, realized_pnl, fees, opened_at, closed_at, updated_at) \
+             SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[], $7::float8[], $8::float8[], $9::int8[], $10::int8[], $11::int8[])",
+        )
+        .bind(col(p, |p| p.id))
+        .bind(col(p, |p| p.account.clone()))
+        .bind(col(p, |p| p.symbol.clone()))
+        .bind(col(p, |p| p.side.clone()))
+        .bind(col(p, |p| p.quantity))
+        .bind(col(p, |p| p.avg_price))
+        .bind(col(p, |p| p.realized_pnl))
+        .bind(col(p, |p| p.fees))
+        .bind(col(p, |p| p.opened_at))
+        .bind(col(p, |p| p.closed_at))
+        .bind(col(p, |p| p.updated_at))
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    }
+    if !tx.fills.is_empty() {
+        let f: Vec<&FillRow> = tx.fills.iter().collect();
+        let f = &f;
+        changed += sqlx::query(
+            "INSERT INTO fills (id, order_id, account, symbol, side, quantity, price, fee, ts, position_id) \
+             SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::float8[], $8::float8[], $9::int8[], $10::int8[])",
+        )
+        .bind(col(f, |f| f.id))
+        .bind(col(f, |f| f.order_id))
+        .bind(col(f, |f| f.account.clone()))
+        .bind(col(f, |f| f.symbol.clone()))
+        .bind(col(f, |f| f.side.clone()))
+        .bind(col(f, |f| f.quantity))
+        .bind(col(f, |f| f.price))
+        .bind(col(f, |f| f.fee))
+        .bind(col(f, |f| f.ts))
+        .bind(col(f, |f| f.position_id))
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    }
+    let updated: Vec<&Order> = tx
+        .orders
+        .values()
+        .filter(|o| o.dirty)
+        .map(|o| &o.row)
+        .collect();
+    if !updated.is_empty() {
+        let o = &updated;
+        changed += sqlx::query(
+            "UPDATE orders o SET filled_qty = v.filled_qty, avg_price = v.avg_price, status = v.status, reason = v.reason, updated_at = v.updated_at \
+             FROM UNNEST($1::int8[], $2::float8[], $3::float8[], $4::text[], $5::text[], $6::int8[]) AS v (id, filled_qty, avg_price, status, reason, updated_at) \
+             WHERE o.id = v.id",
+        )
+        .bind(col(o, |o| o.id))
+        .bind(col(o, |o| o.filled_qty))
+        .bind(col(o, |o| o.avg_price))
+        .bind(col(o, |o| o.status.clone()))
+        .bind(col(o, |o| o.reason.clone()))
+        .bind(col(o, |o| o.updated_at))
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    }
+    if !tx.totals.is_empty() {
+        let accounts: Vec<String> = tx.totals.keys().cloned().collect();
+        let total = |i: usize| -> Vec<f64> { tx.totals.values().map(|t| t[i]).collect() };
+        changed += sqlx::query(
+            "INSERT INTO account_totals (account, trade_cash, fees, realized_pnl) \
+             SELECT * FROM UNNEST($1::text[], $2::float8[], $3::float8[], $4::float8[]) \
+             ON CONFLICT (account) DO UPDATE SET trade_cash = account_totals.trade_cash + excluded.trade_cash, fees = account_totals.fees + excluded.fees, realized_pnl = account_totals.realized_pnl + excluded.realized_pnl",
+        )
+        .bind(accounts)
+        .bind(total(0))
+        .bind(total(1))
+        .bind(total(2))
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    }
+    if !tx.journal.is_empty() {
+        let j: Vec<&(i64, Vec<u8>)> = tx.journal.iter().collect();
+        let j = &j;
+        changed += sqlx::query(
+            "INSERT INTO live_journal (id, bars) SELECT * FROM UNNEST($1::int8[], $2::bytea[])",
+        )
+        .bind(col(j, |(id, _)| *id))
+        .bind(col(j, |(_, bars)| bars.clone()))
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    }
+    if let Some(upto) = tx.prune_upto {
+        changed += sqlx::query("DELETE FROM live_journal WHERE id <= $1")
+            .bind(upto)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+    }
+    if !tx.snapshots.is_empty() {
+        let s: Vec<&SnapshotRow> = tx.snapshots.iter().collect();
+        let s = &s;
+        changed += sqlx::query(
+            "UPDATE strategy_instances i SET last_snapshot = v.state, snapshot_at = v.ts, snapshot_seqs = v.seqs \
+             FROM UNNEST($1::int8[], $2::bytea[], $3::int8[], $4::text[]) AS v (strategy_id, state, ts, seqs) \
+             WHERE i.strategy_id = v.strategy_id",
+        )
+        .bind(col(s, |s| s.strategy_id))
+        .bind(col(s, |s| s.state.clone()))
+        .bind(col(s, |s| s.ts))
+        .bind(col(s, |s| s.seqs.clone()))
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    }
+    if !cursors.is_empty() {
+        let k: Vec<&(String, Cursor)> = cursors.iter().collect();
+        let k = &k;
+        changed += sqlx::query(
+            "INSERT INTO live_cursors (symbol, seq, ts, close, updated_at) \
+             SELECT v.*, $5 FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::float8[]) AS v \
+             ON CONFLICT (symbol) DO UPDATE SET seq = excluded.seq, ts = excluded.ts, close = excluded.close, updated_at = excluded.updated_at",
+        )
+        .bind(col(k, |(s, _)| s.clone()))
+        .bind(col(k, |(_, c)| c.seq))
+        .bind(col(k, |(_, c)| c.ts))
+        .bind(col(k, |(_, c)| c.close))
+        .bind(t)
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    }
+    sqlx::raw_sql("COMMIT").execute(&mut *c).await?;
+    Ok(changed)
 }
 
 /// What fill booking reads: the order, and the open position of its account in its symbol.
@@ -1540,6 +1800,71 @@ mod tests {
                 orders::cash_flow(&store, Some("acct")).await.unwrap(),
                 (-20.5, 0.5)
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reversal_and_the_journal_are_booked_alike_on_every_store() {
+        use crate::orders;
+        let bar = |ts: i64| Bar {
+            ts,
+            open: 1.0,
+            high: 1.0,
+            low: 1.0,
+            close: 1.0,
+            volume: 1.0,
+        };
+        for store in crate::test_stores().await {
+            let s = store.clone();
+            let (first, second, journal) = tokio::task::spawn_blocking(move || {
+                let mut w = Writer::open(&s).unwrap();
+                let order = |side: &str, quantity: f64| NewOrder {
+                    account: "acct".into(),
+                    symbol: "X".into(),
+                    side: side.into(),
+                    order_type: "market".into(),
+                    quantity,
+                    time_in_force: "gtc".into(),
+                    status: status::ACCEPTED.into(),
+                    ..NewOrder::default()
+                };
+                let buy = w.insert_order(&order("buy", 3.0)).unwrap();
+                let first = w.record_fill(buy, 3.0, 10.0, 0.0, 100).unwrap();
+                w.save_bars(&[("X".into(), 1, bar(100))]).unwrap();
+                w.commit().unwrap();
+                // Next batch: through flat (the stored long closes, a short opens), and the
+                // journal grows and its first entry is pruned.
+                w.prefetch(&[], &["acct".into()]).unwrap();
+                let sell = w.insert_order(&order("sell", 5.0)).unwrap();
+                let second = w.record_fill(sell, 5.0, 12.0, 1.0, 200).unwrap();
+                let kept = w.save_bars(&[("X".into(), 2, bar(200))]).unwrap();
+                w.prune_bars(kept - 1).unwrap();
+                w.commit().unwrap();
+                (first, second, kept)
+            })
+            .await
+            .unwrap();
+            let long = orders::position(&store, first.position_id.unwrap())
+                .await
+                .unwrap();
+            assert_eq!(
+                (long.quantity, long.realized_pnl, long.closed_at),
+                (0.0, 6.0, Some(200))
+            );
+            // The reversing fill belongs to the trade it closes; the short holds the rest.
+            assert_eq!(second.position_id, first.position_id);
+            let open = orders::open_positions(&store, Some("acct")).await.unwrap();
+            assert_eq!(open.len(), 1, "{open:?}");
+            assert_eq!((open[0].side.as_str(), open[0].quantity), ("short", -2.0));
+            assert!(open[0].id > long.id);
+            // 3 bought at 10, 5 sold at 12, fee 1.
+            assert_eq!(
+                orders::cash_flow(&store, Some("acct")).await.unwrap(),
+                (-30.0 + 60.0 - 1.0, 1.0)
+            );
+            let (newest, bars) = crate::live::journal(&store).await.unwrap();
+            assert_eq!(newest, Some(journal));
+            assert_eq!(bars["X"].iter().map(|b| b.0).collect::<Vec<_>>(), [2]);
         }
     }
 }
