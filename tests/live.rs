@@ -803,7 +803,7 @@ async fn booked_totals(store: &Store, account: &str) -> store::orders::AccountTo
     let fills = store::orders::fills(
         store,
         &store::orders::FillFilter {
-            account: Some(account.to_string()),
+            account: Some(account.parse().unwrap()),
             limit: i64::MAX,
             ..Default::default()
         },
@@ -813,7 +813,7 @@ async fn booked_totals(store: &Store, account: &str) -> store::orders::AccountTo
     let trades = store::orders::positions(
         store,
         &store::orders::PositionFilter {
-            account: Some(account.to_string()),
+            account: Some(account.parse().unwrap()),
             limit: i64::MAX,
             ..Default::default()
         },
@@ -824,7 +824,7 @@ async fn booked_totals(store: &Store, account: &str) -> store::orders::AccountTo
     let moved: f64 = fills
         .iter()
         .map(|f| {
-            if f.side == "buy" {
+            if f.side.as_str() == "buy" {
                 -f.quantity * f.price
             } else {
                 f.quantity * f.price
@@ -998,11 +998,11 @@ async fn check_consistency(db: &Path, account: &str) -> usize {
     let store = Store::open(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
-    let account = account.to_string();
+    let account: store::orders::AccountId = account.parse().unwrap();
     let fills = store::orders::fills(
         &store,
         &store::orders::FillFilter {
-            account: Some(account.clone()),
+            account: Some(account),
             limit: i64::MAX,
             ..Default::default()
         },
@@ -1013,7 +1013,7 @@ async fn check_consistency(db: &Path, account: &str) -> usize {
     let mut net = 0.0;
     for f in &fills {
         *per_order.entry(f.order_id).or_default() += f.quantity;
-        net += if f.side == "buy" {
+        net += if f.side.as_str() == "buy" {
             f.quantity
         } else {
             -f.quantity
@@ -1029,7 +1029,7 @@ async fn check_consistency(db: &Path, account: &str) -> usize {
         );
         assert!(o.filled_qty <= o.quantity + 1e-9);
     }
-    let open: f64 = store::orders::open_positions(&store, Some(&account))
+    let open: f64 = store::orders::open_positions(&store, Some(account))
         .await
         .unwrap()
         .iter()
@@ -1037,8 +1037,8 @@ async fn check_consistency(db: &Path, account: &str) -> usize {
         .sum();
     assert!((open - net).abs() < 1e-9, "positions {open} != fills {net}");
     // The account's running totals were moved in the transactions that booked the fills.
-    let kept = store::orders::totals(&store, Some(&account)).await.unwrap();
-    let summed = booked_totals(&store, &account).await;
+    let kept = store::orders::totals(&store, Some(account)).await.unwrap();
+    let summed = booked_totals(&store, &account.text()).await;
     for (what, k, s) in [
         ("cash flow", kept.cash_flow, summed.cash_flow),
         ("fees", kept.fees, summed.fees),
@@ -1107,7 +1107,7 @@ async fn after_a_crash_each_instance_is_replayed_from_its_snapshot_to_the_cursor
     let orders_before = store::orders::fills(
         &store,
         &store::orders::FillFilter {
-            account: Some(format!("strategy:{id}")),
+            account: Some(qtm_runtime::live::strategy_account(id)),
             limit: 100,
             ..Default::default()
         },
@@ -1144,7 +1144,7 @@ async fn after_a_crash_each_instance_is_replayed_from_its_snapshot_to_the_cursor
     let fills = store::orders::fills(
         &store,
         &store::orders::FillFilter {
-            account: Some(format!("strategy:{id}")),
+            account: Some(qtm_runtime::live::strategy_account(id)),
             limit: 100,
             ..Default::default()
         },
@@ -1168,14 +1168,14 @@ async fn book_fills(store: &Store, strategy_id: i64, fills: &[(&str, f64, f64, f
         let o = store::orders::insert(
             store,
             &store::orders::NewOrder {
-                account: format!("strategy:{strategy_id}"),
+                account: qtm_runtime::live::strategy_account(strategy_id),
                 instance_id: Some(instance.id),
                 symbol: "GOOG".into(),
-                side: side.into(),
+                side: side.parse().unwrap(),
                 order_type: "market".into(),
                 quantity,
                 time_in_force: "gtc".into(),
-                status: store::orders::status::ACCEPTED.into(),
+                status: store::orders::OrderStatus::Accepted,
                 ..Default::default()
             },
         )
@@ -1722,7 +1722,7 @@ async fn stopping_under_load_takes_under_5_s_and_loses_nothing_that_was_publishe
     let stored_fills: Vec<i64> = store::orders::fills(
         &store,
         &store::orders::FillFilter {
-            account: Some(account.clone()),
+            account: Some(account.parse().unwrap()),
             limit: i64::MAX,
             ..Default::default()
         },

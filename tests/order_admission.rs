@@ -99,7 +99,7 @@ async fn strategy_orders_of(s: &TestServer, id: i64) -> Vec<store::orders::Order
     store::orders::list(
         &s.server.state.store,
         &store::orders::OrderFilter {
-            account: Some(format!("strategy:{id}")),
+            account: Some(qtm_runtime::live::strategy_account(id)),
             limit: 10_000,
             ..Default::default()
         },
@@ -230,10 +230,13 @@ impl Sources {
         let mut out = Vec::new();
         for id in &self.strategies {
             let orders = strategy_orders_of(s, *id).await;
-            let accepted = orders.iter().filter(|o| o.status != "rejected").count();
+            let accepted = orders
+                .iter()
+                .filter(|o| o.status.as_str() != "rejected")
+                .count();
             let refused = orders
                 .iter()
-                .filter(|o| o.status == "rejected")
+                .filter(|o| o.status.as_str() == "rejected")
                 .map(|o| o.reason.clone().unwrap_or_default())
                 .collect();
             out.push((accepted, refused));
@@ -493,7 +496,7 @@ async fn a_restart_keeps_the_order_rate_window_and_the_kill_switch() {
     s.server.state.live.flush().await.unwrap();
     let orders = strategy_orders_of(&s, id).await;
     assert_eq!(orders.len(), 1, "{orders:?}");
-    assert_eq!(orders[0].status, "rejected");
+    assert_eq!(orders[0].status.as_str(), "rejected");
     let (st, _) = s
         .call(Method::POST, "/api/risk/resume", Some(&admin), None)
         .await;
@@ -606,7 +609,7 @@ async fn fills_of(s: &TestServer, account: &str) -> Vec<store::orders::FillRecor
     let mut fills = store::orders::fills(
         &s.server.state.store,
         &store::orders::FillFilter {
-            account: Some(account.into()),
+            account: Some(account.parse().unwrap()),
             limit: 1000,
             ..Default::default()
         },
@@ -654,16 +657,17 @@ async fn manual_and_strategy_orders_fill_in_one_engine_at_one_price() {
         assert_eq!(f.ts, 2_000_000_060);
     }
     // The manual position and the account's cash, as the store totals them.
-    let open = store::orders::open_positions(&s.server.state.store, Some("manual"))
+    let open = store::orders::open_positions(&s.server.state.store, Some(store::orders::MANUAL))
         .await
         .unwrap();
     assert_eq!(open.len(), 1, "{open:?}");
     let n = placed.len() as f64;
     assert_eq!(open[0].quantity, n);
     assert!((open[0].avg_price - price).abs() < 1e-9);
-    let (cash_flow, fees) = store::orders::cash_flow(&s.server.state.store, Some("manual"))
-        .await
-        .unwrap();
+    let (cash_flow, fees) =
+        store::orders::cash_flow(&s.server.state.store, Some(store::orders::MANUAL))
+            .await
+            .unwrap();
     assert!((cash_flow + n * price).abs() < 1e-6, "{cash_flow}");
     assert!((fees - n * fee).abs() < 1e-9, "{fees}");
     // The risk views read the same book: equity at the close of bar 2.
@@ -698,7 +702,8 @@ async fn a_working_manual_limit_order_is_worked_again_after_a_restart_and_fills(
         store::orders::get(&s.server.state.store, id)
             .await
             .unwrap()
-            .status,
+            .status
+            .as_str(),
         "accepted"
     );
     s.stop().await;
@@ -711,7 +716,7 @@ async fn a_working_manual_limit_order_is_worked_again_after_a_restart_and_fills(
         ("filled", Some(95.0)),
         "{o:?}"
     );
-    let open = store::orders::open_positions(&s.server.state.store, Some("manual"))
+    let open = store::orders::open_positions(&s.server.state.store, Some(store::orders::MANUAL))
         .await
         .unwrap();
     assert_eq!((open.len(), open[0].quantity), (1, 2.0), "{open:?}");
@@ -812,7 +817,7 @@ async fn concurrent_manual_orders_cannot_both_pass_a_limit_only_one_fits() {
         assert_eq!(*st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert!(error_of(body).1.contains("max_open_orders is 3"), "{body}");
     }
-    let working = store::orders::working(&s.server.state.store, Some("manual"))
+    let working = store::orders::working(&s.server.state.store, Some(store::orders::MANUAL))
         .await
         .unwrap();
     assert_eq!(working.len(), 3);

@@ -286,7 +286,7 @@ async fn qtm_serve_runs_its_main_flows_on_postgresql_and_keeps_them_across_a_res
     let stored = store::orders::fills(
         &store,
         &store::orders::FillFilter {
-            account: Some(account.clone()),
+            account: Some(account.parse().unwrap()),
             limit: 100_000,
             ..Default::default()
         },

@@ -792,13 +792,13 @@ async fn every_view_values_positions_at_the_live_markets_last_price() {
     let held = store::orders::insert(
         store,
         &store::orders::NewOrder {
-            account: account.clone(),
+            account: qtm_runtime::live::strategy_account(sid),
             symbol: "SPY".into(),
-            side: "buy".into(),
+            side: qtm_runtime::model::Side::Buy,
             order_type: "market".into(),
             quantity: 4.0,
             time_in_force: "gtc".into(),
-            status: "accepted".into(),
+            status: store::orders::OrderStatus::Accepted,
             ..Default::default()
         },
     )

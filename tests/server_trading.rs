@@ -850,14 +850,14 @@ async fn orders_modify_and_trades_close_through_the_same_checks() {
     let live = store::orders::insert(
         d.s.store(),
         &store::orders::NewOrder {
-            account: format!("strategy:{}", strategy.strategy.id),
+            account: qtm_runtime::live::strategy_account(strategy.strategy.id),
             instance_id: Some(strategy.instance.id),
             symbol: "GOOG".into(),
-            side: "buy".into(),
+            side: qtm_runtime::model::Side::Buy,
             order_type: "market".into(),
             quantity: 3.0,
             time_in_force: "gtc".into(),
-            status: "accepted".into(),
+            status: store::orders::OrderStatus::Accepted,
             ..Default::default()
         },
     )
@@ -1102,16 +1102,17 @@ async fn place(d: &Desk, body: Value) -> i64 {
 
 /// The working exits of the manual account, (type, price) by id.
 async fn working_exits(d: &Desk) -> Vec<(i64, String, f64)> {
-    let mut out: Vec<(i64, String, f64)> = store::orders::working(d.s.store(), Some("manual"))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|o| o.side == "sell")
-        .map(|o| {
-            let price = o.limit_price.or(o.stop_price).unwrap();
-            (o.id, o.order_type, price)
-        })
-        .collect();
+    let mut out: Vec<(i64, String, f64)> =
+        store::orders::working(d.s.store(), Some(store::orders::MANUAL))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|o| o.side == qtm_runtime::model::Side::Sell)
+            .map(|o| {
+                let price = o.limit_price.or(o.stop_price).unwrap();
+                (o.id, o.order_type, price)
+            })
+            .collect();
     out.sort_by(|a, b| a.1.cmp(&b.1));
     out
 }
@@ -1131,7 +1132,7 @@ async fn manual_orders_fill_on_the_next_bars_with_the_engine_rules() {
     let bracket = place(&d, json!({"symbol": "GOOG", "side": "buy", "quantity": 2, "take_profit": 830, "stop_loss": 780, "tag": "br"})).await;
     let far = place(&d, json!({"symbol": "GOOG", "side": "buy", "quantity": 1, "type": "limit", "limit_price": 700})).await;
     // Nothing fills before a bar.
-    assert_eq!(order_of(&d, market).await.status, "accepted");
+    assert_eq!(order_of(&d, market).await.status.as_str(), "accepted");
 
     // Bar 1: market orders fill at its open; the limit at 790 is not reached (low 795).
     goog_bar(&d, t, 805.0, 812.0, 795.0, 808.0).await;
@@ -1141,7 +1142,7 @@ async fn manual_orders_fill_on_the_next_bars_with_the_engine_rules() {
         assert_eq!((o.status.as_str(), o.filled_qty), ("filled", q), "{o:?}");
         assert!((o.avg_price.unwrap() - at_open).abs() < 1e-9, "{o:?}");
     }
-    assert_eq!(order_of(&d, limit).await.status, "accepted");
+    assert_eq!(order_of(&d, limit).await.status.as_str(), "accepted");
     // The bracket's exits are working orders of their own.
     let exits = working_exits(&d).await;
     assert_eq!(
@@ -1177,7 +1178,7 @@ async fn manual_orders_fill_on_the_next_bars_with_the_engine_rules() {
     let tp = order_of(&d, take_profit).await;
     assert_eq!((tp.status.as_str(), tp.avg_price), ("filled", Some(830.0)));
     let sl = order_of(&d, stop_loss).await;
-    assert_eq!(sl.status, "cancelled");
+    assert_eq!(sl.status.as_str(), "cancelled");
     assert_eq!(
         sl.reason.as_deref(),
         Some(format!("one-cancels-other: order {take_profit} filled").as_str())
@@ -1187,7 +1188,7 @@ async fn manual_orders_fill_on_the_next_bars_with_the_engine_rules() {
     assert_eq!((f.status.as_str(), f.filled_qty), ("cancelled", 0.0));
 
     // The book: 7 at the open, 3 at 790, 2 sold at 830 (average price kept when reducing).
-    let open = store::orders::open_positions(d.s.store(), Some("manual"))
+    let open = store::orders::open_positions(d.s.store(), Some(store::orders::MANUAL))
         .await
         .unwrap();
     assert_eq!(open.len(), 1, "{open:?}");
@@ -1249,7 +1250,7 @@ async fn working_manual_orders_and_bracket_exits_survive_a_restart() {
         let bracket = place(&d, json!({"symbol": "GOOG", "side": "buy", "quantity": 2, "take_profit": 830, "stop_loss": 780})).await;
         let far = place(&d, json!({"symbol": "GOOG", "side": "buy", "quantity": 1, "type": "limit", "limit_price": 680})).await;
         goog_bar(&d, t, 805.0, 812.0, 795.0, 808.0).await;
-        assert_eq!(order_of(&d, bracket).await.status, "filled");
+        assert_eq!(order_of(&d, bracket).await.status.as_str(), "filled");
         assert_eq!(working_exits(&d).await.len(), 2);
         d.s.stop().await;
         (bracket, far)
@@ -1262,12 +1263,12 @@ async fn working_manual_orders_and_bracket_exits_survive_a_restart() {
     // the take-profit; the resting limit buy at 680 is not reached yet.
     goog_bar(&d, t + 86_400, 790.0, 795.0, 690.0, 700.0).await;
     let sl = order_of(&d, stop_loss).await;
-    assert_eq!(sl.status, "filled", "{sl:?}");
+    assert_eq!(sl.status.as_str(), "filled", "{sl:?}");
     let stop_fill = 780.0 * (1.0 - slip);
     assert!((sl.avg_price.unwrap() - stop_fill).abs() < 1e-9, "{sl:?}");
     let tp = order_of(&d, take_profit).await;
-    assert_eq!(tp.status, "cancelled", "{tp:?}");
-    assert_eq!(order_of(&d, far).await.status, "accepted");
+    assert_eq!(tp.status.as_str(), "cancelled", "{tp:?}");
+    assert_eq!(order_of(&d, far).await.status.as_str(), "accepted");
     let closed = store::orders::position(
         d.s.store(),
         store::orders::fills(

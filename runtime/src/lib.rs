@@ -15,7 +15,7 @@
 // module names the rest of the host and its users know.
 pub use qtm_backtest as backtest;
 pub use qtm_backtest::{metrics, spill};
-pub use qtm_core::{events, model, strategy};
+pub use qtm_core::{events, model, strategy, vocab};
 pub use qtm_engine as engine;
 pub use qtm_live as live;
 pub use qtm_market as market;

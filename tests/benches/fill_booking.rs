@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use qtm_runtime::model::{Bar, OrderKind, OrderRequest, Quantity, Side};
 use qtm_runtime::store::live::Cursor;
-use qtm_runtime::store::orders::NewOrder;
+use qtm_runtime::store::orders::{AccountId, NewOrder};
 use qtm_runtime::store::strategies::{NewStrategy, NewVersion};
 use qtm_runtime::store::writer::Writer;
 use qtm_runtime::store::{self, Store};
@@ -60,7 +60,10 @@ async fn run() {
         let instance = store::strategies::instance(&store, r.strategy.id)
             .await
             .unwrap();
-        owners.push((format!("strategy:{}", r.strategy.id), instance.id));
+        owners.push((
+            qtm_runtime::live::strategy_account(r.strategy.id),
+            instance.id,
+        ));
     }
 
     // The writer blocks its thread, as on the recorder's own thread: off the runtime.
@@ -70,7 +73,7 @@ async fn run() {
 }
 
 /// The rounds themselves, on a thread of their own.
-fn book(store: &Store, owners: &[(String, i64)], accounts: usize, fills: usize, rounds: usize) {
+fn book(store: &Store, owners: &[(AccountId, i64)], accounts: usize, fills: usize, rounds: usize) {
     let (mut db, _checkpoints) = Writer::open_without_checkpoints(store).unwrap();
     let bar = Bar {
         ts: 0,
@@ -112,17 +115,16 @@ fn book(store: &Store, owners: &[(String, i64)], accounts: usize, fills: usize, 
                 oco_group: None,
                 tag: None,
             };
-            let mut o = NewOrder::from_request(account, None, &request);
+            let mut o = NewOrder::from_request(*account, None, &request);
             o.instance_id = Some(*instance);
             placed.push((db.insert_order(&o).unwrap(), quantity));
-            placed_by.push(account.as_str());
+            placed_by.push(*account);
         }
         db.commit().unwrap();
         let t1 = Instant::now();
         // As the recorder does: the batch's orders and accounts read at once.
         let ids: Vec<i64> = placed.iter().map(|(id, _)| *id).collect();
-        let accounts: Vec<String> = placed_by.iter().map(|a| a.to_string()).collect();
-        db.prefetch(&ids, &accounts).unwrap();
+        db.prefetch(&ids, &placed_by).unwrap();
         for (id, quantity) in placed {
             db.record_fill(id, quantity, 100.0 + (round % 7) as f64, 0.1, ts)
                 .unwrap();

@@ -8,3 +8,4 @@
 pub mod events;
 pub mod model;
 pub mod strategy;
+pub mod vocab;

@@ -130,14 +130,7 @@ pub struct OrderChange {
     pub stop_price: Option<f64>,
 }
 
-/// Life-cycle state of a resting order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    Pending,
-    Open,
-    PartiallyFilled,
-}
+pub use crate::vocab::OrderStatus;
 
 /// A resting order as reported to its strategy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! Building a runnable instance of a stored strategy: its version's component, loaded and
 //! instantiated off the engine thread with the stored parameters and symbols.
 
+use qtm_store::orders::{AccountId, StrategyId};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -28,8 +29,8 @@ pub(crate) struct Spec {
 }
 
 /// The store account of a strategy's live trading.
-pub(crate) fn account(strategy_id: i64) -> String {
-    format!("strategy:{strategy_id}")
+pub(crate) fn account(strategy_id: i64) -> AccountId {
+    AccountId::Strategy(StrategyId(strategy_id))
 }
 
 /// Stored parameters (`{"name": value}`) as parameters; values keep their JSON type and the
@@ -126,7 +127,7 @@ pub(crate) async fn build(
 /// Open positions of `account` as (symbol, signed quantity, average price).
 pub(crate) async fn carried_positions(
     store: &Store,
-    account: &str,
+    account: AccountId,
 ) -> Result<Vec<(String, f64, f64)>, LiveError> {
     Ok(store::orders::open_positions(store, Some(account))
         .await?

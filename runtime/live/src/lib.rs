@@ -44,7 +44,8 @@ pub use manual::{ManualChange, ManualOrder};
 pub use marks::{LiveMark, Marks};
 pub use qtm_core::model::{SECONDS_PER_DAY, day_start};
 
-use qtm_core::model::{Bar, LogLevel};
+use qtm_core::model::{Bar, LogLevel, Side};
+use qtm_core::vocab::OrderStatus;
 use qtm_engine::EngineConfig;
 use qtm_oms::risk::RiskLimits;
 use qtm_sandbox::Sandbox;
@@ -161,10 +162,10 @@ pub enum LiveEvent {
         strategy_id: i64,
         order_id: i64,
         symbol: String,
-        side: String,
+        side: Side,
         quantity: f64,
         order_type: String,
-        status: String,
+        status: OrderStatus,
         reason: Option<String>,
         ts: i64,
     },
@@ -175,7 +176,7 @@ pub enum LiveEvent {
         fill_id: i64,
         position_id: Option<i64>,
         symbol: String,
-        side: String,
+        side: Side,
         quantity: f64,
         price: f64,
         fee: f64,
@@ -374,7 +375,7 @@ struct Shared {
 }
 
 /// The paper account strategy `strategy_id` trades in live (`strategy:<id>`).
-pub fn strategy_account(strategy_id: i64) -> String {
+pub fn strategy_account(strategy_id: i64) -> qtm_store::orders::AccountId {
     instances::account(strategy_id)
 }
 
@@ -534,7 +535,7 @@ impl LiveEngine {
         journal: &HashMap<String, Vec<(u64, Bar)>>,
     ) -> Result<(), LiveError> {
         let account = instances::account(strategy_id);
-        for o in store::orders::working(&self.0.store, Some(&account)).await? {
+        for o in store::orders::working(&self.0.store, Some(account)).await? {
             let _ = store::orders::cancel(
                 &self.0.store,
                 o.id,
@@ -573,9 +574,9 @@ impl LiveEngine {
         )
         .await?;
         let account = instances::account(strategy_id);
-        let positions = instances::carried_positions(&self.0.store, &account).await?;
+        let positions = instances::carried_positions(&self.0.store, account).await?;
         let cash = self.0.config.initial_cash
-            + store::orders::cash_flow(&self.0.store, Some(&account))
+            + store::orders::cash_flow(&self.0.store, Some(account))
                 .await?
                 .0;
         let replay = replay(&spec.symbols);

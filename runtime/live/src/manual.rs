@@ -20,7 +20,7 @@ use qtm_core::model::{
     OpenOrder, OrderChange, OrderKind, OrderRequest, Quantity, Side, TimeInForce,
 };
 use qtm_oms::oms::AccountOrder;
-use qtm_store::orders::{NewOrder, Order};
+use qtm_store::orders::{NewOrder, Order, OrderStatus};
 
 pub use qtm_store::orders::MANUAL;
 
@@ -28,7 +28,7 @@ pub use qtm_store::orders::MANUAL;
 #[derive(Debug, Clone)]
 pub struct ManualOrder {
     /// The account it is stored under ([`MANUAL`]).
-    pub account: String,
+    pub account: qtm_store::orders::AccountId,
     /// Who placed it.
     pub user_id: Option<i64>,
     /// The order; its quantity in units.
@@ -191,7 +191,7 @@ pub(crate) fn request_of(o: &Order) -> Result<OrderRequest, String> {
 pub(crate) fn stored(id: i64, row: &NewOrder, ts: i64) -> Order {
     Order {
         id,
-        account: row.account.clone(),
+        account: row.account,
         instance_id: row.instance_id,
         user_id: row.user_id,
         symbol: row.symbol.clone(),
@@ -219,18 +219,16 @@ pub(crate) fn after_fill(o: &mut Order, quantity: f64, price: f64, ts: i64) {
     o.avg_price = Some((o.avg_price.unwrap_or(0.0) * o.filled_qty + price * quantity) / filled);
     o.filled_qty = filled;
     o.status = if filled >= o.quantity * (1.0 - 1e-9) {
-        qtm_store::orders::status::FILLED
+        OrderStatus::Filled
     } else {
-        qtm_store::orders::status::PARTIALLY_FILLED
-    }
-    .into();
+        OrderStatus::PartiallyFilled
+    };
     o.updated_at = ts;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qtm_store::orders::status;
 
     fn limit_buy() -> NewOrder {
         NewOrder::from_request(
@@ -248,13 +246,13 @@ mod tests {
     fn fills_move_the_kept_row_as_the_store_books_them() {
         let mut o = stored(12, &limit_buy(), 1_000);
         assert_eq!(
-            (o.id, o.status.as_str(), o.user_id),
-            (12, "accepted", Some(7))
+            (o.id, o.status, o.user_id),
+            (12, OrderStatus::Accepted, Some(7))
         );
         after_fill(&mut o, 1.0, 95.0, 1_001);
-        assert_eq!(o.status, status::PARTIALLY_FILLED);
+        assert_eq!(o.status, OrderStatus::PartiallyFilled);
         after_fill(&mut o, 3.0, 94.0, 1_002);
-        assert_eq!((o.status.as_str(), o.filled_qty), (status::FILLED, 4.0));
+        assert_eq!((o.status, o.filled_qty), (OrderStatus::Filled, 4.0));
         assert!((o.avg_price.unwrap() - (95.0 + 3.0 * 94.0) / 4.0).abs() < 1e-12);
         assert_eq!(o.updated_at, 1_002);
     }

@@ -15,9 +15,9 @@ use super::instances::account as account_name;
 use super::manual::{self, MANUAL, ManualIndex, ManualRecord, OnExchange, Reply};
 use super::{LiveError, LiveEvent};
 use qtm_core::events::{Event, StrategyState};
-use qtm_core::model::{Bar, LogLevel, OrderRequest, Quantity};
+use qtm_core::model::{Bar, LogLevel, OrderRequest, Quantity, Side};
 use qtm_store::live::Cursor;
-use qtm_store::orders::{NewOrder, Order, side_str, status};
+use qtm_store::orders::{NewOrder, Order, OrderStatus};
 use qtm_store::writer::Writer;
 use qtm_store::{self as store, Store, StoreError};
 
@@ -85,10 +85,9 @@ struct Owner {
 }
 
 /// What an order event says about the order, kept for its cancel.
-#[derive(Default)]
 struct OrderView {
     symbol: String,
-    side: String,
+    side: Side,
     quantity: f64,
     order_type: String,
 }
@@ -466,7 +465,7 @@ impl Recorder {
                 "{n} {what} not stored (more than {REFUSALS_PER_SEC} a second); the last: {last}"
             );
             let store = self.store.clone();
-            let name = account_name(owner.strategy_id);
+            let name = account_name(owner.strategy_id).text();
             let stored = self.outside_batch(store::risk::add_alert(
                 &store,
                 &name,
@@ -617,7 +616,7 @@ impl Recorder {
         units: Option<f64>,
         ts: i64,
     ) -> Result<i64, StoreError> {
-        let mut o = NewOrder::from_request(&account_name(owner.strategy_id), None, request);
+        let mut o = NewOrder::from_request(account_name(owner.strategy_id), None, request);
         o.instance_id = Some(owner.instance_id);
         if let Some(u) = units {
             o.quantity = u;
@@ -786,7 +785,7 @@ impl Recorder {
                     _ => reason,
                 };
                 if self.db.cancel_order(order.id, &reason)? {
-                    order.status = status::CANCELLED.into();
+                    order.status = OrderStatus::Cancelled;
                     order.reason = Some(reason);
                     order.updated_at = store::now();
                     self.publish(LiveEvent::OrderCancelled { order });
@@ -828,10 +827,9 @@ impl Recorder {
                 if !self.refusals.admit(account, "rejected", &reason, ts) {
                     return Ok(());
                 }
-                let mut o =
-                    NewOrder::from_request(&account_name(owner.strategy_id), None, &request);
+                let mut o = NewOrder::from_request(account_name(owner.strategy_id), None, &request);
                 o.instance_id = Some(owner.instance_id);
-                o.status = status::REJECTED.into();
+                o.status = OrderStatus::Rejected;
                 o.reason = Some(reason.clone());
                 let id = self.db.insert_order(&o)?;
                 self.publish(LiveEvent::Order {
@@ -868,7 +866,7 @@ impl Recorder {
                         side: view.side,
                         quantity: view.quantity,
                         order_type: view.order_type,
-                        status: status::CANCELLED.into(),
+                        status: OrderStatus::Cancelled,
                         reason: Some(reason),
                         ts,
                     });
@@ -912,7 +910,7 @@ impl Recorder {
                     fill_id: stored.id,
                     position_id: stored.position_id,
                     symbol: f.symbol,
-                    side: side_str(f.side).into(),
+                    side: f.side,
                     quantity: f.quantity,
                     price: f.price,
                     fee: f.fee,
@@ -951,7 +949,7 @@ impl Recorder {
                     return Ok(());
                 }
                 let store = self.store.clone();
-                let account = account_name(owner.strategy_id);
+                let account = account_name(owner.strategy_id).text();
                 self.outside_batch(store::risk::add_alert(
                     &store,
                     &account,

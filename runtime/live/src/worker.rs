@@ -26,7 +26,7 @@ use qtm_oms::oms::SavedGuard;
 use qtm_oms::risk::RiskLimits;
 use qtm_store::StoreError;
 use qtm_store::live::Cursor;
-use qtm_store::orders::{NewOrder, status as order_status};
+use qtm_store::orders::{NewOrder, OrderStatus};
 
 /// Shortest time between two equity events of one instance: PnL watchers need a few a second,
 /// not one per tick.
@@ -375,7 +375,7 @@ pub(crate) fn spawn(
             // Carried positions: start with the cash they cost, then book them at their price.
             let carried: f64 = setup.positions.iter().map(|(_, q, p, _)| q * p).sum();
             let manual = match engine.add_external_account(
-                MANUAL,
+                &MANUAL.text(),
                 setup.cash + carried,
                 config.limits.clone(),
             ) {
@@ -832,7 +832,7 @@ impl Worker {
     /// it either way and answers.
     fn place_manual(&mut self, engine: &mut Engine<'_>, order: ManualOrder, reply: Reply) {
         self.symbol(engine, &order.request.symbol);
-        let mut row = NewOrder::from_request(&order.account, order.user_id, &order.request);
+        let mut row = NewOrder::from_request(order.account, order.user_id, &order.request);
         let placed = engine.place_external(
             self.manual.account,
             order.request,
@@ -845,7 +845,7 @@ impl Worker {
                 Some(id)
             }
             Err(reason) => {
-                row.status = order_status::REJECTED.into();
+                row.status = OrderStatus::Rejected;
                 row.reason = Some(reason);
                 None
             }

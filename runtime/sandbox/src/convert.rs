@@ -141,8 +141,12 @@ pub fn open_order_to_wit(o: OpenOrder) -> wit::OpenOrder {
         filled: o.filled,
         status: match o.status {
             OrderStatus::Pending => wit::OrderStatus::Pending,
-            OrderStatus::Open => wit::OrderStatus::Open,
             OrderStatus::PartiallyFilled => wit::OrderStatus::PartiallyFilled,
+            // Only working orders rest; the contract calls an accepted one open.
+            OrderStatus::Accepted
+            | OrderStatus::Filled
+            | OrderStatus::Cancelled
+            | OrderStatus::Rejected => wit::OrderStatus::Open,
         },
     }
 }

@@ -379,8 +379,15 @@ pub async fn import_csv(
             .clone()
     };
     let symbol = opts.symbol.as_str();
+    // SQLite: take the write lock at once. A deferred transaction reads first and upgrades
+    // later, and the upgrade fails at once (not after the busy timeout) when another
+    // connection, e.g. the live recorder, wrote in between.
+    let begin = match store.backend() {
+        super::Backend::Sqlite => "BEGIN IMMEDIATE",
+        super::Backend::Postgres => "BEGIN",
+    };
     let (rows, bars_before, bars_after) = with_pool!(store, p => {
-    let mut tx = p.begin().await?;
+    let mut tx = p.begin_with(begin).await?;
     let bars_before = upsert_asset((&mut *tx).into(), &opts, path).await?;
     let mut rows = 0u64;
     let mut intervals = IntervalEstimator::new();

@@ -13,41 +13,28 @@ use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 
 use super::{Store, StoreError, StoreResult, now, with_pool};
 use qtm_core::model::{OrderKind, OrderRequest, Quantity, Side, TimeInForce};
+pub use qtm_core::vocab::{AccountId, OrderStatus, PositionSide, StrategyId};
 
 /// Account of orders placed by hand through the API.
-pub const MANUAL: &str = "manual";
-
-/// Order statuses.
-pub mod status {
-    /// Accepted, resting, nothing filled yet.
-    pub const ACCEPTED: &str = "accepted";
-    /// Some filled, the rest still working.
-    pub const PARTIALLY_FILLED: &str = "partially_filled";
-    /// Completely filled.
-    pub const FILLED: &str = "filled";
-    /// Cancelled (by a user, the kill switch, or the engine).
-    pub const CANCELLED: &str = "cancelled";
-    /// Refused by validation or the risk checks.
-    pub const REJECTED: &str = "rejected";
-    /// Every status.
-    pub const ALL: [&str; 5] = [ACCEPTED, PARTIALLY_FILLED, FILLED, CANCELLED, REJECTED];
-    /// The statuses of orders still working.
-    pub const WORKING: [&str; 2] = [ACCEPTED, PARTIALLY_FILLED];
-}
+pub const MANUAL: AccountId = AccountId::Manual;
 
 /// A stored order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
 pub struct Order {
     pub id: i64,
-    /// `manual` for orders placed through the API.
-    pub account: String,
+    /// `manual` for orders placed through the API, `strategy:<id>` for a strategy's.
+    #[sqlx(try_from = "String")]
+    #[schema(value_type = String, example = "manual")]
+    pub account: AccountId,
     /// The strategy instance that placed it, if any.
     pub instance_id: Option<i64>,
     /// The user who placed it, if any.
     pub user_id: Option<i64>,
     pub symbol: String,
     /// `buy` or `sell`.
-    pub side: String,
+    #[sqlx(try_from = "String")]
+    #[schema(value_type = String, example = "buy")]
+    pub side: Side,
     /// `market`, `limit`, `stop` or `stop_limit`.
     #[serde(rename = "type")]
     #[sqlx(rename = "order_type")]
@@ -61,7 +48,9 @@ pub struct Order {
     pub take_profit: Option<f64>,
     pub stop_loss: Option<f64>,
     /// `accepted`, `partially_filled`, `filled`, `cancelled` or `rejected`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    #[schema(value_type = String, example = "accepted")]
+    pub status: OrderStatus,
     pub filled_qty: f64,
     /// Average fill price, once something filled.
     pub avg_price: Option<f64>,
@@ -76,18 +65,18 @@ pub struct Order {
 impl Order {
     /// Whether the order is still working (may fill, may be cancelled or modified).
     pub fn is_working(&self) -> bool {
-        status::WORKING.contains(&self.status.as_str())
+        self.status.is_working()
     }
 }
 
 /// An order to store (already validated and risk-checked by the caller).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewOrder {
-    pub account: String,
+    pub account: AccountId,
     pub instance_id: Option<i64>,
     pub user_id: Option<i64>,
     pub symbol: String,
-    pub side: String,
+    pub side: Side,
     pub order_type: String,
     pub quantity: f64,
     pub limit_price: Option<f64>,
@@ -95,16 +84,39 @@ pub struct NewOrder {
     pub time_in_force: String,
     pub take_profit: Option<f64>,
     pub stop_loss: Option<f64>,
-    /// [`status::ACCEPTED`] or [`status::REJECTED`].
-    pub status: String,
+    /// [`OrderStatus::Accepted`] or [`OrderStatus::Rejected`].
+    pub status: OrderStatus,
     pub reason: Option<String>,
     pub tag: Option<String>,
+}
+
+impl Default for NewOrder {
+    /// An accepted manual market buy of nothing, good till cancelled: a base to fill in.
+    fn default() -> NewOrder {
+        NewOrder {
+            account: AccountId::Manual,
+            instance_id: None,
+            user_id: None,
+            symbol: String::new(),
+            side: Side::Buy,
+            order_type: "market".into(),
+            quantity: 0.0,
+            limit_price: None,
+            stop_price: None,
+            time_in_force: "gtc".into(),
+            take_profit: None,
+            stop_loss: None,
+            status: OrderStatus::Accepted,
+            reason: None,
+            tag: None,
+        }
+    }
 }
 
 impl NewOrder {
     /// An accepted order of `account` as a strategy or client asked for it. Quantities that
     /// are fractions of equity are stored as given (the fill says how many units they were).
-    pub fn from_request(account: &str, user: Option<i64>, r: &OrderRequest) -> NewOrder {
+    pub fn from_request(account: AccountId, user: Option<i64>, r: &OrderRequest) -> NewOrder {
         let (order_type, limit_price, stop_price) = match r.kind {
             OrderKind::Market => ("market", None, None),
             OrderKind::Limit(p) => ("limit", Some(p), None),
@@ -117,11 +129,11 @@ impl NewOrder {
             Quantity::EquityFraction(q) | Quantity::TargetPercent(q) => q,
         };
         NewOrder {
-            account: account.to_string(),
+            account,
             instance_id: None,
             user_id: user,
             symbol: r.symbol.clone(),
-            side: side_str(r.side).to_string(),
+            side: r.side,
             order_type: order_type.to_string(),
             quantity,
             limit_price,
@@ -135,18 +147,10 @@ impl NewOrder {
             .to_string(),
             take_profit: r.take_profit,
             stop_loss: r.stop_loss,
-            status: status::ACCEPTED.to_string(),
+            status: OrderStatus::Accepted,
             reason: None,
             tag: r.tag.clone(),
         }
-    }
-}
-
-/// `buy` or `sell`.
-pub fn side_str(side: Side) -> &'static str {
-    match side {
-        Side::Buy => "buy",
-        Side::Sell => "sell",
     }
 }
 
@@ -176,11 +180,11 @@ pub async fn symbol_exists(store: &Store, symbol: &str) -> StoreResult<bool> {
 macro_rules! bind_new_order {
     ($q:expr, $o:expr, $t:expr) => {{
         let (o, t) = ($o, $t);
-        $q.bind(&o.account)
+        $q.bind(o.account.text())
             .bind(o.instance_id)
             .bind(o.user_id)
             .bind(&o.symbol)
-            .bind(&o.side)
+            .bind(o.side.as_str())
             .bind(&o.order_type)
             .bind(o.quantity)
             .bind(o.limit_price)
@@ -188,7 +192,7 @@ macro_rules! bind_new_order {
             .bind(&o.time_in_force)
             .bind(o.take_profit)
             .bind(o.stop_loss)
-            .bind(&o.status)
+            .bind(o.status.as_str())
             .bind(&o.reason)
             .bind(&o.tag)
             .bind(t)
@@ -222,7 +226,7 @@ pub struct OrderFilter {
     /// One status, or `working` for both working statuses.
     pub status: Option<String>,
     pub symbol: Option<String>,
-    pub account: Option<String>,
+    pub account: Option<AccountId>,
     /// Tag, exactly.
     pub tag: Option<String>,
     pub limit: i64,
@@ -249,7 +253,7 @@ where
     let only_working = working
         || status
             .as_deref()
-            .is_some_and(|s| status::WORKING.contains(&s));
+            .is_some_and(|s| OrderStatus::WORKING.iter().any(|w| w.as_str() == s));
     let from = if !only_working {
         LIST_FROM
     } else if is_sqlite::<DB>() {
@@ -260,7 +264,7 @@ where
     let mut q = QueryBuilder::new(format!("SELECT {ORDER_COLUMNS} {from}"));
     and_equal(&mut q, "status", status);
     and_equal(&mut q, "symbol", f.symbol.clone());
-    and_equal(&mut q, "account", f.account.clone());
+    and_equal(&mut q, "account", f.account.map(AccountId::text));
     and_equal(&mut q, "tag", f.tag.clone());
     q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
     q
@@ -309,13 +313,13 @@ const WORKING_OCO: &str = "SELECT id, oco_group FROM orders INDEXED BY orders_wo
 const WORKING_OCO_PG: &str = "SELECT id, oco_group FROM orders WHERE account = $1 AND oco_group IS NOT NULL AND status IN ('accepted', 'partially_filled')";
 
 /// Working orders of `account` (every account when `None`), oldest first.
-pub async fn working(store: &Store, account: Option<&str>) -> StoreResult<Vec<Order>> {
+pub async fn working(store: &Store, account: Option<AccountId>) -> StoreResult<Vec<Order>> {
     Ok(
         with_pool!(store, p => sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
         "SELECT {ORDER_COLUMNS} {WORKING_ORDERS}"
     )))
-    .bind(account)
-    .bind(account)
+    .bind(account.map(AccountId::text))
+    .bind(account.map(AccountId::text))
     .fetch_all(p)
     .await)?,
     )
@@ -336,9 +340,13 @@ pub async fn accepted_since_any(store: &Store, since: i64) -> StoreResult<Vec<i6
 /// of `account` accepted at or after `since`, whatever became of them later: what the
 /// order-rate limit of manual orders counts. The engine limits each instance's own orders
 /// from memory.
-pub async fn accepted_since(store: &Store, account: &str, since: i64) -> StoreResult<Vec<i64>> {
+pub async fn accepted_since(
+    store: &Store,
+    account: AccountId,
+    since: i64,
+) -> StoreResult<Vec<i64>> {
     Ok(with_pool!(store, p => sqlx::query_scalar(ACCEPTED_SINCE)
-        .bind(account)
+        .bind(account.text())
         .bind(since)
         .fetch_all(p)
         .await)?)
@@ -380,13 +388,16 @@ pub async fn set_oco_group(store: &Store, id: i64, group: &str) -> StoreResult<(
 }
 
 /// The one-cancels-other groups of `account`'s working orders, by order id.
-pub async fn working_oco_groups(store: &Store, account: &str) -> StoreResult<HashMap<i64, String>> {
+pub async fn working_oco_groups(
+    store: &Store,
+    account: AccountId,
+) -> StoreResult<HashMap<i64, String>> {
     let sql = match store.backend() {
         super::Backend::Sqlite => WORKING_OCO,
         super::Backend::Postgres => WORKING_OCO_PG,
     };
     let rows: Vec<(i64, String)> = with_pool!(store, p => sqlx::query_as(sql)
-        .bind(account)
+        .bind(account.text())
         .fetch_all(p)
         .await)?;
     Ok(rows.into_iter().collect())
@@ -439,10 +450,14 @@ pub async fn modify(
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
 pub struct Position {
     pub id: i64,
-    pub account: String,
+    #[sqlx(try_from = "String")]
+    #[schema(value_type = String, example = "manual")]
+    pub account: AccountId,
     pub symbol: String,
     /// `long` or `short`: the direction it was opened in.
-    pub side: String,
+    #[sqlx(try_from = "String")]
+    #[schema(value_type = String, example = "long")]
+    pub side: PositionSide,
     /// Signed units now (negative when short, 0 once closed).
     pub quantity: f64,
     /// Average entry price of what is open.
@@ -477,7 +492,7 @@ pub struct PositionFilter {
     /// `Some(true)`: open only; `Some(false)`: closed only.
     pub open: Option<bool>,
     pub symbol: Option<String>,
-    pub account: Option<String>,
+    pub account: Option<AccountId>,
     pub limit: i64,
 }
 
@@ -505,7 +520,7 @@ where
     };
     let mut q = QueryBuilder::new(format!("SELECT {POSITION_COLUMNS} {from}"));
     and_equal(&mut q, "symbol", f.symbol.clone());
-    and_equal(&mut q, "account", f.account.clone());
+    and_equal(&mut q, "account", f.account.map(AccountId::text));
     q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
     q
 }
@@ -518,7 +533,10 @@ const OPEN_POSITIONS_FROM: &str =
 const OPEN_POSITIONS_FROM_PG: &str = "FROM positions WHERE closed_at IS NULL";
 
 /// Every open position of `account` (every account when `None`).
-pub async fn open_positions(store: &Store, account: Option<&str>) -> StoreResult<Vec<Position>> {
+pub async fn open_positions(
+    store: &Store,
+    account: Option<AccountId>,
+) -> StoreResult<Vec<Position>> {
     let from = match store.backend() {
         super::Backend::Sqlite => OPEN_POSITIONS_FROM,
         super::Backend::Postgres => OPEN_POSITIONS_FROM_PG,
@@ -527,8 +545,8 @@ pub async fn open_positions(store: &Store, account: Option<&str>) -> StoreResult
         with_pool!(store, p => sqlx::query_as::<_, Position>(sqlx::AssertSqlSafe(format!(
         "SELECT {POSITION_COLUMNS} {from} AND ($1 IS NULL OR account = $2) ORDER BY id"
     )))
-    .bind(account)
-    .bind(account)
+    .bind(account.map(AccountId::text))
+    .bind(account.map(AccountId::text))
     .fetch_all(p)
     .await)?,
     )
@@ -541,10 +559,14 @@ pub struct FillRecord {
     pub order_id: i64,
     /// The trade (position) it belongs to.
     pub position_id: Option<i64>,
-    pub account: String,
+    #[sqlx(try_from = "String")]
+    #[schema(value_type = String, example = "manual")]
+    pub account: AccountId,
     pub symbol: String,
     /// `buy` or `sell`.
-    pub side: String,
+    #[sqlx(try_from = "String")]
+    #[schema(value_type = String, example = "buy")]
+    pub side: Side,
     pub quantity: f64,
     pub price: f64,
     pub fee: f64,
@@ -562,7 +584,7 @@ const FILL_SELECT: &str = "SELECT f.id, f.order_id, f.position_id, f.account, f.
 #[derive(Debug, Clone, Default)]
 pub struct FillFilter {
     pub symbol: Option<String>,
-    pub account: Option<String>,
+    pub account: Option<AccountId>,
     pub order_id: Option<i64>,
     pub position_id: Option<i64>,
     pub limit: i64,
@@ -587,7 +609,7 @@ where
 {
     let mut q = QueryBuilder::new(format!("{FILL_SELECT} WHERE TRUE"));
     and_equal(&mut q, "f.symbol", f.symbol.clone());
-    and_equal(&mut q, "f.account", f.account.clone());
+    and_equal(&mut q, "f.account", f.account.map(AccountId::text));
     and_equal(&mut q, "f.order_id", f.order_id);
     and_equal(&mut q, "f.position_id", f.position_id);
     q.push(" ORDER BY f.id DESC LIMIT ").push_bind(f.limit);
@@ -610,9 +632,9 @@ pub struct AccountTotals {
 
 /// The totals of `account` (of every account when `None`); zeros for an account that never
 /// traded.
-pub async fn totals(store: &Store, account: Option<&str>) -> StoreResult<AccountTotals> {
+pub async fn totals(store: &Store, account: Option<AccountId>) -> StoreResult<AccountTotals> {
     let row: (Option<f64>, Option<f64>, Option<f64>) = with_pool!(store, p => match account {
-        Some(a) => sqlx::query_as(ACCOUNT_TOTALS).bind(a),
+        Some(a) => sqlx::query_as(ACCOUNT_TOTALS).bind(a.text()),
         None => sqlx::query_as(
             "SELECT SUM(trade_cash), SUM(fees), SUM(realized_pnl) FROM account_totals",
         ),
@@ -632,7 +654,7 @@ const ACCOUNT_TOTALS: &str =
     "SELECT SUM(trade_cash), SUM(fees), SUM(realized_pnl) FROM account_totals WHERE account = $1";
 
 /// The cash flow and fees of [`totals`].
-pub async fn cash_flow(store: &Store, account: Option<&str>) -> StoreResult<(f64, f64)> {
+pub async fn cash_flow(store: &Store, account: Option<AccountId>) -> StoreResult<(f64, f64)> {
     let t = totals(store, account).await?;
     Ok((t.cash_flow, t.fees))
 }
@@ -662,6 +684,11 @@ pub async fn record_fill(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A strategy's account, for accounts other than the manual one.
+    fn acct(id: i64) -> AccountId {
+        AccountId::Strategy(StrategyId(id))
+    }
 
     /// The plan SQLite picks for `sql` (every parameter NULL), one step per line.
     async fn plan(store: &Store, sql: &str) -> String {
@@ -749,7 +776,7 @@ mod tests {
             &s,
             &positions_query::<sqlx::Sqlite>(&PositionFilter {
                 open: Some(false),
-                account: Some("a".into()),
+                account: Some(acct(1)),
                 ..Default::default()
             })
             .into_string(),
@@ -773,7 +800,7 @@ mod tests {
         let of_account = plan(
             &s,
             &sql(FillFilter {
-                account: Some("a".into()),
+                account: Some(acct(1)),
                 symbol: Some("X".into()),
                 ..Default::default()
             }),
@@ -802,7 +829,7 @@ mod tests {
             let f1 = record_fill(&s, buy.id, 4.0, 100.0, 0.0, 10).await.unwrap();
             let f2 = record_fill(&s, buy.id, 6.0, 101.0, 0.0, 20).await.unwrap();
             let mut other = order("sell", 1.0);
-            other.account = "other".into();
+            other.account = acct(9);
             let sell = insert(&s, &other).await.unwrap();
             let f3 = record_fill(&s, sell.id, 1.0, 102.0, 0.0, 30).await.unwrap();
             let ids = |f: FillFilter| {
@@ -827,7 +854,7 @@ mod tests {
             );
             assert_eq!(
                 ids(FillFilter {
-                    account: Some("other".into()),
+                    account: Some(acct(9)),
                     ..Default::default()
                 })
                 .await,
@@ -835,7 +862,7 @@ mod tests {
             );
             assert_eq!(
                 ids(FillFilter {
-                    account: Some("other".into()),
+                    account: Some(acct(9)),
                     order_id: Some(buy.id),
                     ..Default::default()
                 })
@@ -872,7 +899,7 @@ mod tests {
             record_fill(&s, buy.id, 4.0, 100.0, 1.0, 10).await.unwrap();
             record_fill(&s, buy.id, 6.0, 101.5, 0.25, 11).await.unwrap();
             let mut other = order("sell", 2.0);
-            other.account = "other".into();
+            other.account = acct(9);
             let sell = insert(&s, &other).await.unwrap();
             record_fill(&s, sell.id, 2.0, 50.0, 0.5, 20).await.unwrap();
 
@@ -883,24 +910,20 @@ mod tests {
             };
             let listed = fills(&s, &all).await.unwrap();
             assert_eq!(listed.len(), 3);
-            let of = |account: &str| {
+            let of = |account: AccountId| {
                 let (mut trade, mut fees) = (0.0, 0.0);
                 for f in listed.iter().rev().filter(|f| f.account == account) {
-                    trade += if f.side == "buy" {
-                        -f.quantity * f.price
-                    } else {
-                        f.quantity * f.price
-                    };
+                    trade -= f.side.signed(f.quantity) * f.price;
                     fees += f.fee;
                 }
                 (trade - fees, fees)
             };
             assert_eq!(cash_flow(&s, Some(MANUAL)).await.unwrap(), (-1010.25, 1.25));
             assert_eq!(cash_flow(&s, Some(MANUAL)).await.unwrap(), of(MANUAL));
-            assert_eq!(cash_flow(&s, Some("other")).await.unwrap(), (99.5, 0.5));
-            assert_eq!(cash_flow(&s, Some("other")).await.unwrap(), of("other"));
+            assert_eq!(cash_flow(&s, Some(acct(9))).await.unwrap(), (99.5, 0.5));
+            assert_eq!(cash_flow(&s, Some(acct(9))).await.unwrap(), of(acct(9)));
             assert_eq!(cash_flow(&s, None).await.unwrap(), (-910.75, 1.75));
-            assert_eq!(cash_flow(&s, Some("nobody")).await.unwrap(), (0.0, 0.0));
+            assert_eq!(cash_flow(&s, Some(acct(99))).await.unwrap(), (0.0, 0.0));
             if s.backend() == crate::Backend::Sqlite {
                 assert_eq!(
                     plan(&s, ACCOUNT_TOTALS).await,
@@ -915,7 +938,7 @@ mod tests {
                 .await
                 .unwrap();
             let mut cover = order("buy", 1.0);
-            cover.account = "other".into();
+            cover.account = acct(9);
             let cover = insert(&s, &cover).await.unwrap();
             record_fill(&s, cover.id, 1.0, 45.0, 0.0, 40).await.unwrap();
             let every = PositionFilter {
@@ -952,15 +975,15 @@ mod tests {
             let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
             crate::MIGRATOR.run_to(9, &pool).await.unwrap();
             sqlx::query(
-                "INSERT INTO positions (account, symbol, side, quantity, avg_price, realized_pnl, opened_at, closed_at, updated_at) VALUES ('a', 'X', 'long', 0, 10, 6, 0, 0, 0), ('b', 'X', 'short', -1, 7, 0, 0, NULL, 0), ('c', 'X', 'long', 0, 1, -2.5, 0, 0, 0)",
+                "INSERT INTO positions (account, symbol, side, quantity, avg_price, realized_pnl, opened_at, closed_at, updated_at) VALUES ('strategy:1', 'X', 'long', 0, 10, 6, 0, 0, 0), ('strategy:2', 'X', 'short', -1, 7, 0, 0, NULL, 0), ('strategy:3', 'X', 'long', 0, 1, -2.5, 0, 0, 0)",
             )
             .execute(&pool)
             .await
             .unwrap();
             for (id, account, side, qty, price, fee) in [
-                (1, "a", "buy", 3.0, 10.0, 0.5),
-                (2, "a", "sell", 3.0, 12.0, 0.5),
-                (3, "b", "sell", 1.0, 7.0, 0.0),
+                (1, "strategy:1", "buy", 3.0, 10.0, 0.5),
+                (2, "strategy:1", "sell", 3.0, 12.0, 0.5),
+                (3, "strategy:2", "sell", 1.0, 7.0, 0.0),
             ] {
                 sqlx::query(
                     "INSERT INTO orders (id, account, symbol, side, order_type, quantity, time_in_force, status, filled_qty, avg_price, created_at, updated_at) VALUES ($1, $2, 'X', $3, 'market', $4, 'gtc', 'filled', $5, $6, 0, 0)",
@@ -976,13 +999,13 @@ mod tests {
             pool.close().await;
         }
         let s = Store::open(&url).await.unwrap();
-        assert_eq!(cash_flow(&s, Some("a")).await.unwrap(), (5.0, 1.0));
-        assert_eq!(cash_flow(&s, Some("b")).await.unwrap(), (7.0, 0.0));
+        assert_eq!(cash_flow(&s, Some(acct(1))).await.unwrap(), (5.0, 1.0));
+        assert_eq!(cash_flow(&s, Some(acct(2))).await.unwrap(), (7.0, 0.0));
         assert_eq!(cash_flow(&s, None).await.unwrap(), (12.0, 1.0));
         // A trade without fills of its own still counts (account `c`).
         assert_eq!(totals(&s, None).await.unwrap().realized_pnl, 3.5);
         assert_eq!(
-            totals(&s, Some("a")).await.unwrap(),
+            totals(&s, Some(acct(1))).await.unwrap(),
             AccountTotals {
                 cash_flow: 5.0,
                 fees: 1.0,
@@ -1008,13 +1031,13 @@ mod tests {
 
     fn order(side: &str, quantity: f64) -> NewOrder {
         NewOrder {
-            account: MANUAL.into(),
+            account: MANUAL,
             symbol: "GOOG".into(),
-            side: side.into(),
+            side: side.parse().unwrap(),
             order_type: "market".into(),
             quantity,
             time_in_force: "gtc".into(),
-            status: status::ACCEPTED.into(),
+            status: OrderStatus::Accepted,
             ..NewOrder::default()
         }
     }
@@ -1027,7 +1050,7 @@ mod tests {
             let f2 = record_fill(&s, buy.id, 6.0, 110.0, 1.0, 20).await.unwrap();
             assert_eq!(f1.position_id, f2.position_id);
             let buy = get(&s, buy.id).await.unwrap();
-            assert_eq!(buy.status, status::FILLED);
+            assert_eq!(buy.status, OrderStatus::Filled);
             assert!((buy.avg_price.unwrap() - 106.0).abs() < 1e-9);
             let trade = position(&s, f1.position_id.unwrap()).await.unwrap();
             assert_eq!((trade.side.as_str(), trade.quantity), ("long", 10.0));

@@ -15,10 +15,11 @@ use sqlx::{Arguments, FromRow, PgConnection, Row, SqliteConnection};
 
 use super::live::Cursor;
 use super::orders::{
-    FillRecord, NewOrder, ORDER_COLUMNS, Order, POSITION_COLUMNS, Position, status,
+    AccountId, FillRecord, NewOrder, ORDER_COLUMNS, Order, OrderStatus, POSITION_COLUMNS, Position,
+    PositionSide,
 };
 use super::{Conn, Connect, Store, StoreError, StoreResult, now, with_conn};
-use qtm_core::model::Bar;
+use qtm_core::model::{Bar, Side};
 use qtm_oms::portfolio::Portfolio;
 
 /// The connection a writer owns.
@@ -153,9 +154,9 @@ impl<T> Held<T> {
 struct FillRow {
     id: i64,
     order_id: i64,
-    account: String,
+    account: AccountId,
     symbol: String,
-    side: String,
+    side: Side,
     quantity: f64,
     price: f64,
     fee: f64,
@@ -183,13 +184,13 @@ struct TxRows {
     orders: BTreeMap<i64, Held<Order>>,
     /// Accounts whose open positions were read: an account read with no open position in a
     /// symbol has none.
-    accounts: HashSet<String>,
+    accounts: HashSet<AccountId>,
     /// The open position of each (account, symbol) held.
-    open_positions: HashMap<(String, String), i64>,
+    open_positions: HashMap<(AccountId, String), i64>,
     positions: BTreeMap<i64, Held<Position>>,
     fills: Vec<FillRow>,
     /// Per account: trade cash, fees, realized PnL added by the transaction.
-    totals: BTreeMap<String, [f64; 3]>,
+    totals: BTreeMap<AccountId, [f64; 3]>,
     journal: Vec<(i64, Vec<u8>)>,
     /// Journal entries up to this id are deleted.
     prune_upto: Option<i64>,
@@ -469,14 +470,14 @@ impl Writer {
 
     /// Read, in one trip, the orders `orders` and the open positions of `accounts` that the
     /// coming writes will touch. Only a saving: what is not prefetched is read when needed.
-    pub fn prefetch(&mut self, orders: &[i64], accounts: &[String]) -> StoreResult<()> {
+    pub fn prefetch(&mut self, orders: &[i64], accounts: &[AccountId]) -> StoreResult<()> {
         self.begin()?;
         self.load(orders, accounts)
     }
 
     /// Start the transaction if it has not (on SQLite with the read of the next ids), and
     /// read the orders and accounts' open positions not held yet.
-    fn load(&mut self, orders: &[i64], accounts: &[String]) -> StoreResult<()> {
+    fn load(&mut self, orders: &[i64], accounts: &[AccountId]) -> StoreResult<()> {
         let mut orders: Vec<i64> = orders
             .iter()
             .copied()
@@ -484,9 +485,10 @@ impl Writer {
             .collect();
         orders.sort_unstable();
         orders.dedup();
-        let mut accounts: Vec<&String> = accounts
+        let mut accounts: Vec<AccountId> = accounts
             .iter()
-            .filter(|a| !self.tx.accounts.contains(*a))
+            .copied()
+            .filter(|a| !self.tx.accounts.contains(a))
             .collect();
         accounts.sort_unstable();
         accounts.dedup();
@@ -495,8 +497,8 @@ impl Writer {
             return Ok(());
         }
         if let Owned::Postgres(c) = &mut self.conn {
-            let accounts: Vec<String> = accounts.into_iter().cloned().collect();
-            let read = self.rt.block_on(pg_load(c, starts, &orders, &accounts));
+            let names: Vec<String> = accounts.iter().map(|a| a.text()).collect();
+            let read = self.rt.block_on(pg_load(c, starts, &orders, &names));
             let (positions, orders) = match read {
                 Ok(read) => read,
                 Err(e) => {
@@ -516,7 +518,7 @@ impl Writer {
             for p in positions {
                 self.tx
                     .open_positions
-                    .insert((p.account.clone(), p.symbol.clone()), p.id);
+                    .insert((p.account, p.symbol.clone()), p.id);
                 self.tx.positions.insert(p.id, Held::read(p));
             }
             for o in orders {
@@ -535,7 +537,7 @@ impl Writer {
             &format!(
                 "SELECT {POSITION_COLUMNS} FROM positions WHERE closed_at IS NULL AND account IN "
             ),
-            accounts.iter().map(|a| Val::from(a.as_str())),
+            accounts.iter().map(|a| Val::from(a.text())),
         );
         q.in_lists(
             &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id IN "),
@@ -576,16 +578,14 @@ impl Writer {
                 let p = Position::from_row(&row)?;
                 self.tx
                     .open_positions
-                    .insert((p.account.clone(), p.symbol.clone()), p.id);
+                    .insert((p.account, p.symbol.clone()), p.id);
                 self.tx.positions.insert(p.id, Held::read(p));
             } else if n == order_columns {
                 let o = Order::from_row(&row)?;
                 self.tx.orders.insert(o.id, Held::read(o));
             }
         }
-        for a in accounts {
-            self.tx.accounts.insert(a.clone());
-        }
+        self.tx.accounts.extend(accounts);
         Ok(())
     }
 
@@ -750,7 +750,7 @@ impl Writer {
             return Ok(false);
         }
         let o = held.change();
-        o.status = status::CANCELLED.into();
+        o.status = OrderStatus::Cancelled;
         o.reason = Some(reason.to_string());
         o.updated_at = now();
         Ok(true)
@@ -796,7 +796,7 @@ impl Writer {
         let o = tx.orders.get_mut(&order_id).expect("held above").change();
         o.filled_qty = plan.filled;
         o.avg_price = Some(plan.avg_price);
-        o.status = plan.status.into();
+        o.status = plan.status;
         o.updated_at = t;
         let record = FillRecord {
             id: fill_id,
@@ -840,7 +840,7 @@ impl Writer {
                     id,
                     account: key.0.clone(),
                     symbol: key.1.clone(),
-                    side: plan.position_side.into(),
+                    side: plan.position_side,
                     quantity: plan.quantity_after,
                     avg_price: plan.avg_price_after,
                     realized_pnl: 0.0,
@@ -958,7 +958,7 @@ fn commit_script(tx: &TxRows, cursors: &[(String, Cursor)], t: i64) -> Script {
             let o = &o.row;
             vec![
                 o.id.into(),
-                o.account.as_str().into(),
+                o.account.text().into(),
                 o.instance_id.into(),
                 o.user_id.into(),
                 o.symbol.as_str().into(),
@@ -1008,7 +1008,7 @@ fn commit_script(tx: &TxRows, cursors: &[(String, Cursor)], t: i64) -> Script {
             let p = &p.row;
             vec![
                 p.id.into(),
-                p.account.as_str().into(),
+                p.account.text().into(),
                 p.symbol.as_str().into(),
                 p.side.as_str().into(),
                 p.quantity.into(),
@@ -1029,7 +1029,7 @@ fn commit_script(tx: &TxRows, cursors: &[(String, Cursor)], t: i64) -> Script {
             vec![
                 f.id.into(),
                 f.order_id.into(),
-                f.account.as_str().into(),
+                f.account.text().into(),
                 f.symbol.as_str().into(),
                 f.side.as_str().into(),
                 f.quantity.into(),
@@ -1062,7 +1062,7 @@ fn commit_script(tx: &TxRows, cursors: &[(String, Cursor)], t: i64) -> Script {
         &tx.totals,
         |(account, [cash, fees, realized])| {
             vec![
-                account.as_str().into(),
+                account.text().into(),
                 (*cash).into(),
                 (*fees).into(),
                 (*realized).into(),
@@ -1169,11 +1169,11 @@ async fn pg_commit(
              SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::float8[], $11::text[], $12::float8[], $13::float8[], $14::text[], $15::float8[], $16::float8[], $17::text[], $18::text[], $19::int8[], $20::int8[])",
         )
         .bind(col(o, |o| o.id))
-        .bind(col(o, |o| o.account.clone()))
+        .bind(col(o, |o| o.account.text()))
         .bind(col(o, |o| o.instance_id))
         .bind(col(o, |o| o.user_id))
         .bind(col(o, |o| o.symbol.clone()))
-        .bind(col(o, |o| o.side.clone()))
+        .bind(col(o, |o| o.side.as_str()))
         .bind(col(o, |o| o.order_type.clone()))
         .bind(col(o, |o| o.quantity))
         .bind(col(o, |o| o.limit_price))
@@ -1181,7 +1181,7 @@ async fn pg_commit(
         .bind(col(o, |o| o.time_in_force.clone()))
         .bind(col(o, |o| o.take_profit))
         .bind(col(o, |o| o.stop_loss))
-        .bind(col(o, |o| o.status.clone()))
+        .bind(col(o, |o| o.status.as_str()))
         .bind(col(o, |o| o.filled_qty))
         .bind(col(o, |o| o.avg_price))
         .bind(col(o, |o| o.reason.clone()))
@@ -1229,9 +1229,9 @@ async fn pg_commit(
              SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[], $7::float8[], $8::float8[], $9::int8[], $10::int8[], $11::int8[])",
         )
         .bind(col(p, |p| p.id))
-        .bind(col(p, |p| p.account.clone()))
+        .bind(col(p, |p| p.account.text()))
         .bind(col(p, |p| p.symbol.clone()))
-        .bind(col(p, |p| p.side.clone()))
+        .bind(col(p, |p| p.side.as_str()))
         .bind(col(p, |p| p.quantity))
         .bind(col(p, |p| p.avg_price))
         .bind(col(p, |p| p.realized_pnl))
@@ -1252,9 +1252,9 @@ async fn pg_commit(
         )
         .bind(col(f, |f| f.id))
         .bind(col(f, |f| f.order_id))
-        .bind(col(f, |f| f.account.clone()))
+        .bind(col(f, |f| f.account.text()))
         .bind(col(f, |f| f.symbol.clone()))
-        .bind(col(f, |f| f.side.clone()))
+        .bind(col(f, |f| f.side.as_str()))
         .bind(col(f, |f| f.quantity))
         .bind(col(f, |f| f.price))
         .bind(col(f, |f| f.fee))
@@ -1280,7 +1280,7 @@ async fn pg_commit(
         .bind(col(o, |o| o.id))
         .bind(col(o, |o| o.filled_qty))
         .bind(col(o, |o| o.avg_price))
-        .bind(col(o, |o| o.status.clone()))
+        .bind(col(o, |o| o.status.as_str()))
         .bind(col(o, |o| o.reason.clone()))
         .bind(col(o, |o| o.updated_at))
         .execute(&mut *c)
@@ -1288,7 +1288,7 @@ async fn pg_commit(
         .rows_affected();
     }
     if !tx.totals.is_empty() {
-        let accounts: Vec<String> = tx.totals.keys().cloned().collect();
+        let accounts: Vec<String> = tx.totals.keys().map(|a| a.text()).collect();
         let total = |i: usize| -> Vec<f64> { tx.totals.values().map(|t| t[i]).collect() };
         changed += sqlx::query(
             "INSERT INTO account_totals (account, trade_cash, fees, realized_pnl) \
@@ -1439,13 +1439,13 @@ pub(crate) struct FillPlan {
     /// The order's filled quantity, average fill price and status after the fill.
     filled: f64,
     avg_price: f64,
-    status: &'static str,
+    status: OrderStatus,
     /// Cash the trade moves (negative for a buy), before fees.
     trade_cash: f64,
     /// Price PnL the fill realizes, all of it on the position it reduces or closes.
     realized: f64,
     /// Side, signed quantity and average price of the position open after the fill.
-    position_side: &'static str,
+    position_side: PositionSide,
     quantity_after: f64,
     avg_price_after: f64,
     /// The fee's share of the position the fill finds, and of the one it opens.
@@ -1491,11 +1491,7 @@ pub(crate) fn plan_fill(
             "fill of {quantity} exceeds the {left} left of order {order_id}"
         )));
     }
-    let signed = if order.side == "buy" {
-        quantity
-    } else {
-        -quantity
-    };
+    let signed = order.side.signed(quantity);
     let mut book = Portfolio::new(vec![order.symbol.clone()].into(), 0.0);
     if let Some(p) = open {
         book.apply_fill(0, p.quantity, p.avg_price, 0.0, p.opened_at);
@@ -1519,21 +1515,13 @@ pub(crate) fn plan_fill(
         filled,
         avg_price: (order.avg_price.unwrap_or(0.0) * order.filled_qty + price * quantity) / filled,
         status: if filled >= order.quantity * (1.0 - 1e-9) {
-            status::FILLED
+            OrderStatus::Filled
         } else {
-            status::PARTIALLY_FILLED
+            OrderStatus::PartiallyFilled
         },
-        trade_cash: if order.side == "buy" {
-            -quantity * price
-        } else {
-            quantity * price
-        },
+        trade_cash: -order.side.signed(quantity) * price,
         realized: book.realized(),
-        position_side: if after.quantity < 0.0 {
-            "short"
-        } else {
-            "long"
-        },
+        position_side: PositionSide::of(after.quantity),
         quantity_after: after.quantity,
         avg_price_after: after.avg_price,
         open_fee,
@@ -1585,9 +1573,9 @@ pub(crate) async fn book_fill(
         let args = |sql: String| {
             sqlx::query_as::<_, (i64, Option<i64>)>(sqlx::AssertSqlSafe(sql))
                 .bind(order_id)
-                .bind(&order.account)
+                .bind(order.account.text())
                 .bind(&order.symbol)
-                .bind(&order.side)
+                .bind(order.side.as_str())
                 .bind(quantity)
                 .bind(price)
                 .bind(fee)
@@ -1595,11 +1583,11 @@ pub(crate) async fn book_fill(
                 .bind(now())
                 .bind(plan.filled)
                 .bind(plan.avg_price)
-                .bind(plan.status)
+                .bind(plan.status.as_str())
                 .bind(plan.trade_cash)
                 .bind(plan.realized)
                 .bind(pos_id)
-                .bind(plan.position_side)
+                .bind(plan.position_side.as_str())
                 .bind(plan.quantity_after)
                 .bind(plan.avg_price_after)
                 .bind(plan.open_fee)
@@ -1707,6 +1695,8 @@ impl Drop for Checkpointer {
 mod tests {
     use super::*;
 
+    const ACCT: AccountId = AccountId::Strategy(qtm_core::vocab::StrategyId(1));
+
     fn cursor(seq: i64) -> Cursor {
         Cursor {
             seq,
@@ -1764,13 +1754,13 @@ mod tests {
             let (a, b, c, fill) = tokio::task::spawn_blocking(move || {
                 let mut w = Writer::open(&s).unwrap();
                 let order = |side: &str| NewOrder {
-                    account: "acct".into(),
+                    account: ACCT,
                     symbol: "X".into(),
-                    side: side.into(),
+                    side: side.parse().unwrap(),
                     order_type: "market".into(),
                     quantity: 2.0,
                     time_in_force: "gtc".into(),
-                    status: status::ACCEPTED.into(),
+                    status: OrderStatus::Accepted,
                     ..NewOrder::default()
                 };
                 let a = w.insert_order(&order("buy")).unwrap();
@@ -1785,11 +1775,17 @@ mod tests {
             .await
             .unwrap();
             assert!(a < b && b < c, "{a} {b} {c}");
-            assert_eq!(orders::get(&store, a).await.unwrap().status, status::FILLED);
-            assert_eq!(orders::get(&store, b).await.unwrap().status, "cancelled");
+            assert_eq!(
+                orders::get(&store, a).await.unwrap().status,
+                OrderStatus::Filled
+            );
+            assert_eq!(
+                orders::get(&store, b).await.unwrap().status,
+                OrderStatus::Cancelled
+            );
             assert_eq!(
                 orders::get(&store, c).await.unwrap().status,
-                status::ACCEPTED
+                OrderStatus::Accepted
             );
             assert_eq!((fill.order_id, fill.quantity), (a, 2.0));
             let position = orders::position(&store, fill.position_id.unwrap())
@@ -1797,7 +1793,7 @@ mod tests {
                 .unwrap();
             assert_eq!((position.quantity, position.fees), (2.0, 0.5));
             assert_eq!(
-                orders::cash_flow(&store, Some("acct")).await.unwrap(),
+                orders::cash_flow(&store, Some(ACCT)).await.unwrap(),
                 (-20.5, 0.5)
             );
         }
@@ -1819,13 +1815,13 @@ mod tests {
             let (first, second, journal) = tokio::task::spawn_blocking(move || {
                 let mut w = Writer::open(&s).unwrap();
                 let order = |side: &str, quantity: f64| NewOrder {
-                    account: "acct".into(),
+                    account: ACCT,
                     symbol: "X".into(),
-                    side: side.into(),
+                    side: side.parse().unwrap(),
                     order_type: "market".into(),
                     quantity,
                     time_in_force: "gtc".into(),
-                    status: status::ACCEPTED.into(),
+                    status: OrderStatus::Accepted,
                     ..NewOrder::default()
                 };
                 let buy = w.insert_order(&order("buy", 3.0)).unwrap();
@@ -1834,7 +1830,7 @@ mod tests {
                 w.commit().unwrap();
                 // Next batch: through flat (the stored long closes, a short opens), and the
                 // journal grows and its first entry is pruned.
-                w.prefetch(&[], &["acct".into()]).unwrap();
+                w.prefetch(&[], &[ACCT]).unwrap();
                 let sell = w.insert_order(&order("sell", 5.0)).unwrap();
                 let second = w.record_fill(sell, 5.0, 12.0, 1.0, 200).unwrap();
                 let kept = w.save_bars(&[("X".into(), 2, bar(200))]).unwrap();
@@ -1853,13 +1849,16 @@ mod tests {
             );
             // The reversing fill belongs to the trade it closes; the short holds the rest.
             assert_eq!(second.position_id, first.position_id);
-            let open = orders::open_positions(&store, Some("acct")).await.unwrap();
+            let open = orders::open_positions(&store, Some(ACCT)).await.unwrap();
             assert_eq!(open.len(), 1, "{open:?}");
-            assert_eq!((open[0].side.as_str(), open[0].quantity), ("short", -2.0));
+            assert_eq!(
+                (open[0].side, open[0].quantity),
+                (PositionSide::Short, -2.0)
+            );
             assert!(open[0].id > long.id);
             // 3 bought at 10, 5 sold at 12, fee 1.
             assert_eq!(
-                orders::cash_flow(&store, Some("acct")).await.unwrap(),
+                orders::cash_flow(&store, Some(ACCT)).await.unwrap(),
                 (-30.0 + 60.0 - 1.0, 1.0)
             );
             let (newest, bars) = crate::live::journal(&store).await.unwrap();

@@ -40,7 +40,7 @@ impl Order {
         if self.filled > 0.0 {
             OrderStatus::PartiallyFilled
         } else {
-            OrderStatus::Open
+            OrderStatus::Accepted
         }
     }
     fn is_stop_like(&self) -> bool {

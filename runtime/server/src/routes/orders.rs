@@ -31,7 +31,8 @@ use qtm_live::{ManualChange, ManualOrder};
 use qtm_oms::exchange::Exchange;
 use qtm_oms::oms::AccountOrder;
 use qtm_store::orders::{
-    FillFilter, FillRecord, MANUAL, Order, OrderFilter, Position, PositionFilter, status,
+    AccountId, FillFilter, FillRecord, MANUAL, Order, OrderFilter, OrderStatus, Position,
+    PositionFilter,
 };
 use qtm_store::{self as store, risk::ACCOUNT};
 
@@ -253,7 +254,7 @@ async fn mark_of(state: &AppState, symbol: &str) -> ApiResult<f64> {
 /// every order the API places (new orders, trade closes, API-key and WebSocket clients).
 pub(crate) async fn place(
     state: &AppState,
-    account: &str,
+    account: AccountId,
     caller: &Principal,
     request: OrderRequest,
 ) -> ApiResult<Order> {
@@ -276,14 +277,14 @@ pub(crate) async fn place(
     let stored = state
         .live
         .place_manual(ManualOrder {
-            account: account.to_string(),
+            account,
             user_id: Some(caller.user_id),
             request,
             last_price,
         })
         .await
         .map_err(super::strategies::live_error)?;
-    if stored.status == status::REJECTED {
+    if stored.status == OrderStatus::Rejected {
         let reason = stored.reason.clone().unwrap_or_default();
         return Err(refuse(state, &stored.symbol, &reason, Some(stored.id)).await?);
     }
@@ -361,7 +362,7 @@ pub(crate) async fn modify(state: &AppState, id: i64, req: &ModifyOrder) -> ApiR
     let quantity = req.quantity.unwrap_or(order.quantity);
     let changed = to_request(&PlaceOrder {
         symbol: order.symbol.clone(),
-        side: order.side.clone(),
+        side: order.side.to_string(),
         quantity,
         order_type: Some(order.order_type.clone()),
         limit_price: limit,
@@ -435,6 +436,16 @@ fn limit_of(limit: Option<i64>) -> ApiResult<i64> {
     }
 }
 
+/// The `account` of a query: `manual` or `strategy:<id>`; anything else is a 422 that says so.
+fn account_filter(account: Option<String>) -> ApiResult<Option<AccountId>> {
+    account
+        .map(|a| {
+            a.parse()
+                .map_err(|e| ApiError::validation("account", format!("{e}")))
+        })
+        .transpose()
+}
+
 /// Orders, newest first.
 #[utoipa::path(get, path = "/api/orders", tag = "orders", params(OrderQuery),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
@@ -445,14 +456,18 @@ async fn list_orders(
 ) -> ApiResult<ApiJson<Vec<Order>>> {
     if let Some(s) = &q.status
         && s != "working"
-        && !status::ALL.contains(&s.as_str())
+        && !OrderStatus::ALL
+            .iter()
+            .any(|v| v.as_str() == s && *v != OrderStatus::Pending)
     {
+        let stored: Vec<&str> = OrderStatus::ALL
+            .iter()
+            .filter(|v| **v != OrderStatus::Pending)
+            .map(|v| v.as_str())
+            .collect();
         return Err(ApiError::validation(
             "status",
-            format!(
-                "status must be working, {}; got {s:?}",
-                status::ALL.join(", ")
-            ),
+            format!("status must be working, {}; got {s:?}", stored.join(", ")),
         ));
     }
     Ok(ApiJson(
@@ -461,7 +476,7 @@ async fn list_orders(
             &OrderFilter {
                 status: q.status,
                 symbol: q.symbol,
-                account: q.account,
+                account: account_filter(q.account)?,
                 tag: None,
                 limit: limit_of(q.limit)?,
             },
@@ -708,7 +723,7 @@ async fn list_trades(
         &PositionFilter {
             open,
             symbol: q.symbol,
-            account: q.account,
+            account: account_filter(q.account)?,
             limit: limit_of(q.limit)?,
         },
     )
@@ -742,7 +757,7 @@ async fn list_fills(
             &state.store,
             &FillFilter {
                 symbol: q.symbol,
-                account: q.account,
+                account: account_filter(q.account)?,
                 order_id: q.order_id,
                 position_id: q.trade_id,
                 limit: limit_of(q.limit)?,
@@ -804,7 +819,7 @@ async fn close_trade(
             "trade {id} is already closed: nothing to close"
         )));
     }
-    if let Some(strategy) = p.account.strip_prefix("strategy:") {
+    if let AccountId::Strategy(strategy) = p.account {
         // Its position is the live engine's: an order stored here would never reach it.
         return Err(ApiError::conflict(format!(
             "trade {id} belongs to live strategy {strategy}; the live engine holds its position: disable the strategy or let it close the trade"
@@ -842,5 +857,5 @@ async fn close_trade(
         oco_group: None,
         tag: Some(tag),
     };
-    Ok(ApiJson(place(&state, &p.account, &caller, request).await?))
+    Ok(ApiJson(place(&state, p.account, &caller, request).await?))
 }

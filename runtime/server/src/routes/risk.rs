@@ -207,8 +207,9 @@ async fn snapshot(state: &AppState) -> ApiResult<Snapshot> {
         s.quantity += p.quantity;
         s.notional += p.quantity * m;
         s.unrealized_pnl += p.quantity * (m - p.avg_price);
-        if !s.accounts.contains(&p.account) {
-            s.accounts.push(p.account.clone());
+        let account = p.account.text();
+        if !s.accounts.contains(&account) {
+            s.accounts.push(account);
         }
     }
     let market_value = total(by_symbol.iter().map(|s| s.notional));
@@ -683,7 +684,7 @@ pub(crate) async fn halt_everything(
     let mut cancelled = Vec::new();
     for id in working {
         let o = store::orders::get(&state.store, id).await?;
-        if o.status == store::orders::status::CANCELLED {
+        if o.status == store::orders::OrderStatus::Cancelled {
             cancelled.push(o);
         }
     }

@@ -1126,8 +1126,8 @@ async fn strategy_performance(
         ),
     };
     let account = qtm_live::strategy_account(id);
-    let totals = store::orders::totals(&state.store, Some(&account)).await?;
-    let open = store::orders::open_positions(&state.store, Some(&account)).await?;
+    let totals = store::orders::totals(&state.store, Some(account)).await?;
+    let open = store::orders::open_positions(&state.store, Some(account)).await?;
     let marks = crate::marks::marks(&state, open.iter().map(|p| p.symbol.as_str())).await?;
     let (mut unrealized_pnl, mut market_value) = (0.0, 0.0);
     for p in &open {
@@ -1137,7 +1137,7 @@ async fn strategy_performance(
     }
     let cash = state.live.config().initial_cash + totals.cash_flow;
     let paper = PaperResults {
-        account,
+        account: account.text(),
         cash,
         realized_pnl: totals.realized_pnl,
         fees: totals.fees,

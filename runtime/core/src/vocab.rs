@@ -1,0 +1,322 @@
+//! The order vocabulary every layer speaks: an order's status, the side of an order and of a
+//! position, and whose account it is. The engine, the store and the API use these types; their
+//! text forms (`accepted`, `buy`, `long`, `strategy:7`) are what the database holds and the
+//! API shows, written and read only here.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::model::Side;
+
+/// A text form that names none of a vocabulary's values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownValue {
+    /// What was being read (`order status`, `side`, …).
+    pub kind: &'static str,
+    /// The text, cut to 64 characters.
+    pub text: String,
+    /// The values it may be.
+    pub expected: &'static str,
+}
+
+impl fmt::Display for UnknownValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown {} {:?}: expected {}",
+            self.kind, self.text, self.expected
+        )
+    }
+}
+
+impl std::error::Error for UnknownValue {}
+
+fn unknown(kind: &'static str, text: &str, expected: &'static str) -> UnknownValue {
+    UnknownValue {
+        kind,
+        text: text.chars().take(64).collect(),
+        expected,
+    }
+}
+
+/// Text forms for a vocabulary type: `Display`/`FromStr`, `TryFrom<String>` (what the store's
+/// row decoding uses), and serde as the text.
+macro_rules! text_form {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.text())
+            }
+        }
+        impl TryFrom<String> for $t {
+            type Error = UnknownValue;
+            fn try_from(s: String) -> Result<Self, UnknownValue> {
+                s.parse()
+            }
+        }
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.text())
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// Where an order stands, from placement to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderStatus {
+    /// Placed by a strategy and not yet seen by the exchange (within the bar it was placed).
+    Pending,
+    /// Accepted and working, nothing filled yet (a strategy sees it as `open`).
+    Accepted,
+    /// Some filled, the rest still working.
+    PartiallyFilled,
+    /// Completely filled.
+    Filled,
+    /// Cancelled (by a user, the kill switch, or the engine).
+    Cancelled,
+    /// Refused by validation or the risk checks.
+    Rejected,
+}
+
+impl OrderStatus {
+    /// Every status.
+    pub const ALL: [OrderStatus; 6] = [
+        OrderStatus::Pending,
+        OrderStatus::Accepted,
+        OrderStatus::PartiallyFilled,
+        OrderStatus::Filled,
+        OrderStatus::Cancelled,
+        OrderStatus::Rejected,
+    ];
+    /// The statuses of orders the store holds as still working.
+    pub const WORKING: [OrderStatus; 2] = [OrderStatus::Accepted, OrderStatus::PartiallyFilled];
+
+    /// Its text form.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Accepted => "accepted",
+            OrderStatus::PartiallyFilled => "partially_filled",
+            OrderStatus::Filled => "filled",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Rejected => "rejected",
+        }
+    }
+
+    fn text(self) -> &'static str {
+        self.as_str()
+    }
+
+    /// Whether the order may still fill, be cancelled or be modified.
+    pub const fn is_working(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Pending | OrderStatus::Accepted | OrderStatus::PartiallyFilled
+        )
+    }
+}
+
+impl FromStr for OrderStatus {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, UnknownValue> {
+        OrderStatus::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| {
+                unknown(
+                    "order status",
+                    s,
+                    "pending, accepted, partially_filled, filled, cancelled or rejected",
+                )
+            })
+    }
+}
+
+text_form!(OrderStatus);
+
+impl Side {
+    /// Its text form: `buy` or `sell`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+
+    /// The other side.
+    pub const fn opposite(self) -> Side {
+        match self {
+            Side::Buy => Side::Sell,
+            Side::Sell => Side::Buy,
+        }
+    }
+
+    /// `quantity` signed for this side (negative for a sell).
+    pub fn signed(self, quantity: f64) -> f64 {
+        match self {
+            Side::Buy => quantity,
+            Side::Sell => -quantity,
+        }
+    }
+}
+
+impl FromStr for Side {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, UnknownValue> {
+        match s {
+            "buy" => Ok(Side::Buy),
+            "sell" => Ok(Side::Sell),
+            _ => Err(unknown("side", s, "buy or sell")),
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for Side {
+    type Error = UnknownValue;
+    fn try_from(s: String) -> Result<Self, UnknownValue> {
+        s.parse()
+    }
+}
+
+/// The direction of an open position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PositionSide {
+    Long,
+    Short,
+}
+
+impl PositionSide {
+    /// Its text form: `long` or `short`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PositionSide::Long => "long",
+            PositionSide::Short => "short",
+        }
+    }
+
+    fn text(self) -> &'static str {
+        self.as_str()
+    }
+
+    /// The side of a signed quantity (flat counts as long).
+    pub fn of(quantity: f64) -> PositionSide {
+        if quantity < 0.0 {
+            PositionSide::Short
+        } else {
+            PositionSide::Long
+        }
+    }
+}
+
+impl FromStr for PositionSide {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, UnknownValue> {
+        match s {
+            "long" => Ok(PositionSide::Long),
+            "short" => Ok(PositionSide::Short),
+            _ => Err(unknown("position side", s, "long or short")),
+        }
+    }
+}
+
+text_form!(PositionSide);
+
+/// A strategy's id, as the store numbers strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StrategyId(pub i64);
+
+impl fmt::Display for StrategyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Whose book an order, fill or position is kept in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AccountId {
+    /// Orders placed by hand through the API (REST, WebSocket, API keys).
+    Manual,
+    /// A strategy's live trading.
+    Strategy(StrategyId),
+}
+
+impl AccountId {
+    /// The text form: `manual` or `strategy:<id>`.
+    pub fn text(self) -> String {
+        match self {
+            AccountId::Manual => "manual".to_string(),
+            AccountId::Strategy(id) => format!("strategy:{id}"),
+        }
+    }
+}
+
+impl FromStr for AccountId {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, UnknownValue> {
+        if s == "manual" {
+            return Ok(AccountId::Manual);
+        }
+        s.strip_prefix("strategy:")
+            .and_then(|id| id.parse().ok())
+            .map(|id| AccountId::Strategy(StrategyId(id)))
+            .ok_or_else(|| unknown("account", s, "manual or strategy:<id>"))
+    }
+}
+
+text_form!(AccountId);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_reads_back_from_its_text() {
+        for s in OrderStatus::ALL {
+            assert_eq!(s.as_str().parse::<OrderStatus>(), Ok(s));
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        }
+        for s in [Side::Buy, Side::Sell] {
+            assert_eq!(s.as_str().parse::<Side>(), Ok(s));
+        }
+        for s in [PositionSide::Long, PositionSide::Short] {
+            assert_eq!(s.as_str().parse::<PositionSide>(), Ok(s));
+        }
+        for a in [AccountId::Manual, AccountId::Strategy(StrategyId(42))] {
+            assert_eq!(a.text().parse::<AccountId>(), Ok(a));
+            assert_eq!(
+                serde_json::from_str::<AccountId>(&serde_json::to_string(&a).unwrap()).unwrap(),
+                a
+            );
+        }
+        assert_eq!(AccountId::Strategy(StrategyId(7)).to_string(), "strategy:7");
+    }
+
+    #[test]
+    fn unknown_text_says_what_it_may_be() {
+        assert_eq!(
+            "open".parse::<OrderStatus>().unwrap_err().to_string(),
+            "unknown order status \"open\": expected pending, accepted, partially_filled, filled, cancelled or rejected"
+        );
+        assert_eq!(
+            "strategy:x".parse::<AccountId>().unwrap_err().to_string(),
+            "unknown account \"strategy:x\": expected manual or strategy:<id>"
+        );
+        assert!("Buy".parse::<Side>().is_err());
+    }
+}
