@@ -30,6 +30,29 @@ pub async fn cursors(store: &Store) -> StoreResult<HashMap<String, Cursor>> {
         .collect())
 }
 
+/// Insert or move `n` cursors in one statement (symbol, seq, ts, close, updated_at for each).
+/// The recorder writes cursors through [`super::writer::Writer::save_cursors`], in the
+/// transaction of the bars' effects.
+pub(crate) fn upsert_cursors_sql(n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let k = i * 5;
+            format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                k + 1,
+                k + 2,
+                k + 3,
+                k + 4,
+                k + 5
+            )
+        })
+        .collect();
+    let rows = rows.join(", ");
+    format!(
+        "INSERT INTO live_cursors (symbol, seq, ts, close, updated_at) VALUES {rows} ON CONFLICT (symbol) DO UPDATE SET seq = excluded.seq, ts = excluded.ts, close = excluded.close, updated_at = excluded.updated_at"
+    )
+}
+
 /// Bars of `symbol` after `after` (unix seconds; all when `None`), oldest first.
 pub async fn history_after(
     store: &Store,
