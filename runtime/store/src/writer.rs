@@ -1137,6 +1137,12 @@ async fn pg_load(
     Ok((positions, orders))
 }
 
+/// `t` as PostgreSQL text can hold it: without NUL, which it refuses (and with it the whole
+/// batch). A guest's tag or a refused order's symbol may carry one; it is stored as U+FFFD.
+fn pg_text(t: &str) -> String {
+    t.replace('\0', "\u{FFFD}")
+}
+
 /// PostgreSQL: write everything `tx` holds and the cursors (at `t`), and commit; the rows
 /// changed.
 ///
@@ -1172,20 +1178,20 @@ async fn pg_commit(
         .bind(col(o, |o| o.account.text()))
         .bind(col(o, |o| o.instance_id))
         .bind(col(o, |o| o.user_id))
-        .bind(col(o, |o| o.symbol.clone()))
+        .bind(col(o, |o| pg_text(&o.symbol)))
         .bind(col(o, |o| o.side.as_str()))
-        .bind(col(o, |o| o.order_type.clone()))
+        .bind(col(o, |o| pg_text(&o.order_type)))
         .bind(col(o, |o| o.quantity))
         .bind(col(o, |o| o.limit_price))
         .bind(col(o, |o| o.stop_price))
-        .bind(col(o, |o| o.time_in_force.clone()))
+        .bind(col(o, |o| pg_text(&o.time_in_force)))
         .bind(col(o, |o| o.take_profit))
         .bind(col(o, |o| o.stop_loss))
         .bind(col(o, |o| o.status.as_str()))
         .bind(col(o, |o| o.filled_qty))
         .bind(col(o, |o| o.avg_price))
-        .bind(col(o, |o| o.reason.clone()))
-        .bind(col(o, |o| o.tag.clone()))
+        .bind(col(o, |o| o.reason.as_deref().map(pg_text)))
+        .bind(col(o, |o| o.tag.as_deref().map(pg_text)))
         .bind(col(o, |o| o.created_at))
         .bind(col(o, |o| o.updated_at))
         .execute(&mut *c)
@@ -1230,7 +1236,7 @@ async fn pg_commit(
         )
         .bind(col(p, |p| p.id))
         .bind(col(p, |p| p.account.text()))
-        .bind(col(p, |p| p.symbol.clone()))
+        .bind(col(p, |p| pg_text(&p.symbol)))
         .bind(col(p, |p| p.side.as_str()))
         .bind(col(p, |p| p.quantity))
         .bind(col(p, |p| p.avg_price))
@@ -1253,7 +1259,7 @@ async fn pg_commit(
         .bind(col(f, |f| f.id))
         .bind(col(f, |f| f.order_id))
         .bind(col(f, |f| f.account.text()))
-        .bind(col(f, |f| f.symbol.clone()))
+        .bind(col(f, |f| pg_text(&f.symbol)))
         .bind(col(f, |f| f.side.as_str()))
         .bind(col(f, |f| f.quantity))
         .bind(col(f, |f| f.price))
@@ -1281,7 +1287,7 @@ async fn pg_commit(
         .bind(col(o, |o| o.filled_qty))
         .bind(col(o, |o| o.avg_price))
         .bind(col(o, |o| o.status.as_str()))
-        .bind(col(o, |o| o.reason.clone()))
+        .bind(col(o, |o| o.reason.as_deref().map(pg_text)))
         .bind(col(o, |o| o.updated_at))
         .execute(&mut *c)
         .await?
@@ -1346,7 +1352,7 @@ async fn pg_commit(
              SELECT v.*, $5 FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::float8[]) AS v \
              ON CONFLICT (symbol) DO UPDATE SET seq = excluded.seq, ts = excluded.ts, close = excluded.close, updated_at = excluded.updated_at",
         )
-        .bind(col(k, |(s, _)| s.clone()))
+        .bind(col(k, |(s, _)| pg_text(s)))
         .bind(col(k, |(_, c)| c.seq))
         .bind(col(k, |(_, c)| c.ts))
         .bind(col(k, |(_, c)| c.close))
@@ -1695,6 +1701,9 @@ impl Drop for Checkpointer {
 mod tests {
     use super::*;
 
+    /// Quotes, backslashes, a statement's end and non-ASCII text.
+    const HOSTILE: &str = "it's \\' \\\\'; DROP TABLE orders; -- é ✓ \\x00";
+
     const ACCT: AccountId = AccountId::Strategy(qtm_core::vocab::StrategyId(1));
 
     fn cursor(seq: i64) -> Cursor {
@@ -1702,6 +1711,36 @@ mod tests {
             seq,
             ts: 1_000 + seq,
             close: 10.0 + seq as f64,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_nul_in_a_tag_is_stored_without_failing_the_batch() {
+        for store in crate::test_stores().await {
+            let s = store.clone();
+            let id = tokio::task::spawn_blocking(move || {
+                let mut w = Writer::open(&s).unwrap();
+                let id = w
+                    .insert_order(&NewOrder {
+                        account: ACCT,
+                        symbol: "X".into(),
+                        quantity: 1.0,
+                        tag: Some("a\0b".into()),
+                        ..NewOrder::default()
+                    })
+                    .unwrap();
+                w.commit().unwrap();
+                id
+            })
+            .await
+            .unwrap();
+            // PostgreSQL text cannot hold NUL; SQLite keeps it.
+            let expected = match store.backend() {
+                crate::Backend::Sqlite => "a\0b",
+                crate::Backend::Postgres => "a\u{FFFD}b",
+            };
+            let tag = crate::orders::get(&store, id).await.unwrap().tag;
+            assert_eq!(tag.as_deref(), Some(expected));
         }
     }
 
@@ -1763,11 +1802,16 @@ mod tests {
                     status: OrderStatus::Accepted,
                     ..NewOrder::default()
                 };
-                let a = w.insert_order(&order("buy")).unwrap();
+                // Text that must arrive as it was, whatever quoting the statement needs.
+                let tagged = NewOrder {
+                    tag: Some(HOSTILE.into()),
+                    ..order("buy")
+                };
+                let a = w.insert_order(&tagged).unwrap();
                 let b = w.insert_order(&order("sell")).unwrap();
                 // Reads and changes of orders not sent yet see them.
                 let fill = w.record_fill(a, 2.0, 10.0, 0.5, 100).unwrap();
-                assert!(w.cancel_order(b, "test").unwrap());
+                assert!(w.cancel_order(b, HOSTILE).unwrap());
                 let c = w.insert_order(&order("buy")).unwrap();
                 w.commit().unwrap();
                 (a, b, c, fill)
@@ -1775,9 +1819,14 @@ mod tests {
             .await
             .unwrap();
             assert!(a < b && b < c, "{a} {b} {c}");
+            let stored = orders::get(&store, a).await.unwrap();
             assert_eq!(
-                orders::get(&store, a).await.unwrap().status,
-                OrderStatus::Filled
+                (stored.status, stored.tag.as_deref()),
+                (OrderStatus::Filled, Some(HOSTILE))
+            );
+            assert_eq!(
+                orders::get(&store, b).await.unwrap().reason.as_deref(),
+                Some(HOSTILE)
             );
             assert_eq!(
                 orders::get(&store, b).await.unwrap().status,
