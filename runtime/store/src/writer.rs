@@ -384,20 +384,42 @@ fn positional(sql: &str) -> String {
     out
 }
 
-/// Drive `f` to completion on this thread without sleeping: poll it, and between polls only
-/// yield the core. A SQLite statement's answer comes from sqlx's connection thread, and
-/// parking this thread until it is woken took longer than the statement (the wake-up of a
-/// parked thread is tens of microseconds here); polling sees the answer as it lands.
+/// Drive `f` to completion on this thread: poll it, yielding the core between polls for at
+/// most [`SPIN`], then park until its waker unparks this thread. A SQLite statement's answer
+/// comes from sqlx's connection thread, and a short statement answers sooner than a parked
+/// thread wakes (tens of microseconds here), so polling sees it as it lands. A long one
+/// (a commit) must not be waited for by spinning: on a 2-core machine the spinning thread
+/// takes the core the connection thread and the engine need (it was a third of the live
+/// benchmark's CPU).
 fn spin_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
     let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let started = std::time::Instant::now();
     loop {
         if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
             return out;
         }
-        std::thread::yield_now();
+        if started.elapsed() < SPIN {
+            std::thread::yield_now();
+        } else {
+            // A wake between the poll and here leaves the token: park returns at once.
+            std::thread::park();
+        }
     }
 }
+
+/// How long [`spin_on`] polls before it parks.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// A current-thread runtime for a connection driven from a plain thread.
 fn runtime() -> StoreResult<tokio::runtime::Runtime> {
