@@ -632,7 +632,7 @@ impl Recorder {
             strategy_id: owner.strategy_id,
             order_id: id,
             symbol: view.symbol.clone(),
-            side: view.side.clone(),
+            side: view.side,
             quantity: view.quantity,
             order_type: view.order_type.clone(),
             status: o.status,

@@ -737,11 +737,11 @@ impl Writer {
         let t = now();
         let order = Order {
             id,
-            account: o.account.clone(),
+            account: o.account,
             instance_id: o.instance_id,
             user_id: o.user_id,
             symbol: o.symbol.clone(),
-            side: o.side.clone(),
+            side: o.side,
             order_type: o.order_type.clone(),
             quantity: o.quantity,
             limit_price: o.limit_price,
@@ -749,7 +749,7 @@ impl Writer {
             time_in_force: o.time_in_force.clone(),
             take_profit: o.take_profit,
             stop_loss: o.stop_loss,
-            status: o.status.clone(),
+            status: o.status,
             filled_qty: 0.0,
             avg_price: None,
             reason: o.reason.clone(),
@@ -792,7 +792,7 @@ impl Writer {
         self.begin()?;
         self.load(&[order_id], &[])?;
         let account = match self.tx.orders.get(&order_id) {
-            Some(o) => o.row.account.clone(),
+            Some(o) => o.row.account,
             None => return Err(StoreError::NotFound(format!("order {order_id}"))),
         };
         self.load(&[], std::slice::from_ref(&account))?;
@@ -824,9 +824,9 @@ impl Writer {
             id: fill_id,
             order_id,
             position_id: None,
-            account: o.account.clone(),
+            account: o.account,
             symbol: o.symbol.clone(),
-            side: o.side.clone(),
+            side: o.side,
             quantity,
             price,
             fee,
@@ -860,7 +860,7 @@ impl Writer {
                 id,
                 Held::new(Position {
                     id,
-                    account: key.0.clone(),
+                    account: key.0,
                     symbol: key.1.clone(),
                     side: plan.position_side,
                     quantity: plan.quantity_after,
@@ -875,7 +875,7 @@ impl Writer {
             tx.open_positions.insert(key.clone(), id);
             position_id = position_id.or(Some(id));
         }
-        let totals = tx.totals.entry(key.0.clone()).or_default();
+        let totals = tx.totals.entry(key.0).or_default();
         totals[0] += plan.trade_cash;
         totals[1] += fee;
         totals[2] += plan.realized;
@@ -884,7 +884,7 @@ impl Writer {
             order_id,
             account: key.0,
             symbol: key.1,
-            side: record.side.clone(),
+            side: record.side,
             quantity,
             price,
             fee,
