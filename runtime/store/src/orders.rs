@@ -1034,10 +1034,7 @@ mod tests {
             account: MANUAL,
             symbol: "GOOG".into(),
             side: side.parse().unwrap(),
-            order_type: "market".into(),
             quantity,
-            time_in_force: "gtc".into(),
-            status: OrderStatus::Accepted,
             ..NewOrder::default()
         }
     }

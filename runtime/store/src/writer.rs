@@ -1818,10 +1818,7 @@ mod tests {
                     account: ACCT,
                     symbol: "X".into(),
                     side: side.parse().unwrap(),
-                    order_type: "market".into(),
                     quantity: 2.0,
-                    time_in_force: "gtc".into(),
-                    status: OrderStatus::Accepted,
                     ..NewOrder::default()
                 };
                 // Text that must arrive as it was, whatever quoting the statement needs.
@@ -1889,10 +1886,7 @@ mod tests {
                     account: ACCT,
                     symbol: "X".into(),
                     side: side.parse().unwrap(),
-                    order_type: "market".into(),
                     quantity,
-                    time_in_force: "gtc".into(),
-                    status: OrderStatus::Accepted,
                     ..NewOrder::default()
                 };
                 let buy = w.insert_order(&order("buy", 3.0)).unwrap();
