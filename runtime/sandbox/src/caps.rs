@@ -54,15 +54,22 @@ pub fn cut(mut text: String, max: usize) -> String {
     text
 }
 
-/// `Err` naming the field when `text` is longer than `max` bytes.
+/// `Err` naming the field when `text` is longer than `max` bytes or holds a control
+/// character. Symbols, tags and group names are names: a control character in one is never
+/// meant, and NUL cannot be stored in PostgreSQL text at all.
 pub fn check(field: &str, text: &str, max: usize) -> Result<(), String> {
     if text.len() > max {
-        Err(format!(
+        return Err(format!(
             "{field} is {} bytes, over the {max}-byte cap",
             text.len()
-        ))
-    } else {
-        Ok(())
+        ));
+    }
+    match text.char_indices().find(|(_, c)| c.is_control()) {
+        Some((at, c)) => Err(format!(
+            "{field} holds a control character (U+{:04X}) at byte {at}",
+            c as u32
+        )),
+        None => Ok(()),
     }
 }
 
@@ -83,6 +90,10 @@ mod tests {
             check("tag", &"x".repeat(200), TAG_BYTES).unwrap_err(),
             "tag is 200 bytes, over the 128-byte cap"
         );
-        assert!(check("tag", "ok", TAG_BYTES).is_ok());
+        assert!(check("tag", "ok ✓", TAG_BYTES).is_ok());
+        assert_eq!(
+            check("tag", "ab\0c", TAG_BYTES).unwrap_err(),
+            "tag holds a control character (U+0000) at byte 2"
+        );
     }
 }
