@@ -70,16 +70,28 @@ pub struct Writer {
     tx: TxRows,
     /// PostgreSQL: ids taken from the sequences and not used yet. Sequences never give a
     /// number twice, rolled back or not, so these outlive transactions.
-    reserved: Reserved,
+    /// Each list largest first.
+    reserved: PerTable<Vec<i64>>,
 }
 
-/// Ids a PostgreSQL writer took from the tables' sequences, each list largest first.
-#[derive(Debug, Default)]
-struct Reserved {
-    order: Vec<i64>,
-    fill: Vec<i64>,
-    position: Vec<i64>,
-    journal: Vec<i64>,
+/// One `T` for each table whose new rows take ids as they are booked.
+#[derive(Debug, Clone, Copy, Default)]
+struct PerTable<T> {
+    order: T,
+    fill: T,
+    position: T,
+    journal: T,
+}
+
+impl<T> PerTable<T> {
+    fn get_mut(&mut self, table: Table) -> &mut T {
+        match table {
+            Table::Orders => &mut self.order,
+            Table::Fills => &mut self.fill,
+            Table::Positions => &mut self.position,
+            Table::Journal => &mut self.journal,
+        }
+    }
 }
 
 /// Ids a PostgreSQL writer takes from a sequence at once.
@@ -103,16 +115,6 @@ impl Table {
             Table::Journal => "live_journal",
         }
     }
-}
-
-/// SQLite: the ids the next rows of a transaction take: the largest stored plus one, read as
-/// it starts (its write lock keeps anyone else from inserting until it commits).
-#[derive(Debug, Clone, Copy, Default)]
-struct NextIds {
-    order: i64,
-    fill: i64,
-    position: i64,
-    journal: i64,
 }
 
 /// A row a transaction holds: read from the store or written by it.
@@ -180,7 +182,9 @@ struct TxRows {
     /// The transaction's `BEGIN` went out (on SQLite `BEGIN IMMEDIATE`, with the read of the
     /// next ids).
     started: bool,
-    next: NextIds,
+    /// SQLite: the ids the next rows take: the largest stored plus one, read as the
+    /// transaction starts (its write lock keeps anyone else from inserting until it commits).
+    next: PerTable<i64>,
     orders: BTreeMap<i64, Held<Order>>,
     /// Accounts whose open positions were read: an account read with no open position in a
     /// symbol has none.
@@ -452,7 +456,7 @@ impl Writer {
             cursors: Vec::new(),
             touches_catalog: false,
             tx: TxRows::default(),
-            reserved: Reserved::default(),
+            reserved: PerTable::default(),
         })
     }
 
@@ -590,7 +594,7 @@ impl Writer {
         for row in rows {
             let n = row.columns().len();
             if n == 4 {
-                self.tx.next = NextIds {
+                self.tx.next = PerTable {
                     order: row.try_get(0)?,
                     fill: row.try_get(1)?,
                     position: row.try_get(2)?,
@@ -693,25 +697,13 @@ impl Writer {
         let c = match &mut self.conn {
             Owned::Sqlite(_) => {
                 self.load(&[], &[])?;
-                let next = &mut self.tx.next;
-                let slot = match table {
-                    Table::Orders => &mut next.order,
-                    Table::Fills => &mut next.fill,
-                    Table::Positions => &mut next.position,
-                    Table::Journal => &mut next.journal,
-                };
+                let slot = self.tx.next.get_mut(table);
                 *slot += 1;
                 return Ok(*slot - 1);
             }
             Owned::Postgres(c) => c,
         };
-        let r = &mut self.reserved;
-        let ids = match table {
-            Table::Orders => &mut r.order,
-            Table::Fills => &mut r.fill,
-            Table::Positions => &mut r.position,
-            Table::Journal => &mut r.journal,
-        };
+        let ids = self.reserved.get_mut(table);
         if ids.is_empty() {
             // Outside the transaction's fate: a sequence never gives a number twice.
             let sql = format!(
