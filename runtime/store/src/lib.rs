@@ -149,6 +149,9 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    /// A statement the live writer ran itself failed (SQLite's message and the statement).
+    #[error("database error: {0}")]
+    Statement(String),
 }
 
 impl StoreError {

@@ -10,8 +10,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{Arguments, FromRow, PgConnection, Row, SqliteConnection};
+use sqlx::{PgConnection, SqliteConnection};
+
+mod sqlite_direct;
+use sqlite_direct::{Columns, DirectSqlite, Statement};
 
 use super::live::Cursor;
 use super::orders::{
@@ -24,7 +26,8 @@ use qtm_oms::portfolio::Portfolio;
 
 /// The connection a writer owns.
 enum Owned {
-    Sqlite(SqliteConnection),
+    /// Run on the writer's own thread ([`sqlite_direct`]).
+    Sqlite(DirectSqlite),
     Postgres(PgConnection),
 }
 
@@ -35,17 +38,17 @@ enum Owned {
 /// called from async code (tokio refuses to block a thread that runs tasks): the recorder has
 /// a thread of its own, async callers go through `spawn_blocking`.
 ///
-/// Each statement costs a trip to the database that is dearer than its work: on SQLite a
-/// hand-off to sqlx's connection thread (about 100 µs on a loaded 2-core VM, against a few µs
-/// for an insert), on PostgreSQL a network round trip. So a transaction costs a fixed number
-/// of trips whatever it holds: when it starts, one reads the orders and open positions the
-/// batch will touch ([`Writer::prefetch`]), and the commit carries every write as a few
-/// multi-row statements. In between, the writer keeps the rows it read and wrote and books
-/// orders, fills and positions on them in memory. It can because no other writer changes
-/// those rows meanwhile: a SQLite transaction holds the database's write lock from its first
-/// statement, and on PostgreSQL the rows are read `FOR UPDATE` (the recorder is the only
-/// writer of orders, fills and positions; the locks make that a guarantee). A row it did not
-/// prefetch is read when first needed (one more trip).
+/// On PostgreSQL each statement costs a network round trip, dearer than its work; on SQLite
+/// the statements run on the writer's own thread (module `sqlite_direct`: through sqlx, each would
+/// be a hand-off to sqlx's connection thread and back, two thread wake-ups that wait for a
+/// core on a loaded machine). So a transaction costs a fixed number of trips whatever it
+/// holds: when it starts, one reads the orders and open positions the batch will touch
+/// ([`Writer::prefetch`]), and the commit carries every write. In between, the writer keeps
+/// the rows it read and wrote and books orders, fills and positions on them in memory. It
+/// can because no other writer changes those rows meanwhile: a SQLite transaction holds the
+/// database's write lock from its first statement, and on PostgreSQL the rows are read
+/// `FOR UPDATE` (the recorder is the only writer of orders, fills and positions; the locks
+/// make that a guarantee). A row it did not prefetch is read when first needed (one more trip).
 ///
 /// New rows take their ids as they are booked, so the engine learns an order's id at once:
 /// on SQLite the largest stored plus one (read as the transaction starts, under its write
@@ -265,16 +268,20 @@ impl From<Vec<u8>> for Val {
     }
 }
 
-/// A SQLite query of several statements and its arguments, written together: each value
-/// bound writes the parameter it fills, so the two cannot drift apart.
+/// The SQLite statements of one trip, written with their values: each value bound writes the
+/// parameter it fills, so the two cannot drift apart.
 ///
 /// Parameters are anonymous (`?`), taken in order: SQLite looks a named parameter (`$n`) up
 /// in a list of the statement's names, one by one, which made a 300-order commit (6,000
-/// parameters) cost 50 ms; numbered ones (`?n`) stop at 32,766 for the whole query.
+/// parameters) cost 50 ms. Rows are written one statement each: the statements run on the
+/// writer's thread ([`sqlite_direct`]), prepared once, so a row costs a bind and a step
+/// rather than a trip, and every statement's text is one of a few fixed ones.
 #[derive(Default)]
 struct Script {
+    statements: Vec<Statement>,
+    /// The statement being written.
     sql: String,
-    args: SqliteArguments,
+    args: Vec<Val>,
 }
 
 impl Script {
@@ -284,17 +291,7 @@ impl Script {
 
     /// Bind `v` to the next parameter, whose `?` the caller wrote.
     fn bind(&mut self, v: impl Into<Val>) {
-        let added = match v.into() {
-            Val::Int(v) => self.args.add(v),
-            Val::OptInt(v) => self.args.add(v),
-            Val::Real(v) => self.args.add(v),
-            Val::OptReal(v) => self.args.add(v),
-            Val::Text(v) => self.args.add(v),
-            Val::OptText(v) => self.args.add(v),
-            Val::Blob(v) => self.args.add(v),
-        };
-        // Integers, reals, texts and blobs always encode.
-        debug_assert!(added.is_ok());
+        self.args.push(v.into());
     }
 
     /// Bind `v` to the next parameter and write it (`?`).
@@ -303,41 +300,26 @@ impl Script {
         self.push("?");
     }
 
-    /// One row of a `VALUES` list: `(v1, v2, …)`, after a comma unless it is the first.
-    fn row(&mut self, first: bool, vals: Vec<Val>) {
-        self.push(if first { "(" } else { ", (" });
-        for (i, v) in vals.into_iter().enumerate() {
-            if i > 0 {
-                self.push(", ");
-            }
-            self.param(v);
+    /// End the statement being written.
+    fn end(&mut self) {
+        if !self.sql.is_empty() {
+            self.statements.push(Statement {
+                sql: std::mem::take(&mut self.sql),
+                args: std::mem::take(&mut self.args),
+            });
         }
-        self.push(")");
     }
 
-    /// `head` and an `IN` list of `items`, as many statements as it takes (each at most
-    /// [`ROWS_PER_STATEMENT`] items); nothing when there are none.
-    fn in_lists(&mut self, head: &str, items: impl IntoIterator<Item = Val>) {
-        let mut in_statement = 0;
+    /// `head` followed by each of `items`, one statement each.
+    fn each(&mut self, head: &str, items: impl IntoIterator<Item = Val>) {
         for item in items {
-            if in_statement == ROWS_PER_STATEMENT {
-                self.push("); ");
-                in_statement = 0;
-            }
-            self.push(if in_statement == 0 { head } else { ", " });
-            if in_statement == 0 {
-                self.push("(");
-            }
+            self.push(head);
             self.param(item);
-            in_statement += 1;
-        }
-        if in_statement > 0 {
-            self.push("); ");
+            self.end();
         }
     }
 
-    /// `head`, the rows of `items` (at most [`ROWS_PER_STATEMENT`] a statement, as many
-    /// statements as it takes), `tail`; nothing when there are no items.
+    /// One statement per item: `head`, the item's row `(v1, v2, …)`, `tail`.
     fn rows<T>(
         &mut self,
         head: &str,
@@ -345,29 +327,27 @@ impl Script {
         items: impl IntoIterator<Item = T>,
         row: impl Fn(T) -> Vec<Val>,
     ) {
-        let mut in_statement = 0;
         for item in items {
-            if in_statement == ROWS_PER_STATEMENT {
-                self.push(tail);
-                self.push("; ");
-                in_statement = 0;
+            self.push(head);
+            self.push("(");
+            for (i, v) in row(item).into_iter().enumerate() {
+                if i > 0 {
+                    self.push(", ");
+                }
+                self.param(v);
             }
-            if in_statement == 0 {
-                self.push(head);
-            }
-            self.row(in_statement == 0, row(item));
-            in_statement += 1;
-        }
-        if in_statement > 0 {
+            self.push(")");
             self.push(tail);
-            self.push("; ");
+            self.end();
         }
     }
-}
 
-/// Most rows one multi-row statement carries (SQLite allows 32,766 parameters a statement;
-/// the widest row, an order's, has 20).
-const ROWS_PER_STATEMENT: usize = 500;
+    /// The statements written.
+    fn finish(mut self) -> Vec<Statement> {
+        self.end();
+        self.statements
+    }
+}
 
 /// `sql`, whose parameters `$1`, `$2`, … appear in that order, with each made `?` (see
 /// [`Script`]).
@@ -388,49 +368,65 @@ fn positional(sql: &str) -> String {
     out
 }
 
-/// Drive `f` to completion on this thread: poll it, yielding the core between polls for at
-/// most [`SPIN`], then park until its waker unparks this thread. A SQLite statement's answer
-/// comes from sqlx's connection thread, and a short statement answers sooner than a parked
-/// thread wakes (tens of microseconds here), so polling sees it as it lands. A long one
-/// (a commit) must not be waited for by spinning: on a 2-core machine the spinning thread
-/// takes the core the connection thread and the engine need (it was a third of the live
-/// benchmark's CPU).
-fn spin_on<F: Future>(f: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.unpark();
-        }
-        fn wake_by_ref(self: &std::sync::Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    let started = std::time::Instant::now();
-    loop {
-        if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
-            return out;
-        }
-        if started.elapsed() < SPIN {
-            std::thread::yield_now();
-        } else {
-            // A wake between the poll and here leaves the token: park returns at once.
-            std::thread::park();
-        }
-    }
-}
-
-/// How long [`spin_on`] polls before it parks.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
-
 /// A current-thread runtime for a connection driven from a plain thread.
 fn runtime() -> StoreResult<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| StoreError::Open(format!("a runtime for the write connection: {e}")))
+}
+
+/// `ROLLBACK`, for the SQLite connection.
+fn rollback() -> Statement {
+    Statement {
+        sql: "ROLLBACK".into(),
+        args: Vec::new(),
+    }
+}
+
+/// An order read by [`ORDER_COLUMNS`] through the writer's own SQLite statements.
+fn order_from(row: &[sqlite_direct::Value]) -> StoreResult<Order> {
+    let mut c = Columns::of(row, "orders");
+    Ok(Order {
+        id: c.int()?,
+        account: c.parse()?,
+        instance_id: c.opt_int()?,
+        user_id: c.opt_int()?,
+        symbol: c.text()?,
+        side: c.parse()?,
+        order_type: c.text()?,
+        quantity: c.real()?,
+        limit_price: c.opt_real()?,
+        stop_price: c.opt_real()?,
+        time_in_force: c.text()?,
+        take_profit: c.opt_real()?,
+        stop_loss: c.opt_real()?,
+        status: c.parse()?,
+        filled_qty: c.real()?,
+        avg_price: c.opt_real()?,
+        reason: c.opt_text()?,
+        tag: c.opt_text()?,
+        created_at: c.int()?,
+        updated_at: c.int()?,
+    })
+}
+
+/// A position read by [`POSITION_COLUMNS`] through the writer's own SQLite statements.
+fn position_from(row: &[sqlite_direct::Value]) -> StoreResult<Position> {
+    let mut c = Columns::of(row, "positions");
+    Ok(Position {
+        id: c.int()?,
+        account: c.parse()?,
+        symbol: c.text()?,
+        side: c.parse()?,
+        quantity: c.real()?,
+        avg_price: c.real()?,
+        realized_pnl: c.real()?,
+        fees: c.real()?,
+        opened_at: c.int()?,
+        closed_at: c.opt_int()?,
+        updated_at: c.int()?,
+    })
 }
 
 /// Columns of the row that reads a SQLite transaction's next ids.
@@ -440,10 +436,20 @@ impl Writer {
     /// Open a connection to `store`'s database, set up as the pool's connections (on SQLite:
     /// WAL, `synchronous=NORMAL`, foreign keys, the store's busy timeout).
     pub fn open(store: &Store) -> StoreResult<Writer> {
+        Writer::connect(store, true)
+    }
+
+    fn connect(store: &Store, checkpoints: bool) -> StoreResult<Writer> {
         use sqlx::ConnectOptions;
         let rt = runtime()?;
         let conn = match store.connect_options() {
-            Connect::Sqlite(o) => Owned::Sqlite(rt.block_on(o.connect())?),
+            Connect::Sqlite(o) => {
+                let mut c = rt.block_on(o.connect())?;
+                if !checkpoints {
+                    rt.block_on(sqlx::raw_sql("PRAGMA wal_autocheckpoint = 0").execute(&mut c))?;
+                }
+                Owned::Sqlite(DirectSqlite::lock(&rt, c)?)
+            }
             Connect::Postgres(o) => Owned::Postgres(rt.block_on(o.connect())?),
         };
         Ok(Writer {
@@ -465,15 +471,9 @@ impl Writer {
     /// runs it in the connection whose commit crosses 1,000 pages); `checkpointer` runs them
     /// beside it. PostgreSQL checkpoints by itself: its checkpointer does nothing.
     pub fn open_without_checkpoints(store: &Store) -> StoreResult<(Writer, Checkpointer)> {
-        let mut w = Writer::open(store)?;
+        let w = Writer::connect(store, false)?;
         let checkpoints = match store.connect_options() {
-            Connect::Sqlite(o) => {
-                let Owned::Sqlite(c) = &mut w.conn else {
-                    unreachable!("a SQLite store opens a SQLite writer")
-                };
-                w.rt.block_on(sqlx::raw_sql("PRAGMA wal_autocheckpoint = 0").execute(c))?;
-                Checkpointer::start(o.clone())?
-            }
+            Connect::Sqlite(o) => Checkpointer::start(o.clone())?,
             Connect::Postgres(_) => Checkpointer::none(),
         };
         Ok((w, checkpoints))
@@ -555,59 +555,54 @@ impl Writer {
         }
         let mut q = Script::default();
         if starts {
-            q.push("BEGIN IMMEDIATE; ");
+            q.push("BEGIN IMMEDIATE");
+            q.end();
             q.push(NEXT_IDS);
-            q.push("; ");
+            q.end();
         }
-        q.in_lists(
+        q.each(
             &format!(
-                "SELECT {POSITION_COLUMNS} FROM positions WHERE closed_at IS NULL AND account IN "
+                "SELECT {POSITION_COLUMNS} FROM positions WHERE closed_at IS NULL AND account = "
             ),
             accounts.iter().map(|a| Val::from(a.text())),
         );
-        q.in_lists(
-            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id IN "),
+        q.each(
+            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = "),
             orders.iter().map(|id| Val::from(*id)),
         );
-        let sql = q.sql;
         let Owned::Sqlite(c) = &mut self.conn else {
             unreachable!("loads are SQLite's")
         };
-        let rows = {
-            let _context = self.rt.enter();
-            spin_on(sqlx::query_with(sqlx::AssertSqlSafe(sql), q.args).fetch_all(&mut *c))
-        };
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(e) => {
-                if starts {
-                    // The BEGIN may have run: end whatever it opened.
-                    let _ = self.rt.block_on(sqlx::raw_sql("ROLLBACK").execute(&mut *c));
-                    self.ended();
-                }
-                return Err(e.into());
+        let mut rows = Vec::new();
+        if let Err(e) = c.run(&q.finish(), &mut rows) {
+            if starts {
+                // The BEGIN may have run: end whatever it opened.
+                let _ = c.run(&[rollback()], &mut Vec::new());
+                self.ended();
             }
-        };
+            return Err(e);
+        }
         self.tx.started = true;
         let order_columns = ORDER_COLUMNS.split(',').count();
         let position_columns = POSITION_COLUMNS.split(',').count();
         for row in rows {
-            let n = row.columns().len();
+            let n = row.len();
             if n == 4 {
+                let mut c = Columns::of(&row, "orders");
                 self.tx.next = PerTable {
-                    order: row.try_get(0)?,
-                    fill: row.try_get(1)?,
-                    position: row.try_get(2)?,
-                    journal: row.try_get(3)?,
+                    order: c.int()?,
+                    fill: c.int()?,
+                    position: c.int()?,
+                    journal: c.int()?,
                 };
             } else if n == position_columns {
-                let p = Position::from_row(&row)?;
+                let p = position_from(&row)?;
                 self.tx
                     .open_positions
                     .insert((p.account, p.symbol.clone()), p.id);
                 self.tx.positions.insert(p.id, Held::read(p));
             } else if n == order_columns {
-                let o = Order::from_row(&row)?;
+                let o = order_from(&row)?;
                 self.tx.orders.insert(o.id, Held::read(o));
             }
         }
@@ -647,16 +642,10 @@ impl Writer {
         }
         let t = now();
         let done: StoreResult<u64> = match &mut self.conn {
-            Owned::Sqlite(c) => {
-                let q = commit_script(&self.tx, &cursors, t);
-                let _context = self.rt.enter();
-                spin_on(async {
-                    Ok(sqlx::query_with(sqlx::AssertSqlSafe(q.sql), q.args)
-                        .execute(&mut *c)
-                        .await?
-                        .rows_affected())
-                })
-            }
+            Owned::Sqlite(c) => c.run(
+                &commit_script(&self.tx, &cursors, t).finish(),
+                &mut Vec::new(),
+            ),
             Owned::Postgres(c) if aborted => self
                 .rt
                 .block_on(sqlx::raw_sql("ROLLBACK").execute(&mut *c))
@@ -669,14 +658,12 @@ impl Writer {
             Ok(changed) => self.changes += changed,
             Err(e) => {
                 let _ = match &mut self.conn {
-                    Owned::Sqlite(c) => self
-                        .rt
-                        .block_on(sqlx::raw_sql("ROLLBACK").execute(c))
-                        .map(drop),
+                    Owned::Sqlite(c) => c.run(&[rollback()], &mut Vec::new()).map(drop),
                     Owned::Postgres(c) => self
                         .rt
                         .block_on(sqlx::raw_sql("ROLLBACK").execute(c))
-                        .map(drop),
+                        .map(drop)
+                        .map_err(StoreError::from),
                 };
                 return Err(e);
             }
@@ -962,7 +949,8 @@ const SAVE_SNAPSHOT: &str = "UPDATE strategy_instances SET last_snapshot = $1, s
 fn commit_script(tx: &TxRows, cursors: &[(String, Cursor)], t: i64) -> Script {
     let mut q = Script::default();
     if !tx.started {
-        q.push("BEGIN IMMEDIATE; ");
+        q.push("BEGIN IMMEDIATE");
+        q.end();
     }
     q.rows(
         "INSERT INTO orders (id, account, instance_id, user_id, symbol, side, order_type, quantity, limit_price, stop_price, time_in_force, take_profit, stop_loss, status, filled_qty, avg_price, reason, tag, created_at, updated_at) VALUES ",
@@ -1012,7 +1000,7 @@ fn commit_script(tx: &TxRows, cursors: &[(String, Cursor)], t: i64) -> Script {
         q.param(p.updated_at);
         q.push(" WHERE id = ");
         q.param(p.id);
-        q.push("; ");
+        q.end();
     }
     q.rows(
         "INSERT INTO positions (id, account, symbol, side, quantity, avg_price, realized_pnl, fees, opened_at, closed_at, updated_at) VALUES ",
@@ -1068,7 +1056,7 @@ fn commit_script(tx: &TxRows, cursors: &[(String, Cursor)], t: i64) -> Script {
         q.param(o.updated_at);
         q.push(" WHERE id = ");
         q.param(o.id);
-        q.push("; ");
+        q.end();
     }
     q.rows(
         "INSERT INTO account_totals (account, trade_cash, fees, realized_pnl) VALUES ",
@@ -1092,28 +1080,28 @@ fn commit_script(tx: &TxRows, cursors: &[(String, Cursor)], t: i64) -> Script {
     if let Some(upto) = tx.prune_upto {
         q.push("DELETE FROM live_journal WHERE id <= ");
         q.param(upto);
-        q.push("; ");
+        q.end();
     }
     for s in &tx.snapshots {
         q.push(&positional(SAVE_SNAPSHOT));
-        q.push("; ");
         q.bind(s.state.clone());
         q.bind(s.ts);
         q.bind(s.seqs.as_str());
         q.bind(s.strategy_id);
+        q.end();
     }
-    for chunk in cursors.chunks(CURSORS_PER_STATEMENT) {
-        q.push(&positional(&super::live::upsert_cursors_sql(chunk.len())));
-        q.push("; ");
-        for (symbol, c) in chunk {
-            q.bind(symbol.as_str());
-            q.bind(c.seq);
-            q.bind(c.ts);
-            q.bind(c.close);
-            q.bind(t);
-        }
+    let upsert_cursor = positional(&super::live::upsert_cursors_sql(1));
+    for (symbol, c) in cursors {
+        q.push(&upsert_cursor);
+        q.bind(symbol.as_str());
+        q.bind(c.seq);
+        q.bind(c.ts);
+        q.bind(c.close);
+        q.bind(t);
+        q.end();
     }
     q.push("COMMIT");
+    q.end();
     q
 }
 
@@ -1651,9 +1639,6 @@ pub(crate) async fn book_fill(
     })
 }
 
-/// Most cursors one upsert statement moves (5 parameters each).
-const CURSORS_PER_STATEMENT: usize = 64;
-
 /// Checkpoints a SQLite WAL every [`CHECKPOINT_EVERY`] on its own thread, passively (it never
 /// waits for or blocks writers), until dropped.
 pub struct Checkpointer {
@@ -1759,13 +1744,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn cursors_are_inserted_and_moved_many_per_statement() {
+    async fn many_cursors_are_inserted_then_moved_in_one_commit_each() {
+        const MANY: usize = 70;
         for store in crate::test_stores().await {
             let w = store.clone();
             tokio::task::spawn_blocking(move || {
                 let mut w = Writer::open(&w).unwrap();
-                // More than one statement's worth, then a few moved and one new.
-                let first: Vec<(String, Cursor)> = (0..CURSORS_PER_STATEMENT as i64 + 6)
+                // Many, then a few moved and one new.
+                let first: Vec<(String, Cursor)> = (0..MANY as i64)
                     .map(|i| (format!("S{i}"), cursor(i)))
                     .collect();
                 w.save_cursors(&first).unwrap();
@@ -1781,13 +1767,13 @@ mod tests {
             .await
             .unwrap();
             let stored = crate::live::cursors(&store).await.unwrap();
-            assert_eq!(stored.len(), CURSORS_PER_STATEMENT + 7);
+            assert_eq!(stored.len(), MANY + 1);
             assert_eq!(stored["S0"], cursor(0));
             assert_eq!(stored["S1"], cursor(500));
             assert_eq!(stored["S3"], cursor(700));
             assert_eq!(stored["NEW"], cursor(9));
-            let last = format!("S{}", CURSORS_PER_STATEMENT + 5);
-            assert_eq!(stored[&last], cursor(CURSORS_PER_STATEMENT as i64 + 5));
+            let last = format!("S{}", MANY - 1);
+            assert_eq!(stored[&last], cursor(MANY as i64 - 1));
         }
     }
 
