@@ -1235,6 +1235,148 @@ async fn manual_orders_fill_on_the_next_bars_with_the_engine_rules() {
         .unwrap();
     assert_eq!(filled["key"], "GOOG");
     assert_eq!(filled["data"]["fill"]["quantity"], 5.0);
+    // And the account's position after each fill (as the bar's fills left it: 7 after bar 1,
+    // 8 after bar 2).
+    let mut positions: Vec<f64> = trades
+        .iter()
+        .filter(|m| m["data"]["event"] == "manual_position")
+        .map(|m| {
+            assert_eq!(m["key"], "GOOG");
+            m["data"]["quantity"].as_f64().unwrap()
+        })
+        .collect();
+    assert_eq!(positions.len(), 4, "one a fill");
+    positions.dedup();
+    assert_eq!(positions, [7.0, 8.0]);
+    d.s.stop().await;
+}
+
+/// A manual order the store cannot keep (its batch fails to commit) is taken off the
+/// exchange again: the caller hears why with a 503, and it never fills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_order_the_store_cannot_keep_never_fills() {
+    use sqlx::{Connection, Executor};
+    let Some(d) = Desk::open().await else {
+        return;
+    };
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", d.s.db.display()))
+        .await
+        .unwrap();
+    // Only the order as placed (by a user): were it left on the exchange, its fill would be
+    // stored under a row of its own (no user), and the position would show it.
+    db.execute("CREATE TRIGGER refuse_poison BEFORE INSERT ON orders WHEN NEW.tag = 'poison' AND NEW.user_id IS NOT NULL BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let (st, body) = d
+        .order(json!({"symbol": "GOOG", "side": "buy", "quantity": 5, "tag": "poison"}))
+        .await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "not_stored", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("refused by the test"), "{message}");
+    // The next order is stored as usual, and only it fills on the next bar.
+    let kept = place(&d, json!({"symbol": "GOOG", "side": "buy", "quantity": 1})).await;
+    goog_bar(&d, 1_800_000_000, 805.0, 806.0, 804.0, 805.0).await;
+    goog_bar(&d, 1_800_086_400, 806.0, 807.0, 805.0, 806.0).await;
+    assert_eq!(order_of(&d, kept).await.status.as_str(), "filled");
+    let open = store::orders::open_positions(d.s.store(), Some(store::orders::MANUAL))
+        .await
+        .unwrap();
+    assert_eq!(
+        open.iter().map(|p| p.quantity).collect::<Vec<_>>(),
+        [1.0],
+        "{open:?}"
+    );
+    d.s.stop().await;
+}
+
+/// The manual account out of money gets the margin call a strategy's account gets: working
+/// orders cancelled, the position closed at the bar's close (an order of its own, tagged
+/// `liquidation`), a stored alert, and events on `trades` and `risk_alerts`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manual_account_out_of_money_gets_a_margin_call() {
+    let Some(d) = Desk::open().await else {
+        return;
+    };
+    let mut rx = d.s.server.state.hub.subscribe();
+    let t = 1_800_000_000;
+    // Short 120 at about 805 on 100,000 of cash, and a buy resting far below.
+    let short = place(
+        &d,
+        json!({"symbol": "GOOG", "side": "sell", "quantity": 120}),
+    )
+    .await;
+    let resting = place(&d, json!({"symbol": "GOOG", "side": "buy", "quantity": 1, "type": "limit", "limit_price": 100})).await;
+    goog_bar(&d, t, 805.0, 806.0, 804.0, 805.0).await;
+    assert_eq!(order_of(&d, short).await.status.as_str(), "filled");
+    // Equity at 1,000: 100,000 + 120 × (805 − 1,000) − costs > 0: nothing happens.
+    goog_bar(&d, t + 86_400, 1000.0, 1000.0, 1000.0, 1000.0).await;
+    assert_eq!(order_of(&d, resting).await.status.as_str(), "accepted");
+    // At 1,700: 100,000 + 120 × (805 − 1,700) < 0.
+    goog_bar(&d, t + 2 * 86_400, 1700.0, 1700.0, 1700.0, 1700.0).await;
+
+    let r = order_of(&d, resting).await;
+    assert_eq!(r.status.as_str(), "cancelled");
+    let reason = r.reason.unwrap();
+    assert!(
+        reason.starts_with("margin call: equity fell to -"),
+        "{reason}"
+    );
+    let open = store::orders::open_positions(d.s.store(), Some(store::orders::MANUAL))
+        .await
+        .unwrap();
+    assert!(open.is_empty(), "{open:?}");
+    let (st, orders) = d
+        .call(Method::GET, "/api/orders?limit=10", &d.viewer, None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let liquidation = orders
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["tag"] == "liquidation")
+        .unwrap_or_else(|| panic!("no liquidation order in {orders}"));
+    assert_eq!(
+        (
+            &liquidation["side"],
+            &liquidation["status"],
+            &liquidation["filled_qty"],
+            &liquidation["avg_price"]
+        ),
+        (
+            &json!("buy"),
+            &json!("filled"),
+            &json!(120.0),
+            &json!(1700.0)
+        ),
+        "{liquidation}"
+    );
+    let (st, alerts) = d
+        .call(Method::GET, "/api/risk/alerts", &d.viewer, None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "margin_call" && a["message"] == reason.as_str()),
+        "{alerts}"
+    );
+    let all = drain(&mut rx);
+    assert!(
+        on(&all, Topic::RiskAlerts)
+            .iter()
+            .any(|m| m["data"]["event"] == "manual_alert"
+                && m["data"]["alert"]["kind"] == "margin_call"),
+        "{all:?}"
+    );
+    let last_position = on(&all, Topic::Trades)
+        .into_iter()
+        .rfind(|m| m["data"]["event"] == "manual_position")
+        .unwrap();
+    assert_eq!(last_position["data"]["quantity"], 0.0);
     d.s.stop().await;
 }
 

@@ -916,3 +916,75 @@ fn an_external_account_fills_on_the_strategies_exchange_with_their_rules() {
         .collect();
     assert_eq!(cancelled, ["kill switch"]);
 }
+
+/// An account without a strategy (manual orders) that runs out of money gets a margin call as
+/// a strategy's account does: its working orders are cancelled, its position is closed at the
+/// bar's close, and an alert says why; buying power then refuses what it cannot pay for.
+#[test]
+fn an_external_account_out_of_money_gets_a_margin_call() {
+    let bars = [
+        bar(0, 100.0, 100.0, 100.0, 100.0),
+        bar(1, 100.0, 100.0, 100.0, 100.0),
+        bar(2, 150.0, 150.0, 150.0, 150.0),
+        bar(3, 210.0, 210.0, 210.0, 210.0),
+        bar(4, 250.0, 250.0, 250.0, 250.0),
+    ];
+    let mut log = EventLog::default();
+    {
+        let mut engine = Engine::new(EngineConfig::default(), vec!["X".into()], &mut log);
+        let manual = engine
+            .add_external_account("manual", 10_000.0, RiskLimits::default())
+            .unwrap();
+        engine.process(&[(0, bars[0])]);
+        engine
+            .place_external(
+                manual,
+                order(Side::Sell, 99.0, OrderKind::Market),
+                100.0,
+                bars[0].ts,
+            )
+            .unwrap();
+        // A resting buy far below: the margin call cancels it.
+        engine
+            .place_external(
+                manual,
+                order(Side::Buy, 1.0, OrderKind::Limit(10.0)),
+                100.0,
+                bars[0].ts,
+            )
+            .unwrap();
+        for b in &bars[1..] {
+            engine.process(&[(0, *b)]);
+        }
+        let book = engine.portfolio(manual);
+        assert_eq!(book.quantity(0), 0.0);
+        // Short 99 at 100; at 210: 10000 + 99 × (100 − 210) = −890 → closed at 210.
+        assert!((book.cash() - (10_000.0 - 99.0 * 110.0)).abs() < 1e-9);
+        assert_eq!(engine.open_count(manual), 0);
+    }
+    let fills: Vec<(i64, Side, f64, f64, Option<String>)> = log
+        .0
+        .iter()
+        .filter_map(|e| match e {
+            Event::Fill(f) => Some((f.ts / 86_400, f.side, f.quantity, f.price, f.tag.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        fills,
+        vec![
+            (1, Side::Sell, 99.0, 100.0, None),
+            (3, Side::Buy, 99.0, 210.0, Some("liquidation".into())),
+        ]
+    );
+    let reason = "margin call: equity fell to -890.00; orders cancelled, positions closed at the last prices";
+    assert!(log.0.iter().any(|e| matches!(e,
+        Event::OrderCancelled { reason: r, .. } if r == reason)));
+    assert!(log.0.iter().any(|e| matches!(e,
+        Event::RiskAlert { kind, message, .. } if kind == "margin_call" && message == reason)));
+    assert!(
+        log.0.iter().any(|e| matches!(e,
+            Event::Position { quantity, ts, .. } if *quantity == 0.0 && *ts == 3 * 86_400)),
+        "the closed position is published"
+    );
+}

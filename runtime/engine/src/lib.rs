@@ -805,13 +805,17 @@ impl<'s> Engine<'s> {
                 slot.book.set_mark(sym, bar.close);
             }
             if self.slots[account].external {
-                // No strategy to call, and no margin call: its orders were judged when placed.
-                // It sees every bar of every symbol, so its equity (a sum over symbols) is
-                // worked out only where this bar moves it; elsewhere the last value carries.
+                // No strategy to call: its orders were judged when placed. It sees every bar
+                // of every symbol, so its equity (a sum over symbols) is worked out only where
+                // this bar moves it; elsewhere the last value carries.
                 let book = &self.slots[account].book;
                 if book.quantity(sym) != 0.0 {
-                    out[j] = book.equity();
-                    in_market[j] = true;
+                    let equity = book.equity();
+                    if equity <= 0.0 {
+                        self.margin_call(account, bar.ts, equity);
+                    }
+                    out[j] = self.slots[account].book.equity();
+                    in_market[j] = self.slots[account].book.in_market();
                 }
                 j += 1;
                 continue;
@@ -1162,6 +1166,23 @@ impl<'s> Engine<'s> {
         if let Some(reason) = slot.risk.check_equity(&slot.limits, bar.ts, equity) {
             self.stop_slot(account, StrategyState::Halted, &reason, bar.ts);
         }
+    }
+
+    /// An external account out of money: as a broker's margin call, its working orders are
+    /// cancelled and its positions closed at the marks (with commission), and an alert says
+    /// so. It is not halted: with no equity left, buying power refuses its next orders.
+    fn margin_call(&mut self, account: usize, ts: i64, equity: f64) {
+        let reason = format!(
+            "margin call: equity fell to {equity:.2}; orders cancelled, positions closed at the last prices"
+        );
+        self.cancel_orders(account, &reason, ts);
+        self.liquidate(account, ts, "liquidation");
+        self.sink.publish(Event::RiskAlert {
+            account,
+            ts,
+            kind: "margin_call".into(),
+            message: reason,
+        });
     }
 
     /// Close every open position at its last close with commission (`--close-at-end`).

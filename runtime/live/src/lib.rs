@@ -229,6 +229,17 @@ pub enum LiveEvent {
     OrderCancelled { order: store::orders::Order },
     /// An order the exchange placed for a manual one: the exits of a filled bracket.
     OrderAccepted { order: store::orders::Order },
+    /// The manual account's position in a symbol after one of its fills, as the fills of that
+    /// bar left it (0 once closed).
+    ManualPosition {
+        symbol: String,
+        /// Signed units.
+        quantity: f64,
+        avg_price: f64,
+        ts: i64,
+    },
+    /// A risk alert about the manual account (a margin call), as stored.
+    ManualAlert { alert: store::risk::RiskAlert },
     /// The account's own loss limits fired: trading is halted as by the kill switch.
     KillSwitch {
         halt: store::risk::Halt,
@@ -244,6 +255,8 @@ impl LiveEvent {
             | LiveEvent::OrderFilled { .. }
             | LiveEvent::OrderCancelled { .. }
             | LiveEvent::OrderAccepted { .. }
+            | LiveEvent::ManualPosition { .. }
+            | LiveEvent::ManualAlert { .. }
             | LiveEvent::KillSwitch { .. } => None,
             LiveEvent::Order { strategy_id, .. }
             | LiveEvent::Fill { strategy_id, .. }

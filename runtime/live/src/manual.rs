@@ -62,31 +62,44 @@ pub(crate) struct OnExchange {
 /// Stored id → place on the exchange of every working manual order. The recorder adds an
 /// order when it has stored it (before it answers the caller, so any id a client can know is
 /// here) and removes it when it stops working; the engine thread reads it to cancel and change
-/// orders by their stored ids.
+/// orders by their stored ids. It also carries, the other way, the exchange ids of orders the
+/// recorder could not store, which the engine thread takes off the exchange.
 #[derive(Clone, Default)]
-pub(crate) struct ManualIndex(Arc<Mutex<HashMap<i64, OnExchange>>>);
+pub(crate) struct ManualIndex(Arc<Mutex<IndexInner>>);
+
+#[derive(Default)]
+struct IndexInner {
+    by_id: HashMap<i64, OnExchange>,
+    unstored: Vec<u64>,
+}
 
 impl ManualIndex {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IndexInner> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn get(&self, id: i64) -> Option<OnExchange> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&id)
-            .copied()
+        self.lock().by_id.get(&id).copied()
     }
 
     pub(crate) fn insert(&self, id: i64, at: OnExchange) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, at);
+        self.lock().by_id.insert(id, at);
     }
 
     pub(crate) fn remove(&self, id: i64) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
+        self.lock().by_id.remove(&id);
+    }
+
+    /// Have the engine thread take these exchange orders off the exchange.
+    pub(crate) fn drop_unstored(&self, exchange_ids: Vec<u64>) {
+        if !exchange_ids.is_empty() {
+            self.lock().unstored.extend(exchange_ids);
+        }
+    }
+
+    /// The exchange orders to take off, once each.
+    pub(crate) fn take_unstored(&self) -> Vec<u64> {
+        std::mem::take(&mut self.lock().unstored)
     }
 }
 

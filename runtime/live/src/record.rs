@@ -120,8 +120,9 @@ struct Recorder {
     refusals: Refusals,
     /// The manual account's orders.
     manual: ManualBook,
-    /// Callers waiting for an order row of the open batch: answered once it is committed.
-    answers: Vec<(Reply, Order)>,
+    /// Callers waiting for an order row of the open batch, with the order's place on the
+    /// exchange: answered once it is committed.
+    answers: Vec<(Reply, Order, Option<u64>)>,
 }
 
 /// The manual account as the recorder books it.
@@ -385,12 +386,22 @@ impl Recorder {
         if let Err(e) = stored {
             tracing::error!(error = %e, "live recorder: committing a batch failed");
         }
-        for (reply, order) in self.answers.drain(..) {
+        let mut unstored = Vec::new();
+        for (reply, order, exchange_id) in std::mem::take(&mut self.answers) {
             let _ = reply.send(match &failed {
                 None => Ok(order),
-                Some(e) => Err(LiveError::NotStored(e.clone())),
+                Some(e) => {
+                    if let Some(x) = exchange_id {
+                        self.manual.untrack(x);
+                        unstored.push(x);
+                    }
+                    Err(LiveError::NotStored(e.clone()))
+                }
             });
         }
+        // Nothing the store does not know of may fill: the engine thread takes these off
+        // the exchange before it handles its next bars.
+        self.manual.index.drop_unstored(unstored);
         self.publish_pending();
         for f in self.flushes.drain(..) {
             let _ = f.send(());
@@ -659,7 +670,7 @@ impl Recorder {
                     if let Some(x) = exchange_id {
                         self.manual.track(x, order.clone());
                     }
-                    self.answers.push((reply, order));
+                    self.answers.push((reply, order, exchange_id));
                 }
                 Err(e) => {
                     let _ = reply.send(Err(LiveError::NotStored(e.to_string())));
@@ -791,8 +802,26 @@ impl Recorder {
                     self.publish(LiveEvent::OrderCancelled { order });
                 }
             }
-            // Its positions and equity are read from the store; it has no strategy whose
-            // status could change.
+            Event::Position {
+                symbol,
+                quantity,
+                avg_price,
+                ts,
+                ..
+            } => self.publish(LiveEvent::ManualPosition {
+                symbol,
+                quantity,
+                avg_price,
+                ts,
+            }),
+            Event::RiskAlert { kind, message, .. } => {
+                let store = self.store.clone();
+                let alert = self.outside_batch(async move {
+                    store::risk::add_alert(&store, &MANUAL.text(), &kind, &message, None).await
+                })?;
+                self.publish(LiveEvent::ManualAlert { alert });
+            }
+            // Its equity is read from the store; it has no strategy whose status could change.
             _ => {}
         }
         Ok(())

@@ -429,7 +429,10 @@ impl Worker {
                     return;
                 }
                 Ok(c) if self.control.stopping() => self.handle_stopping(engine, c),
-                Ok(c) => self.handle(engine, c),
+                Ok(c) => {
+                    self.drop_unstored(engine);
+                    self.handle(engine, c);
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -437,6 +440,16 @@ impl Worker {
                 self.snapshot_all(engine);
                 last_snapshot = Instant::now();
             }
+        }
+    }
+
+    /// Take off the exchange the manual orders the recorder could not store (their batch
+    /// failed to commit), before anything else can fill them.
+    fn drop_unstored(&mut self, engine: &mut Engine<'_>) {
+        for id in self.manual.index.take_unstored() {
+            // Already gone (filled or cancelled on a bar): nothing to take off.
+            let _ = engine.cancel_order(self.manual.account, id);
+            self.manual.known.remove(&id);
         }
     }
 

@@ -374,7 +374,10 @@ async fn forward_live_events(
             LiveEvent::OrderFilled { order, .. }
             | LiveEvent::OrderCancelled { order }
             | LiveEvent::OrderAccepted { order } => (Topic::Trades, Some(order.symbol.clone())),
-            LiveEvent::KillSwitch { .. } => (Topic::RiskAlerts, None),
+            LiveEvent::ManualPosition { symbol, .. } => (Topic::Trades, Some(symbol.clone())),
+            LiveEvent::KillSwitch { .. } | LiveEvent::ManualAlert { .. } => {
+                (Topic::RiskAlerts, None)
+            }
         };
         hub.publish(topic, key, &*event);
     }

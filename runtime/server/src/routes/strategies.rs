@@ -68,7 +68,12 @@ pub(crate) fn live_error(e: LiveError) -> ApiError {
         LiveError::UnknownSymbol(_) => ApiError::validation("symbols", e.to_string()),
         LiveError::BadBar(_) => ApiError::validation("bars", e.to_string()),
         LiveError::Refused(_) => ApiError::validation("strategy", e.to_string()),
-        LiveError::NotStored(_) => ApiError::internal(e.to_string()),
+        // Nothing was kept (a manual order is taken off the exchange again): the caller
+        // may retry, and should know why.
+        LiveError::NotStored(_) => {
+            tracing::error!(error = %e, "the live recorder could not store a change");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_stored", e.to_string())
+        }
     }
 }
 
