@@ -176,6 +176,17 @@ fn only_the_sandbox_depends_on_wasmtime() {
 }
 
 #[test]
+fn the_store_has_no_api_schemas() {
+    // The API's bodies are the server's own types (`runtime/server/src/api_types`), converted
+    // from the rows: a row deriving an OpenAPI schema again would let a column change the API
+    // unseen.
+    let edges = workspace_edges();
+    for api in ["utoipa", "axum"] {
+        assert!(!edges["qtm-store"].contains(api), "qtm-store → {api}");
+    }
+}
+
+#[test]
 fn the_server_steers_live_trading_through_its_handle_never_the_engine() {
     let edges = workspace_edges();
     assert!(edges["qtm-server"].contains("qtm-live"));

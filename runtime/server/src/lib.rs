@@ -3,6 +3,7 @@
 //! never reaches inside either: it calls store functions, starts backtests and reads events.
 //!
 //! Layout: [`auth`] (who is calling, the access gate), [`routes`] (one file per area),
+//! [`api_types`] (the bodies the routes answer with, apart from the store's rows),
 //! [`backtest_jobs`] (records the backtest queue's jobs), [`ws`] (streams), [`hub`] (the fan-out the streams read), [`openapi`] (the document and
 //! page), [`server`] (start-up, bootstrap, shutdown).
 
@@ -10,6 +11,7 @@
 // commands print through its `cli::out`, and the server ignores a closed stdout.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod api_types;
 pub mod auth;
 pub mod backtest_jobs;
 pub mod cache;

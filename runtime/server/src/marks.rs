@@ -9,12 +9,12 @@
 //! before the day of the price, live bars first, then stored ones; without any, the first
 //! price of that day.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::api_types::market::Asset as AssetBody;
 use super::error::ApiResult;
 use super::state::AppState;
 use qtm_live::{LiveMark, day_start};
@@ -134,8 +134,7 @@ pub async fn mark(state: &AppState, symbol: &str) -> ApiResult<Option<MarkPrice>
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AssetView<'a> {
     #[serde(flatten)]
-    #[schema(value_type = Asset)]
-    pub asset: Cow<'a, Asset>,
+    pub asset: AssetBody<'a>,
     /// Open time of the bar `last_price` is the close of (the live engine's last bar of the
     /// symbol, or `last_ts`).
     pub price_ts: Option<i64>,
@@ -143,8 +142,8 @@ pub struct AssetView<'a> {
     pub price_source: Option<PriceSource>,
 }
 
-/// Every asset of `assets` at its mark; the stored summary is borrowed unless the live engine
-/// priced the symbol.
+/// Every asset of `assets` at its mark; the text of the stored summary is borrowed, never
+/// copied.
 pub fn price_assets<'a>(state: &AppState, assets: &'a [Asset]) -> Vec<AssetView<'a>> {
     let live = state
         .live
@@ -154,17 +153,13 @@ pub fn price_assets<'a>(state: &AppState, assets: &'a [Asset]) -> Vec<AssetView<
         .iter()
         .map(|a| {
             let m = combine(live.get(&a.symbol), Some(a));
-            let asset = match m {
-                Some(m) if m.source == PriceSource::Live => {
-                    let mut owned = a.clone();
-                    owned.last_price = Some(m.price);
-                    owned.ref_ts = m.ref_ts;
-                    owned.ref_price = m.ref_price;
-                    owned.change_pct = m.change_pct;
-                    Cow::Owned(owned)
-                }
-                _ => Cow::Borrowed(a),
-            };
+            let mut asset = AssetBody::from(a);
+            if let Some(m) = m.filter(|m| m.source == PriceSource::Live) {
+                asset.last_price = Some(m.price);
+                asset.ref_ts = m.ref_ts;
+                asset.ref_price = m.ref_price;
+                asset.change_pct = m.change_pct;
+            }
             AssetView {
                 asset,
                 price_ts: m.map(|m| m.ts),

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::api_types::live::ManualEvent;
 use super::auth::jwt::JwtKeys;
 use super::auth::{Role, password, random_token};
 use super::config::ServerConfig;
@@ -379,7 +380,11 @@ async fn forward_live_events(
                 (Topic::RiskAlerts, None)
             }
         };
-        hub.publish(topic, key, &*event);
+        // The events that carry store rows go out with the rows as the API shows them.
+        match ManualEvent::of(&event) {
+            Some(manual) => hub.publish(topic, key, &manual),
+            None => hub.publish(topic, key, &*event),
+        };
     }
 }
 

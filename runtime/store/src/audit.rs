@@ -1,12 +1,11 @@
 //! The audit log: one row per mutating API call (who, what, when, outcome).
 
-use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
 use super::{Store, StoreResult, now, with_pool};
 
 /// One audit row.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct AuditEntry {
     pub id: i64,
     /// Unix seconds.

@@ -2,7 +2,6 @@
 //! (metrics, the trade list and its hash, the equity curve reduced for charts, or the error).
 //! A backtest outlives its strategy: deleting the strategy only detaches it.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::FromRow;
 
@@ -10,7 +9,7 @@ use super::{Store, StoreError, StoreResult, from_json, now, to_json, with_pool};
 use qtm_core::model::Bar;
 
 /// A backtest without its (large) trade list and equity curve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Backtest {
     pub id: i64,
     /// `None` once the strategy was deleted.
@@ -23,12 +22,10 @@ pub struct Backtest {
     /// in `error`) or `cancelled`.
     pub status: String,
     /// The request as resolved (parameters with defaults, data files, costs).
-    #[schema(value_type = Object)]
     pub request: Value,
     pub bars_total: Option<i64>,
     pub bars_done: i64,
     /// Summary statistics once done.
-    #[schema(value_type = Option<Object>)]
     pub metrics: Option<Value>,
     pub trades_sha256: Option<String>,
     /// Why it failed or was cancelled.
@@ -39,16 +36,13 @@ pub struct Backtest {
 }
 
 /// A backtest with its trades and equity curve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BacktestDetail {
-    #[serde(flatten)]
     pub backtest: Backtest,
     /// Every trade (`symbol, entry_ts, exit_ts, entry_price, exit_price, quantity, pnl,
     /// fees`); empty until done.
-    #[schema(value_type = Vec<Object>)]
     pub trades: Value,
     /// The equity curve reduced for charts (`ts, equity, in_market`); empty until done.
-    #[schema(value_type = Vec<Object>)]
     pub equity: Value,
 }
 

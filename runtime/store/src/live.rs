@@ -3,14 +3,13 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
 use sqlx::FromRow;
 
 use super::{Store, StoreResult, now, with_pool};
 use qtm_core::model::Bar;
 
 /// How far the live engine got in one symbol's stream.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, FromRow)]
 pub struct Cursor {
     /// Sequence number of the last bar whose effects are stored.
     pub seq: i64,
@@ -199,7 +198,7 @@ pub async fn set_version(store: &Store, strategy_id: i64, version_id: i64) -> St
 }
 
 /// One hot swap as it is recorded.
-#[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct SwapRecord {
     pub id: i64,
     pub strategy_id: i64,

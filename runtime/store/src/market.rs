@@ -21,7 +21,7 @@ use qtm_core::model::Bar;
 use qtm_market::{BarReader, DataError, IntervalEstimator};
 
 /// What kind of instrument an asset is (groups of the heatmap).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AssetClass {
     Equity,
@@ -86,7 +86,7 @@ impl FromStr for AssetClass {
 }
 
 /// One asset with its summary (all price fields are `None` until bars are imported).
-#[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct Asset {
     pub symbol: String,
     pub name: String,

@@ -2,13 +2,12 @@
 //! `/api/modules` (market-data feeds, the tick-ingest bridge, signal webhooks, the live
 //! engine). The rows are seeded on start; their configs are JSON documents.
 
-use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
 use super::{Store, StoreError, StoreResult, now, with_pool};
 
 /// A module as listed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct Module {
     /// Stable id (`replay-feed`, …).
     pub id: String,
@@ -22,7 +21,6 @@ pub struct Module {
     pub updated_at: i64,
     /// The module's settings.
     #[sqlx(skip)]
-    #[schema(value_type = Object)]
     pub config: serde_json::Value,
 }
 

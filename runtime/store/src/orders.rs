@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 
 use super::{Store, StoreError, StoreResult, now, with_pool};
@@ -19,12 +19,13 @@ pub use qtm_core::vocab::{AccountId, OrderStatus, PositionSide, StrategyId};
 pub const MANUAL: AccountId = AccountId::Manual;
 
 /// A stored order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
+// `Serialize` only because the live engine's events carry it; the API's JSON is the server's
+// `api_types`, converted from this row.
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
 pub struct Order {
     pub id: i64,
     /// `manual` for orders placed through the API, `strategy:<id>` for a strategy's.
     #[sqlx(try_from = "String")]
-    #[schema(value_type = String, example = "manual")]
     pub account: AccountId,
     /// The strategy instance that placed it, if any.
     pub instance_id: Option<i64>,
@@ -33,7 +34,6 @@ pub struct Order {
     pub symbol: String,
     /// `buy` or `sell`.
     #[sqlx(try_from = "String")]
-    #[schema(value_type = String, example = "buy")]
     pub side: Side,
     /// `market`, `limit`, `stop` or `stop_limit`.
     #[serde(rename = "type")]
@@ -49,7 +49,6 @@ pub struct Order {
     pub stop_loss: Option<f64>,
     /// `accepted`, `partially_filled`, `filled`, `cancelled` or `rejected`.
     #[sqlx(try_from = "String")]
-    #[schema(value_type = String, example = "accepted")]
     pub status: OrderStatus,
     pub filled_qty: f64,
     /// Average fill price, once something filled.
@@ -447,16 +446,14 @@ pub async fn modify(
 
 /// A position, open or closed: one round trip in one symbol of one account. Its id is the
 /// trade id of `/api/trades/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct Position {
     pub id: i64,
     #[sqlx(try_from = "String")]
-    #[schema(value_type = String, example = "manual")]
     pub account: AccountId,
     pub symbol: String,
     /// `long` or `short`: the direction it was opened in.
     #[sqlx(try_from = "String")]
-    #[schema(value_type = String, example = "long")]
     pub side: PositionSide,
     /// Signed units now (negative when short, 0 once closed).
     pub quantity: f64,
@@ -553,19 +550,19 @@ pub async fn open_positions(
 }
 
 /// A fill with the order it executed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
+// `Serialize` only because the live engine's events carry it; the API's JSON is the server's
+// `api_types`, converted from this row.
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
 pub struct FillRecord {
     pub id: i64,
     pub order_id: i64,
     /// The trade (position) it belongs to.
     pub position_id: Option<i64>,
     #[sqlx(try_from = "String")]
-    #[schema(value_type = String, example = "manual")]
     pub account: AccountId,
     pub symbol: String,
     /// `buy` or `sell`.
     #[sqlx(try_from = "String")]
-    #[schema(value_type = String, example = "buy")]
     pub side: Side,
     pub quantity: f64,
     pub price: f64,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::FromRow;
 
 use super::{Store, StoreError, StoreResult, in_transaction, now, with_pool};
@@ -49,7 +49,7 @@ pub async fn set_limits(
 // ---- price marks --------------------------------------------------------------------------
 
 /// The latest price of a symbol: the close of its newest bar in `price_history`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Mark {
     /// Open time of the bar, unix seconds.
     pub ts: i64,
@@ -126,7 +126,9 @@ pub async fn record_mark(store: &Store, symbol: &str, ts: i64, price: f64) -> St
 // ---- alerts -------------------------------------------------------------------------------
 
 /// One risk alert: a rejected order, a kill switch engaged or released.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
+// `Serialize` only because the live engine's events carry it; the API's JSON is the server's
+// `api_types`, converted from this row.
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
 pub struct RiskAlert {
     pub id: i64,
     /// Unix seconds.
@@ -193,7 +195,9 @@ pub async fn alert_stats(store: &Store, since: i64) -> StoreResult<(i64, Option<
 // ---- kill switch ----------------------------------------------------------------------------
 
 /// A kill switch in force.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
+// `Serialize` only because the live engine's events carry it; the API's JSON is the server's
+// `api_types`, converted from this row.
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
 pub struct Halt {
     /// `account` or `strategy:<id>`.
     pub scope: String,

@@ -4,8 +4,6 @@
 //! signal's index in the request (`<mac>:<i>`), so the UNIQUE constraint on the column turns an
 //! exact replay of a request into a conflict while one request may still carry many signals.
 
-use serde::{Deserialize, Serialize};
-
 use super::{Store, StoreError, StoreResult, from_json, in_transaction, now, to_json, with_pool};
 use qtm_core::model::Signal;
 
@@ -21,7 +19,7 @@ pub struct NewSignal {
 }
 
 /// A stored signal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredSignal {
     pub id: i64,
     /// The webhook source it came through (`POST /api/webhooks/{source}`).
@@ -33,7 +31,6 @@ pub struct StoredSignal {
     /// When the server received it, unix seconds.
     pub received_at: i64,
     /// The signal object as received.
-    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
 }
 

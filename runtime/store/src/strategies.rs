@@ -4,7 +4,6 @@
 //! Every strategy has one default instance, created with it, that `configure`, `enable` and
 //! `disable` act on; the live engine runs the enabled ones.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::FromRow;
 
@@ -14,7 +13,7 @@ use super::{
 };
 
 /// A strategy as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct Strategy {
     pub id: i64,
     pub name: String,
@@ -30,7 +29,7 @@ pub struct Strategy {
 }
 
 /// One uploaded component of a strategy (without its bytes).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Version {
     pub id: i64,
     pub strategy_id: i64,
@@ -41,7 +40,6 @@ pub struct Version {
     /// The contract the component was built for, e.g. `qtm:strategy@0.1.0`.
     pub contract_version: String,
     /// The component's `describe` output: name, version, description, symbols, params.
-    #[schema(value_type = Object)]
     pub describe: Value,
     pub size_bytes: i64,
     pub created_by: Option<i64>,
@@ -49,7 +47,7 @@ pub struct Version {
 }
 
 /// A configured, runnable use of a strategy version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Instance {
     pub id: i64,
     pub strategy_id: i64,
@@ -57,7 +55,6 @@ pub struct Instance {
     /// The version number `version_id` has.
     pub version: i64,
     /// Resolved parameters, `{"name": value}`, every declared parameter present.
-    #[schema(value_type = Object)]
     pub params: Value,
     pub symbols: Vec<String>,
     /// `disabled`, `enabled`, `halted` or `failed`.
@@ -69,9 +66,8 @@ pub struct Instance {
 }
 
 /// A strategy with the version its default instance runs and that instance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StrategyRecord {
-    #[serde(flatten)]
     pub strategy: Strategy,
     pub current_version: Version,
     pub instance: Instance,

@@ -1,14 +1,13 @@
 //! Users, their API keys and refresh tokens. Secrets are stored only as hashes (argon2 for
 //! passwords, SHA-256 for high-entropy random tokens, which need no slow hash).
 
-use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
 use super::{Store, StoreError, StoreResult, in_transaction, now, with_pool};
 
 /// A stored user (without the password hash, which never leaves this module except for
 /// verification through [`password_hash`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct User {
     pub id: i64,
     pub username: String,
@@ -186,7 +185,7 @@ pub async fn claim_totp_step(store: &Store, id: i64, step: i64) -> StoreResult<b
 }
 
 /// An API key as listed (never the key itself).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct ApiKey {
     pub id: i64,
     pub user_id: i64,

@@ -18,6 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::strategies::{check_symbols, info_of, params_from_json, params_to_json, resolve};
+use crate::api_types::backtests::{Backtest, BacktestDetail};
 use crate::auth::Role;
 use crate::auth::access::Caller;
 use crate::backtest_jobs::{Bars, JobSpec};
@@ -28,10 +29,7 @@ use qtm_backtest::RunSettings;
 use qtm_market::symbol_from_path;
 use qtm_oms::exchange::FillMode;
 use qtm_oms::risk::RiskLimits;
-use qtm_store::{
-    self as store,
-    backtests::{Backtest, BacktestDetail},
-};
+use qtm_store as store;
 
 /// The backtests routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -387,7 +385,9 @@ async fn cancel_backtest(
             .publish(Topic::StrategyUpdates, Some(sid.to_string()), &msg);
         state.hub.publish(Topic::Notifications, None, &msg);
     }
-    Ok(ApiJson(store::backtests::summary(&state.store, id).await?))
+    Ok(ApiJson(
+        store::backtests::summary(&state.store, id).await?.into(),
+    ))
 }
 
 /// A backtest with its request, status, metrics, every trade and the equity curve (reduced to
@@ -400,7 +400,9 @@ async fn get_backtest(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ApiJson<BacktestDetail>> {
-    Ok(ApiJson(store::backtests::get(&state.store, id).await?))
+    Ok(ApiJson(
+        store::backtests::get(&state.store, id).await?.into(),
+    ))
 }
 
 /// Filters of the backtest list.
@@ -428,9 +430,8 @@ async fn list_backtests(
             format!("limit must be 1 to 1000, got {limit}"),
         ));
     }
-    Ok(ApiJson(
-        store::backtests::list(&state.store, f.strategy_id, limit).await?,
-    ))
+    let backtests = store::backtests::list(&state.store, f.strategy_id, limit).await?;
+    Ok(ApiJson(backtests.into_iter().map(Backtest::from).collect()))
 }
 
 #[cfg(test)]

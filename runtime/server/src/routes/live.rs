@@ -14,12 +14,14 @@ use utoipa_axum::routes;
 
 use super::orders::optional_body;
 use super::strategies::{CloneRequest, announce_clone, live_error, make_clone, publish};
+use crate::api_types::live::SwapRecord;
+use crate::api_types::strategies::Instance;
 use crate::auth::access::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::state::AppState;
 use qtm_core::model::Bar;
 use qtm_live::{CloneStart, LiveError, LiveInstance, SwapOutcome};
-use qtm_store::{self as store, live::SwapRecord, strategies::Instance};
+use qtm_store as store;
 
 /// The live routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -57,7 +59,7 @@ async fn list_instances(State(state): State<AppState>) -> ApiResult<ApiJson<Vec<
             .find(|l| l.strategy_id == r.strategy.id)
             .cloned();
         out.push(InstanceView {
-            instance: r.instance,
+            instance: r.instance.into(),
             live,
         });
     }
@@ -157,9 +159,8 @@ async fn list_swaps(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ApiJson<Vec<SwapRecord>>> {
     let strategy_id = store::live::strategy_of_instance(&state.store, id).await?;
-    Ok(ApiJson(
-        store::live::swaps(&state.store, strategy_id).await?,
-    ))
+    let swaps = store::live::swaps(&state.store, strategy_id).await?;
+    Ok(ApiJson(swaps.into_iter().map(SwapRecord::from).collect()))
 }
 
 /// A clone of a running instance.
@@ -247,7 +248,7 @@ async fn clone_instance(
         StatusCode::CREATED,
         ApiJson(Cloned {
             strategy_id: new_id,
-            instance,
+            instance: instance.into(),
             start,
         }),
     ))
@@ -289,7 +290,9 @@ async fn halt_instance(
     }
     state.live.flush().await.map_err(live_error)?;
     Ok(ApiJson(
-        store::strategies::instance(&state.store, strategy_id).await?,
+        store::strategies::instance(&state.store, strategy_id)
+            .await?
+            .into(),
     ))
 }
 

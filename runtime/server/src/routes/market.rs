@@ -116,14 +116,14 @@ fn build_heatmap(assets: &[AssetView<'_>]) -> Heatmap {
     };
     let mut groups: Vec<HeatmapGroup> = Vec::new();
     for v in assets {
-        let a = &*v.asset;
+        let a = &v.asset;
         let intensity = match a.change_pct {
             Some(c) if max_abs > 0.0 && c.is_finite() => (c / max_abs).clamp(-1.0, 1.0),
             _ => 0.0,
         };
         let tile = HeatmapTile {
-            symbol: a.symbol.clone(),
-            name: a.name.clone(),
+            symbol: a.symbol.to_string(),
+            name: a.name.to_string(),
             last_price: a.last_price,
             change_pct: a.change_pct,
             intensity,
@@ -132,7 +132,7 @@ fn build_heatmap(assets: &[AssetView<'_>]) -> Heatmap {
         match groups.iter_mut().find(|g| g.asset_class == a.asset_class) {
             Some(g) => g.assets.push(tile),
             None => groups.push(HeatmapGroup {
-                asset_class: a.asset_class.clone(),
+                asset_class: a.asset_class.to_string(),
                 avg_change_pct: None,
                 assets: vec![tile],
             }),

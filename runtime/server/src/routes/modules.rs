@@ -10,11 +10,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::orders::optional_body;
+use crate::api_types::modules::Module;
 use crate::auth::access::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::hub::Topic;
 use crate::state::AppState;
-use qtm_store::{self as store, modules::Module};
+use qtm_store as store;
 
 /// The module routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -30,7 +31,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
     responses((status = 200, body = Vec<Module>)))]
 async fn list(State(state): State<AppState>) -> ApiResult<ApiJson<Vec<Module>>> {
-    Ok(ApiJson(store::modules::list(&state.store).await?))
+    let modules = store::modules::list(&state.store).await?;
+    Ok(ApiJson(modules.into_iter().map(Module::from).collect()))
 }
 
 /// One module.
@@ -42,7 +44,9 @@ async fn get_module(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<ApiJson<Module>> {
-    Ok(ApiJson(store::modules::get(&state.store, &id).await?))
+    Ok(ApiJson(
+        store::modules::get(&state.store, &id).await?.into(),
+    ))
 }
 
 /// The wanted state; without it the module flips.
@@ -52,8 +56,8 @@ pub struct ToggleRequest {
     pub enabled: Option<bool>,
 }
 
-fn announce(state: &AppState, event: &str, module: &Module, by: &str) {
-    let data = json!({"event": event, "module": module, "by": by});
+fn announce(state: &AppState, event: &str, module: &store::modules::Module, by: &str) {
+    let data = json!({"event": event, "module": Module::from(module), "by": by});
     state
         .hub
         .publish(Topic::SystemHealth, Some(module.id.clone()), &data);
@@ -80,12 +84,12 @@ async fn toggle(
     let module = store::modules::set_enabled(&state.store, &id, enabled).await?;
     apply_feed(&state, &module).await?;
     announce(&state, "module_toggled", &module, &p.username);
-    Ok(ApiJson(module))
+    Ok(ApiJson(module.into()))
 }
 
 /// Start, restart or stop the replay feed to match its module; give the live engine its
 /// CPU share caps.
-async fn apply_feed(state: &AppState, module: &Module) -> ApiResult<()> {
+async fn apply_feed(state: &AppState, module: &store::modules::Module) -> ApiResult<()> {
     if module.id == "ingest-bridge" {
         state.set_ingest_enabled(module.enabled);
         return Ok(());
@@ -361,7 +365,7 @@ async fn configure(
     config.extend(changes);
     // Applied before it is stored: settings the feed refuses (a broken replay file) are
     // answered with the reason and leave the stored ones as they were.
-    let candidate = Module {
+    let candidate = store::modules::Module {
         config: Value::Object(config),
         ..module
     };
@@ -371,7 +375,7 @@ async fn configure(
     let module =
         store::modules::set_config(&state.store, &id, &candidate.config, Some(p.user_id)).await?;
     announce(&state, "module_configured", &module, &p.username);
-    Ok(ApiJson(module))
+    Ok(ApiJson(module.into()))
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api_types::orders::{FillRecord, Order, Position};
+use crate::api_types::risk::RiskAlert;
 use crate::auth::Principal;
 use crate::auth::access::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
@@ -30,10 +32,7 @@ use qtm_core::model::{OrderChange, OrderKind, OrderRequest, Quantity, Side, Time
 use qtm_live::{ManualChange, ManualOrder};
 use qtm_oms::exchange::Exchange;
 use qtm_oms::oms::AccountOrder;
-use qtm_store::orders::{
-    AccountId, FillFilter, FillRecord, MANUAL, Order, OrderFilter, OrderStatus, Position,
-    PositionFilter,
-};
+use qtm_store::orders::{AccountId, FillFilter, MANUAL, OrderFilter, OrderStatus, PositionFilter};
 use qtm_store::{self as store, risk::ACCOUNT};
 
 /// The order and trade routes.
@@ -223,7 +222,7 @@ async fn refuse(
     state.hub.publish(
         Topic::RiskAlerts,
         Some(symbol.to_string()),
-        &json!({"event": "order_rejected", "alert": alert, "order_id": order_id}),
+        &json!({"event": "order_rejected", "alert": RiskAlert::from(alert), "order_id": order_id}),
     );
     let stored = order_id.map_or(String::new(), |id| format!(" (stored as order {id})"));
     Ok(ApiError::new(
@@ -257,7 +256,7 @@ pub(crate) async fn place(
     account: AccountId,
     caller: &Principal,
     request: OrderRequest,
-) -> ApiResult<Order> {
+) -> ApiResult<store::orders::Order> {
     if !store::orders::symbol_exists(&state.store, &request.symbol).await? {
         return Err(ApiError::validation(
             "symbol",
@@ -291,14 +290,18 @@ pub(crate) async fn place(
     state.hub.publish(
         Topic::Trades,
         Some(stored.symbol.clone()),
-        &json!({"event": "order_accepted", "order": stored}),
+        &json!({"event": "order_accepted", "order": Order::from(&stored)}),
     );
     Ok(stored)
 }
 
 /// Cancel a working manual order with `reason`; publish it. 409 for a live strategy's order
 /// or one that is not working, 404 for an unknown one.
-pub(crate) async fn cancel(state: &AppState, id: i64, reason: &str) -> ApiResult<Order> {
+pub(crate) async fn cancel(
+    state: &AppState,
+    id: i64,
+    reason: &str,
+) -> ApiResult<store::orders::Order> {
     refuse_live_order(&store::orders::get(&state.store, id).await?)?;
     let order = state
         .live
@@ -308,7 +311,7 @@ pub(crate) async fn cancel(state: &AppState, id: i64, reason: &str) -> ApiResult
     state.hub.publish(
         Topic::Trades,
         Some(order.symbol.clone()),
-        &json!({"event": "order_cancelled", "order": order}),
+        &json!({"event": "order_cancelled", "order": Order::from(&order)}),
     );
     Ok(order)
 }
@@ -316,7 +319,11 @@ pub(crate) async fn cancel(state: &AppState, id: i64, reason: &str) -> ApiResult
 /// Change the quantity or prices of a working manual order, judged again as a replacement;
 /// publish it. A refusal leaves the order as it was, is recorded as a risk alert and is
 /// answered 422 `risk_rejected`.
-pub(crate) async fn modify(state: &AppState, id: i64, req: &ModifyOrder) -> ApiResult<Order> {
+pub(crate) async fn modify(
+    state: &AppState,
+    id: i64,
+    req: &ModifyOrder,
+) -> ApiResult<store::orders::Order> {
     let order = store::orders::get(&state.store, id).await?;
     refuse_live_order(&order)?;
     if !order.is_working() {
@@ -404,7 +411,7 @@ pub(crate) async fn modify(state: &AppState, id: i64, req: &ModifyOrder) -> ApiR
     state.hub.publish(
         Topic::Trades,
         Some(order.symbol.clone()),
-        &json!({"event": "order_modified", "order": order}),
+        &json!({"event": "order_modified", "order": Order::from(&order)}),
     );
     Ok(order)
 }
@@ -470,19 +477,18 @@ async fn list_orders(
             format!("status must be working, {}; got {s:?}", stored.join(", ")),
         ));
     }
-    Ok(ApiJson(
-        store::orders::list(
-            &state.store,
-            &OrderFilter {
-                status: q.status,
-                symbol: q.symbol,
-                account: account_filter(q.account)?,
-                tag: None,
-                limit: limit_of(q.limit)?,
-            },
-        )
-        .await?,
-    ))
+    let orders = store::orders::list(
+        &state.store,
+        &OrderFilter {
+            status: q.status,
+            symbol: q.symbol,
+            account: account_filter(q.account)?,
+            tag: None,
+            limit: limit_of(q.limit)?,
+        },
+    )
+    .await?;
+    Ok(ApiJson(orders.into_iter().map(Order::from).collect()))
 }
 
 /// One order.
@@ -494,7 +500,7 @@ async fn get_order(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ApiJson<Order>> {
-    Ok(ApiJson(store::orders::get(&state.store, id).await?))
+    Ok(ApiJson(store::orders::get(&state.store, id).await?.into()))
 }
 
 /// Place a manual order (account `manual`). It passes the engine's pre-trade risk checks
@@ -512,7 +518,7 @@ async fn create_order(
     Caller(p): Caller,
     ApiJson(req): ApiJson<PlaceOrder>,
 ) -> ApiResult<ApiJson<Order>> {
-    Ok(ApiJson(place_manual(&state, &p, &req).await?))
+    Ok(ApiJson(place_manual(&state, &p, &req).await?.into()))
 }
 
 /// Place a manual order for `caller`: the whole of `POST /api/orders` after the body is read.
@@ -522,7 +528,7 @@ pub(crate) async fn place_manual(
     state: &AppState,
     caller: &Principal,
     req: &PlaceOrder,
-) -> ApiResult<Order> {
+) -> ApiResult<store::orders::Order> {
     let request = to_request(req)?;
     place(state, MANUAL, caller, request).await
 }
@@ -530,7 +536,7 @@ pub(crate) async fn place_manual(
 /// Orders a live strategy placed are held by the live engine's paper exchange; changing only
 /// their stored copy would let the two disagree (the engine could still fill a "cancelled"
 /// order). They change through the strategy: halt or disable it and its orders are cancelled.
-fn refuse_live_order(order: &Order) -> ApiResult<()> {
+fn refuse_live_order(order: &store::orders::Order) -> ApiResult<()> {
     match order.instance_id {
         Some(instance) => Err(ApiError::conflict(format!(
             "order {} belongs to live strategy instance {instance} ({}); the live engine manages it: halt (POST /api/strategy-instances/{instance}/halt) or disable the strategy to cancel its orders",
@@ -560,7 +566,7 @@ async fn cancel_order(
     body: axum::body::Bytes,
 ) -> ApiResult<ApiJson<Order>> {
     let req: CancelRequest = optional_body(&body)?;
-    Ok(ApiJson(cancel_by(&state, &p, id, &req).await?))
+    Ok(ApiJson(cancel_by(&state, &p, id, &req).await?.into()))
 }
 
 /// Cancel working order `id` for `p`: the whole of `POST /api/orders/{id}/cancel` after the
@@ -570,7 +576,7 @@ pub(crate) async fn cancel_by(
     p: &Principal,
     id: i64,
     req: &CancelRequest,
-) -> ApiResult<Order> {
+) -> ApiResult<store::orders::Order> {
     let reason = match req.reason.as_deref().map(str::trim) {
         Some(r) if r.chars().count() > 200 => {
             return Err(ApiError::validation(
@@ -631,7 +637,7 @@ async fn modify_order(
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<ModifyOrder>,
 ) -> ApiResult<ApiJson<Order>> {
-    Ok(ApiJson(modify(&state, id, &req).await?))
+    Ok(ApiJson(modify(&state, id, &req).await?.into()))
 }
 
 // ---- trades -------------------------------------------------------------------------------
@@ -672,7 +678,7 @@ pub struct TradeQuery {
 
 pub(crate) async fn mark_trades(
     state: &AppState,
-    positions: Vec<Position>,
+    positions: Vec<store::orders::Position>,
 ) -> ApiResult<Vec<Trade>> {
     let marks = marks::marks(state, positions.iter().map(|p| p.symbol.as_str())).await?;
     Ok(positions
@@ -693,7 +699,7 @@ pub(crate) async fn mark_trades(
                 mark_source: at.map(|m| m.source),
                 unrealized_pnl: p.quantity * (m - p.avg_price),
                 market_value: p.quantity * m,
-                position: p,
+                position: p.into(),
             }
         })
         .collect())
@@ -752,19 +758,18 @@ async fn list_fills(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<FillQuery>,
 ) -> ApiResult<ApiJson<Vec<FillRecord>>> {
-    Ok(ApiJson(
-        store::orders::fills(
-            &state.store,
-            &FillFilter {
-                symbol: q.symbol,
-                account: account_filter(q.account)?,
-                order_id: q.order_id,
-                position_id: q.trade_id,
-                limit: limit_of(q.limit)?,
-            },
-        )
-        .await?,
-    ))
+    let fills = store::orders::fills(
+        &state.store,
+        &FillFilter {
+            symbol: q.symbol,
+            account: account_filter(q.account)?,
+            order_id: q.order_id,
+            position_id: q.trade_id,
+            limit: limit_of(q.limit)?,
+        },
+    )
+    .await?;
+    Ok(ApiJson(fills.into_iter().map(FillRecord::from).collect()))
 }
 
 /// A trade with its fills.
@@ -786,7 +791,7 @@ async fn get_trade(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ApiJson<TradeDetail>> {
     let p = store::orders::position(&state.store, id).await?;
-    let mut fills = store::orders::fills(
+    let fills = store::orders::fills(
         &state.store,
         &FillFilter {
             position_id: Some(id),
@@ -795,7 +800,7 @@ async fn get_trade(
         },
     )
     .await?;
-    fills.reverse();
+    let fills = fills.into_iter().rev().map(FillRecord::from).collect();
     let trade = mark_trades(&state, vec![p]).await?.remove(0);
     Ok(ApiJson(TradeDetail { trade, fills }))
 }
@@ -857,5 +862,7 @@ async fn close_trade(
         oco_group: None,
         tag: Some(tag),
     };
-    Ok(ApiJson(place(&state, p.account, &caller, request).await?))
+    Ok(ApiJson(
+        place(&state, p.account, &caller, request).await?.into(),
+    ))
 }

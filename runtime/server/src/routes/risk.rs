@@ -14,6 +14,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::orders::optional_body;
+use crate::api_types::orders::Order;
+use crate::api_types::risk::{Halt, RiskAlert};
 use crate::auth::access::Caller;
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody};
 use crate::hub::Topic;
@@ -21,8 +23,7 @@ use crate::marks::{self, PriceSource};
 use crate::state::AppState;
 use qtm_live::KILL_SWITCH_CANCEL as KILL_SWITCH;
 use qtm_oms::risk::RiskLimits;
-use qtm_store::orders::Order;
-use qtm_store::risk::{ACCOUNT, Halt, RiskAlert};
+use qtm_store::risk::ACCOUNT;
 use qtm_store::{self as store};
 
 /// The risk routes.
@@ -276,7 +277,7 @@ async fn snapshot(state: &AppState) -> ApiResult<Snapshot> {
     let metrics = RiskMetrics {
         as_of: now,
         halted: halt.is_some(),
-        halt,
+        halt: halt.map(Halt::from),
         initial_capital: initial,
         cash,
         equity,
@@ -368,9 +369,8 @@ async fn alerts(
             ));
         }
     };
-    Ok(ApiJson(
-        store::risk::alerts(&state.store, limit, q.since).await?,
-    ))
+    let alerts = store::risk::alerts(&state.store, limit, q.since).await?;
+    Ok(ApiJson(alerts.into_iter().map(RiskAlert::from).collect()))
 }
 
 // ---- parameters ---------------------------------------------------------------------------
@@ -648,12 +648,12 @@ async fn halt(
     state.hub.publish(
         Topic::RiskAlerts,
         None,
-        &json!({"event": "kill_switch", "alert": alert, "halt": h, "cancelled": cancelled.iter().map(|o| o.id).collect::<Vec<_>>()}),
+        &json!({"event": "kill_switch", "alert": RiskAlert::from(alert), "halt": Halt::from(&h), "cancelled": cancelled.iter().map(|o| o.id).collect::<Vec<_>>()}),
     );
     Ok(ApiJson(HaltStatus {
         halted: true,
-        halt: Some(h),
-        cancelled_orders: cancelled,
+        halt: Some(h.into()),
+        cancelled_orders: cancelled.into_iter().map(Order::from).collect(),
     }))
 }
 
@@ -664,7 +664,7 @@ async fn halt(
 pub(crate) async fn halt_everything(
     state: &AppState,
     reason: &str,
-) -> ApiResult<(Vec<i64>, Vec<Order>)> {
+) -> ApiResult<(Vec<i64>, Vec<store::orders::Order>)> {
     let working: Vec<i64> = store::orders::working(&state.store, None)
         .await?
         .into_iter()
@@ -693,7 +693,7 @@ pub(crate) async fn halt_everything(
         state.hub.publish(
             Topic::Trades,
             Some(o.symbol.clone()),
-            &json!({"event": "order_cancelled", "order": o}),
+            &json!({"event": "order_cancelled", "order": Order::from(&o)}),
         );
         cancelled.push(o);
     }
@@ -728,12 +728,12 @@ async fn resume(
         state.hub.publish(
             Topic::RiskAlerts,
             None,
-            &json!({"event": "kill_switch_released", "alert": alert}),
+            &json!({"event": "kill_switch_released", "alert": RiskAlert::from(alert)}),
         );
     }
     Ok(ApiJson(HaltStatus {
         halted: false,
-        halt: released,
+        halt: released.map(Halt::from),
         cancelled_orders: Vec::new(),
     }))
 }

@@ -19,11 +19,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api_types::signals::StoredSignal;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::hub::Topic;
 use crate::state::AppState;
 use qtm_store::signals::{
-    self, Category, FUNDING_RATES, NewSignal, ONCHAIN, SignalFilter, StoredSignal, WHALE_ACTIVITY,
+    self, Category, FUNDING_RATES, NewSignal, ONCHAIN, SignalFilter, WHALE_ACTIVITY,
 };
 
 /// The signals routes.
@@ -121,7 +122,11 @@ async fn receive_webhook(
         )));
     }
     let batch = parse_body(&body)?;
-    let stored = signals::insert_batch(&state.store, &source, &mac_hex, &batch).await?;
+    let stored: Vec<StoredSignal> = signals::insert_batch(&state.store, &source, &mac_hex, &batch)
+        .await?
+        .into_iter()
+        .map(StoredSignal::from)
+        .collect();
     for s in &stored {
         state.hub.publish(
             Topic::Notifications,
@@ -267,6 +272,12 @@ fn limit_of(limit: Option<i64>) -> ApiResult<i64> {
     }
 }
 
+/// The stored signals matching `filter`, as the list routes answer them.
+async fn list_stored(state: &AppState, filter: &SignalFilter) -> ApiResult<Vec<StoredSignal>> {
+    let rows = signals::list(&state.store, filter).await?;
+    Ok(rows.into_iter().map(StoredSignal::from).collect())
+}
+
 async fn list_category(
     state: &AppState,
     category: Category,
@@ -278,7 +289,7 @@ async fn list_category(
         limit: limit_of(p.limit)?,
         ..Default::default()
     };
-    Ok(ApiJson(signals::list(&state.store, &filter).await?))
+    Ok(ApiJson(list_stored(state, &filter).await?))
 }
 
 /// Whale activity received, newest first: signals from the sources `whale-alert` or `whales`,
@@ -349,7 +360,7 @@ async fn list_signals(
         since: p.since,
         limit: limit_of(p.limit)?,
     };
-    Ok(ApiJson(signals::list(&state.store, &filter).await?))
+    Ok(ApiJson(list_stored(&state, &filter).await?))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api_types::strategies::{Instance, StrategyRecord, Version};
 use crate::auth::Role;
 use crate::auth::access::Caller;
 use crate::cache::CachedJson;
@@ -31,7 +32,7 @@ use qtm_sandbox::{SandboxError, StrategyCode};
 use qtm_store::{
     self as store,
     backtests::Backtest,
-    strategies::{Instance, NewStrategy, NewVersion, StrategyRecord, Version},
+    strategies::{NewStrategy, NewVersion},
 };
 
 /// The strategies routes.
@@ -78,7 +79,7 @@ pub(crate) fn live_error(e: LiveError) -> ApiError {
 }
 
 /// The `describe` output stored with a version, decoded.
-pub(crate) fn info_of(version: &Version) -> ApiResult<StrategyInfo> {
+pub(crate) fn info_of(version: &store::strategies::Version) -> ApiResult<StrategyInfo> {
     serde_json::from_value(version.describe.clone()).map_err(|e| {
         ApiError::internal(format!(
             "strategy version {} has an unreadable describe output: {e}",
@@ -583,11 +584,11 @@ pub struct StrategyView {
     pub latest_backtest: Option<BacktestBrief>,
 }
 
-fn view(record: StrategyRecord, latest: Option<&Backtest>) -> StrategyView {
+fn view(record: store::strategies::StrategyRecord, latest: Option<&Backtest>) -> StrategyView {
     StrategyView {
         info: record.current_version.describe.clone(),
         latest_backtest: latest.map(BacktestBrief::from),
-        record,
+        record: record.into(),
     }
 }
 
@@ -774,7 +775,7 @@ async fn create_version(
         &json!({"event": "strategy.version", "strategy_id": id,
                 "message": format!("{} uploaded version {} of strategy {:?}", p.username, version.version, current.strategy.name)}),
     );
-    Ok((StatusCode::CREATED, ApiJson(version)))
+    Ok((StatusCode::CREATED, ApiJson(version.into())))
 }
 
 /// Every version of a strategy, oldest first.
@@ -786,9 +787,8 @@ async fn list_versions(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ApiJson<Vec<Version>>> {
-    Ok(ApiJson(
-        store::strategies::versions(&state.store, id).await?,
-    ))
+    let versions = store::strategies::versions(&state.store, id).await?;
+    Ok(ApiJson(versions.into_iter().map(Version::from).collect()))
 }
 
 /// A clone's name, parameters and symbols (each defaults to the source's).
@@ -826,7 +826,7 @@ pub(crate) async fn make_clone(
     p: &crate::auth::Principal,
     id: i64,
     req: CloneRequest,
-) -> ApiResult<StrategyRecord> {
+) -> ApiResult<store::strategies::StrategyRecord> {
     let source = store::strategies::get(&state.store, id).await?;
     let info = info_of(&source.current_version)?;
     let name = match &req.name {
@@ -873,7 +873,7 @@ pub(crate) fn announce_clone(
     state: &AppState,
     p: &crate::auth::Principal,
     source: i64,
-    record: &StrategyRecord,
+    record: &store::strategies::StrategyRecord,
 ) {
     let new_id = record.strategy.id;
     publish(
@@ -928,7 +928,7 @@ async fn configure_strategy(
         json!({"event": "strategy.configured", "strategy_id": id,
                "params": instance.params, "symbols": instance.symbols}),
     );
-    Ok(ApiJson(instance))
+    Ok(ApiJson(instance.into()))
 }
 
 /// Enable the default instance (the live engine runs enabled instances). It needs at least
@@ -963,7 +963,7 @@ async fn enable_strategy(
         json!({"event": "strategy.enabled", "strategy_id": id, "status": instance.status,
                "symbols": instance.symbols, "by": p.username}),
     );
-    Ok(ApiJson(instance))
+    Ok(ApiJson(instance.into()))
 }
 
 /// Disable the default instance.
@@ -992,7 +992,7 @@ async fn disable_strategy(
         json!({"event": "strategy.disabled", "strategy_id": id, "status": instance.status,
                "by": p.username}),
     );
-    Ok(ApiJson(instance))
+    Ok(ApiJson(instance.into()))
 }
 
 /// What a deletion removed.

@@ -6,9 +6,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api_types::modules::Module;
 use crate::error::{ApiJson, ApiResult, ErrorBody};
 use crate::state::AppState;
-use qtm_store::{self as store, modules::Module};
+use qtm_store as store;
 
 /// The system routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -56,7 +57,11 @@ pub async fn snapshot(state: &AppState) -> SystemStatus {
             "unreachable".into()
         },
         ws_clients: state.hub.receivers(),
-        modules: modules.unwrap_or_default(),
+        modules: modules
+            .unwrap_or_default()
+            .into_iter()
+            .map(Module::from)
+            .collect(),
     }
 }
 

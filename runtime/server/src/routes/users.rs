@@ -6,14 +6,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api_types::users::{ApiKey, User};
 use crate::auth::access::Caller;
 use crate::auth::{Role, password, random_token, token_hash};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::state::AppState;
-use qtm_store::{
-    self as store,
-    users::{ApiKey, User},
-};
+use qtm_store as store;
 
 /// The user routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -31,7 +29,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
     responses((status = 200, body = User), (status = 401, body = ErrorBody)))]
 async fn get_profile(State(state): State<AppState>, Caller(p): Caller) -> ApiResult<ApiJson<User>> {
-    Ok(ApiJson(store::users::by_id(&state.store, p.user_id).await?))
+    Ok(ApiJson(
+        store::users::by_id(&state.store, p.user_id).await?.into(),
+    ))
 }
 
 /// Editable profile fields; absent fields stay as they are.
@@ -74,7 +74,8 @@ async fn put_profile(
             req.display_name.as_deref(),
             req.email.as_deref(),
         )
-        .await?,
+        .await?
+        .into(),
     ))
 }
 
@@ -122,9 +123,8 @@ async fn list_keys(
     State(state): State<AppState>,
     Caller(p): Caller,
 ) -> ApiResult<ApiJson<Vec<ApiKey>>> {
-    Ok(ApiJson(
-        store::users::list_api_keys(&state.store, p.user_id).await?,
-    ))
+    let keys = store::users::list_api_keys(&state.store, p.user_id).await?;
+    Ok(ApiJson(keys.into_iter().map(ApiKey::from).collect()))
 }
 
 /// A key to create.
@@ -176,7 +176,10 @@ async fn create_key(
         role.as_str(),
     )
     .await?;
-    Ok(ApiJson(CreatedApiKey { key, info }))
+    Ok(ApiJson(CreatedApiKey {
+        key,
+        info: info.into(),
+    }))
 }
 
 /// Revoke one of your API keys.
@@ -190,7 +193,9 @@ async fn revoke_key(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ApiJson<ApiKey>> {
     Ok(ApiJson(
-        store::users::revoke_api_key(&state.store, p.user_id, id).await?,
+        store::users::revoke_api_key(&state.store, p.user_id, id)
+            .await?
+            .into(),
     ))
 }
 
@@ -199,7 +204,8 @@ async fn revoke_key(
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses((status = 200, body = Vec<User>), (status = 403, body = ErrorBody)))]
 async fn list_users(State(state): State<AppState>) -> ApiResult<ApiJson<Vec<User>>> {
-    Ok(ApiJson(store::users::list(&state.store).await?))
+    let users = store::users::list(&state.store).await?;
+    Ok(ApiJson(users.into_iter().map(User::from).collect()))
 }
 
 /// A user to create.
@@ -233,7 +239,9 @@ async fn create_user(
     password::validate(&req.password)?;
     let hash = password::hash(req.password).await?;
     Ok(ApiJson(
-        store::users::create(&state.store, name, &hash, req.role.as_str()).await?,
+        store::users::create(&state.store, name, &hash, req.role.as_str())
+            .await?
+            .into(),
     ))
 }
 
@@ -263,5 +271,5 @@ async fn set_user_role(
     store::users::by_id(&state.store, id).await?;
     let user = store::users::set_role(&state.store, id, req.role.as_str()).await?;
     state.users.invalidate(id);
-    Ok(ApiJson(user))
+    Ok(ApiJson(user.into()))
 }

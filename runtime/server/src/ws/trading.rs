@@ -38,6 +38,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{WsQuery, first_message_token, send, upfront_credentials};
+use crate::api_types::orders::{FillRecord, Order};
 use crate::auth::Principal;
 use crate::auth::access::{AuditNote, audit, authenticate, authenticate_token};
 use crate::error::ApiError;
@@ -267,9 +268,9 @@ fn own_update(event: &LiveEvent, user_id: i64) -> Option<Value> {
     if order.user_id != Some(user_id) {
         return None;
     }
-    let mut update = json!({"type": "order_update", "event": name, "order": order});
+    let mut update = json!({"type": "order_update", "event": name, "order": Order::from(order)});
     if let Some(f) = fill {
-        update["fill"] = json!(f);
+        update["fill"] = json!(FillRecord::from(f));
     }
     Some(update)
 }
@@ -512,7 +513,7 @@ where
         )
         .await;
     }
-    let order = outcome?;
+    let order = Order::from(outcome?);
     Ok(json!({"type": "order", "action": action.done(), "order": order}))
 }
 
