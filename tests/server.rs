@@ -233,18 +233,32 @@ async fn login_refresh_rotation_and_reuse_revokes_the_family() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the family is revoked");
 
-    // Logout ends a fresh session's refresh token.
+    // Logout ends a fresh session's refresh token, and its access token at once (not when it
+    // expires); the revoked refresh token is told apart from a stolen, reused one.
     let t = s.login(ADMIN.0, ADMIN.1).await;
+    let other = s.login(ADMIN.0, ADMIN.1).await;
+    let access = t["access_token"].as_str().unwrap();
+    let (status, _) = s
+        .call(Method::GET, "/api/users/profile", Some(access), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = s
         .call(
             Method::POST,
             "/api/auth/logout",
-            t["access_token"].as_str(),
+            Some(access),
             Some(json!({"refresh_token": t["refresh_token"]})),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = s
+    let ended =
+        "access token ended by a logout or a password or role change: refresh or log in again";
+    let (status, body) = s
+        .call(Method::GET, "/api/users/profile", Some(access), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(error_of(&body).1, ended);
+    let (status, body) = s
         .call(
             Method::POST,
             "/api/auth/refresh",
@@ -253,6 +267,50 @@ async fn login_refresh_rotation_and_reuse_revokes_the_family() {
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        error_of(&body).1,
+        "refresh token revoked by a logout or a password change; log in again"
+    );
+    // Another session's access token ended too, but its refresh token still works.
+    let (status, _) = s
+        .call(
+            Method::GET,
+            "/api/users/profile",
+            other["access_token"].as_str(),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, renewed) = s
+        .call(
+            Method::POST,
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refresh_token": other["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+    let renewed = renewed["access_token"].as_str().unwrap().to_string();
+    let (status, _) = s
+        .call(Method::GET, "/api/users/profile", Some(&renewed), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A password change ends the access tokens (and the refresh tokens) at once.
+    let (status, body) = s
+        .call(
+            Method::PUT,
+            "/api/users/password",
+            Some(&renewed),
+            Some(json!({"current_password": ADMIN.1, "new_password": "another-password-2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = s
+        .call(Method::GET, "/api/users/profile", Some(&renewed), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(error_of(&body).1, ended);
     s.stop().await;
 }
 

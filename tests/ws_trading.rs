@@ -483,7 +483,8 @@ async fn only_callers_who_may_place_orders_over_rest_may_trade_here() {
         (&json!("welcome"), &json!("trader"))
     );
 
-    // Demoted while connected: the next order is refused at once, as REST refuses it.
+    // Demoted while connected: the role change ended the session's access token, so the next
+    // order is refused at once, as REST refuses it.
     let mut session = TradingWs::connect(&s, &format!("token={trader}")).await;
     let (_, users) = s.call(Method::GET, "/api/users", Some(&admin), None).await;
     let tina = users
@@ -506,10 +507,10 @@ async fn only_callers_who_may_place_orders_over_rest_may_trade_here() {
     let (st, body) = session
         .place(json!({"symbol": "SPY", "side": "buy", "quantity": 1}))
         .await;
-    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(
         error_of(&body).1,
-        "POST /api/orders needs the trader role; you are viewer"
+        "access token ended by a logout or a password or role change: refresh or log in again"
     );
     let (st, body) = by_key
         .place(json!({"symbol": "SPY", "side": "buy", "quantity": 1}))

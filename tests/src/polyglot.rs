@@ -75,24 +75,8 @@ fn build_python() -> Built {
         return Ok(wasm);
     }
 
-    let venv = cache.join(format!("py-venv-{}", hash(&[&requirements], &[])));
-    let installed = venv.join(".installed");
-    if !installed.exists() {
-        let t = Instant::now();
-        let _ = fs::remove_dir_all(&venv);
-        let python = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
-        run(Command::new(&python).arg("-m").arg("venv").arg(&venv))
-            .map_err(|e| format!("cannot create a Python venv: {e}"))?;
-        run(Command::new(venv.join("bin/pip"))
-            .args(["install", "--disable-pip-version-check", "--quiet", "-r"])
-            .arg(&requirements))
-        .map_err(|e| format!("cannot install componentize-py: {e}"))?;
-        fs::write(&installed, "").expect("mark the venv installed");
-        eprintln!(
-            "polyglot: componentize-py installed in {:.1} s",
-            t.elapsed().as_secs_f64()
-        );
-    }
+    let venv =
+        python_venv(&requirements).map_err(|e| format!("cannot install componentize-py: {e}"))?;
 
     let t = Instant::now();
     // componentize-py writes `__pycache__` beside the sources: build from a copy.
@@ -116,6 +100,34 @@ fn build_python() -> Built {
         t.elapsed().as_secs_f64()
     );
     Ok(publish(&tmp, &out))
+}
+
+/// A Python venv with the pinned `requirements` installed, under the polyglot cache and keyed
+/// by their hash (installed once; later calls only hash), or why it cannot be made here.
+pub fn python_venv(requirements: &Path) -> Result<PathBuf, String> {
+    let cache = Path::new(POLYGLOT_DIR);
+    fs::create_dir_all(cache).map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
+    let _lock = lock(cache, "venv");
+    let venv = cache.join(format!("py-venv-{}", hash(&[requirements], &[])));
+    let installed = venv.join(".installed");
+    if !installed.exists() {
+        let t = Instant::now();
+        let _ = fs::remove_dir_all(&venv);
+        let python = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
+        run(Command::new(&python).arg("-m").arg("venv").arg(&venv))
+            .map_err(|e| format!("cannot create a Python venv: {e}"))?;
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "--disable-pip-version-check", "--quiet", "-r"])
+            .arg(requirements))
+        .map_err(|e| format!("cannot install {}: {e}", requirements.display()))?;
+        fs::write(&installed, "").map_err(|e| format!("cannot mark the venv installed: {e}"))?;
+        eprintln!(
+            "polyglot: {} installed in {:.1} s",
+            requirements.display(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(venv)
 }
 
 fn build_js() -> Built {

@@ -273,6 +273,8 @@ impl FromStr for AccountId {
             return Ok(AccountId::Manual);
         }
         s.strip_prefix("strategy:")
+            // Digits only, at most 18: the form the API documents (no sign, no overflow).
+            .filter(|id| (1..=18).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|id| id.parse().ok())
             .map(|id| AccountId::Strategy(StrategyId(id)))
             .ok_or_else(|| unknown("account", s, "manual or strategy:<id>"))

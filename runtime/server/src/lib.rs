@@ -62,7 +62,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
 /// which the test suite catches.
 pub fn app(state: AppState) -> Result<Router, String> {
     let (api, doc) = api_routes().split_for_parts();
-    let doc_json = serde_json::to_value(&doc).map_err(|e| e.to_string())?;
+    let mut doc_json = serde_json::to_value(&doc).map_err(|e| e.to_string())?;
+    openapi::complete(&mut doc_json)?;
     state.set_access(AccessTable::from_openapi(&doc_json)?);
     let api = api.route_layer(from_fn_with_state(state.clone(), gate));
     let doc_text: std::sync::Arc<str> = serde_json::to_string_pretty(&doc_json)

@@ -19,10 +19,11 @@ pub struct User {
     pub disabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Raised by [`end_access_tokens`]: access tokens issued under a lower version are refused.
+    pub token_version: i64,
 }
 
-const USER_COLUMNS: &str =
-    "id, username, role, display_name, email, totp_enabled, disabled, created_at, updated_at";
+const USER_COLUMNS: &str = "id, username, role, display_name, email, totp_enabled, disabled, created_at, updated_at, token_version";
 
 /// Create a user; fails with [`StoreError::Conflict`] if the name is taken.
 pub async fn create(
@@ -112,6 +113,18 @@ pub async fn set_password_hash(store: &Store, id: i64, hash: &str) -> StoreResul
         .execute(p)
         .await.map(|r| r.rows_affected()))?;
     Ok(())
+}
+
+/// End every access token issued to user `id` so far (logout, a password or role change):
+/// raises its token version and returns the new one.
+pub async fn end_access_tokens(store: &Store, id: i64) -> StoreResult<i64> {
+    with_pool!(store, p => sqlx::query_scalar(
+        "UPDATE users SET token_version = token_version + 1 WHERE id = $1 RETURNING token_version",
+    )
+    .bind(id)
+    .fetch_optional(p)
+    .await)?
+    .ok_or_else(|| StoreError::NotFound(format!("user {id}")))
 }
 
 /// Update the profile fields; `None` leaves a field as it is.
@@ -306,8 +319,10 @@ pub async fn insert_refresh_token(
 pub enum RefreshUse {
     /// Valid and now consumed: issue the next token in `family`.
     Fresh { user_id: i64, family: String },
-    /// Already used or revoked: a sign of theft, so the whole family was revoked.
+    /// Already used: a sign of theft, so the whole family was revoked.
     Reused { user_id: i64, family: String },
+    /// Never used, but revoked (a logout or a password change): no sign of theft.
+    Revoked { user_id: i64 },
     /// Past its expiry.
     Expired,
     /// No such token.
@@ -331,7 +346,10 @@ pub async fn use_refresh_token(store: &Store, token_hash: &str) -> StoreResult<R
         return Ok(RefreshUse::Unknown);
     };
     let t = now();
-    if used_at.is_some() || revoked_at.is_some() {
+    if used_at.is_none() && revoked_at.is_some() {
+        return Ok(RefreshUse::Revoked { user_id });
+    }
+    if used_at.is_some() {
         sqlx::query(
             "UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE family = $2",
         )

@@ -16,3 +16,22 @@ pub mod risk;
 pub mod signals;
 pub mod strategies;
 pub mod users;
+
+/// A symbol in a request: 1 to 32 letters, digits or `. _ - / : ^ =` (what
+/// `routes::strategies::check_symbols` accepts). Documents the form only; requests carry
+/// symbols as strings.
+pub struct Symbol;
+
+/// [`Symbol`]'s pattern.
+pub const SYMBOL_PATTERN: &str = r"^[A-Za-z0-9._/:^=-]{1,32}$";
+
+impl utoipa::PartialSchema for Symbol {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(SYMBOL_PATTERN))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Symbol {}

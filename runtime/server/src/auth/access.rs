@@ -176,6 +176,11 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> Result<Princip
     if user.disabled {
         return Err(ApiError::unauthorized("user is disabled"));
     }
+    if claims.ver != user.token_version {
+        return Err(ApiError::unauthorized(
+            "access token ended by a logout or a password or role change: refresh or log in again",
+        ));
+    }
     Ok(Principal {
         user_id: user.id,
         role: user.role.parse().map_err(ApiError::internal)?,

@@ -28,6 +28,10 @@ pub struct Claims {
     pub exp: i64,
     /// Unique id, so two tokens issued in the same second differ.
     pub jti: String,
+    /// The user's token version when issued; a token below the user's current version was
+    /// ended by a logout or a password or role change.
+    #[serde(default)]
+    pub ver: i64,
 }
 
 impl Claims {
@@ -65,8 +69,17 @@ impl JwtKeys {
         }
     }
 
-    /// A signed token of type `typ` valid for `ttl` seconds.
-    pub fn issue(&self, user_id: i64, name: &str, role: Role, typ: &str, ttl: i64) -> String {
+    /// A signed token of type `typ` valid for `ttl` seconds, under the user's token version
+    /// `ver`.
+    pub fn issue(
+        &self,
+        user_id: i64,
+        name: &str,
+        role: Role,
+        ver: i64,
+        typ: &str,
+        ttl: i64,
+    ) -> String {
         let t = now();
         let claims = Claims {
             sub: user_id.to_string(),
@@ -76,6 +89,7 @@ impl JwtKeys {
             iat: t,
             exp: t + ttl,
             jti: super::random_token("")[..16].to_string(),
+            ver,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing cannot fail")
@@ -116,7 +130,7 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_bad_ones_say_why() {
         let keys = JwtKeys::new(b"test secret");
-        let t = keys.issue(7, "ann", Role::Trader, "access", 60);
+        let t = keys.issue(7, "ann", Role::Trader, 0, "access", 60);
         let c = keys.verify(&t, "access").unwrap();
         assert_eq!(
             (c.user_id(), c.role, c.name.as_str()),
@@ -126,12 +140,12 @@ mod tests {
             keys.verify(&t, "mfa").unwrap_err().message,
             "a access token cannot be used here"
         );
-        let expired = keys.issue(7, "ann", Role::Trader, "access", -60);
+        let expired = keys.issue(7, "ann", Role::Trader, 0, "access", -60);
         assert_eq!(
             keys.verify(&expired, "access").unwrap_err().message,
             "token expired: log in again or refresh"
         );
-        let forged = JwtKeys::new(b"other").issue(7, "ann", Role::Admin, "access", 60);
+        let forged = JwtKeys::new(b"other").issue(7, "ann", Role::Admin, 0, "access", 60);
         assert_eq!(
             keys.verify(&forged, "access").unwrap_err().message,
             "token signature is invalid"

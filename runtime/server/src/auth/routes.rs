@@ -66,11 +66,11 @@ fn with_note(mut response: Response, username: &str, detail: Option<String>) -> 
 
 async fn issue_tokens(
     state: &AppState,
-    user_id: i64,
-    name: &str,
+    user: &store::users::User,
     role: Role,
     family: Option<String>,
 ) -> ApiResult<TokenResponse> {
+    let user_id = user.id;
     let refresh = random_token("rt_");
     let family = family.unwrap_or_else(|| random_token("")[..24].to_string());
     store::users::insert_refresh_token(
@@ -82,9 +82,14 @@ async fn issue_tokens(
     )
     .await?;
     Ok(TokenResponse {
-        access_token: state
-            .jwt
-            .issue(user_id, name, role, "access", ACCESS_TTL_SECS),
+        access_token: state.jwt.issue(
+            user_id,
+            &user.username,
+            role,
+            user.token_version,
+            "access",
+            ACCESS_TTL_SECS,
+        ),
         refresh_token: refresh,
         token_type: "Bearer".into(),
         expires_in: ACCESS_TTL_SECS,
@@ -130,9 +135,14 @@ async fn login(
         };
         let role: Role = user.role.parse().map_err(ApiError::internal)?;
         if user.totp_enabled {
-            let mfa = state
-                .jwt
-                .issue(user.id, &user.username, role, "mfa", MFA_TTL_SECS);
+            let mfa = state.jwt.issue(
+                user.id,
+                &user.username,
+                role,
+                user.token_version,
+                "mfa",
+                MFA_TTL_SECS,
+            );
             return Ok(ApiJson(MfaRequired {
                 mfa_required: true,
                 mfa_token: mfa,
@@ -140,10 +150,7 @@ async fn login(
             })
             .into_response());
         }
-        Ok(
-            ApiJson(issue_tokens(&state, user.id, &user.username, role, None).await?)
-                .into_response(),
-        )
+        Ok(ApiJson(issue_tokens(&state, &user, role, None).await?).into_response())
     }
     .await;
     let response = result.unwrap_or_else(IntoResponse::into_response);
@@ -182,9 +189,7 @@ async fn login_2fa(
     totp::check(&state.store, user_id, &claims.name, &req.code).await?;
     let user = store::users::by_id(&state.store, user_id).await?;
     let role: Role = user.role.parse().map_err(ApiError::internal)?;
-    Ok(ApiJson(
-        issue_tokens(&state, user.id, &user.username, role, None).await?,
-    ))
+    Ok(ApiJson(issue_tokens(&state, &user, role, None).await?))
 }
 
 /// A refresh token.
@@ -214,7 +219,7 @@ async fn refresh(
             }
             let role: Role = user.role.parse().map_err(ApiError::internal)?;
             Ok(ApiJson(
-                issue_tokens(&state, user.id, &user.username, role, Some(family)).await?,
+                issue_tokens(&state, &user, role, Some(family)).await?,
             ))
         }
         RefreshUse::Reused { user_id, .. } => {
@@ -224,6 +229,10 @@ async fn refresh(
             )
             .with_field("refresh_token"))
         }
+        RefreshUse::Revoked { .. } => Err(ApiError::unauthorized(
+            "refresh token revoked by a logout or a password change; log in again",
+        )
+        .with_field("refresh_token")),
         RefreshUse::Expired => Err(
             ApiError::unauthorized("refresh token expired; log in again")
                 .with_field("refresh_token"),
@@ -271,6 +280,10 @@ async fn logout(
             "give the refresh_token to revoke, or all: true",
         ));
     }
+    // The access tokens end now rather than when they expire. That takes every access token
+    // of the user: other sessions refresh (their refresh tokens still work unless `all`).
+    store::users::end_access_tokens(&state.store, p.user_id).await?;
+    state.users.invalidate(p.user_id);
     Ok(ApiJson(LogoutResponse { revoked }))
 }
 
@@ -317,7 +330,8 @@ pub struct TotpState {
 /// Confirm set-up with a code from the app: TOTP is required at every login from now on.
 #[utoipa::path(post, path = "/api/auth/2fa/enable", tag = "auth", request_body = TotpCode,
     security(("bearer" = ["viewer"])),
-    responses((status = 200, body = TotpState), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = TotpState), (status = 401, body = ErrorBody),
+        (status = 409, description = "Two-factor authentication is not set up.", body = ErrorBody)))]
 async fn totp_enable(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -332,7 +346,8 @@ async fn totp_enable(
 /// Turn TOTP off (needs a current code).
 #[utoipa::path(post, path = "/api/auth/2fa/disable", tag = "auth", request_body = TotpCode,
     security(("bearer" = ["viewer"])),
-    responses((status = 200, body = TotpState), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = TotpState), (status = 401, body = ErrorBody),
+        (status = 409, description = "Two-factor authentication is not set up.", body = ErrorBody)))]
 async fn totp_disable(
     State(state): State<AppState>,
     Caller(p): Caller,

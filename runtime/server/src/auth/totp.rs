@@ -39,8 +39,11 @@ pub fn url(secret_hex: &str, account: &str) -> Result<String, ApiError> {
 /// Check `code` for a user with TOTP set up, refusing a code (time step) used before.
 pub async fn check(store: &Store, user_id: i64, account: &str, code: &str) -> Result<(), ApiError> {
     let (secret, _) = store::users::totp(store, user_id).await?;
-    let secret =
-        secret.ok_or_else(|| ApiError::bad_request("two-factor authentication is not set up"))?;
+    let secret = secret.ok_or_else(|| {
+        ApiError::conflict(
+            "two-factor authentication is not set up: call POST /api/auth/2fa/setup first",
+        )
+    })?;
     let step = totp(&secret, account)?
         .check_current(code.trim())
         .ok_or_else(|| {

@@ -412,6 +412,7 @@ pub struct BacktestFilter {
     /// Only this strategy's backtests.
     pub strategy_id: Option<i64>,
     /// At most this many, newest first (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 

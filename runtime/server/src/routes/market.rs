@@ -196,9 +196,14 @@ pub struct BarsParams {
     pub to: Option<i64>,
     /// Resample into buckets of this length: `30s`, `1m`, `5m`, `15m`, `1h`, `4h`, `1d`, `1w`
     /// (a number with unit s, m, h, d or w) or plain seconds. Buckets are aligned to the Unix
-    /// epoch (UTC; weeks start on Monday). Default: the bars as stored.
+    /// epoch (UTC; weeks start on Monday). Default: the bars as stored. At most 366 days;
+    /// no leading zeros.
+    #[param(
+        pattern = r"^(?:(?:[1-9]|[1-9][0-9]|[1-9][0-9]{2}|[1-9][0-9]{3}|[1-9][0-9]{4}|[1-9][0-9]{5}|[1-9][0-9]{6}|[1-2][0-9]{7}|30[0-9]{6}|31[0-5][0-9]{5}|316[0-1][0-9]{4}|3162[0-1][0-9]{3}|31622[0-3][0-9]{2}|31622400)s?|(?:[1-9]|[1-9][0-9]|[1-9][0-9]{2}|[1-9][0-9]{3}|[1-9][0-9]{4}|[1-4][0-9]{5}|5[0-1][0-9]{4}|52[0-6][0-9]{3}|5270[0-3][0-9]|527040)(?:m|min)|(?:[1-9]|[1-9][0-9]|[1-9][0-9]{2}|[1-7][0-9]{3}|8[0-6][0-9]{2}|87[0-7][0-9]|878[0-3]|8784)h|(?:[1-9]|[1-9][0-9]|[1-2][0-9]{2}|3[0-5][0-9]|36[0-5]|366)d|(?:[1-9]|[1-4][0-9]|5[0-1]|52)w)$"
+    )]
     pub interval: Option<String>,
     /// Most bars to return, 1 to 10000 (default 10000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
 }
 
@@ -229,12 +234,14 @@ pub struct Bars {
     pub bars: Vec<BarOut>,
 }
 
-/// Parse `1m`, `5m`, `1h`, `1d`, `1w`, `30s` or plain seconds. At most 366 days.
+/// Parse `1m`, `5m`, `1h`, `1d`, `1w`, `30s` or plain seconds. At most 366 days, no leading
+/// zeros or spaces: exactly the strings `BarsParams::interval`'s documented pattern matches
+/// (a test holds the two together).
 pub fn parse_interval(text: &str) -> Result<i64, String> {
-    let t = text.trim();
+    let t = text;
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let unit_s = match unit.trim() {
+    let unit_s = match unit {
         "" | "s" => 1,
         "m" | "min" => 60,
         "h" => 3_600,
@@ -246,6 +253,9 @@ pub fn parse_interval(text: &str) -> Result<i64, String> {
             ));
         }
     };
+    if num.starts_with('0') && num.len() > 1 {
+        return Err(format!("interval {text:?} must not start with a zero"));
+    }
     let n: i64 = num.parse().map_err(|_| {
         format!("interval {text:?} must be a whole number with an optional unit, e.g. 5m, 1h, 1d")
     })?;
@@ -269,14 +279,6 @@ async fn get_bars(
     ApiPath(symbol): ApiPath<String>,
     ApiQuery(p): ApiQuery<BarsParams>,
 ) -> ApiResult<ApiJson<Bars>> {
-    if let (Some(from), Some(to)) = (p.from, p.to)
-        && from > to
-    {
-        return Err(ApiError::validation(
-            "from",
-            format!("from ({from}) is after to ({to})"),
-        ));
-    }
     let interval_s = p
         .interval
         .as_deref()
@@ -362,5 +364,53 @@ mod tests {
         assert!(parse_interval("m").unwrap_err().contains("whole number"));
         assert!(parse_interval("-5m").is_err());
         assert!(parse_interval("999999999999999999d").is_err());
+    }
+
+    /// The pattern the OpenAPI document gives clients accepts exactly what the server does.
+    #[test]
+    fn the_documented_interval_pattern_is_the_parsers_language() {
+        let doc =
+            serde_json::to_value(<BarsParams as utoipa::IntoParams>::into_params(|| None)).unwrap();
+        let pattern = doc
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "interval")
+            .and_then(|p| p["schema"]["pattern"].as_str())
+            .expect("interval has a pattern")
+            .to_string();
+        let re = regex::Regex::new(&pattern).unwrap();
+        let mut tried = 0;
+        for unit in ["", "s", "m", "min", "h", "d", "w", "x", " ", "ms"] {
+            let mut n: u64 = 0;
+            while n < 40_000_000 {
+                for text in [
+                    format!("{n}{unit}"),
+                    format!("0{n}{unit}"),
+                    format!(" {n}{unit}"),
+                ] {
+                    assert_eq!(
+                        re.is_match(&text),
+                        parse_interval(&text).is_ok(),
+                        "{text:?}: pattern and parser disagree"
+                    );
+                    tried += 1;
+                }
+                // Every number near each power of ten and each unit's limit, and a spread.
+                n = if n < 1000 { n + 1 } else { n + n / 97 + 1 };
+                for edge in [
+                    52, 53, 366, 367, 8784, 8785, 527_040, 527_041, 31_622_400, 31_622_401,
+                ] {
+                    if n > edge && n - edge < n / 97 + 2 {
+                        assert_eq!(
+                            re.is_match(&format!("{edge}{unit}")),
+                            parse_interval(&format!("{edge}{unit}")).is_ok(),
+                            "{edge}{unit}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(tried > 10_000);
     }
 }

@@ -322,7 +322,7 @@ pub fn validate_config(kind: &str, changes: &Map<String, Value>) -> ApiResult<()
 /// cpu_window_secs in (0, 3600], cpu_share_cap_pct_by_instance `{"<instance id>": pct}`; the
 /// CPU settings apply at once, the others at the next start). Stored and announced on
 /// `system-health` and `notifications`.
-#[utoipa::path(post, path = "/api/modules/{id}/configure", tag = "modules",
+#[utoipa::path(post, path = "/api/modules/{id}/configure", tag = "modules", operation_id = "configure_module",
     params(("id" = String, Path, description = "module id")), request_body = ConfigureRequest,
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses((status = 200, body = Module), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]

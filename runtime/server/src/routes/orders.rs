@@ -424,11 +424,14 @@ pub(crate) async fn modify(
 pub struct OrderQuery {
     /// `accepted`, `partially_filled`, `filled`, `cancelled`, `rejected`, or `working` (the
     /// first two).
+    #[param(pattern = "^(working|accepted|partially_filled|filled|cancelled|rejected)$")]
     pub status: Option<String>,
     pub symbol: Option<String>,
     /// `manual`, or a strategy account.
+    #[param(pattern = "^(manual|strategy:[0-9]{1,18})$")]
     pub account: Option<String>,
     /// At most this many, newest first (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -592,24 +595,12 @@ pub(crate) async fn cancel_by(
 
 /// A JSON body that may be absent (empty body means the defaults).
 pub(crate) fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> ApiResult<T> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    // No body, or JSON `null`, is the empty request.
+    let text = body.trim_ascii();
+    if text.is_empty() || text == b"null" {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("request body is not valid JSON: {e}"),
-            )
-        } else {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation",
-                e.to_string(),
-            )
-        }
-    })
+    crate::error::json_object(body)
 }
 
 /// New values for a working order; absent fields stay.
@@ -669,10 +660,14 @@ pub struct Trade {
 #[into_params(parameter_in = Query)]
 pub struct TradeQuery {
     /// `open` (default), `closed` or `all`.
+    #[param(pattern = "^(open|closed|all)$")]
     pub status: Option<String>,
     pub symbol: Option<String>,
+    /// `manual`, or a strategy account (`strategy:<id>`).
+    #[param(pattern = "^(manual|strategy:[0-9]{1,18})$")]
     pub account: Option<String>,
     /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -742,11 +737,14 @@ async fn list_trades(
 #[into_params(parameter_in = Query)]
 pub struct FillQuery {
     pub symbol: Option<String>,
+    /// `manual`, or a strategy account (`strategy:<id>`).
+    #[param(pattern = "^(manual|strategy:[0-9]{1,18})$")]
     pub account: Option<String>,
     pub order_id: Option<i64>,
     /// Trade id.
     pub trade_id: Option<i64>,
     /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 

@@ -346,6 +346,7 @@ async fn exposure(State(state): State<AppState>) -> ApiResult<ApiJson<ExposureRe
 #[into_params(parameter_in = Query)]
 pub struct AlertQuery {
     /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Only alerts at or after this time (unix seconds).
     pub since: Option<i64>,
@@ -383,30 +384,42 @@ async fn alerts(
 #[serde(deny_unknown_fields)]
 pub struct RiskParameters {
     /// Largest order, units (> 0).
+    #[schema(exclusive_minimum = 0.0)]
     pub max_order_quantity: Option<f64>,
     /// Largest order notional, units × last close (> 0).
+    #[schema(exclusive_minimum = 0.0)]
     pub max_order_notional: Option<f64>,
     /// Largest |position| per symbol after an order, units (> 0).
+    #[schema(exclusive_minimum = 0.0)]
     pub max_position: Option<f64>,
     /// Largest Σ |position × mark| after an order (> 0).
+    #[schema(exclusive_minimum = 0.0)]
     pub max_gross_exposure: Option<f64>,
     /// Most working orders at once (≥ 1).
+    #[schema(minimum = 1, maximum = 1000000)]
     pub max_open_orders: Option<u64>,
     /// Most resting orders of one account at once, a bound on the host's work for it
     /// (1–100000; absent or `null`: the default 1000, never off).
+    #[schema(minimum = 1, maximum = 100000)]
     pub max_resting_orders: Option<u64>,
     /// Most resting orders in one OCO group (1–1000; absent or `null`: the default 16, never
     /// off).
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_oco_orders: Option<u64>,
     /// Most orders accepted per `order_window_secs` (≥ 1).
+    #[schema(minimum = 1, maximum = 4294967295.0)]
     pub max_orders_per_window: Option<u64>,
     /// Window of the order-rate limit, seconds (1–86400, default 60).
+    #[schema(minimum = 1, maximum = 86400)]
     pub order_window_secs: Option<i64>,
     /// Limit and stop prices must lie within this percentage of the last close (0–100].
+    #[schema(exclusive_minimum = 0.0, maximum = 100.0)]
     pub price_collar_pct: Option<f64>,
     /// Kill switch: equity this far below the day's opening equity (> 0).
+    #[schema(exclusive_minimum = 0.0)]
     pub max_daily_loss: Option<f64>,
     /// Kill switch: equity this many percent below its peak (0–100].
+    #[schema(exclusive_minimum = 0.0, maximum = 100.0)]
     pub max_drawdown_pct: Option<f64>,
 }
 
@@ -507,15 +520,18 @@ pub fn parse_parameters(body: &Value) -> ApiResult<RiskLimits> {
                 "max_oco_orders" => 1_000,
                 _ => 1_000_000,
             };
-            let n = v
-                .as_u64()
-                .filter(|n| (1..=top).contains(n))
-                .ok_or_else(|| {
-                    ApiError::validation(
-                        key.clone(),
-                        format!("{key} must be a whole number from 1 to {top}, got {v}"),
-                    )
-                })?;
+            // `3.0` is the whole number 3 to JSON Schema (and to clients that send floats).
+            let whole = v.as_u64().or_else(|| {
+                v.as_f64()
+                    .filter(|x| x.fract() == 0.0 && *x >= 0.0 && *x <= top as f64)
+                    .map(|x| x as u64)
+            });
+            let n = whole.filter(|n| (1..=top).contains(n)).ok_or_else(|| {
+                ApiError::validation(
+                    key.clone(),
+                    format!("{key} must be a whole number from 1 to {top}, got {v}"),
+                )
+            })?;
             match key.as_str() {
                 "max_open_orders" => l.max_open_orders = Some(n as usize),
                 "max_resting_orders" => l.max_resting_orders = Some(n as usize),
@@ -581,7 +597,7 @@ async fn put_parameters(
 }
 
 /// Same as `PUT /api/risk/parameters` (admin).
-#[utoipa::path(post, path = "/api/risk/configure", tag = "risk", request_body = RiskParameters,
+#[utoipa::path(post, path = "/api/risk/configure", tag = "risk", operation_id = "configure_risk", request_body = RiskParameters,
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
     responses((status = 200, body = RiskParameters), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn configure(

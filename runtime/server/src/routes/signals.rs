@@ -256,6 +256,7 @@ fn parse_signal(o: &Map<String, Value>, at: &str) -> ApiResult<NewSignal> {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Most signals to return, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Only signals received at or after this unix second.
     pub since: Option<i64>,
@@ -337,6 +338,7 @@ pub struct SignalsParams {
     /// Exact webhook source.
     pub source: Option<String>,
     /// Most signals to return, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Only signals received at or after this unix second.
     pub since: Option<i64>,

@@ -274,6 +274,27 @@ struct Upload {
 }
 
 /// `POST /api/strategies` as JSON: a rule program (`docs/rules.md`), built into a component.
+/// An upload as a multipart form (what `curl -F file=@x.wasm` sends); other fields are
+/// refused.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // The form is read field by field; this only documents it.
+pub struct UploadForm {
+    /// The component (`.wasm`).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Name of the strategy (default: what its `describe` reports).
+    name: Option<String>,
+    /// Description (default: none).
+    description: Option<String>,
+}
+
+/// A component sent as the raw body.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // The body is read as bytes; this only documents it.
+pub struct ComponentBytes(Vec<u8>);
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RulesUpload {
@@ -654,7 +675,9 @@ pub struct UploadQuery {
 /// described, and stored as version 1 with a disabled default instance.
 #[utoipa::path(post, path = "/api/strategies", tag = "strategies",
     params(UploadQuery),
-    request_body(content = Vec<u8>, description = "the component: multipart/form-data (field `file`) or raw bytes; or a rule program as JSON `{\"name\", \"rules\"}`", content_type = "application/wasm"),
+    request_body(description = "the component: a multipart form (field `file`) or the raw bytes; or a rule program as JSON `{\"name\", \"rules\"}`",
+        content((UploadForm = "multipart/form-data"), (ComponentBytes = "application/wasm"),
+            (ComponentBytes = "application/octet-stream"), (RulesUpload = "application/json"))),
     security(("bearer" = ["trader"]), ("api_key" = ["trader"])),
     responses((status = 201, body = StrategyView), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -725,7 +748,9 @@ pub struct VersionQuery {
 /// `description` are ignored). Versions count up from 1.
 #[utoipa::path(post, path = "/api/strategies/{id}/versions", tag = "strategies",
     params(("id" = i64, Path, description = "strategy id"), VersionQuery),
-    request_body(content = Vec<u8>, description = "the component: multipart/form-data (field `file`) or raw bytes", content_type = "application/wasm"),
+    request_body(description = "the component: a multipart form (field `file`) or the raw bytes",
+        content((UploadForm = "multipart/form-data"), (ComponentBytes = "application/wasm"),
+            (ComponentBytes = "application/octet-stream"))),
     security(("bearer" = ["trader"]), ("api_key" = ["trader"])),
     responses((status = 201, body = Version), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -893,7 +918,9 @@ pub struct ConfigureRequest {
     /// their current values.
     #[schema(value_type = Option<Object>)]
     pub params: Option<Value>,
-    /// Symbols to trade (absent: unchanged).
+    /// Symbols to trade (absent: unchanged): at most 1000 different ones, each 1 to 32
+    /// letters, digits or `. _ - / : ^ =`.
+    #[schema(max_items = 1000, inline, value_type = Option<std::collections::BTreeSet<crate::api_types::Symbol>>)]
     pub symbols: Option<Vec<String>>,
 }
 

@@ -38,7 +38,17 @@ async fn get_profile(State(state): State<AppState>, Caller(p): Caller) -> ApiRes
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileUpdate {
+    /// 1 to 100 characters, not only spaces, no control characters.
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub display_name: Option<String>,
+    /// At most 254 characters with an `@`, no spaces or control characters.
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]*@[^\s\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub email: Option<String>,
 }
 
@@ -52,15 +62,19 @@ async fn put_profile(
     ApiJson(req): ApiJson<ProfileUpdate>,
 ) -> ApiResult<ApiJson<User>> {
     if let Some(name) = &req.display_name
-        && (name.trim().is_empty() || name.chars().count() > 100)
+        && (name.trim().is_empty()
+            || name.chars().count() > 100
+            || name.chars().any(char::is_control))
     {
         return Err(ApiError::validation(
             "display_name",
-            "display_name must have 1 to 100 characters",
+            "display_name must have 1 to 100 characters, not only spaces, and no control characters",
         ));
     }
     if let Some(email) = &req.email
-        && (email.len() > 254 || !email.contains('@') || email.contains(char::is_whitespace))
+        && (email.chars().count() > 254
+            || !email.contains('@')
+            || email.contains(|c: char| c.is_whitespace() || c.is_control()))
     {
         return Err(ApiError::validation(
             "email",
@@ -110,6 +124,7 @@ async fn change_password(
     password::validate(&req.new_password).map_err(|e| e.with_field("new_password"))?;
     let hash = password::hash(req.new_password).await?;
     store::users::set_password_hash(&state.store, p.user_id, &hash).await?;
+    store::users::end_access_tokens(&state.store, p.user_id).await?;
     state.users.invalidate(p.user_id);
     store::users::revoke_all_refresh(&state.store, p.user_id).await?;
     Ok(ApiJson(Ok { ok: true }))
@@ -255,7 +270,8 @@ pub struct RoleChange {
 #[utoipa::path(put, path = "/api/users/{id}/role", tag = "users", request_body = RoleChange,
     params(("id" = i64, Path, description = "user id")),
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
-    responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = User), (status = 404, body = ErrorBody),
+        (status = 409, description = "An admin cannot demote themselves.", body = ErrorBody)))]
 async fn set_user_role(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -263,13 +279,15 @@ async fn set_user_role(
     ApiJson(req): ApiJson<RoleChange>,
 ) -> ApiResult<ApiJson<User>> {
     if id == p.user_id && req.role < Role::Admin {
-        return Err(ApiError::validation(
-            "role",
-            "you cannot demote yourself; ask another admin",
-        ));
+        // The request is well formed; the account's state forbids it.
+        return Err(
+            ApiError::conflict("you cannot demote yourself; ask another admin").with_field("role"),
+        );
     }
     store::users::by_id(&state.store, id).await?;
-    let user = store::users::set_role(&state.store, id, req.role.as_str()).await?;
+    store::users::set_role(&state.store, id, req.role.as_str()).await?;
+    store::users::end_access_tokens(&state.store, id).await?;
+    let user = store::users::by_id(&state.store, id).await?;
     state.users.invalidate(id);
     Ok(ApiJson(user.into()))
 }
