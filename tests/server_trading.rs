@@ -218,8 +218,25 @@ async fn orders_are_accepted_at_each_limit_and_refused_one_past_it() {
             .contains("3 open orders already; max_open_orders is 3"),
         "{e}"
     );
-    // Cancelling one frees a slot.
+    // Another trader may neither cancel nor modify tina's order; an admin may.
     let id = a["id"].as_i64().unwrap();
+    let tom = d.s.user_token(&d.admin, "tom", "trader").await;
+    for (method, path, body) in [
+        (Method::POST, format!("/api/orders/{id}/cancel"), None),
+        (
+            Method::PUT,
+            format!("/api/orders/{id}"),
+            Some(json!({"quantity": 2.0})),
+        ),
+    ] {
+        let (st, e) = d.call(method, &path, &tom, body).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{path}: {e}");
+        assert_eq!(
+            error_of(&e).1,
+            format!("order {id} was placed by another user: only they or an admin may change it")
+        );
+    }
+    // Cancelling one frees a slot.
     let (st, c) = d
         .call(
             Method::POST,

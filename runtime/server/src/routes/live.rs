@@ -13,7 +13,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::orders::optional_body;
-use super::strategies::{CloneRequest, announce_clone, live_error, make_clone, publish};
+use super::strategies::{
+    CloneRequest, announce_clone, live_error, make_clone, publish, require_owner,
+};
 use crate::api_types::live::SwapRecord;
 use crate::api_types::strategies::Instance;
 use crate::auth::access::Caller;
@@ -119,6 +121,8 @@ async fn swap_instance(
     body: axum::body::Bytes,
 ) -> ApiResult<ApiJson<SwapOutcome>> {
     let req: SwapRequest = optional_body(&body)?;
+    let strategy = store::live::strategy_of_instance(&state.store, id).await?;
+    require_owner(&state, &p, strategy, "swap").await?;
     Ok(ApiJson(
         swap_to(&state, p.user_id, &p.username, id, req.version).await?,
     ))
@@ -144,6 +148,8 @@ async fn rollback_instance(
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<RollbackRequest>,
 ) -> ApiResult<ApiJson<SwapOutcome>> {
+    let strategy = store::live::strategy_of_instance(&state.store, id).await?;
+    require_owner(&state, &p, strategy, "roll back").await?;
     Ok(ApiJson(
         swap_to(&state, p.user_id, &p.username, id, Some(req.version)).await?,
     ))

@@ -321,11 +321,13 @@ pub(crate) async fn cancel(
 /// answered 422 `risk_rejected`.
 pub(crate) async fn modify(
     state: &AppState,
+    p: &Principal,
     id: i64,
     req: &ModifyOrder,
 ) -> ApiResult<store::orders::Order> {
     let order = store::orders::get(&state.store, id).await?;
     refuse_live_order(&order)?;
+    require_order_owner(p, &order)?;
     if !order.is_working() {
         return Err(ApiError::conflict(format!(
             "order {id} is {}, not working: only accepted or partially filled orders can be modified",
@@ -590,7 +592,21 @@ pub(crate) async fn cancel_by(
         Some(r) if !r.is_empty() => format!("cancelled by {}: {r}", p.username),
         _ => format!("cancelled by {}", p.username),
     };
+    require_order_owner(p, &store::orders::get(&state.store, id).await?)?;
     cancel(state, id, &reason).await
+}
+
+/// A trader acts only on the manual orders they placed; admins on all. Strategy orders are
+/// left to the caller's own refusal (they are changed through their instance, not here).
+pub(crate) fn require_order_owner(p: &Principal, order: &store::orders::Order) -> ApiResult<()> {
+    let strategy_order = !matches!(order.account, AccountId::Manual);
+    if strategy_order || p.role >= crate::auth::Role::Admin || order.user_id == Some(p.user_id) {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "order {} was placed by another user: only they or an admin may change it",
+        order.id
+    )))
 }
 
 /// A JSON body that may be absent (empty body means the defaults).
@@ -625,10 +641,11 @@ pub struct ModifyOrder {
     responses((status = 200, body = Order), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn modify_order(
     State(state): State<AppState>,
+    Caller(p): Caller,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<ModifyOrder>,
 ) -> ApiResult<ApiJson<Order>> {
-    Ok(ApiJson(modify(&state, id, &req).await?.into()))
+    Ok(ApiJson(modify(&state, &p, id, &req).await?.into()))
 }
 
 // ---- trades -------------------------------------------------------------------------------

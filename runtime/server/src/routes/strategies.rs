@@ -763,6 +763,7 @@ async fn create_version(
 ) -> ApiResult<(StatusCode, ApiJson<Version>)> {
     // The body first: answering before it is read would cost the client its connection.
     let upload = read_upload(&state, req).await?;
+    require_owner(&state, &p, id, "upload a version to").await?;
     let current = store::strategies::get(&state.store, id).await?;
     let checked = check_upload(&state, upload.bytes).await?;
     // Only a swap changes what a running instance runs: moving its stored version here
@@ -934,9 +935,11 @@ pub struct ConfigureRequest {
     responses((status = 200, body = Instance), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn configure_strategy(
     State(state): State<AppState>,
+    Caller(p): Caller,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<ConfigureRequest>,
 ) -> ApiResult<ApiJson<Instance>> {
+    require_owner(&state, &p, id, "configure").await?;
     let record = store::strategies::get(&state.store, id).await?;
     let info = info_of(&record.current_version)?;
     let given = match &req.params {
@@ -958,6 +961,23 @@ async fn configure_strategy(
     Ok(ApiJson(instance.into()))
 }
 
+/// Traders act only on their own strategies (and their instances); admins on all. A
+/// strategy with no owner was made by the server itself, so only admins change it.
+pub(crate) async fn require_owner(
+    state: &AppState,
+    p: &crate::auth::Principal,
+    strategy_id: i64,
+    action: &str,
+) -> ApiResult<()> {
+    let s = store::strategies::strategy(&state.store, strategy_id).await?;
+    if p.role >= Role::Admin || s.owner_id == Some(p.user_id) {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "only the owner of strategy {strategy_id} or an admin may {action} it"
+    )))
+}
+
 /// Enable the default instance (the live engine runs enabled instances). It needs at least
 /// one symbol.
 #[utoipa::path(post, path = "/api/strategies/{id}/enable", tag = "strategies",
@@ -969,6 +989,7 @@ async fn enable_strategy(
     Caller(p): Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ApiJson<Instance>> {
+    require_owner(&state, &p, id, "enable").await?;
     let current = store::strategies::instance(&state.store, id).await?;
     if current.symbols.is_empty() {
         return Err(ApiError::validation(
@@ -1003,7 +1024,7 @@ async fn disable_strategy(
     Caller(p): Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ApiJson<Instance>> {
-    store::strategies::strategy(&state.store, id).await?;
+    require_owner(&state, &p, id, "disable").await?;
     match state
         .live
         .disable(id, &format!("disabled by {}", p.username))
@@ -1042,12 +1063,8 @@ async fn delete_strategy(
     Caller(p): Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ApiJson<Deleted>> {
+    require_owner(&state, &p, id, "delete").await?;
     let s = store::strategies::strategy(&state.store, id).await?;
-    if s.owner_id != Some(p.user_id) && p.role < Role::Admin {
-        return Err(ApiError::forbidden(format!(
-            "only the owner of strategy {id} or an admin may delete it"
-        )));
-    }
     let kept = store::backtests::list(&state.store, Some(id), i64::MAX)
         .await?
         .len();

@@ -430,9 +430,9 @@ async fn answer(
         }
         "modify" => {
             let m: ModifyMessage = body(kind, rest)?;
-            order_action(state, caller, Action::Modify, Some(m.order_id), |_| {
+            order_action(state, caller, Action::Modify, Some(m.order_id), |p| {
                 let changes = &m.changes;
-                async move { orders::modify(state, m.order_id, changes).await }
+                async move { orders::modify(state, &p, m.order_id, changes).await }
             })
             .await
         }
