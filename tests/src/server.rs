@@ -44,6 +44,8 @@ impl TestServer {
             login_per_min: 0,
             // Tests feed the live engine themselves unless they turn the replay on.
             replay: false,
+            // Tests start from an empty market unless they import one.
+            demo_data: false,
             ..ServerConfig::default()
         };
         config
@@ -224,6 +226,8 @@ pub fn spawn_serve(
         .args(["serve", "--listen", &listen, "--database-url", url])
         .env("QTM_ADMIN_PASSWORD", ADMIN.1)
         .env("QTM_LOG", "warn")
+        // Tests start from an empty market unless they ask for the demo data.
+        .env("QTM_DEMO_DATA", "false")
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(dir.join("serve.err")).unwrap())

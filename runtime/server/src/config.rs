@@ -58,6 +58,10 @@ pub struct ServerConfig {
     /// Start the replay feed when its module is enabled (`QTM_REPLAY`, default true). Off, the
     /// live engine still trades bars ingested over `POST /api/market`.
     pub replay: bool,
+    /// Import the demo data embedded in the binary (SPY minute bars of 2011) on a start whose
+    /// database has no bars, so a bare `qtm serve` has a market to replay (`QTM_DEMO_DATA`,
+    /// default true).
+    pub demo_data: bool,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +84,7 @@ impl Default for ServerConfig {
             webhook_secrets: Default::default(),
             webhook_window_secs: 300,
             replay: true,
+            demo_data: true,
         }
     }
 }
@@ -186,6 +191,9 @@ impl ServerConfig {
         }
         if let Some(v) = var("QTM_REPLAY") {
             self.replay = parse("QTM_REPLAY", &v)?;
+        }
+        if let Some(v) = var("QTM_DEMO_DATA") {
+            self.demo_data = parse("QTM_DEMO_DATA", &v)?;
         }
         for (key, value) in std::env::vars() {
             if let Some(source) = key.strip_prefix("QTM_WEBHOOK_SECRET_") {

@@ -120,6 +120,9 @@ pub async fn start_with(
         .await?
         .unwrap_or_else(RiskLimits::default);
     store::modules::seed(&store).await?;
+    if config.demo_data {
+        import_demo_data(&store).await?;
+    }
     // A backtest that was running when the previous process died will never finish.
     store::backtests::fail_interrupted(&store).await?;
     let live = start_live(&store, &sandbox, &risk, &config).await?;
@@ -170,6 +173,34 @@ pub async fn start_with(
         },
         bootstrap,
     ))
+}
+
+/// The demo data embedded in the binary: SPY minute bars of 2011 (Apache-2.0, `data/README.md`).
+const DEMO_CSV_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/spy_1m_2011.csv.gz"));
+
+/// Import the embedded demo data when the database has no bars at all, so a fresh server has a
+/// market to replay wherever it was started. A database with any bars is left alone.
+async fn import_demo_data(store: &Store) -> Result<(), ServeError> {
+    if !store::market::list_assets(store).await?.is_empty() {
+        return Ok(());
+    }
+    let csv = std::io::BufReader::new(flate2::read::GzDecoder::new(DEMO_CSV_GZ));
+    let reader = qtm_market::BarReader::from_reader(csv, "bundled spy_1m_2011.csv")
+        .map_err(|e| ServeError::Setup(format!("the embedded demo data: {e}")))?;
+    let opts = store::market::ImportOptions {
+        symbol: "SPY".into(),
+        name: Some("SPDR S&P 500 ETF (demo data, 2011 minute bars)".into()),
+        asset_class: Some(store::market::AssetClass::Index),
+        currency: None,
+    };
+    let summary = store::market::import_bars(store, reader, &opts)
+        .await
+        .map_err(|e| ServeError::Setup(format!("importing the embedded demo data: {e}")))?;
+    tracing::info!(
+        bars = summary.rows,
+        "empty database: imported the embedded demo data (SPY 2011 minute bars)"
+    );
+    Ok(())
 }
 
 /// Run until `signal` resolves (Ctrl-C / SIGTERM for `qtm serve`).

@@ -345,9 +345,21 @@ pub async fn import_csv(
     path: &Path,
     opts: &ImportOptions,
 ) -> Result<ImportSummary, ImportError> {
+    let reader = BarReader::open(path).map_err(ImportError::Data)?;
+    import_bars(store, reader, opts).await
+}
+
+/// [`import_csv`] from any reader of bar CSV (the bundled data embedded in the binary, an
+/// upload); the reader's name stands for the file in the summary and in errors.
+pub async fn import_bars<R: std::io::BufRead + Send + 'static>(
+    store: &Store,
+    reader: BarReader<R>,
+    opts: &ImportOptions,
+) -> Result<ImportSummary, ImportError> {
     let started = Instant::now();
     let opts = check_options(opts)?;
-    let reader = BarReader::open(path).map_err(ImportError::Data)?;
+    let path = reader.path().to_path_buf();
+    let path = path.as_path();
     let (tx_chunks, mut rx_chunks) = tokio::sync::mpsc::channel::<Result<Vec<Bar>, DataError>>(4);
     let parser = tokio::task::spawn_blocking(move || {
         let mut chunk = Vec::with_capacity(CHUNK_BARS);
