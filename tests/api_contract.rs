@@ -36,20 +36,10 @@ fn tools() -> Option<PathBuf> {
 async fn server() -> TestServer {
     let s = TestServer::start().await;
     let token = s.admin_token().await;
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(qtm_tests::component(guests::SMA_CROSS))
-            .file_name("sma-cross.wasm"),
-    );
-    let resp = s
-        .http
-        .post(format!("{}/api/strategies", s.base))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    let (status, body) = s
+        .upload_strategy(&token, qtm_tests::component(guests::SMA_CROSS))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     s
 }
 

@@ -28,6 +28,17 @@ async fn login(http: &reqwest::Client, base: &str) -> String {
     }
 }
 
+async fn list_assets(http: &reqwest::Client, base: &str, token: &str) -> Value {
+    http.get(format!("{base}/api/market/assets"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bare_serve_imports_the_embedded_demo_data_and_replays_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,15 +54,7 @@ async fn a_bare_serve_imports_the_embedded_demo_data_and_replays_it() {
     let http = reqwest::Client::new();
     let token = login(&http, &base).await;
 
-    let assets: Value = http
-        .get(format!("{base}/api/market/assets"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let assets = list_assets(&http, &base, &token).await;
     let spy = assets
         .as_array()
         .unwrap()
@@ -99,15 +102,7 @@ async fn a_bare_serve_imports_the_embedded_demo_data_and_replays_it() {
     );
     let base = format!("http://{listen}");
     let token = login(&http, &base).await;
-    let assets: Value = http
-        .get(format!("{base}/api/market/assets"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let assets = list_assets(&http, &base, &token).await;
     assert_eq!(assets.as_array().unwrap().len(), 1, "{assets}");
     assert_eq!(assets[0]["bars"].as_u64(), Some(csv_rows));
     child.kill().unwrap();

@@ -48,20 +48,9 @@ async fn traders_change_only_their_own_strategies_and_instances() {
     let admin = s.admin_token().await;
     let owner = s.user_token(&admin, "olga", "trader").await;
     let other = s.user_token(&admin, "oscar", "trader").await;
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(qtm_tests::component(guests::SMA_CROSS))
-            .file_name("sma-cross.wasm"),
-    );
-    let resp = s
-        .http
-        .post(format!("{}/api/strategies", s.base))
-        .bearer_auth(&owner)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let (status, created) = TestServer::decode(resp).await;
+    let (status, created) = s
+        .upload_strategy(&owner, qtm_tests::component(guests::SMA_CROSS))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let strategy = created["id"].as_i64().unwrap();
     let (_, view) = s

@@ -125,6 +125,23 @@ impl TestServer {
         self.token(name, &password).await
     }
 
+    /// Upload `wasm` as a new strategy (multipart, as `curl -F file=@…` sends it) with `token`.
+    pub async fn upload_strategy(&self, token: &str, wasm: Vec<u8>) -> (StatusCode, Value) {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(wasm).file_name("strategy.wasm"),
+        );
+        let resp = self
+            .http
+            .post(format!("{}/api/strategies", self.base))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("request sent");
+        Self::decode(resp).await
+    }
+
     /// Send a JSON request with an optional bearer token; returns status and JSON body
     /// (`Value::Null` for an empty body, the text as a string if it is not JSON).
     pub async fn call(
