@@ -269,7 +269,7 @@ async fn login_refresh_rotation_and_reuse_revokes_the_family() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         error_of(&body).1,
-        "refresh token revoked by a logout or a password change; log in again"
+        "refresh token revoked (by a logout, a password change or a detected reuse); log in again"
     );
     // Another session's access token ended too, but its refresh token still works.
     let (status, _) = s
@@ -550,7 +550,8 @@ async fn malformed_requests_get_clear_json_errors() {
         .await;
     assert_eq!(
         (status, error_of(&r).0.as_str()),
-        (StatusCode::BAD_REQUEST, "bad_path")
+        (StatusCode::NOT_FOUND, "not_found"),
+        "an id that is not a number names no resource: {r}"
     );
     // Validation names the field.
     let (status, r) = s

@@ -282,7 +282,8 @@ pub struct ApiQuery<T>(pub T);
 
 impl From<axum::extract::rejection::PathRejection> for ApiError {
     fn from(r: axum::extract::rejection::PathRejection) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_path", r.body_text())
+        // `/api/strategies/abc` names no resource, as `/api/nothing` names no route: 404.
+        ApiError::not_found(format!("no such resource: {}", r.body_text()))
     }
 }
 

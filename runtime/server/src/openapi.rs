@@ -120,8 +120,8 @@ fn complete_operation(op: &mut Value, has_path_params: bool) {
     let mut shared: Vec<(u16, &str)> = vec![
         (
             400,
-            "The request is malformed: a path or query value of the wrong type (an id that is \
-             not a 64-bit integer), or a body that does not parse.",
+            "The request is malformed: a query value of the wrong type, or a body that does not \
+             parse.",
         ),
         (
             429,
@@ -143,7 +143,10 @@ fn complete_operation(op: &mut Value, has_path_params: bool) {
         ));
     }
     if has_path_params {
-        shared.push((404, "No resource with that identifier."));
+        shared.push((
+            404,
+            "No resource with that identifier (an id that is not a 64-bit integer names none).",
+        ));
     }
     if has_body {
         shared.push((413, "The body is larger than the server accepts."));

@@ -321,7 +321,8 @@ pub enum RefreshUse {
     Fresh { user_id: i64, family: String },
     /// Already used: a sign of theft, so the whole family was revoked.
     Reused { user_id: i64, family: String },
-    /// Never used, but revoked (a logout or a password change): no sign of theft.
+    /// Never used, but revoked (a logout, a password change, or its family's revocation after
+    /// a reuse): no new sign of theft.
     Revoked { user_id: i64 },
     /// Past its expiry.
     Expired,
@@ -442,10 +443,11 @@ mod tests {
                 use_refresh_token(&s, "t1").await.unwrap(),
                 RefreshUse::Reused { .. }
             ));
-            assert!(matches!(
+            // t2 was never used: it is revoked, not reused (no second alarm).
+            assert_eq!(
                 use_refresh_token(&s, "t2").await.unwrap(),
-                RefreshUse::Reused { .. }
-            ));
+                RefreshUse::Revoked { user_id: u.id }
+            );
             assert_eq!(
                 use_refresh_token(&s, "nope").await.unwrap(),
                 RefreshUse::Unknown

@@ -230,7 +230,7 @@ async fn refresh(
             .with_field("refresh_token"))
         }
         RefreshUse::Revoked { .. } => Err(ApiError::unauthorized(
-            "refresh token revoked by a logout or a password change; log in again",
+            "refresh token revoked (by a logout, a password change or a detected reuse); log in again",
         )
         .with_field("refresh_token")),
         RefreshUse::Expired => Err(
