@@ -215,18 +215,19 @@ pub async fn halt(
     reason: &str,
     user_id: Option<i64>,
 ) -> StoreResult<Halt> {
-    with_pool!(store, p => sqlx::query(
-        "INSERT INTO risk_halts (scope, reason, halted_by, halted_at) VALUES ($1, $2, $3, $4) ON CONFLICT (scope) DO NOTHING",
+    // One statement, so a concurrent resume cannot slip between "insert" and "read back";
+    // the no-op update keeps the first reason and makes RETURNING answer on conflict too.
+    Ok(with_pool!(store, p => sqlx::query_as::<_, Halt>(
+        "INSERT INTO risk_halts (scope, reason, halted_by, halted_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (scope) DO UPDATE SET reason = risk_halts.reason \
+         RETURNING scope, reason, halted_by, halted_at",
     )
     .bind(scope)
     .bind(reason)
     .bind(user_id)
     .bind(now())
-    .execute(p)
-    .await.map(|r| r.rows_affected()))?;
-    halted(store, scope)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("halt of {scope}")))
+    .fetch_one(p)
+    .await)?)
 }
 
 /// Release the kill switch of `scope`; returns the halt that was in force, if any.
@@ -304,6 +305,30 @@ mod tests {
             );
             assert_eq!(resume(&s, ACCOUNT).await.unwrap().unwrap().reason, "first");
             assert_eq!(resume(&s, ACCOUNT).await.unwrap(), None);
+        }
+    }
+
+    /// Halts racing resumes (an admin double-clicking beside another) never fail: the halt
+    /// answers with whatever halt is in force at its statement.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn halts_racing_resumes_always_answer() {
+        for s in crate::test_stores().await {
+            let mut tasks = Vec::new();
+            for i in 0..40 {
+                let s = s.clone();
+                tasks.push(tokio::spawn(async move {
+                    if i % 2 == 0 {
+                        halt(&s, ACCOUNT, &format!("press {i}"), None)
+                            .await
+                            .map(|_| ())
+                    } else {
+                        resume(&s, ACCOUNT).await.map(|_| ())
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap().unwrap();
+            }
         }
     }
 }
