@@ -498,7 +498,7 @@ async fn bars_pushed_over_the_websocket_ingest_endpoint_are_traded_once_and_bad_
     );
     assert_eq!(e["error"]["field"], "bars[1]", "{e}");
     let e = next_json(&mut ws).await;
-    assert_eq!(e["error"]["code"], "bad_json", "{e}");
+    assert_eq!(e["error"]["code"], "malformed_json", "{e}");
     assert!(
         e["error"]["message"].as_str().unwrap().contains("line 1"),
         "{e}"

@@ -429,7 +429,8 @@ async fn only_callers_who_may_place_orders_over_rest_may_trade_here() {
     let first = qtm_tests::server::next_json(&mut ws).await;
     assert_eq!(
         first,
-        json!({"type": "error", "message": "the first message must be {\"type\":\"auth\",\"token\":…}"})
+        json!({"type": "error", "status": 401, "message": "the first message must be {\"type\":\"auth\",\"token\":…}",
+               "error": {"code": "unauthorized", "message": "the first message must be {\"type\":\"auth\",\"token\":…}"}})
     );
     // A viewer authenticating by message is refused and the connection closed.
     let (mut ws, _) = tokio_tungstenite::connect_async(url("")).await.unwrap();

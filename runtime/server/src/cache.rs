@@ -54,11 +54,7 @@ impl ResponseCache {
             return Ok(CachedJson(e.body.clone()));
         }
         let built_at = Instant::now();
-        let value = build().await?;
-        let body = Bytes::from(
-            crate::json::to_vec(&value)
-                .map_err(|e| ApiError::internal(format!("serializing a response: {e}")))?,
-        );
+        let body = CachedJson::of(&build().await?)?.0;
         if generation() == seen {
             *self.slot.write().unwrap_or_else(|p| p.into_inner()) = Some(Entry {
                 generation: seen,
@@ -73,6 +69,16 @@ impl ResponseCache {
 /// A JSON body already serialized.
 #[derive(Debug, Clone)]
 pub struct CachedJson(pub Bytes);
+
+impl CachedJson {
+    /// `value` serialized, for a route that answers from its cache only in part.
+    pub fn of(value: &impl Serialize) -> Result<Self, ApiError> {
+        Ok(CachedJson(Bytes::from(
+            crate::json::to_vec(value)
+                .map_err(|e| ApiError::internal(format!("serializing a response: {e}")))?,
+        )))
+    }
+}
 
 impl IntoResponse for CachedJson {
     fn into_response(self) -> Response {

@@ -21,6 +21,7 @@ pub mod hub;
 pub mod json;
 pub mod marks;
 pub mod openapi;
+pub mod paging;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -250,29 +250,26 @@ pub async fn summary(store: &Store, id: i64) -> StoreResult<Backtest> {
     .decode()
 }
 
-/// Backtests newest first, of one strategy or of all, at most `limit`.
+/// Backtests newest first, of one strategy or of all, with an id below `before` when given,
+/// at most `limit`.
 pub async fn list(
     store: &Store,
     strategy_id: Option<i64>,
+    before: Option<i64>,
     limit: i64,
 ) -> StoreResult<Vec<Backtest>> {
-    let rows = match strategy_id {
-        Some(sid) => with_pool!(store, p => sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM backtests b WHERE b.strategy_id = $1 ORDER BY b.id DESC LIMIT $2",
-            columns(store)
-        )))
-        .bind(sid)
-        .bind(limit)
-        .fetch_all(p)
-        .await)?,
-        None => with_pool!(store, p => sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
-                "SELECT {} FROM backtests b ORDER BY b.id DESC LIMIT $1",
-                columns(store)
-            )))
-            .bind(limit)
-            .fetch_all(p)
-            .await)?,
-    };
+    // NULL parameters match everything, so one statement serves every filter.
+    let rows = with_pool!(store, p => sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM backtests b WHERE ($1 IS NULL OR b.strategy_id = $2) AND ($3 IS NULL OR b.id < $4) ORDER BY b.id DESC LIMIT $5",
+        columns(store)
+    )))
+    .bind(strategy_id)
+    .bind(strategy_id)
+    .bind(before)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(p)
+    .await)?;
     rows.into_iter().map(Row::decode).collect()
 }
 

@@ -127,16 +127,17 @@ const ASSET_COLUMNS: &str = "symbol, name, asset_class, currency, source, interv
     last_ts, bars, last_close AS last_price, ref_ts, ref_close AS ref_price, change_pct, \
     volume_24h, high_24h, low_24h, created_at, updated_at";
 
-/// Every asset, by symbol.
+/// Every asset, by symbol in byte order (the order the API pages them in on every database,
+/// whatever its collation).
 pub async fn list_assets(store: &Store) -> StoreResult<Vec<Asset>> {
     static SQL: OnceLock<Arc<str>> = OnceLock::new();
     let sql =
         SQL.get_or_init(|| format!("SELECT {ASSET_COLUMNS} FROM assets ORDER BY symbol").into());
-    Ok(
-        with_pool!(store, p => sqlx::query_as::<_, Asset>(sqlx::AssertSqlSafe(sql.clone()))
+    let mut assets = with_pool!(store, p => sqlx::query_as::<_, Asset>(sqlx::AssertSqlSafe(sql.clone()))
         .fetch_all(p)
-        .await)?,
-    )
+        .await)?;
+    assets.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+    Ok(assets)
 }
 
 /// How long [`list_assets_cached`] may serve a list without reading the table again. Imports

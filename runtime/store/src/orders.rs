@@ -228,6 +228,8 @@ pub struct OrderFilter {
     pub account: Option<AccountId>,
     /// Tag, exactly.
     pub tag: Option<String>,
+    /// Only rows with an id below this one (the keyset of the page after it).
+    pub before: Option<i64>,
     pub limit: i64,
 }
 
@@ -265,6 +267,7 @@ where
     and_equal(&mut q, "symbol", f.symbol.clone());
     and_equal(&mut q, "account", f.account.map(AccountId::text));
     and_equal(&mut q, "tag", f.tag.clone());
+    and_before(&mut q, "id", f.before);
     q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
     q
 }
@@ -294,6 +297,16 @@ where
 {
     if let Some(v) = value {
         q.push(format!(" AND {column} = ")).push_bind(v);
+    }
+}
+
+/// `AND column < before` when paging past `before` (ids descending).
+fn and_before<DB: Database>(q: &mut QueryBuilder<DB>, column: &str, before: Option<i64>)
+where
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    if let Some(b) = before {
+        q.push(format!(" AND {column} < ")).push_bind(b);
     }
 }
 
@@ -490,6 +503,8 @@ pub struct PositionFilter {
     pub open: Option<bool>,
     pub symbol: Option<String>,
     pub account: Option<AccountId>,
+    /// Only rows with an id below this one (the keyset of the page after it).
+    pub before: Option<i64>,
     pub limit: i64,
 }
 
@@ -518,6 +533,7 @@ where
     let mut q = QueryBuilder::new(format!("SELECT {POSITION_COLUMNS} {from}"));
     and_equal(&mut q, "symbol", f.symbol.clone());
     and_equal(&mut q, "account", f.account.map(AccountId::text));
+    and_before(&mut q, "id", f.before);
     q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
     q
 }
@@ -584,6 +600,8 @@ pub struct FillFilter {
     pub account: Option<AccountId>,
     pub order_id: Option<i64>,
     pub position_id: Option<i64>,
+    /// Only rows with an id below this one (the keyset of the page after it).
+    pub before: Option<i64>,
     pub limit: i64,
 }
 
@@ -609,6 +627,7 @@ where
     and_equal(&mut q, "f.account", f.account.map(AccountId::text));
     and_equal(&mut q, "f.order_id", f.order_id);
     and_equal(&mut q, "f.position_id", f.position_id);
+    and_before(&mut q, "f.id", f.before);
     q.push(" ORDER BY f.id DESC LIMIT ").push_bind(f.limit);
     q
 }

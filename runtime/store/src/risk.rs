@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{Store, StoreError, StoreResult, in_transaction, now, with_pool};
+use super::{Store, StoreResult, in_transaction, now, with_pool};
 use qtm_oms::risk::RiskLimits;
 
 /// Scope name of the account-wide limits.
@@ -170,12 +170,19 @@ pub async fn add_alert(
     })
 }
 
-/// The newest `limit` alerts at or after `since` (unix seconds), newest first.
-pub async fn alerts(store: &Store, limit: i64, since: Option<i64>) -> StoreResult<Vec<RiskAlert>> {
+/// The newest `limit` alerts at or after `since` (unix seconds) with an id below `before`,
+/// newest first (by id: alerts are stored as they are raised, so ids follow their times).
+pub async fn alerts(
+    store: &Store,
+    limit: i64,
+    since: Option<i64>,
+    before: Option<i64>,
+) -> StoreResult<Vec<RiskAlert>> {
     Ok(with_pool!(store, p => sqlx::query_as::<_, RiskAlert>(
-        "SELECT id, ts, scope, kind, message, strategy_id FROM risk_alerts WHERE ts >= $1 ORDER BY ts DESC, id DESC LIMIT $2",
+        "SELECT id, ts, scope, kind, message, strategy_id FROM risk_alerts WHERE ts >= $1 AND id < $2 ORDER BY id DESC LIMIT $3",
     )
     .bind(since.unwrap_or(i64::MIN))
+    .bind(before.unwrap_or(i64::MAX))
     .bind(limit)
     .fetch_all(p)
     .await)?)
@@ -286,13 +293,18 @@ mod tests {
             let b = add_alert(&s, ACCOUNT, "kill_switch", "stop", None)
                 .await
                 .unwrap();
-            let listed = alerts(&s, 10, None).await.unwrap();
+            let listed = alerts(&s, 10, None, None).await.unwrap();
             assert_eq!(
                 listed.iter().map(|x| x.id).collect::<Vec<_>>(),
                 [b.id, a.id]
             );
-            assert_eq!(alerts(&s, 1, None).await.unwrap().len(), 1);
-            assert!(alerts(&s, 10, Some(now() + 10)).await.unwrap().is_empty());
+            assert_eq!(alerts(&s, 1, None, None).await.unwrap().len(), 1);
+            assert!(
+                alerts(&s, 10, Some(now() + 10), None)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
             assert_eq!(alert_stats(&s, 0).await.unwrap().0, 2);
 
             assert_eq!(halted(&s, ACCOUNT).await.unwrap(), None);

@@ -144,6 +144,8 @@ pub struct SignalFilter {
     pub source: Option<String>,
     /// Only signals received at or after this unix second.
     pub since: Option<i64>,
+    /// Only signals with an id below this one (the keyset of the page after it).
+    pub before: Option<i64>,
     pub limit: i64,
 }
 
@@ -181,11 +183,14 @@ pub async fn list(store: &Store, f: &SignalFilter) -> StoreResult<Vec<StoredSign
         binds.push(s.clone());
     }
     let mut sql = format!("SELECT {COLUMNS} FROM signals");
-    if !clauses.is_empty() || f.since.is_some() {
+    if f.since.is_some() {
+        clauses.push(format!("received_at >= {}", next()));
+    }
+    if f.before.is_some() {
+        clauses.push(format!("id < {}", next()));
+    }
+    if !clauses.is_empty() {
         sql.push_str(" WHERE ");
-        if f.since.is_some() {
-            clauses.push(format!("received_at >= {}", next()));
-        }
         sql.push_str(&clauses.join(" AND "));
     }
     sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", next()));
@@ -196,6 +201,9 @@ pub async fn list(store: &Store, f: &SignalFilter) -> StoreResult<Vec<StoredSign
         }
         if let Some(since) = f.since {
             q = q.bind(since);
+        }
+        if let Some(before) = f.before {
+            q = q.bind(before);
         }
         q.bind(f.limit.max(0)).fetch_all(p).await
     })?;

@@ -24,6 +24,7 @@ use crate::auth::access::Caller;
 use crate::backtest_jobs::{Bars, JobSpec};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::hub::Topic;
+use crate::paging::{self, Page};
 use crate::state::AppState;
 use qtm_backtest::RunSettings;
 use qtm_market::symbol_from_path;
@@ -414,25 +415,27 @@ pub struct BacktestFilter {
     /// At most this many, newest first (default 100, at most 1000).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    /// Continue after this cursor: the `next_cursor` of the page before.
+    pub cursor: Option<String>,
 }
 
 /// Backtests, newest first, without trades and equity curves.
 #[utoipa::path(get, path = "/api/backtests", tag = "backtests", params(BacktestFilter),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    responses((status = 200, body = Vec<Backtest>), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = Page<Backtest>), (status = 422, body = ErrorBody)))]
 async fn list_backtests(
     State(state): State<AppState>,
     ApiQuery(f): ApiQuery<BacktestFilter>,
-) -> ApiResult<ApiJson<Vec<Backtest>>> {
-    let limit = f.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::validation(
-            "limit",
-            format!("limit must be 1 to 1000, got {limit}"),
-        ));
-    }
-    let backtests = store::backtests::list(&state.store, f.strategy_id, limit).await?;
-    Ok(ApiJson(backtests.into_iter().map(Backtest::from).collect()))
+) -> ApiResult<ApiJson<Page<Backtest>>> {
+    let limit = paging::limit(f.limit, paging::MAX_LIMIT)?;
+    let before = paging::id_cursor(f.cursor.as_deref())?;
+    let rows = store::backtests::list(&state.store, f.strategy_id, before, limit + 1).await?;
+    Ok(ApiJson(Page::from_overfetch(
+        rows,
+        limit,
+        |b| b.id.to_string(),
+        Backtest::from,
+    )))
 }
 
 #[cfg(test)]

@@ -19,7 +19,8 @@ use super::strategies::{
 use crate::api_types::live::SwapRecord;
 use crate::api_types::strategies::Instance;
 use crate::auth::access::Caller;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
+use crate::paging::{Page, PageQuery};
 use crate::state::AppState;
 use qtm_core::model::Bar;
 use qtm_live::{CloneStart, LiveError, LiveInstance, SwapOutcome};
@@ -51,21 +52,27 @@ pub struct InstanceView {
 /// (at most 0.1 s old while polled; never waiting behind the bars queued for the engine).
 #[utoipa::path(get, path = "/api/strategy-instances", tag = "live",
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    responses((status = 200, body = Vec<InstanceView>)))]
-async fn list_instances(State(state): State<AppState>) -> ApiResult<ApiJson<Vec<InstanceView>>> {
+    params(PageQuery),
+    responses((status = 200, body = Page<InstanceView>), (status = 422, body = ErrorBody)))]
+async fn list_instances(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<ApiJson<Page<InstanceView>>> {
     let running = state.live.instances();
-    let mut out = Vec::new();
-    for r in store::strategies::list(&state.store).await? {
-        let live = running
-            .iter()
-            .find(|l| l.strategy_id == r.strategy.id)
-            .cloned();
-        out.push(InstanceView {
-            instance: r.instance.into(),
-            live,
-        });
-    }
-    Ok(ApiJson(out))
+    let all = store::strategies::list(&state.store).await?;
+    Ok(ApiJson(q.page_by_id(
+        all.into_iter().map(|r| r.instance),
+        |i| i.id,
+        |i| {
+            InstanceView {
+                live: running
+                    .iter()
+                    .find(|l| l.strategy_id == i.strategy_id)
+                    .cloned(),
+                instance: i.into(),
+            }
+        },
+    )?))
 }
 
 /// Which version to swap to.
@@ -159,14 +166,16 @@ async fn rollback_instance(
 #[utoipa::path(get, path = "/api/strategy-instances/{id}/swaps", tag = "live",
     params(("id" = i64, Path, description = "strategy instance id")),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    responses((status = 200, body = Vec<SwapRecord>), (status = 404, body = ErrorBody)))]
+    params(PageQuery),
+    responses((status = 200, body = Page<SwapRecord>), (status = 404, body = ErrorBody)))]
 async fn list_swaps(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<ApiJson<Vec<SwapRecord>>> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<ApiJson<Page<SwapRecord>>> {
     let strategy_id = store::live::strategy_of_instance(&state.store, id).await?;
     let swaps = store::live::swaps(&state.store, strategy_id).await?;
-    Ok(ApiJson(swaps.into_iter().map(SwapRecord::from).collect()))
+    Ok(ApiJson(q.page_by_id(swaps, |s| s.id, SwapRecord::from)?))
 }
 
 /// A clone of a running instance.

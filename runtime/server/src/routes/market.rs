@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::marks::{AssetView, price_assets};
+use crate::paging::{Page, PageQuery};
 use crate::state::AppState;
 use qtm_store::market::{self, Asset, AssetClass, BarQuery, MAX_BARS};
 use qtm_store::{self as store, StoreError};
@@ -36,24 +37,41 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// bar of that day), 24 h volume, time range and bar count, by symbol.
 #[utoipa::path(get, path = "/api/market/assets", tag = "market",
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    responses((status = 200, body = Vec<AssetView>), (status = 401, body = ErrorBody)))]
-async fn list_assets(State(state): State<AppState>) -> ApiResult<ApiJson<SharedAssets>> {
+    params(PageQuery),
+    responses((status = 200, body = Page<AssetView>), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn list_assets(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<ApiJson<SharedAssets>> {
+    let list = market::list_assets_cached(&state.store).await?;
+    let (range, next_cursor) = q.range_by_name(list.iter().map(|a| a.symbol.as_str()))?;
     Ok(ApiJson(SharedAssets {
         state: state.clone(),
-        list: market::list_assets_cached(&state.store).await?,
+        list,
+        range,
+        next_cursor,
     }))
 }
 
-/// The cached list at the marks, serialized without copying what the live engine did not
-/// price.
+/// A page of the cached list at the marks, serialized without copying what the live engine
+/// did not price.
 pub struct SharedAssets {
     state: AppState,
     list: Arc<Vec<Asset>>,
+    range: std::ops::Range<usize>,
+    next_cursor: Option<String>,
 }
 
 impl Serialize for SharedAssets {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        price_assets(&self.state, &self.list).serialize(s)
+        use serde::ser::SerializeStruct;
+        let mut page = s.serialize_struct("Page", 2)?;
+        page.serialize_field(
+            "items",
+            &price_assets(&self.state, &self.list[self.range.clone()]),
+        )?;
+        page.serialize_field("next_cursor", &self.next_cursor)?;
+        page.end()
     }
 }
 
@@ -170,11 +188,16 @@ pub struct SymbolInfo {
 /// The symbols with data, by symbol.
 #[utoipa::path(get, path = "/api/symbols", tag = "market",
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    responses((status = 200, body = Vec<SymbolInfo>), (status = 401, body = ErrorBody)))]
-async fn list_symbols(State(state): State<AppState>) -> ApiResult<ApiJson<Vec<SymbolInfo>>> {
+    params(PageQuery),
+    responses((status = 200, body = Page<SymbolInfo>), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn list_symbols(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<ApiJson<Page<SymbolInfo>>> {
     let assets = market::list_assets_cached(&state.store).await?;
-    Ok(ApiJson(
-        assets
+    let (range, next_cursor) = q.range_by_name(assets.iter().map(|a| a.symbol.as_str()))?;
+    Ok(ApiJson(Page {
+        items: assets[range]
             .iter()
             .map(|a| SymbolInfo {
                 symbol: a.symbol.clone(),
@@ -183,7 +206,8 @@ async fn list_symbols(State(state): State<AppState>) -> ApiResult<ApiJson<Vec<Sy
                 currency: a.currency.clone(),
             })
             .collect(),
-    ))
+        next_cursor,
+    }))
 }
 
 /// Range and resampling of a bars request.
@@ -205,6 +229,9 @@ pub struct BarsParams {
     /// Most bars to return, 1 to 10000 (default 10000).
     #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
+    /// Continue after this cursor: the `next_cursor` of the page before (it takes the place
+    /// of `from`).
+    pub cursor: Option<String>,
 }
 
 /// One bar (for a resampled bar, `ts` is the bucket start).
@@ -231,6 +258,8 @@ pub struct Bars {
     /// continue with `from = next_from`.
     pub truncated: bool,
     pub next_from: Option<i64>,
+    /// The `cursor` of the next page (the same bars as `from = next_from`); null on the last.
+    pub next_cursor: Option<String>,
     pub bars: Vec<BarOut>,
 }
 
@@ -306,11 +335,15 @@ async fn get_bars(
         Err(StoreError::NotFound(_)) => return Err(unknown()),
         Err(e) => return Err(e.into()),
     };
+    let from = match crate::paging::id_cursor(p.cursor.as_deref())? {
+        Some(c) => Some(c),
+        None => p.from,
+    };
     let page = store::market::bars(
         &state.store,
         &asset.symbol,
         BarQuery {
-            from: p.from,
+            from,
             to: p.to,
             interval_s,
             limit,
@@ -324,6 +357,7 @@ async fn get_bars(
         count: page.bars.len(),
         truncated: page.truncated,
         next_from: page.next_from,
+        next_cursor: page.next_from.map(|t| t.to_string()),
         bars: page
             .bars
             .into_iter()

@@ -27,6 +27,7 @@ use crate::auth::access::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::hub::Topic;
 use crate::marks;
+use crate::paging::{self, Page};
 use crate::state::AppState;
 use qtm_core::model::{OrderChange, OrderKind, OrderRequest, Quantity, Side, TimeInForce};
 use qtm_live::{ManualChange, ManualOrder};
@@ -435,17 +436,12 @@ pub struct OrderQuery {
     /// At most this many, newest first (1–1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    /// Continue after this cursor: the `next_cursor` of the page before.
+    pub cursor: Option<String>,
 }
 
 fn limit_of(limit: Option<i64>) -> ApiResult<i64> {
-    match limit {
-        None => Ok(100),
-        Some(n) if (1..=1000).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::validation(
-            "limit",
-            format!("limit must be 1 to 1000, got {n}"),
-        )),
-    }
+    paging::limit(limit, paging::MAX_LIMIT)
 }
 
 /// The `account` of a query: `manual` or `strategy:<id>`; anything else is a 422 that says so.
@@ -461,11 +457,11 @@ fn account_filter(account: Option<String>) -> ApiResult<Option<AccountId>> {
 /// Orders, newest first.
 #[utoipa::path(get, path = "/api/orders", tag = "orders", params(OrderQuery),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    responses((status = 200, body = Vec<Order>), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Page<Order>), (status = 422, body = ErrorBody)))]
 async fn list_orders(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<OrderQuery>,
-) -> ApiResult<ApiJson<Vec<Order>>> {
+) -> ApiResult<ApiJson<Page<Order>>> {
     if let Some(s) = &q.status
         && s != "working"
         && !OrderStatus::ALL
@@ -482,6 +478,7 @@ async fn list_orders(
             format!("status must be working, {}; got {s:?}", stored.join(", ")),
         ));
     }
+    let limit = limit_of(q.limit)?;
     let orders = store::orders::list(
         &state.store,
         &OrderFilter {
@@ -489,11 +486,17 @@ async fn list_orders(
             symbol: q.symbol,
             account: account_filter(q.account)?,
             tag: None,
-            limit: limit_of(q.limit)?,
+            before: paging::id_cursor(q.cursor.as_deref())?,
+            limit: limit + 1,
         },
     )
     .await?;
-    Ok(ApiJson(orders.into_iter().map(Order::from).collect()))
+    Ok(ApiJson(Page::from_overfetch(
+        orders,
+        limit,
+        |o| o.id.to_string(),
+        Order::from,
+    )))
 }
 
 /// One order.
@@ -686,6 +689,8 @@ pub struct TradeQuery {
     /// 1–1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    /// Continue after this cursor: the `next_cursor` of the page before.
+    pub cursor: Option<String>,
 }
 
 pub(crate) async fn mark_trades(
@@ -720,11 +725,11 @@ pub(crate) async fn mark_trades(
 /// Trades (positions), newest first: open ones by default.
 #[utoipa::path(get, path = "/api/trades", tag = "orders", params(TradeQuery),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    responses((status = 200, body = Vec<Trade>), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Page<Trade>), (status = 422, body = ErrorBody)))]
 async fn list_trades(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<TradeQuery>,
-) -> ApiResult<ApiJson<Vec<Trade>>> {
+) -> ApiResult<ApiJson<Page<Trade>>> {
     let open = match q.status.as_deref().unwrap_or("open") {
         "open" => Some(true),
         "closed" => Some(false),
@@ -736,17 +741,23 @@ async fn list_trades(
             ));
         }
     };
+    let limit = limit_of(q.limit)?;
     let positions = store::orders::positions(
         &state.store,
         &PositionFilter {
             open,
             symbol: q.symbol,
             account: account_filter(q.account)?,
-            limit: limit_of(q.limit)?,
+            before: paging::id_cursor(q.cursor.as_deref())?,
+            limit: limit + 1,
         },
     )
     .await?;
-    Ok(ApiJson(mark_trades(&state, positions).await?))
+    let page = Page::from_overfetch(positions, limit, |p| p.id.to_string(), |p| p);
+    Ok(ApiJson(Page {
+        items: mark_trades(&state, page.items).await?,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Filters of `GET /api/trades/fills`.
@@ -763,16 +774,19 @@ pub struct FillQuery {
     /// 1–1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    /// Continue after this cursor: the `next_cursor` of the page before.
+    pub cursor: Option<String>,
 }
 
 /// Executions, newest first, with their order's type, tag and placer.
 #[utoipa::path(get, path = "/api/trades/fills", tag = "orders", params(FillQuery),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    responses((status = 200, body = Vec<FillRecord>), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Page<FillRecord>), (status = 422, body = ErrorBody)))]
 async fn list_fills(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<FillQuery>,
-) -> ApiResult<ApiJson<Vec<FillRecord>>> {
+) -> ApiResult<ApiJson<Page<FillRecord>>> {
+    let limit = limit_of(q.limit)?;
     let fills = store::orders::fills(
         &state.store,
         &FillFilter {
@@ -780,11 +794,17 @@ async fn list_fills(
             account: account_filter(q.account)?,
             order_id: q.order_id,
             position_id: q.trade_id,
-            limit: limit_of(q.limit)?,
+            before: paging::id_cursor(q.cursor.as_deref())?,
+            limit: limit + 1,
         },
     )
     .await?;
-    Ok(ApiJson(fills.into_iter().map(FillRecord::from).collect()))
+    Ok(ApiJson(Page::from_overfetch(
+        fills,
+        limit,
+        |f| f.id.to_string(),
+        FillRecord::from,
+    )))
 }
 
 /// A trade with its fills.

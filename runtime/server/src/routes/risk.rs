@@ -20,6 +20,7 @@ use crate::auth::access::Caller;
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody};
 use crate::hub::Topic;
 use crate::marks::{self, PriceSource};
+use crate::paging::{self, Page};
 use crate::state::AppState;
 use qtm_live::KILL_SWITCH_CANCEL as KILL_SWITCH;
 use qtm_oms::risk::RiskLimits;
@@ -350,28 +351,27 @@ pub struct AlertQuery {
     pub limit: Option<i64>,
     /// Only alerts at or after this time (unix seconds).
     pub since: Option<i64>,
+    /// Continue after this cursor: the `next_cursor` of the page before.
+    pub cursor: Option<String>,
 }
 
 /// Risk alerts, newest first.
 #[utoipa::path(get, path = "/api/risk/alerts", tag = "risk", params(AlertQuery),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    responses((status = 200, body = Vec<RiskAlert>), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Page<RiskAlert>), (status = 422, body = ErrorBody)))]
 async fn alerts(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<AlertQuery>,
-) -> ApiResult<ApiJson<Vec<RiskAlert>>> {
-    let limit = match q.limit {
-        None => 100,
-        Some(n) if (1..=1000).contains(&n) => n,
-        Some(n) => {
-            return Err(ApiError::validation(
-                "limit",
-                format!("limit must be 1 to 1000, got {n}"),
-            ));
-        }
-    };
-    let alerts = store::risk::alerts(&state.store, limit, q.since).await?;
-    Ok(ApiJson(alerts.into_iter().map(RiskAlert::from).collect()))
+) -> ApiResult<ApiJson<Page<RiskAlert>>> {
+    let limit = paging::limit(q.limit, paging::MAX_LIMIT)?;
+    let before = paging::id_cursor(q.cursor.as_deref())?;
+    let rows = store::risk::alerts(&state.store, limit + 1, q.since, before).await?;
+    Ok(ApiJson(Page::from_overfetch(
+        rows,
+        limit,
+        |a| a.id.to_string(),
+        RiskAlert::from,
+    )))
 }
 
 // ---- parameters ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ use utoipa_axum::routes;
 use crate::api_types::signals::StoredSignal;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::hub::Topic;
+use crate::paging::{self, Page};
 use crate::state::AppState;
 use qtm_store::signals::{
     self, Category, FUNDING_RATES, NewSignal, ONCHAIN, SignalFilter, WHALE_ACTIVITY,
@@ -39,9 +40,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Most signals in one webhook request.
 pub const MAX_SIGNALS_PER_REQUEST: usize = 1000;
-/// Default and largest page of the list routes.
-const DEFAULT_LIMIT: i64 = 100;
-const MAX_LIMIT: i64 = 1000;
 
 /// One signal as a sender posts it; any other fields are kept in the stored payload.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -260,48 +258,54 @@ pub struct ListParams {
     pub limit: Option<i64>,
     /// Only signals received at or after this unix second.
     pub since: Option<i64>,
+    /// Continue after this cursor: the `next_cursor` of the page before.
+    pub cursor: Option<String>,
 }
 
-fn limit_of(limit: Option<i64>) -> ApiResult<i64> {
-    match limit {
-        None => Ok(DEFAULT_LIMIT),
-        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::validation(
-            "limit",
-            format!("limit ({n}) must be between 1 and {MAX_LIMIT}"),
-        )),
-    }
-}
-
-/// The stored signals matching `filter`, as the list routes answer them.
-async fn list_stored(state: &AppState, filter: &SignalFilter) -> ApiResult<Vec<StoredSignal>> {
-    let rows = signals::list(&state.store, filter).await?;
-    Ok(rows.into_iter().map(StoredSignal::from).collect())
+/// One page of the stored signals matching `filter` (its `limit` is the page's), continuing
+/// after `cursor`.
+async fn list_stored(
+    state: &AppState,
+    mut filter: SignalFilter,
+    cursor: Option<&str>,
+) -> ApiResult<Page<StoredSignal>> {
+    let limit = filter.limit;
+    filter.before = paging::id_cursor(cursor)?;
+    filter.limit = limit + 1;
+    let rows = signals::list(&state.store, &filter).await?;
+    Ok(Page::from_overfetch(
+        rows,
+        limit,
+        |s| s.id.to_string(),
+        StoredSignal::from,
+    ))
 }
 
 async fn list_category(
     state: &AppState,
     category: Category,
     p: ListParams,
-) -> ApiResult<ApiJson<Vec<StoredSignal>>> {
+) -> ApiResult<ApiJson<Page<StoredSignal>>> {
     let filter = SignalFilter {
         category: Some(category),
         since: p.since,
-        limit: limit_of(p.limit)?,
+        limit: paging::limit(p.limit, paging::MAX_LIMIT)?,
         ..Default::default()
     };
-    Ok(ApiJson(list_stored(state, &filter).await?))
+    Ok(ApiJson(
+        list_stored(state, filter, p.cursor.as_deref()).await?,
+    ))
 }
 
 /// Whale activity received, newest first: signals from the sources `whale-alert` or `whales`,
 /// or named `whale.*` or `whale-activity.*` (from any source).
 #[utoipa::path(get, path = "/api/signals/whale-activity", tag = "signals", params(ListParams),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    responses((status = 200, body = Vec<StoredSignal>), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Page<StoredSignal>), (status = 422, body = ErrorBody)))]
 async fn whale_activity(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<ListParams>,
-) -> ApiResult<ApiJson<Vec<StoredSignal>>> {
+) -> ApiResult<ApiJson<Page<StoredSignal>>> {
     list_category(&state, WHALE_ACTIVITY, p).await
 }
 
@@ -309,11 +313,11 @@ async fn whale_activity(
 /// `funding-rates`, or named `funding.*` or `funding-rate.*` (from any source).
 #[utoipa::path(get, path = "/api/signals/funding-rates", tag = "signals", params(ListParams),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    responses((status = 200, body = Vec<StoredSignal>), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Page<StoredSignal>), (status = 422, body = ErrorBody)))]
 async fn funding_rates(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<ListParams>,
-) -> ApiResult<ApiJson<Vec<StoredSignal>>> {
+) -> ApiResult<ApiJson<Page<StoredSignal>>> {
     list_category(&state, FUNDING_RATES, p).await
 }
 
@@ -321,11 +325,11 @@ async fn funding_rates(
 /// `glassnode`, or named `onchain.*` (from any source).
 #[utoipa::path(get, path = "/api/signals/onchain", tag = "signals", params(ListParams),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    responses((status = 200, body = Vec<StoredSignal>), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Page<StoredSignal>), (status = 422, body = ErrorBody)))]
 async fn onchain(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<ListParams>,
-) -> ApiResult<ApiJson<Vec<StoredSignal>>> {
+) -> ApiResult<ApiJson<Page<StoredSignal>>> {
     list_category(&state, ONCHAIN, p).await
 }
 
@@ -342,16 +346,18 @@ pub struct SignalsParams {
     pub limit: Option<i64>,
     /// Only signals received at or after this unix second.
     pub since: Option<i64>,
+    /// Continue after this cursor: the `next_cursor` of the page before.
+    pub cursor: Option<String>,
 }
 
 /// Every signal received, newest first, optionally by name or source.
 #[utoipa::path(get, path = "/api/signals", tag = "signals", params(SignalsParams),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    responses((status = 200, body = Vec<StoredSignal>), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Page<StoredSignal>), (status = 422, body = ErrorBody)))]
 async fn list_signals(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<SignalsParams>,
-) -> ApiResult<ApiJson<Vec<StoredSignal>>> {
+) -> ApiResult<ApiJson<Page<StoredSignal>>> {
     let filter = SignalFilter {
         category: None,
         name: p.name.filter(|n| !n.is_empty()),
@@ -360,9 +366,12 @@ async fn list_signals(
             .map(|s| s.to_ascii_lowercase())
             .filter(|s| !s.is_empty()),
         since: p.since,
-        limit: limit_of(p.limit)?,
+        before: None,
+        limit: paging::limit(p.limit, paging::MAX_LIMIT)?,
     };
-    Ok(ApiJson(list_stored(&state, &filter).await?))
+    Ok(ApiJson(
+        list_stored(&state, filter, p.cursor.as_deref()).await?,
+    ))
 }
 
 #[cfg(test)]

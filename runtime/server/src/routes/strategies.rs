@@ -25,6 +25,7 @@ use crate::auth::access::Caller;
 use crate::cache::CachedJson;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::hub::Topic;
+use crate::paging::{Page, PageQuery};
 use crate::state::AppState;
 use qtm_core::model::{Param, ParamKind, ParamSpec, ParamValue, StrategyInfo};
 use qtm_live::LiveError;
@@ -613,31 +614,39 @@ fn view(record: store::strategies::StrategyRecord, latest: Option<&Backtest>) ->
     }
 }
 
-/// Every strategy with its current version, parameters, status and latest backtest.
-#[utoipa::path(get, path = "/api/strategies", tag = "strategies",
+/// Every strategy with its current version, parameters, status and latest backtest, by id,
+/// one page at a time.
+#[utoipa::path(get, path = "/api/strategies", tag = "strategies", params(PageQuery),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    responses((status = 200, body = Vec<StrategyView>)))]
-async fn list_strategies(State(state): State<AppState>) -> ApiResult<CachedJson> {
-    // Dashboards poll this; it changes only when the catalog does, so it is served from a
-    // serialized copy (four queries and the serialization were most of its cost).
+    responses((status = 200, body = Page<StrategyView>), (status = 422, body = ErrorBody)))]
+async fn list_strategies(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<CachedJson> {
     let store = &state.store;
-    state
-        .strategy_list
-        .get_or_build(
-            || store.catalog_generation(),
-            || async {
-                let records = store::strategies::list(store).await?;
-                let latest = store::backtests::latest_done(store).await?;
-                Ok(records
-                    .into_iter()
-                    .map(|r| {
-                        let l = latest.get(&r.strategy.id);
-                        view(r, l)
-                    })
-                    .collect::<Vec<StrategyView>>())
+    let build = || async {
+        let records = store::strategies::list(store).await?;
+        let latest = store::backtests::latest_done(store).await?;
+        q.page_by_id(
+            records,
+            |r| r.strategy.id,
+            |r| {
+                let l = latest.get(&r.strategy.id);
+                view(r, l)
             },
         )
-        .await
+    };
+    if q.limit.is_none() && q.cursor.is_none() {
+        // Dashboards poll the first page; it changes only when the catalog does, so it is
+        // served from a serialized copy (four queries and the serialization were most of its
+        // cost).
+        state
+            .strategy_list
+            .get_or_build(|| store.catalog_generation(), build)
+            .await
+    } else {
+        CachedJson::of(&build().await?)
+    }
 }
 
 /// One strategy.
@@ -650,7 +659,7 @@ async fn get_strategy(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ApiJson<StrategyView>> {
     let record = store::strategies::get(&state.store, id).await?;
-    let latest = store::backtests::list(&state.store, Some(id), 50)
+    let latest = store::backtests::list(&state.store, Some(id), None, 50)
         .await?
         .into_iter()
         .find(|b| b.status == "done");
@@ -808,13 +817,15 @@ async fn create_version(
 #[utoipa::path(get, path = "/api/strategies/{id}/versions", tag = "strategies",
     params(("id" = i64, Path, description = "strategy id")),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    responses((status = 200, body = Vec<Version>), (status = 404, body = ErrorBody)))]
+    params(PageQuery),
+    responses((status = 200, body = Page<Version>), (status = 404, body = ErrorBody)))]
 async fn list_versions(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<ApiJson<Vec<Version>>> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<ApiJson<Page<Version>>> {
     let versions = store::strategies::versions(&state.store, id).await?;
-    Ok(ApiJson(versions.into_iter().map(Version::from).collect()))
+    Ok(ApiJson(q.page_by_id(versions, |v| v.id, Version::from)?))
 }
 
 /// A clone's name, parameters and symbols (each defaults to the source's).
@@ -1065,7 +1076,7 @@ async fn delete_strategy(
 ) -> ApiResult<ApiJson<Deleted>> {
     require_owner(&state, &p, id, "delete").await?;
     let s = store::strategies::strategy(&state.store, id).await?;
-    let kept = store::backtests::list(&state.store, Some(id), i64::MAX)
+    let kept = store::backtests::list(&state.store, Some(id), None, i64::MAX)
         .await?
         .len();
     let _ = state.live.disable(id, "strategy deleted").await;
@@ -1134,7 +1145,7 @@ async fn strategy_performance(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ApiJson<Performance>> {
     store::strategies::strategy(&state.store, id).await?;
-    let runs: Vec<BacktestBrief> = store::backtests::list(&state.store, Some(id), 200)
+    let runs: Vec<BacktestBrief> = store::backtests::list(&state.store, Some(id), None, 200)
         .await?
         .iter()
         .map(BacktestBrief::from)

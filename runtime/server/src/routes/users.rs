@@ -1,6 +1,7 @@
 //! Profiles, API keys and (for admins) user management.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -9,7 +10,8 @@ use utoipa_axum::routes;
 use crate::api_types::users::{ApiKey, User};
 use crate::auth::access::Caller;
 use crate::auth::{Role, password, random_token, token_hash};
-use crate::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
+use crate::paging::{Page, PageQuery};
 use crate::state::AppState;
 use qtm_store as store;
 
@@ -133,13 +135,15 @@ async fn change_password(
 /// Your API keys (never the keys themselves).
 #[utoipa::path(get, path = "/api/users/api-keys", tag = "users",
     security(("bearer" = ["viewer"])),
-    responses((status = 200, body = Vec<ApiKey>)))]
+    params(PageQuery),
+    responses((status = 200, body = Page<ApiKey>), (status = 422, body = ErrorBody)))]
 async fn list_keys(
     State(state): State<AppState>,
     Caller(p): Caller,
-) -> ApiResult<ApiJson<Vec<ApiKey>>> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<ApiJson<Page<ApiKey>>> {
     let keys = store::users::list_api_keys(&state.store, p.user_id).await?;
-    Ok(ApiJson(keys.into_iter().map(ApiKey::from).collect()))
+    Ok(ApiJson(q.page_by_id_desc(keys, |k| k.id, ApiKey::from)?))
 }
 
 /// A key to create.
@@ -161,12 +165,12 @@ pub struct CreatedApiKey {
 /// Create an API key for a bot (send it as `X-API-Key`).
 #[utoipa::path(post, path = "/api/users/api-keys", tag = "users", request_body = NewApiKey,
     security(("bearer" = ["viewer"])),
-    responses((status = 200, body = CreatedApiKey), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = CreatedApiKey), (status = 422, body = ErrorBody)))]
 async fn create_key(
     State(state): State<AppState>,
     Caller(p): Caller,
     ApiJson(req): ApiJson<NewApiKey>,
-) -> ApiResult<ApiJson<CreatedApiKey>> {
+) -> ApiResult<(StatusCode, ApiJson<CreatedApiKey>)> {
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 64 {
         return Err(ApiError::validation(
@@ -191,10 +195,13 @@ async fn create_key(
         role.as_str(),
     )
     .await?;
-    Ok(ApiJson(CreatedApiKey {
-        key,
-        info: info.into(),
-    }))
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(CreatedApiKey {
+            key,
+            info: info.into(),
+        }),
+    ))
 }
 
 /// Revoke one of your API keys.
@@ -217,10 +224,14 @@ async fn revoke_key(
 /// Every user (admin).
 #[utoipa::path(get, path = "/api/users", tag = "users",
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
-    responses((status = 200, body = Vec<User>), (status = 403, body = ErrorBody)))]
-async fn list_users(State(state): State<AppState>) -> ApiResult<ApiJson<Vec<User>>> {
+    params(PageQuery),
+    responses((status = 200, body = Page<User>), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn list_users(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<ApiJson<Page<User>>> {
     let users = store::users::list(&state.store).await?;
-    Ok(ApiJson(users.into_iter().map(User::from).collect()))
+    Ok(ApiJson(q.page_by_id(users, |u| u.id, User::from)?))
 }
 
 /// A user to create.
@@ -234,11 +245,11 @@ pub struct NewUser {
 /// Create a user (admin).
 #[utoipa::path(post, path = "/api/users", tag = "users", request_body = NewUser,
     security(("bearer" = ["admin"]), ("api_key" = ["admin"])),
-    responses((status = 200, body = User), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = User), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_user(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<NewUser>,
-) -> ApiResult<ApiJson<User>> {
+) -> ApiResult<(StatusCode, ApiJson<User>)> {
     let name = req.username.trim();
     if name.is_empty()
         || name.len() > 64
@@ -253,10 +264,13 @@ async fn create_user(
     }
     password::validate(&req.password)?;
     let hash = password::hash(req.password).await?;
-    Ok(ApiJson(
-        store::users::create(&state.store, name, &hash, req.role.as_str())
-            .await?
-            .into(),
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(
+            store::users::create(&state.store, name, &hash, req.role.as_str())
+                .await?
+                .into(),
+        ),
     ))
 }
 

@@ -110,18 +110,7 @@ fn handle(state: &AppState, raw: &[u8]) -> Value {
     let msg: IngestMessage = match serde_json::from_slice(raw) {
         Ok(m) => m,
         Err(e) => {
-            return error_reply(
-                None,
-                &ApiError::new(
-                    axum::http::StatusCode::BAD_REQUEST,
-                    "bad_json",
-                    format!(
-                        "bad message at line {} column {}: {e}",
-                        e.line(),
-                        e.column()
-                    ),
-                ),
-            );
+            return error_reply(None, &super::malformed(&e));
         }
     };
     match msg.kind.as_deref() {
@@ -148,9 +137,7 @@ fn handle(state: &AppState, raw: &[u8]) -> Value {
 }
 
 fn error_reply(id: Option<Value>, e: &ApiError) -> Value {
-    let mut error = json!({"code": e.code, "message": e.message});
-    if let Some(f) = &e.field {
-        error["field"] = json!(f);
-    }
-    json!({"type": "error", "id": id, "error": error})
+    let mut frame = super::error_frame(e);
+    frame["id"] = id.unwrap_or(Value::Null);
+    frame
 }

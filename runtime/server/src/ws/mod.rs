@@ -284,20 +284,54 @@ async fn forward(
     matches!(tokio::time::timeout(SEND_TIMEOUT, write).await, Ok(Ok(())))
 }
 
+/// The one error frame of every stream: `{"type":"error","status","error":{"code","message",
+/// "field"?},"message"}`, with the code, message, field and HTTP status REST gives for the
+/// same fault (`message` repeats `error.message` for clients that read only that).
+pub(crate) fn error_frame(e: &ApiError) -> serde_json::Value {
+    let mut error = json!({"code": e.code, "message": e.message});
+    if let Some(f) = &e.field {
+        error["field"] = json!(f);
+    }
+    json!({"type": "error", "status": e.status.as_u16(), "error": error, "message": e.message})
+}
+
+/// What REST would answer for a frame that is not JSON (`malformed_json`, 400) or JSON of
+/// the wrong shape (`validation`, 422).
+pub(crate) fn malformed(e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("message is not valid JSON: {e}"),
+        ),
+        Category::Data => ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            format!("bad message: {e}"),
+        ),
+    }
+}
+
 /// Apply one client message; the reply says what happened or what was wrong.
 fn handle(subs: &mut Subscriptions, text: &str) -> serde_json::Value {
     let msg: ClientMessage = match serde_json::from_str(text) {
         Ok(m) => m,
-        Err(e) => return json!({"type": "error", "message": format!("bad message: {e}")}),
+        Err(e) => return error_frame(&malformed(&e)),
     };
     let topic_of = |name: &str| {
         Topic::parse(name).ok_or_else(|| {
-            json!({"type": "error", "message": format!(
-                "unknown topic {name:?}; topics: {}", Topic::ALL.map(Topic::as_str).join(", "))})
+            error_frame(&ApiError::validation(
+                "topic",
+                format!(
+                    "unknown topic {name:?}; topics: {}",
+                    Topic::ALL.map(Topic::as_str).join(", ")
+                ),
+            ))
         })
     };
     match msg {
-        ClientMessage::Auth { .. } => json!({"type": "error", "message": "already authenticated"}),
+        ClientMessage::Auth { .. } => error_frame(&ApiError::conflict("already authenticated")),
         ClientMessage::Ping => json!({"type": "pong"}),
         ClientMessage::Subscribe {
             topic,
@@ -344,7 +378,7 @@ async fn first_message_token(
     state: &AppState,
     socket: &mut WebSocket,
 ) -> Option<(Principal, String)> {
-    let reply = |m: String| json!({"type": "error", "message": m}).to_string();
+    let reply = |m: String| error_frame(&ApiError::unauthorized(m)).to_string();
     let first = tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await;
     let text = match first {
         Ok(Some(Ok(Message::Text(t)))) => t,
@@ -406,8 +440,27 @@ mod tests {
                 .unwrap()
                 .starts_with("unknown topic \"nope\"")
         );
+        assert_eq!(
+            (&e["error"]["code"], &e["error"]["field"], &e["status"]),
+            (&json!("validation"), &json!("topic"), &json!(422))
+        );
+        // The codes REST gives: not JSON, and JSON of the wrong shape.
         let e = handle(&mut subs, "{");
-        assert!(e["message"].as_str().unwrap().starts_with("bad message"));
+        assert_eq!(
+            (&e["error"]["code"], &e["status"]),
+            (&json!("malformed_json"), &json!(400))
+        );
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("message is not valid JSON")
+        );
+        let e = handle(&mut subs, r#"{"type":"subscribe"}"#);
+        assert_eq!(
+            (&e["error"]["code"], &e["status"]),
+            (&json!("validation"), &json!(422))
+        );
         assert_eq!(handle(&mut subs, r#"{"type":"ping"}"#)["type"], "pong");
     }
 }

@@ -520,16 +520,9 @@ where
 /// `{"type":"error","request_id","status","error":{"code","message","field"?}}`: the error
 /// object of the REST answer, with the HTTP status it would have had.
 fn error_reply(request_id: Option<Value>, e: &ApiError) -> Value {
-    let mut error = json!({"code": e.code, "message": e.message});
-    if let Some(f) = &e.field {
-        error["field"] = json!(f);
-    }
-    json!({
-        "type": "error",
-        "request_id": request_id.unwrap_or(Value::Null),
-        "status": e.status.as_u16(),
-        "error": error,
-    })
+    let mut frame = super::error_frame(e);
+    frame["request_id"] = request_id.unwrap_or(Value::Null);
+    frame
 }
 
 #[cfg(test)]
@@ -557,7 +550,7 @@ mod tests {
         let e = ApiError::validation("symbol", "symbol is empty");
         assert_eq!(
             error_reply(Some(json!(3)), &e),
-            json!({"type": "error", "request_id": 3, "status": 422,
+            json!({"type": "error", "request_id": 3, "status": 422, "message": "symbol is empty",
                    "error": {"code": "validation", "message": "symbol is empty", "field": "symbol"}})
         );
         assert_eq!(
