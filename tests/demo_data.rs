@@ -28,15 +28,17 @@ async fn login(http: &reqwest::Client, base: &str) -> String {
     }
 }
 
+/// The first page of `GET /api/market/assets` (its items).
 async fn list_assets(http: &reqwest::Client, base: &str, token: &str) -> Value {
     http.get(format!("{base}/api/market/assets"))
         .bearer_auth(token)
         .send()
         .await
         .unwrap()
-        .json()
+        .json::<Value>()
         .await
-        .unwrap()
+        .unwrap()["items"]
+        .clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

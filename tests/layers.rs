@@ -43,11 +43,22 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "qtm-store",
             "qtm-live",
             "qtm-rules-component",
+            "qtm-import",
+        ],
+    ),
+    (
+        "qtm-import",
+        &[
+            "qtm-core",
+            "qtm-store",
+            "qtm-sandbox",
+            "qtm-rules-component",
         ],
     ),
     (
         "qtm-runtime",
         &[
+            "qtm-import",
             "qtm-core",
             "qtm-market",
             "qtm-oms",

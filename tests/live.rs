@@ -284,7 +284,7 @@ async fn swap_and_clone_under_flow_handle_every_bar_once_and_a_bad_version_chang
     let (_, listed) = s
         .call(Method::GET, "/api/strategy-instances", Some(&token), None)
         .await;
-    let mine = listed
+    let mine = listed["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -331,7 +331,7 @@ async fn swap_and_clone_under_flow_handle_every_bar_once_and_a_bad_version_chang
             None,
         )
         .await;
-    let outcomes: Vec<(&str, i64)> = swaps
+    let outcomes: Vec<(&str, i64)> = swaps["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -348,7 +348,8 @@ async fn swap_and_clone_under_flow_handle_every_bar_once_and_a_bad_version_chang
         .call(Method::GET, "/api/strategy-instances", Some(&token), None)
         .await;
     let live_of = |sid: i64| {
-        list.as_array()
+        list["items"]
+            .as_array()
             .unwrap()
             .iter()
             .find(|i| i["strategy_id"] == sid)
@@ -1329,7 +1330,8 @@ async fn listed(s: &TestServer, token: &str, id: i64) -> Value {
         .call(Method::GET, "/api/strategy-instances", Some(token), None)
         .await;
     assert_eq!(st, StatusCode::OK, "{list}");
-    list.as_array()
+    list["items"]
+        .as_array()
         .unwrap()
         .iter()
         .find(|i| i["strategy_id"] == id)
@@ -1574,7 +1576,7 @@ async fn the_instance_list_and_health_answer_at_once_while_the_engine_is_loaded(
     // this bound only says the list does not wait behind the queue (seconds), on a machine
     // shared with anything.
     assert!(p99 < 500.0, "p99 {p99:.1} ms: {took:?}");
-    let healthy = last
+    let healthy = last["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -1948,7 +1950,7 @@ async fn a_clone_that_cannot_start_leaves_no_strategy_behind() {
     .await;
     enable(&s, &token, id).await;
     ingest(&s, &token, bars(1, 20)).await;
-    let count = |list: &Value| list.as_array().map(Vec::len);
+    let count = |list: &Value| list["items"].as_array().map(Vec::len);
     let before = s
         .call(Method::GET, "/api/strategies", Some(&token), None)
         .await

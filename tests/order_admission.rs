@@ -133,7 +133,7 @@ impl Sources {
                 Some(json!({"name": "bot", "role": "trader"})),
             )
             .await;
-        assert_eq!(st, StatusCode::OK, "{key}");
+        assert_eq!(st, StatusCode::CREATED, "{key}");
         let api_key = key["key"].as_str().unwrap().to_string();
         let strategies = vec![
             upload_buyer(s, &admin, "buyer-a").await,
@@ -336,7 +336,7 @@ async fn every_order_source_is_stopped_by_each_account_limit_and_by_the_kill_swi
                 )
                 .await;
             assert_eq!(st, StatusCode::OK, "{body}");
-            for o in body.as_array().unwrap() {
+            for o in body["items"].as_array().unwrap() {
                 let path = format!("/api/orders/{}/cancel", o["id"]);
                 let (st, body) = s.call(Method::POST, &path, Some(&src.trader), None).await;
                 assert_eq!(st, StatusCode::OK, "{body}");
@@ -575,7 +575,7 @@ async fn the_account_daily_loss_limit_halts_every_source_and_is_stored_as_the_ki
         .await;
     assert_eq!(st, StatusCode::OK, "{list}");
     for id in &src.strategies {
-        let i = list
+        let i = list["items"]
             .as_array()
             .unwrap()
             .iter()

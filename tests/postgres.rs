@@ -135,7 +135,7 @@ fn stop(mut child: std::process::Child, dir: &Path) {
 }
 
 fn fills_of(body: &Value) -> usize {
-    body.as_array().map_or(0, Vec::len)
+    body["items"].as_array().map_or(0, Vec::len)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,7 +186,7 @@ async fn qtm_serve_runs_its_main_flows_on_postgresql_and_keeps_them_across_a_res
             Some(json!({"username": "pat", "password": "pat-password-1", "role": "trader"})),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let trader = c.token("pat", "pat-password-1").await;
     let (status, key) = c
         .call(
@@ -196,7 +196,7 @@ async fn qtm_serve_runs_its_main_flows_on_postgresql_and_keeps_them_across_a_res
             Some(json!({"name": "bot", "role": "viewer"})),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{key}");
+    assert_eq!(status, StatusCode::CREATED, "{key}");
     let key = key["key"].as_str().unwrap().to_string();
     let (status, me) = c.get_with_key("/api/users/profile", &key).await;
     assert_eq!(
@@ -278,7 +278,7 @@ async fn qtm_serve_runs_its_main_flows_on_postgresql_and_keeps_them_across_a_res
     let fills = c
         .wait_for(&fills_path, &trader, 60, |f| fills_of(f) >= 3)
         .await;
-    assert_eq!(fills[0]["symbol"], "SPY", "{fills}");
+    assert_eq!(fills["items"][0]["symbol"], "SPY", "{fills}");
     stop(child, dir.path());
 
     // What the live run stored adds up: every fill's order, each order's filled quantity.
@@ -330,7 +330,7 @@ async fn qtm_serve_runs_its_main_flows_on_postgresql_and_keeps_them_across_a_res
         .call(Method::GET, "/api/strategies", Some(&trader), None)
         .await;
     assert_eq!(status, StatusCode::OK, "{strategies}");
-    let listed = strategies
+    let listed = strategies["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -139,7 +139,7 @@ async fn imported_assets_heatmap_and_symbols_match_the_csv() {
         .call(Method::GET, "/api/market/assets", Some(&viewer), None)
         .await;
     assert_eq!(status, StatusCode::OK, "{assets}");
-    let list = assets.as_array().unwrap();
+    let list = assets["items"].as_array().unwrap();
     assert_eq!(
         list.iter()
             .map(|a| a["symbol"].as_str().unwrap())
@@ -166,7 +166,7 @@ async fn imported_assets_heatmap_and_symbols_match_the_csv() {
             Some(json!({"name": "chart-bot"})),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{key}");
+    assert_eq!(status, StatusCode::CREATED, "{key}");
     let resp = s
         .http
         .get(format!("{}/api/market/assets", s.base))
@@ -183,8 +183,9 @@ async fn imported_assets_heatmap_and_symbols_match_the_csv() {
         .call(Method::GET, "/api/symbols", Some(&viewer), None)
         .await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(symbols["next_cursor"], Value::Null);
     assert_eq!(
-        symbols,
+        symbols["items"],
         json!([
             {"symbol": "GOOG", "name": "GOOG", "asset_class": "equity", "currency": "USD"},
             {"symbol": "SPY", "name": "SPY", "asset_class": "equity", "currency": "USD"},
@@ -444,7 +445,7 @@ async fn a_bad_row_names_file_and_line_and_an_import_is_all_or_nothing() {
     let (_, assets) = s
         .call(Method::GET, "/api/market/assets", Some(&token), None)
         .await;
-    assert_eq!(assets[0]["bars"], spy.len());
+    assert_eq!(assets["items"][0]["bars"], spy.len());
     s.stop().await;
 }
 
@@ -533,8 +534,8 @@ async fn webhooks_verify_signatures_window_and_replays_and_signals_are_listed() 
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{whales}");
-    assert_eq!(whales.as_array().unwrap().len(), 1);
-    assert_eq!(whales[0], *stored);
+    assert_eq!(whales["items"].as_array().unwrap().len(), 1);
+    assert_eq!(whales["items"][0], *stored);
     let (_, funding) = s
         .call(
             Method::GET,
@@ -543,7 +544,7 @@ async fn webhooks_verify_signatures_window_and_replays_and_signals_are_listed() 
             None,
         )
         .await;
-    assert_eq!(funding, json!([]));
+    assert_eq!(funding["items"], json!([]));
     let latest = qtm_runtime::store::signals::latest_signal(&s.server.state.store, "whale.btc")
         .await
         .unwrap()
@@ -576,8 +577,12 @@ async fn webhooks_verify_signatures_window_and_replays_and_signals_are_listed() 
                 None,
             )
             .await;
-        assert_eq!(list.as_array().unwrap().len(), 1, "{route}: {list}");
-        assert_eq!(list[0]["name"], name);
+        assert_eq!(
+            list["items"].as_array().unwrap().len(),
+            1,
+            "{route}: {list}"
+        );
+        assert_eq!(list["items"][0]["name"], name);
     }
     // whale-alert is a whale source: all three came through it, newest first.
     let (_, whales) = s
@@ -589,7 +594,7 @@ async fn webhooks_verify_signatures_window_and_replays_and_signals_are_listed() 
         )
         .await;
     assert_eq!(
-        whales
+        whales["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -605,7 +610,7 @@ async fn webhooks_verify_signatures_window_and_replays_and_signals_are_listed() 
             None,
         )
         .await;
-    assert_eq!(named.as_array().unwrap().len(), 1);
+    assert_eq!(named["items"].as_array().unwrap().len(), 1);
     let (_, later) = s
         .call(
             Method::GET,
@@ -614,7 +619,7 @@ async fn webhooks_verify_signatures_window_and_replays_and_signals_are_listed() 
             None,
         )
         .await;
-    assert_eq!(later, json!([]));
+    assert_eq!(later["items"], json!([]));
     let (status, body) = s
         .call(
             Method::GET,
@@ -716,7 +721,7 @@ async fn webhooks_verify_signatures_window_and_replays_and_signals_are_listed() 
     let (_, all) = s
         .call(Method::GET, "/api/signals?limit=1000", Some(&viewer), None)
         .await;
-    assert_eq!(all.as_array().unwrap().len(), 3, "{all}");
+    assert_eq!(all["items"].as_array().unwrap().len(), 3, "{all}");
     s.stop().await;
 }
 
@@ -784,6 +789,7 @@ async fn every_view_values_positions_at_the_live_markets_last_price() {
             contract_version: "1",
             describe: &describe,
             component: b"",
+            size: None,
             created_by: None,
         },
         &json!({}),
@@ -846,7 +852,7 @@ async fn every_view_values_positions_at_the_live_markets_last_price() {
         async move {
             let change = 100.0 * (price / reference - 1.0);
             let trades = get("/api/trades?status=open".into()).await;
-            let trades = trades.as_array().unwrap();
+            let trades = trades["items"].as_array().unwrap();
             assert_eq!(trades.len(), 2, "{trades:?}");
             let mut upnl = 0.0;
             let mut quantity = 0.0;
@@ -908,7 +914,7 @@ async fn every_view_values_positions_at_the_live_markets_last_price() {
             );
 
             let assets = get("/api/market/assets".into()).await;
-            let a = &assets[0];
+            let a = &assets["items"][0];
             assert_eq!(
                 (a["symbol"].as_str(), a["price_source"].as_str()),
                 (Some("SPY"), Some("live")),
@@ -946,7 +952,7 @@ async fn every_view_values_positions_at_the_live_markets_last_price() {
             let perf = get(format!("/api/strategies/{sid}/performance")).await;
             let paper = &perf["paper"];
             let held = get(format!("/api/trades?account={account}")).await;
-            let held = &held[0];
+            let held = &held["items"][0];
             close_to(
                 num(&paper["unrealized_pnl"], "unrealized_pnl"),
                 4.0 * (price - 130.0),

@@ -185,9 +185,9 @@ async fn full_flow_upload_configure_backtest_on_ws_and_results_equal_the_library
         .call(Method::GET, "/api/strategies", Some(&viewer), None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(list.as_array().unwrap().len(), 1);
-    assert_eq!(list[0]["id"], id);
-    assert!(list[0]["latest_backtest"].is_null());
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"][0]["id"], id);
+    assert!(list["items"][0]["latest_backtest"].is_null());
 
     // Configuration checked against describe, each error naming its parameter.
     let configure = format!("/api/strategies/{id}/configure");
@@ -278,8 +278,15 @@ async fn full_flow_upload_configure_backtest_on_ws_and_results_equal_the_library
     let (_, list) = s
         .call(Method::GET, "/api/strategies", Some(&viewer), None)
         .await;
-    assert_eq!(list[0]["instance"]["symbols"], json!(["GOOG"]), "{list}");
-    assert_eq!(list[0]["instance"]["params"]["mode"], "flip", "{list}");
+    assert_eq!(
+        list["items"][0]["instance"]["symbols"],
+        json!(["GOOG"]),
+        "{list}"
+    );
+    assert_eq!(
+        list["items"][0]["instance"]["params"]["mode"], "flip",
+        "{list}"
+    );
 
     // Watch the strategy's updates and the notifications.
     let mut updates = ws_connect(&s, &format!("/ws/strategy-updates?token={viewer}")).await;
@@ -422,8 +429,8 @@ async fn full_flow_upload_configure_backtest_on_ws_and_results_equal_the_library
             None,
         )
         .await;
-    assert_eq!(runs.as_array().unwrap().len(), 1);
-    assert_eq!(runs[0]["id"], bt);
+    assert_eq!(runs["items"].as_array().unwrap().len(), 1);
+    assert_eq!(runs["items"][0]["id"], bt);
     assert!(runs[0].get("trades").is_none() && runs[0].get("equity").is_none());
     let (_, one) = s
         .call(
@@ -437,7 +444,7 @@ async fn full_flow_upload_configure_backtest_on_ws_and_results_equal_the_library
     let (_, list) = s
         .call(Method::GET, "/api/strategies", Some(&viewer), None)
         .await;
-    assert_eq!(list[0]["latest_backtest"]["id"], bt, "{list}");
+    assert_eq!(list["items"][0]["latest_backtest"]["id"], bt, "{list}");
     assert_eq!(
         one["latest_backtest"]["n_trades"],
         reference.metrics.n_trades
@@ -651,7 +658,7 @@ async fn the_upload_gate_refuses_bad_components_and_oversized_uploads_get_413() 
     let (_, list) = s
         .call(Method::GET, "/api/strategies", Some(&trader), None)
         .await;
-    assert_eq!(list, json!([]));
+    assert_eq!(list["items"], json!([]));
     s.stop().await;
 }
 
@@ -861,7 +868,7 @@ async fn versions_clone_enable_disable_delete_and_ownership() {
             None,
         )
         .await;
-    let numbers: Vec<i64> = versions
+    let numbers: Vec<i64> = versions["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -1226,7 +1233,7 @@ async fn backtest_requests_are_checked_and_failures_are_recorded() {
     let (_, all) = s
         .call(Method::GET, "/api/backtests", Some(&trader), None)
         .await;
-    assert_eq!(all.as_array().unwrap().len(), 2);
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
     let (status, _) = s
         .call(Method::GET, "/api/backtests/999999", Some(&trader), None)
         .await;
@@ -1593,7 +1600,7 @@ async fn a_rule_program_posted_as_json_is_a_strategy_that_trades_as_sma_cross() 
         .call(Method::GET, "/api/strategies", Some(&admin), None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(2), "{list}");
 
     // Unknown fields and malformed JSON are refused with what was expected.
     let (status, body) = s

@@ -179,18 +179,18 @@ async fn orders_are_accepted_at_each_limit_and_refused_one_past_it() {
     let (_, rejected) = d
         .call(Method::GET, "/api/orders?status=rejected", &d.viewer, None)
         .await;
-    assert_eq!(rejected.as_array().unwrap().len(), 1);
-    assert_eq!(rejected[0]["quantity"], 11.0);
+    assert_eq!(rejected["items"].as_array().unwrap().len(), 1);
+    assert_eq!(rejected["items"][0]["quantity"], 11.0);
     assert_eq!(
-        rejected[0]["reason"],
+        rejected["items"][0]["reason"],
         "order quantity 11 exceeds max_order_quantity 10"
     );
     let (_, alerts) = d
         .call(Method::GET, "/api/risk/alerts", &d.viewer, None)
         .await;
-    assert_eq!(alerts[0]["kind"], "order_rejected");
+    assert_eq!(alerts["items"][0]["kind"], "order_rejected");
     assert_eq!(
-        alerts[0]["message"],
+        alerts["items"][0]["message"],
         "order quantity 11 exceeds max_order_quantity 10"
     );
     let all = drain(&mut rx);
@@ -362,12 +362,12 @@ async fn orders_are_accepted_at_each_limit_and_refused_one_past_it() {
             None,
         )
         .await;
-    assert_eq!(working.as_array().unwrap().len(), 5);
+    assert_eq!(working["items"].as_array().unwrap().len(), 5);
     let (_, two) = d
         .call(Method::GET, "/api/orders?limit=2", &d.viewer, None)
         .await;
-    assert_eq!(two.as_array().unwrap().len(), 2);
-    assert!(two[0]["id"].as_i64() > two[1]["id"].as_i64());
+    assert_eq!(two["items"].as_array().unwrap().len(), 2);
+    assert!(two["items"][0]["id"].as_i64() > two["items"][1]["id"].as_i64());
     let (st, e) = d
         .call(Method::GET, "/api/orders?status=done", &d.viewer, None)
         .await;
@@ -585,7 +585,7 @@ async fn the_kill_switch_cancels_working_orders_and_refuses_new_ones_until_resum
     let (_, alerts) = d
         .call(Method::GET, "/api/risk/alerts?limit=10", &d.viewer, None)
         .await;
-    let kinds: Vec<&str> = alerts
+    let kinds: Vec<&str> = alerts["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -608,7 +608,7 @@ async fn the_kill_switch_cancels_working_orders_and_refuses_new_ones_until_resum
             None,
         )
         .await;
-    assert_eq!(none, json!([]));
+    assert_eq!(none["items"], json!([]));
     let (st, e) = d
         .call(Method::GET, "/api/risk/alerts?limit=0", &d.viewer, None)
         .await;
@@ -718,7 +718,7 @@ async fn orders_modify_and_trades_close_through_the_same_checks() {
 
     // The open trade, marked at GOOG's last close.
     let (_, trades) = d.call(Method::GET, "/api/trades", &d.viewer, None).await;
-    let t = &trades[0];
+    let t = &trades["items"][0];
     let tid = t["id"].as_i64().unwrap();
     assert_eq!(
         (
@@ -825,11 +825,11 @@ async fn orders_modify_and_trades_close_through_the_same_checks() {
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (_, open) = d.call(Method::GET, "/api/trades", &d.viewer, None).await;
-    assert_eq!(open, json!([]));
+    assert_eq!(open["items"], json!([]));
     let (_, closed) = d
         .call(Method::GET, "/api/trades?status=closed", &d.viewer, None)
         .await;
-    assert_eq!(closed.as_array().unwrap().len(), 1);
+    assert_eq!(closed["items"].as_array().unwrap().len(), 1);
     let (_, fills) = d
         .call(
             Method::GET,
@@ -838,8 +838,8 @@ async fn orders_modify_and_trades_close_through_the_same_checks() {
             None,
         )
         .await;
-    assert_eq!(fills[0]["side"], "sell");
-    assert_eq!(fills[1]["order_type"], "limit");
+    assert_eq!(fills["items"][0]["side"], "sell");
+    assert_eq!(fills["items"][1]["order_type"], "limit");
 
     // A live strategy's order and trade are the live engine's: refused, and nothing changes.
     let describe = json!({"name": "live", "params": []});
@@ -857,6 +857,7 @@ async fn orders_modify_and_trades_close_through_the_same_checks() {
             contract_version: "qtm:strategy@0.1.0",
             describe: &describe,
             component: b"\0asm",
+            size: None,
             created_by: None,
         },
         &json!({}),
@@ -1348,7 +1349,7 @@ async fn the_manual_account_out_of_money_gets_a_margin_call() {
         .call(Method::GET, "/api/orders?limit=10", &d.viewer, None)
         .await;
     assert_eq!(st, StatusCode::OK);
-    let liquidation = orders
+    let liquidation = orders["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -1374,7 +1375,7 @@ async fn the_manual_account_out_of_money_gets_a_margin_call() {
         .await;
     assert_eq!(st, StatusCode::OK);
     assert!(
-        alerts
+        alerts["items"]
             .as_array()
             .unwrap()
             .iter()

@@ -450,7 +450,7 @@ async fn only_callers_who_may_place_orders_over_rest_may_trade_here() {
     );
     // Nothing was stored for any of them.
     let (_, orders) = s.call(Method::GET, "/api/orders", Some(&admin), None).await;
-    assert_eq!(orders, json!([]));
+    assert_eq!(orders["items"], json!([]));
 
     // A trader's API key trades; the trader authenticating by message trades.
     let (st, key) = s
@@ -461,7 +461,7 @@ async fn only_callers_who_may_place_orders_over_rest_may_trade_here() {
             Some(json!({"name": "bot", "role": "trader"})),
         )
         .await;
-    assert_eq!(st, StatusCode::OK, "{key}");
+    assert_eq!(st, StatusCode::CREATED, "{key}");
     let mut by_key =
         TradingWs::connect(&s, &format!("api_key={}", key["key"].as_str().unwrap())).await;
     let (st, body) = by_key
@@ -488,7 +488,7 @@ async fn only_callers_who_may_place_orders_over_rest_may_trade_here() {
     // order is refused at once, as REST refuses it.
     let mut session = TradingWs::connect(&s, &format!("token={trader}")).await;
     let (_, users) = s.call(Method::GET, "/api/users", Some(&admin), None).await;
-    let tina = users
+    let tina = users["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -525,6 +525,10 @@ async fn only_callers_who_may_place_orders_over_rest_may_trade_here() {
     );
     assert_eq!((status, code.as_str()), (403, "forbidden"));
     let (_, orders) = s.call(Method::GET, "/api/orders", Some(&admin), None).await;
-    assert_eq!(orders.as_array().map(Vec::len), Some(1), "{orders}");
+    assert_eq!(
+        orders["items"].as_array().map(Vec::len),
+        Some(1),
+        "{orders}"
+    );
     s.stop().await;
 }

@@ -3,7 +3,11 @@
 use std::io::Write;
 
 fn main() {
-    let csv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/spy_1m_2011.csv");
+    // Read at run time, not with `env!`: a build script compiled in one checkout is reused by
+    // another with the same sources (a shared target directory), and must read that one's file.
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let csv = std::path::Path::new(&manifest_dir).join("../../data/spy_1m_2011.csv");
     println!("cargo:rerun-if-changed={}", csv.display());
     let raw = std::fs::read(&csv).unwrap_or_else(|e| panic!("read {}: {e}", csv.display()));
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))

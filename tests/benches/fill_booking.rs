@@ -38,6 +38,7 @@ async fn run() {
         contract_version: "qtm:strategy@0.1.0",
         describe: &describe,
         component: b"bench",
+        size: None,
         created_by: None,
     };
     let mut owners = Vec::new();

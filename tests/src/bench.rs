@@ -122,6 +122,7 @@ impl StoredVersion {
             contract_version: "qtm:strategy@0.1.0",
             describe: &self.describe,
             component: &self.component,
+            size: None,
             created_by: None,
         }
     }

@@ -257,6 +257,7 @@ pub async fn store_strategy(
             contract_version: &code.gate().contract,
             describe: &describe,
             component: &bytes,
+            size: None,
             created_by: None,
         },
         params,

@@ -12,7 +12,7 @@
 
 #![warn(missing_docs)]
 
-pub use qtm_rules::{Diagnostic, ParamDecl, Pos, Program};
+pub use qtm_rules::{Diagnostic, ParamDecl, ParamKind, ParamValue, Pos, Program};
 
 /// The rules guest's core module, with an empty program area.
 pub const RULES_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rules.wasm"));
@@ -56,6 +56,19 @@ pub fn compile(name: &str, source: &[u8]) -> Result<Compiled, Vec<Diagnostic>> {
     Ok(Compiled { component, program })
 }
 
+/// The rules guest componentized with an empty program area: every compiled program differs
+/// from it only in that area, so stores keep programs as small deltas against it.
+pub fn reference_component() -> &'static [u8] {
+    static REFERENCE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    REFERENCE.get_or_init(|| {
+        wit_component::ComponentEncoder::default()
+            .module(RULES_MODULE)
+            .and_then(|e| e.validate(true).encode())
+            // The module is built and tested with this crate (`compile` encodes copies of it).
+            .unwrap_or_default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +100,15 @@ mod tests {
         assert_eq!(&a.component[..8], b"\0asm\x0d\0\x01\0");
         assert_ne!(a.component, b.component);
         assert_eq!(a.params().len(), 0);
+    }
+
+    #[test]
+    fn a_program_differs_from_the_reference_only_near_its_program_area() {
+        let r = reference_component();
+        let c = compile("sma", b"entry_long = close > open\nsize = units(1)\n").unwrap();
+        assert_eq!(r.len(), c.component.len());
+        let differing = r.iter().zip(&c.component).filter(|(a, b)| a != b).count();
+        assert!(differing < 200, "{differing} bytes differ");
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::system::router())
         .merge(routes::market::router())
         .merge(routes::strategies::router())
+        .merge(routes::imports::router())
         .merge(routes::backtests::router())
         .merge(routes::risk::router())
         .merge(routes::orders::router())

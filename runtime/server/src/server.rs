@@ -104,6 +104,11 @@ pub async fn start_with(
     var: impl Fn(&str) -> Option<String>,
 ) -> Result<(RunningServer, Bootstrap), ServeError> {
     let store = Store::open(&config.database_url).await?;
+    // Rule programs (uploaded as text, imported, evolved) are stored as deltas against the
+    // evaluator they are all written into.
+    store
+        .set_component_reference(qtm_rules_component::reference_component())
+        .await?;
     let bootstrap = bootstrap_admin(&store, &var).await?;
     let secret = match &config.jwt_secret {
         Some(s) if s.len() >= 32 => s.clone(),

@@ -2,6 +2,7 @@
 
 mod backtest;
 mod data;
+mod import;
 mod out;
 mod rules;
 mod serve;
@@ -40,6 +41,9 @@ enum Command {
     /// Import and list market data in the server's database.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Import strategies from other databases (SQL rows of rules, templates or components).
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// Print a WebSocket stream of a running server, one JSON message a line.
     Watch(watch::WatchArgs),
 }
@@ -60,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Rules(cmd) => rules::run(cmd),
         Command::Serve(args) => serve::run(args),
         Command::Data(cmd) => data::run(cmd),
+        Command::Import(cmd) => import::run(cmd),
         Command::Watch(args) => watch::run(args),
     };
     match result {

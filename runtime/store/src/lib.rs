@@ -12,6 +12,8 @@
 
 pub mod audit;
 pub mod backtests;
+pub mod components;
+pub mod imports;
 pub mod live;
 pub mod market;
 pub mod modules;
@@ -86,6 +88,16 @@ pub(crate) use in_transaction;
 pub(crate) enum Conn<'c> {
     Sqlite(&'c mut SqliteConnection),
     Postgres(&'c mut PgConnection),
+}
+
+impl Conn<'_> {
+    /// The same connection, borrowed again for one more operation.
+    pub(crate) fn reborrow(&mut self) -> Conn<'_> {
+        match self {
+            Conn::Sqlite(c) => Conn::Sqlite(c),
+            Conn::Postgres(c) => Conn::Postgres(c),
+        }
+    }
 }
 
 impl<'c> From<&'c mut SqliteConnection> for Conn<'c> {
@@ -172,6 +184,9 @@ pub struct Store {
     /// What the live recorder's own connection ([`writer`]) opens.
     connect: Connect,
     catalog: Arc<AtomicU64>,
+    /// The reference component new components are stored as deltas against, and the
+    /// dictionaries read back.
+    codec: Arc<components::Codec>,
     /// The directory of a `sqlite::memory:` database, removed with the last handle.
     _temp: Option<Arc<tempfile::TempDir>>,
 }
@@ -243,6 +258,7 @@ impl Store {
             url: url.to_string(),
             connect: Connect::Sqlite(options),
             catalog: Arc::default(),
+            codec: Arc::default(),
             _temp: temp,
         })
     }
@@ -267,6 +283,7 @@ impl Store {
             url: url.to_string(),
             connect: Connect::Postgres(options),
             catalog: Arc::default(),
+            codec: Arc::default(),
             _temp: None,
         })
     }

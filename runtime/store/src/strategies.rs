@@ -7,6 +7,7 @@
 use serde_json::Value;
 use sqlx::FromRow;
 
+use super::components::{self, Encoded};
 use super::{
     Conn, Store, StoreError, StoreResult, from_json, in_transaction, now, to_json, with_conn,
     with_pool,
@@ -81,7 +82,16 @@ pub struct NewVersion<'a> {
     /// The `describe` output as JSON.
     pub describe: &'a Value,
     pub component: &'a [u8],
+    /// The component's size when `component` is left empty because the bytes are stored
+    /// already (SQL import); else `None` (the size of `component`).
+    pub size: Option<usize>,
     pub created_by: Option<i64>,
+}
+
+impl NewVersion<'_> {
+    fn size_bytes(&self) -> i64 {
+        self.size.unwrap_or(self.component.len()) as i64
+    }
 }
 
 /// A strategy to create.
@@ -161,20 +171,28 @@ impl InstanceRow {
     }
 }
 
-async fn insert_version(
+/// Insert version `version` of a strategy, and its component (`encoded`, as
+/// [`Store::encode_component`] gives it) unless stored already; `None` when an earlier
+/// statement of the same transaction stored it. `size` is the component's own size.
+pub(crate) async fn insert_version(
     conn: Conn<'_>,
     strategy_id: i64,
     version: i64,
     v: &NewVersion<'_>,
+    encoded: Option<&Encoded>,
     t: i64,
 ) -> StoreResult<i64> {
     with_conn!(conn, tx => {
-    sqlx::query("INSERT INTO components (sha256, bytes, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING")
-        .bind(v.content_sha256)
-        .bind(v.component)
-        .bind(t)
-        .execute(&mut *tx)
-        .await?;
+    if let Some(encoded) = encoded {
+        sqlx::query("INSERT INTO components (sha256, bytes, encoding, dictionary_sha256, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sha256) DO NOTHING")
+            .bind(v.content_sha256)
+            .bind(&encoded.bytes)
+            .bind(&encoded.encoding)
+            .bind(encoded.dictionary.as_deref())
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
+    }
     // The bytes are in `components`; the old column keeps an empty value.
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO strategy_versions (strategy_id, version, content_sha256, contract_version, describe, size_bytes, component, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
@@ -184,7 +202,7 @@ async fn insert_version(
     .bind(v.content_sha256)
     .bind(v.contract_version)
     .bind(to_json(v.describe))
-    .bind(v.component.len() as i64)
+    .bind(v.size_bytes())
     .bind(Vec::<u8>::new())
     .bind(v.created_by)
     .bind(t)
@@ -213,8 +231,25 @@ pub async fn create(
     symbols: &[String],
 ) -> StoreResult<StrategyRecord> {
     let t = now();
+    let encoded = components::encode(store, v.component);
     let id = in_transaction!(store, tx => {
-    let id: i64 = sqlx::query_scalar(
+        insert_strategy((&mut *tx).into(), s, v, Some(&encoded), params, symbols, t).await
+    })?;
+    store.catalog_changed();
+    get(store, id).await
+}
+
+/// [`create`] on an open transaction; the new strategy's id.
+pub(crate) async fn insert_strategy(
+    mut conn: Conn<'_>,
+    s: &NewStrategy<'_>,
+    v: &NewVersion<'_>,
+    encoded: Option<&Encoded>,
+    params: &Value,
+    symbols: &[String],
+    t: i64,
+) -> StoreResult<i64> {
+    let id: i64 = with_conn!(&mut conn, tx => sqlx::query_scalar(
         "INSERT INTO strategies (name, description, owner_id, source, cloned_from, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(s.name)
@@ -224,10 +259,10 @@ pub async fn create(
     .bind(s.cloned_from)
     .bind(t)
     .bind(t)
-    .fetch_one(&mut *tx)
-    .await?;
-    let version_id = insert_version((&mut *tx).into(), id, 1, v, t).await?;
-    sqlx::query(
+    .fetch_one(&mut **tx)
+    .await)?;
+    let version_id = insert_version(conn.reborrow(), id, 1, v, encoded, t).await?;
+    with_conn!(&mut conn, tx => sqlx::query(
         "INSERT INTO strategy_instances (strategy_id, version_id, params, symbols, status, created_at, updated_at) VALUES ($1, $2, $3, $4, 'disabled', $5, $6)",
     )
     .bind(id)
@@ -236,12 +271,10 @@ pub async fn create(
     .bind(to_json(&symbols))
     .bind(t)
     .bind(t)
-    .execute(&mut *tx)
-    .await?;
-    StoreResult::Ok(id)
-    })?;
-    store.catalog_changed();
-    get(store, id).await
+    .execute(&mut **tx)
+    .await
+    .map(|_| ()))?;
+    Ok(id)
 }
 
 /// Add the next version of a strategy. With `activate`, the default instance moves to it
@@ -253,6 +286,7 @@ pub async fn add_version(
     activate: Option<&Value>,
 ) -> StoreResult<Version> {
     let t = now();
+    let encoded = components::encode(store, v.component);
     let version_id = in_transaction!(store, tx => {
     let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM strategies WHERE id = $1")
         .bind(strategy_id)
@@ -267,7 +301,8 @@ pub async fn add_version(
     .bind(strategy_id)
     .fetch_one(&mut *tx)
     .await?;
-    let version_id = insert_version((&mut *tx).into(), strategy_id, next, v, t).await?;
+    let version_id =
+        insert_version((&mut *tx).into(), strategy_id, next, v, Some(&encoded), t).await?;
     if let Some(params) = activate {
         sqlx::query(
             "UPDATE strategy_instances SET version_id = $1, params = $2, updated_at = $3 WHERE strategy_id = $4",
@@ -412,13 +447,14 @@ pub async fn version(store: &Store, strategy_id: i64, version: i64) -> StoreResu
 
 /// The component bytes of a version.
 pub async fn component(store: &Store, version_id: i64) -> StoreResult<Vec<u8>> {
-    with_pool!(store, p => sqlx::query_scalar(
-        "SELECT c.bytes FROM strategy_versions v JOIN components c ON c.sha256 = v.content_sha256 WHERE v.id = $1",
+    let (bytes, encoding, dictionary): (Vec<u8>, String, Option<String>) = with_pool!(store, p => sqlx::query_as(
+        "SELECT c.bytes, c.encoding, c.dictionary_sha256 FROM strategy_versions v JOIN components c ON c.sha256 = v.content_sha256 WHERE v.id = $1",
     )
         .bind(version_id)
         .fetch_optional(p)
         .await)?
-        .ok_or_else(|| StoreError::NotFound(format!("strategy version {version_id}")))
+        .ok_or_else(|| StoreError::NotFound(format!("strategy version {version_id}")))?;
+    components::decode(store, &encoding, dictionary.as_deref(), bytes).await
 }
 
 /// The newest stored version whose `describe` names `name` (any strategy), for templates.
@@ -525,6 +561,7 @@ mod tests {
             contract_version: "qtm:strategy@0.1.0",
             describe,
             component: b"\0asm-bytes",
+            size: None,
             created_by: None,
         }
     }

@@ -3,6 +3,7 @@
 //! [`crate::auth::access`]).
 
 pub mod backtests;
+pub mod imports;
 pub mod live;
 pub mod market;
 pub mod modules;

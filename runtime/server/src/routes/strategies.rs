@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{StatusCode, header};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -92,57 +92,17 @@ pub(crate) fn info_of(version: &store::strategies::Version) -> ApiResult<Strateg
 /// `{"fast": 10, "mode": "flip"}` → parameters, each checked against `info` so an error names
 /// `params.<name>` and says what is wrong.
 pub(crate) fn params_from_json(info: &StrategyInfo, v: &Value) -> ApiResult<Vec<Param>> {
-    let Some(obj) = v.as_object() else {
-        return Err(ApiError::validation(
-            "params",
-            format!("params must be an object of name → value, got {v}"),
-        ));
-    };
-    let mut out = Vec::with_capacity(obj.len());
-    for (name, value) in obj {
-        let field = format!("params.{name}");
-        let value = match value {
-            Value::Bool(b) => ParamValue::Boolean(*b),
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => ParamValue::Int(i),
-                None => ParamValue::Float(n.as_f64().unwrap_or(f64::NAN)),
-            },
-            Value::String(s) => ParamValue::Choice(s.clone()),
-            other => {
-                return Err(ApiError::validation(
-                    field,
-                    format!("parameter `{name}` must be a number, boolean or string, got {other}"),
-                ));
-            }
-        };
-        let p = Param {
-            name: name.clone(),
-            value,
-        };
-        // Checked one by one so the error names the parameter at fault.
-        info.resolve_params(std::slice::from_ref(&p))
-            .map_err(|e| ApiError::validation(field, e))?;
-        out.push(p);
-    }
-    Ok(out)
+    qtm_core::config::params_from_json(info, v).map_err(config_error)
 }
 
 /// Parameters as the JSON object stored and shown.
 pub(crate) fn params_to_json(params: &[Param]) -> Value {
-    Value::Object(
-        params
-            .iter()
-            .map(|p| {
-                let v = match &p.value {
-                    ParamValue::Boolean(b) => json!(b),
-                    ParamValue::Int(i) => json!(i),
-                    ParamValue::Float(x) => json!(x),
-                    ParamValue::Choice(s) => json!(s),
-                };
-                (p.name.clone(), v)
-            })
-            .collect::<Map<_, _>>(),
-    )
+    qtm_core::config::params_to_json(params)
+}
+
+/// A configuration error as the API's 422 on its field.
+pub(crate) fn config_error(e: qtm_core::config::ConfigError) -> ApiError {
+    ApiError::validation(e.field, e.message)
 }
 
 /// Stored parameters that are still valid for `info` (a new version may have dropped or
@@ -175,34 +135,7 @@ pub(crate) fn resolve(
 /// Check a list of symbols: 1 to 32 characters from letters, digits and `. _ - / : ^ =`, no
 /// duplicates.
 pub(crate) fn check_symbols(field: &str, symbols: &[String]) -> ApiResult<()> {
-    if symbols.len() > 1000 {
-        return Err(ApiError::validation(
-            field,
-            format!("at most 1000 symbols, got {}", symbols.len()),
-        ));
-    }
-    for (i, s) in symbols.iter().enumerate() {
-        if s.is_empty()
-            || s.len() > 32
-            || !s
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-/:^=".contains(c))
-        {
-            return Err(ApiError::validation(
-                field,
-                format!(
-                    "symbol {s:?} is not valid: use 1 to 32 characters from letters, digits and . _ - / : ^ ="
-                ),
-            ));
-        }
-        if symbols[..i].contains(s) {
-            return Err(ApiError::validation(
-                field,
-                format!("symbol {s} is listed twice"),
-            ));
-        }
-    }
-    Ok(())
+    qtm_core::config::check_symbols(field, symbols).map_err(config_error)
 }
 
 /// What the sandbox said about a component, as an API error on `field`.
@@ -494,24 +427,11 @@ async fn read_upload(state: &AppState, mut req: Request) -> ApiResult<Upload> {
 }
 
 fn check_name(name: &str) -> ApiResult<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            "name",
-            "name must have 1 to 100 printable characters",
-        ));
-    }
-    Ok(name.to_string())
+    qtm_core::config::check_name(name).map_err(config_error)
 }
 
 fn check_description(d: &str) -> ApiResult<String> {
-    if d.chars().count() > 2000 {
-        return Err(ApiError::validation(
-            "description",
-            "description must have at most 2000 characters",
-        ));
-    }
-    Ok(d.trim().to_string())
+    qtm_core::config::check_description(d).map_err(config_error)
 }
 
 /// Gate, compile and describe an upload; what a version row needs.
@@ -540,6 +460,7 @@ impl Checked {
             contract_version: &self.code.gate().contract,
             describe: &self.describe,
             component: &self.bytes,
+            size: None,
             created_by: Some(created_by),
         }
     }
@@ -604,6 +525,43 @@ pub struct StrategyView {
     pub info: Value,
     /// The newest finished backtest, if any.
     pub latest_backtest: Option<BacktestBrief>,
+    /// Where an imported strategy came from (`GET /api/strategies/{id}` only; absent for
+    /// uploads and in lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// Where an imported strategy came from.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Provenance {
+    /// The source database's URL without credentials, or `upload:<file name>`.
+    pub source: String,
+    /// The query that read it.
+    pub query: String,
+    /// The row's key.
+    pub row_key: String,
+    /// SHA-256 of what the row defined (code, parameters, symbols, name, description).
+    pub content_sha256: String,
+    /// The version the latest import of the row made or kept.
+    pub version: i64,
+    /// Who imported it.
+    pub imported_by: Option<i64>,
+    /// When, unix seconds.
+    pub imported_at: i64,
+}
+
+impl From<store::imports::Provenance> for Provenance {
+    fn from(p: store::imports::Provenance) -> Self {
+        Provenance {
+            source: p.source,
+            query: p.query,
+            row_key: p.row_key,
+            content_sha256: p.content_sha256,
+            version: p.version,
+            imported_by: p.imported_by,
+            imported_at: p.imported_at,
+        }
+    }
 }
 
 fn view(record: store::strategies::StrategyRecord, latest: Option<&Backtest>) -> StrategyView {
@@ -611,6 +569,7 @@ fn view(record: store::strategies::StrategyRecord, latest: Option<&Backtest>) ->
         info: record.current_version.describe.clone(),
         latest_backtest: latest.map(BacktestBrief::from),
         record: record.into(),
+        provenance: None,
     }
 }
 
@@ -663,7 +622,11 @@ async fn get_strategy(
         .await?
         .into_iter()
         .find(|b| b.status == "done");
-    Ok(ApiJson(view(record, latest.as_ref())))
+    let mut shown = view(record, latest.as_ref());
+    shown.provenance = store::imports::provenance(&state.store, id)
+        .await?
+        .map(Provenance::from);
+    Ok(ApiJson(shown))
 }
 
 /// `?name=` for raw uploads.
@@ -896,6 +859,7 @@ pub(crate) async fn make_clone(
             contract_version: &v.contract_version,
             describe: &v.describe,
             component: &component,
+            size: None,
             created_by: Some(p.user_id),
         },
         &params_to_json(&params),
