@@ -303,7 +303,7 @@ async fn hostile_rows_get_their_own_errors_and_the_source_is_never_written() {
         error_of("unknown fn")
     );
     assert!(
-        error_of("type error").contains("1:14"),
+        error_of("type error").contains("1:20: `entry_long` must be a bool, found series"),
         "{}",
         error_of("type error")
     );
