@@ -159,7 +159,10 @@ pub fn limit(limit: Option<i64>, max: i64) -> ApiResult<i64> {
 
 /// The `cursor` of a list keyed by id: absent, or an id some page answered as `next_cursor`.
 pub fn id_cursor(cursor: Option<&str>) -> ApiResult<Option<i64>> {
-    let Some(c) = cursor else { return Ok(None) };
+    // An empty cursor is the first page, as no cursor is (`?cursor=` from a form or a loop).
+    let Some(c) = cursor.filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
     if (1..=18).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()) {
         Ok(Some(c.parse().unwrap_or(i64::MAX)))
     } else {
@@ -170,8 +173,8 @@ pub fn id_cursor(cursor: Option<&str>) -> ApiResult<Option<i64>> {
 /// The `cursor` of a list keyed by a name (symbols, module ids): absent, or a name of at
 /// most 64 characters.
 pub fn text_cursor(cursor: Option<&str>) -> ApiResult<Option<&str>> {
-    match cursor {
-        Some(c) if c.is_empty() || c.chars().count() > 64 => Err(bad_cursor(c)),
+    match cursor.filter(|c| !c.is_empty()) {
+        Some(c) if c.chars().count() > 64 => Err(bad_cursor(c)),
         other => Ok(other),
     }
 }
@@ -232,7 +235,9 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("cursor"));
         assert!(e.message.contains("next_cursor"), "{}", e.message);
         assert!(id_cursor(Some("1234567890123456789")).is_err());
-        assert!(text_cursor(Some("")).is_err());
+        assert_eq!(text_cursor(Some("")).unwrap(), None);
+        assert_eq!(id_cursor(Some("")).unwrap(), None);
+        assert!(text_cursor(Some(&"x".repeat(65))).is_err());
         assert_eq!(text_cursor(Some("SPY")).unwrap(), Some("SPY"));
     }
 }

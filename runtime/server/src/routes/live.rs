@@ -164,9 +164,8 @@ async fn rollback_instance(
 
 /// Every swap attempt of an instance, oldest first.
 #[utoipa::path(get, path = "/api/strategy-instances/{id}/swaps", tag = "live",
-    params(("id" = i64, Path, description = "strategy instance id")),
+    params(("id" = i64, Path, description = "strategy instance id"), PageQuery),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    params(PageQuery),
     responses((status = 200, body = Page<SwapRecord>), (status = 404, body = ErrorBody)))]
 async fn list_swaps(
     State(state): State<AppState>,

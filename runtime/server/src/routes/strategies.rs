@@ -778,9 +778,8 @@ async fn create_version(
 
 /// Every version of a strategy, oldest first.
 #[utoipa::path(get, path = "/api/strategies/{id}/versions", tag = "strategies",
-    params(("id" = i64, Path, description = "strategy id")),
+    params(("id" = i64, Path, description = "strategy id"), PageQuery),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    params(PageQuery),
     responses((status = 200, body = Page<Version>), (status = 404, body = ErrorBody)))]
 async fn list_versions(
     State(state): State<AppState>,
