@@ -27,6 +27,7 @@ pub struct PageQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Continue after this cursor: the `next_cursor` of the page before.
+    #[param(pattern = r"^[0-9]{0,18}$")]
     pub cursor: Option<String>,
 }
 

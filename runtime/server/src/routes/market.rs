@@ -231,6 +231,7 @@ pub struct BarsParams {
     pub limit: Option<i64>,
     /// Continue after this cursor: the `next_cursor` of the page before (it takes the place
     /// of `from`).
+    #[param(pattern = r"^[0-9]{0,18}$")]
     pub cursor: Option<String>,
 }
 

@@ -437,6 +437,7 @@ pub struct OrderQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Continue after this cursor: the `next_cursor` of the page before.
+    #[param(pattern = r"^[0-9]{0,18}$")]
     pub cursor: Option<String>,
 }
 
@@ -690,6 +691,7 @@ pub struct TradeQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Continue after this cursor: the `next_cursor` of the page before.
+    #[param(pattern = r"^[0-9]{0,18}$")]
     pub cursor: Option<String>,
 }
 
@@ -775,6 +777,7 @@ pub struct FillQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Continue after this cursor: the `next_cursor` of the page before.
+    #[param(pattern = r"^[0-9]{0,18}$")]
     pub cursor: Option<String>,
 }
 

@@ -352,6 +352,7 @@ pub struct AlertQuery {
     /// Only alerts at or after this time (unix seconds).
     pub since: Option<i64>,
     /// Continue after this cursor: the `next_cursor` of the page before.
+    #[param(pattern = r"^[0-9]{0,18}$")]
     pub cursor: Option<String>,
 }
 

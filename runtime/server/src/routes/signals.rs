@@ -259,6 +259,7 @@ pub struct ListParams {
     /// Only signals received at or after this unix second.
     pub since: Option<i64>,
     /// Continue after this cursor: the `next_cursor` of the page before.
+    #[param(pattern = r"^[0-9]{0,18}$")]
     pub cursor: Option<String>,
 }
 
@@ -347,6 +348,7 @@ pub struct SignalsParams {
     /// Only signals received at or after this unix second.
     pub since: Option<i64>,
     /// Continue after this cursor: the `next_cursor` of the page before.
+    #[param(pattern = r"^[0-9]{0,18}$")]
     pub cursor: Option<String>,
 }
 
