@@ -383,7 +383,7 @@ mod tests {
             assert_eq!(failed.backtest.status, "failed");
             assert!(failed.backtest.error.unwrap().starts_with("interrupted"));
             assert_eq!(failed.trades, json!([]));
-            assert_eq!(list(&s, Some(sid), 10).await.unwrap().len(), 2);
+            assert_eq!(list(&s, Some(sid), None, 10).await.unwrap().len(), 2);
 
             // Cancelled while running: results that arrive later are not stored over it.
             let b3 = create(&s, sid, rec.current_version.id, None, &json!({}))
