@@ -88,6 +88,7 @@ async fn session(state: AppState, mut socket: WebSocket, principal: Option<Princ
         "role": principal.role,
         "max_entries": MAX_INGEST,
     });
+    let _open = state.hub.stats.open("/ws/ingest");
     if !send(&mut socket, welcome.to_string()).await {
         return;
     }
