@@ -10,6 +10,7 @@ pub mod notifications;
 pub mod orders;
 pub mod plugins;
 pub mod portfolio;
+pub mod quotes;
 pub mod risk;
 pub mod seeds;
 pub mod signals;

@@ -130,6 +130,7 @@ fn handle(state: &AppState, raw: &[u8]) -> Value {
     let req = IngestRequest {
         bars: msg.bars,
         ticks: msg.ticks,
+        quotes: Vec::new(),
     };
     match ingest_batch(state, &req) {
         Ok(n) => json!({"type": "ack", "id": msg.id, "bars": n.bars, "ticks": n.ticks}),
