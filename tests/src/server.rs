@@ -121,7 +121,7 @@ impl TestServer {
                 Some(json!({"username": name, "password": password, "role": role})),
             )
             .await;
-        assert_eq!(status, StatusCode::OK, "create {name}: {body}");
+        assert_eq!(status, StatusCode::CREATED, "create {name}: {body}");
         self.token(name, &password).await
     }
 
