@@ -362,7 +362,8 @@ pub struct StrategyCounts {
 pub struct TradeCounts {
     /// Open trades.
     pub open: usize,
-    /// Trades closed since 00:00 UTC today.
+    /// Trades whose closing fill is at or after 00:00 UTC today. Fill times are the market's
+    /// (the bar a fill came on), so a replay of old bars closes none "today".
     pub closed_today: i64,
 }
 
