@@ -195,7 +195,9 @@ pub struct NotificationQuery {
     /// At most this many items (1–1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
-    /// Continue after this cursor: the `next_cursor` of the page before.
+    /// Continue after this cursor: the `next_cursor` of the page before
+    /// (`<ts>.<source>.<id>`).
+    #[param(pattern = r"^[0-9]{1,18}\.[0-2]\.[0-9]{1,18}$")]
     pub cursor: Option<String>,
 }
 

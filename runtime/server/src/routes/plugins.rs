@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -103,9 +103,9 @@ async fn list_plugins(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteRequest {
-    /// Any JSON value; echoed in the answer.
+    /// A JSON object; echoed in the answer.
     #[schema(value_type = Option<Object>)]
-    pub input: Option<Value>,
+    pub input: Option<Map<String, Value>>,
 }
 
 /// What an execution answered.
@@ -118,7 +118,7 @@ pub struct Execution {
     pub result: Module,
     /// The input given, if any.
     #[schema(value_type = Option<Object>)]
-    pub input: Option<Value>,
+    pub input: Option<Map<String, Value>>,
     pub note: String,
 }
 

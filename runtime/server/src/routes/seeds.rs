@@ -92,11 +92,26 @@ pub struct ParameterSpec {
     /// The values a `choice` parameter takes.
     pub choices: Option<Vec<String>>,
     /// The default the component declares.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = param_value_schema)]
     pub default: Value,
     /// The value the default instance runs with.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = param_value_schema)]
     pub value: Value,
+}
+
+/// A parameter's value: a number (`int`, `float`), a boolean or a string (`choice`).
+fn param_value_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(
+            [Type::Boolean, Type::Number, Type::String]
+                .into_iter()
+                .collect::<SchemaType>(),
+        )
+        .description(Some(
+            "a number (int, float), a boolean or a string (choice)",
+        ))
+        .build()
 }
 
 /// `GET /api/strategies/{id}/parameters`.
