@@ -71,6 +71,8 @@ pub struct HubMessage {
 pub struct Hub {
     tx: broadcast::Sender<Arc<HubMessage>>,
     seq: AtomicU64,
+    /// Counters of the streams (`GET /api/v1/websocket/stats`).
+    pub stats: crate::ws::stats::WsStats,
 }
 
 impl Default for Hub {
@@ -86,6 +88,7 @@ impl Hub {
         Hub {
             tx,
             seq: AtomicU64::new(0),
+            stats: Default::default(),
         }
     }
 
@@ -115,6 +118,7 @@ impl Hub {
         })
         .unwrap_or_else(|e| format!(r#"{{"type":"error","message":"unserializable event: {e}"}}"#));
         metrics::counter!("qtm_ws_published_total", "topic" => topic.as_str()).increment(1);
+        self.stats.published(topic);
         // No subscribers is not an error.
         let _ = self.tx.send(Arc::new(HubMessage {
             topic,

@@ -58,6 +58,12 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::modules::router())
         .merge(routes::signals::router())
         .merge(routes::live::router())
+        // The product seeds' routes (docs/server.md, "Seed routes").
+        .merge(routes::seeds::router())
+        .merge(routes::summaries::router())
+        .merge(routes::portfolio::router())
+        .merge(routes::notifications::router())
+        .merge(routes::plugins::router())
 }
 
 /// The whole HTTP application for `state`. Fails only if a route's access rule is malformed,

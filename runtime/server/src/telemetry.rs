@@ -83,7 +83,7 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn sqlx_ping(state: &AppState) -> bool {
+pub(crate) async fn sqlx_ping(state: &AppState) -> bool {
     qtm_store::settings::get(&state.store, "jwt_secret")
         .await
         .is_ok()

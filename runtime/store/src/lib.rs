@@ -22,6 +22,7 @@ pub mod risk;
 pub mod settings;
 pub mod signals;
 pub mod strategies;
+pub mod summaries;
 pub mod users;
 pub mod writer;
 

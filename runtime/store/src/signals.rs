@@ -134,6 +134,13 @@ pub const ONCHAIN: Category = Category {
     prefixes: &["onchain."],
 };
 
+/// Glassnode metrics: source `glassnode`, or names `glassnode.*` (from any source).
+pub const GLASSNODE: Category = Category {
+    route: "glassnode",
+    sources: &["glassnode"],
+    prefixes: &["glassnode."],
+};
+
 /// Which signals to list. Newest received first.
 #[derive(Debug, Clone, Default)]
 pub struct SignalFilter {
@@ -146,7 +153,25 @@ pub struct SignalFilter {
     pub since: Option<i64>,
     /// Only signals with an id below this one (the keyset of the page after it).
     pub before: Option<i64>,
+    /// Only signals whose payload has a numeric `confidence` at or above this.
+    pub min_confidence: Option<f64>,
     pub limit: i64,
+}
+
+/// The SQL test of [`SignalFilter::min_confidence`] on `store`'s dialect, `param` its bound
+/// value: the payload is JSON text, and a signal without a numeric `confidence` (absent, a
+/// string, a boolean) never passes.
+fn confidence_at_least(store: &Store, param: &str) -> String {
+    match store.backend() {
+        super::Backend::Sqlite => format!(
+            "(CASE WHEN json_type(payload, '$.confidence') IN ('integer', 'real') \
+             THEN json_extract(payload, '$.confidence') >= {param} ELSE 0 END)"
+        ),
+        super::Backend::Postgres => format!(
+            "(CASE WHEN jsonb_typeof(payload::jsonb -> 'confidence') = 'number' \
+             THEN (payload::jsonb ->> 'confidence')::double precision >= {param} ELSE FALSE END)"
+        ),
+    }
 }
 
 /// The signals matching `f`, newest received first.
@@ -189,6 +214,9 @@ pub async fn list(store: &Store, f: &SignalFilter) -> StoreResult<Vec<StoredSign
     if f.before.is_some() {
         clauses.push(format!("id < {}", next()));
     }
+    if f.min_confidence.is_some() {
+        clauses.push(confidence_at_least(store, &next()));
+    }
     if !clauses.is_empty() {
         sql.push_str(" WHERE ");
         sql.push_str(&clauses.join(" AND "));
@@ -204,6 +232,9 @@ pub async fn list(store: &Store, f: &SignalFilter) -> StoreResult<Vec<StoredSign
         }
         if let Some(before) = f.before {
             q = q.bind(before);
+        }
+        if let Some(min) = f.min_confidence {
+            q = q.bind(min);
         }
         q.bind(f.limit.max(0)).fetch_all(p).await
     })?;
@@ -313,6 +344,68 @@ mod tests {
             .await
             .unwrap();
             assert!(since.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn min_confidence_keeps_numeric_confidences_at_or_above_it_in_sql() {
+        for s in crate::test_stores().await {
+            let with = |name: &str, confidence: serde_json::Value| NewSignal {
+                name: name.into(),
+                value: 1.0,
+                ts: None,
+                payload: json!({"name": name, "value": 1.0, "confidence": confidence}),
+            };
+            insert_batch(
+                &s,
+                "ai",
+                "dd",
+                &[
+                    with("a", json!(0.9)),
+                    with("b", json!(0.7)),
+                    with("c", json!(0.69)),
+                    with("d", json!("0.95")),
+                    with("e", json!(true)),
+                    with("f", json!(1)),
+                    sig("g", 1.0, None),
+                    with("glassnode.mvrv", json!(0.8)),
+                ],
+            )
+            .await
+            .unwrap();
+            let names = |f: SignalFilter| {
+                let s = s.clone();
+                async move {
+                    list(&s, &f)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|x| x.name)
+                        .collect::<Vec<_>>()
+                }
+            };
+            let at = |min: f64, limit: i64, before: Option<i64>| SignalFilter {
+                min_confidence: Some(min),
+                before,
+                limit,
+                ..Default::default()
+            };
+            assert_eq!(
+                names(at(0.7, 10, None)).await,
+                ["glassnode.mvrv", "f", "b", "a"]
+            );
+            assert_eq!(names(at(0.0, 10, None)).await.len(), 5);
+            assert!(names(at(1.5, 10, None)).await.is_empty());
+            // Filtered before the limit: a page of two is two matches.
+            let page = list(&s, &at(0.7, 2, None)).await.unwrap();
+            assert_eq!(page.len(), 2);
+            assert_eq!(names(at(0.7, 2, Some(page[1].id))).await, ["b", "a"]);
+            let glassnode = SignalFilter {
+                category: Some(GLASSNODE),
+                limit: 10,
+                ..Default::default()
+            };
+            assert_eq!(names(glassnode).await, ["glassnode.mvrv"]);
         }
     }
 }

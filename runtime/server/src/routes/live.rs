@@ -344,6 +344,10 @@ pub struct IngestRequest {
     pub bars: Vec<IngestBar>,
     #[serde(default)]
     pub ticks: Vec<IngestTick>,
+    /// Quotes in the seeds' shape, each taken as a tick at its mid price
+    /// ([`super::quotes`]).
+    #[serde(default)]
+    pub quotes: Vec<super::quotes::IngestQuote>,
 }
 
 /// What an ingest accepted.
@@ -351,6 +355,13 @@ pub struct IngestRequest {
 pub struct Ingested {
     pub bars: usize,
     pub ticks: usize,
+    /// Quotes taken (absent when none were sent).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub quotes: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Largest number of bars plus ticks in one ingest request.
@@ -358,14 +369,18 @@ pub const MAX_INGEST: usize = 10_000;
 
 /// Feed bars and ticks to the live engine (the bridge): validated as a whole (a bad entry is
 /// named by its index and nothing is taken), then handled in order, bars first. Symbols are
-/// upper-cased; a symbol the engine has not seen joins it.
-#[utoipa::path(post, path = "/api/market", tag = "live", request_body = IngestRequest,
+/// upper-cased; a symbol the engine has not seen joins it. The body may also be one quote in
+/// the seeds' shape, `{"symbol", "bid", "ask", "time"?, "volume"?}` (or a batch's `quotes`):
+/// a tick at its mid price, at its `time` (RFC 3339) or `ts`, else when received.
+#[utoipa::path(post, path = "/api/market", tag = "live",
+    request_body(content = super::quotes::IngestBody, content_type = "application/json"),
     security(("bearer" = ["trader"]), ("api_key" = ["trader"])),
     responses((status = 202, body = Ingested), (status = 422, body = ErrorBody)))]
 async fn ingest(
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<IngestRequest>,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> ApiResult<(StatusCode, ApiJson<Ingested>)> {
+    let req = super::quotes::ingest_request(body)?;
     Ok((StatusCode::ACCEPTED, ApiJson(ingest_batch(&state, &req)?)))
 }
 
@@ -377,11 +392,11 @@ pub(crate) fn ingest_batch(state: &AppState, req: &IngestRequest) -> ApiResult<I
             "the ingest bridge is switched off: PUT /api/modules/ingest-bridge/toggle {\"enabled\": true}",
         ));
     }
-    let n = req.bars.len() + req.ticks.len();
+    let n = req.bars.len() + req.ticks.len() + req.quotes.len();
     if n == 0 {
         return Err(ApiError::validation(
             "bars",
-            "nothing to ingest: give bars or ticks",
+            "nothing to ingest: give bars, ticks or quotes",
         ));
     }
     if n > MAX_INGEST {
@@ -415,10 +430,18 @@ pub(crate) fn ingest_batch(state: &AppState, req: &IngestRequest) -> ApiResult<I
         let symbol = check_entry(&format!("ticks[{i}]"), &t.symbol, &bar)?;
         all.push((symbol, bar));
     }
+    let now = store::now();
+    for (i, q) in req.quotes.iter().enumerate() {
+        let field = format!("quotes[{i}]");
+        let bar = super::quotes::quote_bar(&field, q, now)?;
+        let symbol = check_entry(&field, &q.symbol, &bar)?;
+        all.push((symbol, bar));
+    }
     state.live.ingest(all).map_err(live_error)?;
     Ok(Ingested {
         bars: req.bars.len(),
         ticks: req.ticks.len(),
+        quotes: req.quotes.len(),
     })
 }
 

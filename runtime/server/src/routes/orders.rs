@@ -728,7 +728,7 @@ pub(crate) async fn mark_trades(
 #[utoipa::path(get, path = "/api/trades", tag = "orders", params(TradeQuery),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
     responses((status = 200, body = Page<Trade>), (status = 422, body = ErrorBody)))]
-async fn list_trades(
+pub(crate) async fn list_trades(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<TradeQuery>,
 ) -> ApiResult<ApiJson<Page<Trade>>> {

@@ -161,12 +161,12 @@ pub struct RiskMetrics {
     pub limits: RiskParameters,
 }
 
-struct Snapshot {
-    metrics: RiskMetrics,
-    symbols: Vec<SymbolExposure>,
+pub(crate) struct Snapshot {
+    pub(crate) metrics: RiskMetrics,
+    pub(crate) symbols: Vec<SymbolExposure>,
 }
 
-async fn snapshot(state: &AppState) -> ApiResult<Snapshot> {
+pub(crate) async fn snapshot(state: &AppState) -> ApiResult<Snapshot> {
     let now = store::now();
     let limits = state
         .risk

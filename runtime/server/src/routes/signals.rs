@@ -25,7 +25,7 @@ use crate::hub::Topic;
 use crate::paging::{self, Page};
 use crate::state::AppState;
 use qtm_store::signals::{
-    self, Category, FUNDING_RATES, NewSignal, ONCHAIN, SignalFilter, WHALE_ACTIVITY,
+    self, Category, FUNDING_RATES, GLASSNODE, NewSignal, ONCHAIN, SignalFilter, WHALE_ACTIVITY,
 };
 
 /// The signals routes.
@@ -36,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(whale_activity))
         .routes(routes!(funding_rates))
         .routes(routes!(onchain))
+        .routes(routes!(glassnode))
 }
 
 /// Most signals in one webhook request.
@@ -82,7 +83,7 @@ pub struct WebhookReceipt {
     responses((status = 200, body = WebhookReceipt), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn receive_webhook(
+pub(crate) async fn receive_webhook(
     State(state): State<AppState>,
     ApiPath(source): ApiPath<String>,
     headers: HeaderMap,
@@ -334,6 +335,19 @@ async fn onchain(
     list_category(&state, ONCHAIN, p).await
 }
 
+/// Glassnode metrics received, newest first: signals from the source `glassnode`, or named
+/// `glassnode.*` (from any source). (They are on-chain metrics too, so they are also in
+/// `GET /api/signals/onchain`.)
+#[utoipa::path(get, path = "/api/signals/glassnode", tag = "signals", params(ListParams),
+    security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
+    responses((status = 200, body = Page<StoredSignal>), (status = 422, body = ErrorBody)))]
+async fn glassnode(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> ApiResult<ApiJson<Page<StoredSignal>>> {
+    list_category(&state, GLASSNODE, p).await
+}
+
 /// Filters of the generic list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -347,12 +361,18 @@ pub struct SignalsParams {
     pub limit: Option<i64>,
     /// Only signals received at or after this unix second.
     pub since: Option<i64>,
+    /// Only signals whose payload has a numeric `confidence` at or above this (0 to 1,
+    /// inclusive); signals without one are left out. Absent: no filter.
+    #[param(minimum = 0.0, maximum = 1.0)]
+    pub min_confidence: Option<f64>,
     /// Continue after this cursor: the `next_cursor` of the page before.
     #[param(pattern = r"^[0-9]{0,18}$")]
     pub cursor: Option<String>,
 }
 
-/// Every signal received, newest first, optionally by name or source.
+/// Every signal received, newest first, optionally by name or source, or those of at least
+/// `min_confidence` (the payload's `confidence` field, as the seeds' signal feed filters;
+/// filtered in the query, so every page is full until the last).
 #[utoipa::path(get, path = "/api/signals", tag = "signals", params(SignalsParams),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
     responses((status = 200, body = Page<StoredSignal>), (status = 422, body = ErrorBody)))]
@@ -369,6 +389,15 @@ async fn list_signals(
             .filter(|s| !s.is_empty()),
         since: p.since,
         before: None,
+        min_confidence: match p.min_confidence {
+            Some(c) if !(0.0..=1.0).contains(&c) => {
+                return Err(ApiError::validation(
+                    "min_confidence",
+                    format!("min_confidence must be 0 to 1, got {c}"),
+                ));
+            }
+            other => other,
+        },
         limit: paging::limit(p.limit, paging::MAX_LIMIT)?,
     };
     Ok(ApiJson(

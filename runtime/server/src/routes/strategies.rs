@@ -564,7 +564,10 @@ impl From<store::imports::Provenance> for Provenance {
     }
 }
 
-fn view(record: store::strategies::StrategyRecord, latest: Option<&Backtest>) -> StrategyView {
+pub(crate) fn view(
+    record: store::strategies::StrategyRecord,
+    latest: Option<&Backtest>,
+) -> StrategyView {
     StrategyView {
         info: record.current_version.describe.clone(),
         latest_backtest: latest.map(BacktestBrief::from),
@@ -907,7 +910,7 @@ pub struct ConfigureRequest {
     request_body = ConfigureRequest,
     security(("bearer" = ["trader"]), ("api_key" = ["trader"])),
     responses((status = 200, body = Instance), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn configure_strategy(
+pub(crate) async fn configure_strategy(
     State(state): State<AppState>,
     Caller(p): Caller,
     ApiPath(id): ApiPath<i64>,

@@ -88,6 +88,7 @@ async fn session(state: AppState, mut socket: WebSocket, principal: Option<Princ
         "role": principal.role,
         "max_entries": MAX_INGEST,
     });
+    let _open = state.hub.stats.open("/ws/ingest");
     if !send(&mut socket, welcome.to_string()).await {
         return;
     }
@@ -129,6 +130,7 @@ fn handle(state: &AppState, raw: &[u8]) -> Value {
     let req = IngestRequest {
         bars: msg.bars,
         ticks: msg.ticks,
+        quotes: Vec::new(),
     };
     match ingest_batch(state, &req) {
         Ok(n) => json!({"type": "ack", "id": msg.id, "bars": n.bars, "ticks": n.ticks}),

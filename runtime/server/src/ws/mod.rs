@@ -31,6 +31,8 @@ use super::hub::Topic;
 use super::state::AppState;
 
 pub mod ingest;
+pub mod presets;
+pub mod stats;
 pub mod trading;
 
 /// How long a client may take to accept one message before it is dropped.
@@ -45,6 +47,19 @@ pub fn routes() -> Router<AppState> {
         .route("/ws/ingest", get(ingest::connect))
         .route("/ws/trading", get(trading::connect))
         .route("/ws/{topic}", get(connect_topic))
+        .merge(presets::routes())
+}
+
+/// What a stream connection is subscribed to on connect, and the path it is counted under in
+/// the stream statistics: `/ws` starts with nothing, `/ws/{topic}` with its topic, and the
+/// presets of [`presets`] with their lists (and key filters).
+#[derive(Debug, Clone, Default)]
+pub struct Preset {
+    /// The path connected to, as the statistics show it (`/api/ws/strategies/{id}` for every
+    /// id).
+    pub path: String,
+    /// Each topic subscribed on connect, with its key filter (`None`: every key).
+    pub topics: Vec<(Topic, Option<HashSet<String>>)>,
 }
 
 /// Credentials in the query string.
@@ -60,7 +75,11 @@ async fn connect_any(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    connect(state, q, headers, upgrade, None).await
+    let preset = Preset {
+        path: "/ws".into(),
+        topics: Vec::new(),
+    };
+    connect(state, q, headers, upgrade, preset).await
 }
 
 async fn connect_topic(
@@ -76,26 +95,41 @@ async fn connect_topic(
             Topic::ALL.map(Topic::as_str).join(", ")
         ))
     })?;
-    connect(state, q, headers, upgrade, Some(t)).await
+    let preset = Preset {
+        path: format!("/ws/{}", t.as_str()),
+        topics: vec![(t, None)],
+    };
+    connect(state, q, headers, upgrade, preset).await
 }
 
-async fn connect(
+/// Upgrade a stream connection that starts subscribed as `preset` says.
+pub(crate) async fn connect(
     state: AppState,
     q: WsQuery,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
-    topic: Option<Topic>,
+    preset: Preset,
 ) -> Result<Response, ApiError> {
     let principal = upfront_principal(&state, &q, &headers).await?;
-    Ok(upgrade
+    Ok(connect_as(state, principal, upgrade, preset))
+}
+
+/// Upgrade a stream connection of `principal` (`None`: it authenticates by its first message).
+pub(crate) fn connect_as(
+    state: AppState,
+    principal: Option<Principal>,
+    upgrade: WebSocketUpgrade,
+    preset: Preset,
+) -> Response {
+    upgrade
         .max_message_size(64 << 10)
-        .on_upgrade(move |socket| session(state, socket, principal, topic)))
+        .on_upgrade(move |socket| session(state, socket, principal, preset))
 }
 
 /// The caller named by credentials given with the upgrade request (`?token=`, `?api_key=` or
 /// the usual headers), checked before upgrading so a bad token is a plain 401; `None` when
 /// the client will authenticate with its first message.
-async fn upfront_principal(
+pub(crate) async fn upfront_principal(
     state: &AppState,
     q: &WsQuery,
     headers: &HeaderMap,
@@ -162,6 +196,41 @@ enum ClientMessage {
 /// Per topic, `None` = every key, `Some(set)` = only these keys.
 type Subscriptions = HashMap<Topic, Option<HashSet<String>>>;
 
+/// A session's subscriptions, counted per topic in the stream statistics while it lives.
+struct Counted<'a> {
+    stats: &'a stats::WsStats,
+    subs: Subscriptions,
+}
+
+impl<'a> Counted<'a> {
+    fn new(stats: &'a stats::WsStats, subs: Subscriptions) -> Self {
+        stats.resubscribed(0, stats::mask(subs.keys()));
+        Counted { stats, subs }
+    }
+
+    /// Apply `f` to the subscriptions and count what it changed.
+    fn change<T>(&mut self, f: impl FnOnce(&mut Subscriptions) -> T) -> T {
+        let before = stats::mask(self.subs.keys());
+        let out = f(&mut self.subs);
+        self.stats
+            .resubscribed(before, stats::mask(self.subs.keys()));
+        out
+    }
+}
+
+impl std::ops::Deref for Counted<'_> {
+    type Target = Subscriptions;
+    fn deref(&self) -> &Subscriptions {
+        &self.subs
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.stats.resubscribed(stats::mask(self.subs.keys()), 0);
+    }
+}
+
 fn wants(subs: &Subscriptions, topic: Topic, key: Option<&str>) -> bool {
     match subs.get(&topic) {
         None => false,
@@ -181,7 +250,7 @@ async fn session(
     state: AppState,
     mut socket: WebSocket,
     principal: Option<Principal>,
-    topic: Option<Topic>,
+    preset: Preset,
 ) {
     let principal = match principal {
         Some(p) => p,
@@ -191,10 +260,10 @@ async fn session(
         },
     };
     metrics::gauge!("qtm_ws_sessions").increment(1.0);
-    let mut subs: Subscriptions = HashMap::new();
-    if let Some(t) = topic {
-        subs.insert(t, None);
-    }
+    let stats = &state.hub.stats;
+    let _open = stats.open(&preset.path);
+    let subs: Subscriptions = preset.topics.into_iter().collect();
+    let mut subs = Counted::new(stats, subs);
     let mut rx = state.hub.subscribe();
     let welcome = json!({
         "type": "welcome",
@@ -211,12 +280,13 @@ async fn session(
         tokio::select! {
             msg = rx.recv() => match msg {
                 Ok(m) => {
-                    if !forward(&mut socket, &mut rx, &subs, &m).await {
+                    if !forward(&mut socket, &mut rx, &subs, &m, stats).await {
                         break;
                     }
                 }
                 Err(RecvError::Lagged(n)) => {
                     metrics::counter!("qtm_ws_lagged_total").increment(n);
+                    stats.lagged(n);
                     if !send(&mut socket, json!({"type": "lagged", "skipped": n}).to_string()).await {
                         break;
                     }
@@ -225,7 +295,7 @@ async fn session(
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    let reply = handle(&mut subs, &text);
+                    let reply = subs.change(|subs| handle(subs, &text));
                     if !send(&mut socket, reply.to_string()).await {
                         break;
                     }
@@ -250,14 +320,16 @@ async fn forward(
     rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<super::hub::HubMessage>>,
     subs: &Subscriptions,
     first: &super::hub::HubMessage,
+    stats: &stats::WsStats,
 ) -> bool {
     use futures_util::SinkExt;
     use tokio::sync::broadcast::error::TryRecvError;
     let write = async {
-        let mut queued = 0;
+        let (mut queued, mut events) = (0, 0);
         if wants(subs, first.topic, first.key.as_deref()) {
             socket.feed(Message::Text(first.json.clone())).await?;
             queued += 1;
+            events += 1;
         }
         while queued < MAX_FRAMES_PER_FLUSH {
             match rx.try_recv() {
@@ -265,10 +337,12 @@ async fn forward(
                     if wants(subs, m.topic, m.key.as_deref()) {
                         socket.feed(Message::Text(m.json.clone())).await?;
                         queued += 1;
+                        events += 1;
                     }
                 }
                 Err(TryRecvError::Lagged(n)) => {
                     metrics::counter!("qtm_ws_lagged_total").increment(n);
+                    stats.lagged(n);
                     let notice = json!({"type": "lagged", "skipped": n}).to_string();
                     socket.feed(Message::Text(notice.into())).await?;
                     queued += 1;
@@ -278,6 +352,7 @@ async fn forward(
         }
         if queued > 0 {
             socket.flush().await?;
+            stats.sent(events);
         }
         Ok::<(), axum::Error>(())
     };

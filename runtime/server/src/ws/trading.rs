@@ -154,6 +154,7 @@ async fn session(
     };
     // Subscribed before the welcome, so no fill of an order placed after it is missed.
     let mut events = Some(state.live.subscribe());
+    let _open = state.hub.stats.open("/ws/trading");
     let welcome = json!({
         "type": "welcome",
         "user": principal.username,
