@@ -77,14 +77,27 @@ impl PageQuery {
     }
 }
 
-impl PageQuery {
+/// The paging of a list keyed by a name (symbols, module ids, webhook sources): the cursor is
+/// the name of the last item of the page before.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NamePageQuery {
+    /// At most this many items (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    /// Continue after this cursor: the `next_cursor` of the page before.
+    #[param(pattern = r"^[A-Za-z0-9._:^=-]{0,64}$")]
+    pub cursor: Option<String>,
+}
+
+impl NamePageQuery {
     /// The range of `keys` (sorted ascending, in byte order) on this page, and the next
-    /// page's cursor: for the name-keyed lists (assets, symbols).
+    /// page's cursor.
     pub fn range_by_name<'k>(
         &self,
         keys: impl ExactSizeIterator<Item = &'k str> + Clone,
     ) -> ApiResult<(std::ops::Range<usize>, Option<String>)> {
-        let limit = usize::try_from(self.limit()?).unwrap_or(usize::MAX);
+        let limit = usize::try_from(limit(self.limit, MAX_LIMIT)?).unwrap_or(usize::MAX);
         let after = text_cursor(self.cursor.as_deref())?;
         let len = keys.len();
         let start = match after {
@@ -172,10 +185,18 @@ pub fn id_cursor(cursor: Option<&str>) -> ApiResult<Option<i64>> {
 }
 
 /// The `cursor` of a list keyed by a name (symbols, module ids): absent, or a name of at
-/// most 64 characters.
+/// most 64 letters, digits and `. _ : ^ = -` (every name these lists hold; the documented
+/// pattern, so a cursor the schema refuses is refused here too).
 pub fn text_cursor(cursor: Option<&str>) -> ApiResult<Option<&str>> {
     match cursor.filter(|c| !c.is_empty()) {
-        Some(c) if c.chars().count() > 64 => Err(bad_cursor(c)),
+        Some(c)
+            if c.len() > 64
+                || !c
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:^=-".contains(&b)) =>
+        {
+            Err(bad_cursor(c))
+        }
         other => Ok(other),
     }
 }
@@ -240,5 +261,7 @@ mod tests {
         assert_eq!(id_cursor(Some("")).unwrap(), None);
         assert!(text_cursor(Some(&"x".repeat(65))).is_err());
         assert_eq!(text_cursor(Some("SPY")).unwrap(), Some("SPY"));
+        assert_eq!(text_cursor(Some("BRK.B")).unwrap(), Some("BRK.B"));
+        assert!(text_cursor(Some("S P")).is_err());
     }
 }

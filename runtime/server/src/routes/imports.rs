@@ -44,6 +44,7 @@ pub struct ImportRequest {
 
 /// The multipart form: a SQLite file and the query.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // Read field by field; this only documents the form.
 pub struct ImportForm {
     /// The SQLite database file.

@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::marks::{AssetView, price_assets};
-use crate::paging::{Page, PageQuery};
+use crate::paging::{NamePageQuery, Page};
 use crate::state::AppState;
 use qtm_store::market::{self, Asset, AssetClass, BarQuery, MAX_BARS};
 use qtm_store::{self as store, StoreError};
@@ -37,11 +37,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// bar of that day), 24 h volume, time range and bar count, by symbol.
 #[utoipa::path(get, path = "/api/market/assets", tag = "market",
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    params(PageQuery),
+    params(NamePageQuery),
     responses((status = 200, body = Page<AssetView>), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list_assets(
     State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<NamePageQuery>,
 ) -> ApiResult<ApiJson<SharedAssets>> {
     let list = market::list_assets_cached(&state.store).await?;
     let (range, next_cursor) = q.range_by_name(list.iter().map(|a| a.symbol.as_str()))?;
@@ -188,11 +188,11 @@ pub struct SymbolInfo {
 /// The symbols with data, by symbol.
 #[utoipa::path(get, path = "/api/symbols", tag = "market",
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
-    params(PageQuery),
+    params(NamePageQuery),
     responses((status = 200, body = Page<SymbolInfo>), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list_symbols(
     State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<NamePageQuery>,
 ) -> ApiResult<ApiJson<Page<SymbolInfo>>> {
     let assets = market::list_assets_cached(&state.store).await?;
     let (range, next_cursor) = q.range_by_name(assets.iter().map(|a| a.symbol.as_str()))?;

@@ -17,7 +17,7 @@ use super::signals::{WebhookBody, WebhookReceipt, receive_webhook};
 use crate::api_types::modules::Module;
 use crate::auth::access::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
-use crate::paging::{Page, PageQuery};
+use crate::paging::{NamePageQuery, Page};
 use crate::state::AppState;
 use crate::ws::stats::StatsSnapshot;
 use qtm_store::signals::{Category, FUNDING_RATES, GLASSNODE, ONCHAIN, WHALE_ACTIVITY};
@@ -83,12 +83,12 @@ impl From<store::modules::Module> for Plugin {
 /// The modules (`GET /api/modules`) presented as the seeds' plugins, by name: each with its
 /// version, type (`data_source` for the market feed, the ingest bridge and the signal
 /// webhooks; other kinds as they are), whether it is enabled, and its description.
-#[utoipa::path(get, path = "/api/v1/plugins", tag = "plugins", params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/plugins", tag = "plugins", params(NamePageQuery),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
     responses((status = 200, body = Page<Plugin>), (status = 422, body = ErrorBody)))]
 async fn list_plugins(
     State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<NamePageQuery>,
 ) -> ApiResult<ApiJson<Page<Plugin>>> {
     let mut modules = store::modules::list(&state.store).await?;
     modules.sort_by(|a, b| a.id.cmp(&b.id));
@@ -188,12 +188,12 @@ const CATEGORIES: [Category; 4] = [WHALE_ACTIVITY, FUNDING_RATES, ONCHAIN, GLASS
 /// funding rates, on-chain and Glassnode metrics) and every source with a configured secret,
 /// by name, with the categories its signals land in, whether the server accepts it now, and
 /// how to sign a request.
-#[utoipa::path(get, path = "/api/v1/webhooks", tag = "plugins", params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/webhooks", tag = "plugins", params(NamePageQuery),
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
     responses((status = 200, body = Page<WebhookType>), (status = 422, body = ErrorBody)))]
 async fn list_webhooks(
     State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<NamePageQuery>,
 ) -> ApiResult<ApiJson<Page<WebhookType>>> {
     let mut sources: Vec<String> = CATEGORIES
         .iter()
