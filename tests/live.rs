@@ -905,7 +905,7 @@ async fn kill_9_at_random_points_leaves_orders_fills_and_positions_consistent() 
         child.wait().unwrap();
         let placed = trader.await.unwrap();
         let n = check_consistency(&db, &format!("strategy:{id}")).await;
-        let m = check_consistency(&db, "manual").await;
+        let m = check_consistency(&db, "user:1").await;
         eprintln!(
             "round {round}: killed after {after:?}, {n} strategy fills and {m} manual fills stored ({placed} manual orders placed)"
         );

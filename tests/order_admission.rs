@@ -636,13 +636,17 @@ async fn manual_and_strategy_orders_fill_in_one_engine_at_one_price() {
         assert_eq!(*st, StatusCode::OK, "{body}");
         assert_eq!(body["status"], "accepted", "{body}");
     }
+    // Every source books to the placing user's own account.
+    let account = placed[0].1["account"].as_str().unwrap().to_string();
+    assert!(account.starts_with("user:"), "{account}");
+    assert!(placed.iter().all(|(_, o)| o["account"] == account.as_str()));
     assert!(
-        fills_of(&s, "manual").await.is_empty(),
+        fills_of(&s, &account).await.is_empty(),
         "nothing fills before a bar"
     );
     // Bar 2 opens away from the last close: market orders fill at its open, with slippage.
     spy_bar(&s, &src.admin, 2_000_000_060, [103.0, 105.0, 101.0, 104.0]).await;
-    let manual = fills_of(&s, "manual").await;
+    let manual = fills_of(&s, &account).await;
     let by_strategy = fills_of(&s, &strategy).await;
     assert_eq!(manual.len(), placed.len(), "{manual:?}");
     assert_eq!(by_strategy.len(), 1, "{by_strategy:?}");
@@ -657,17 +661,17 @@ async fn manual_and_strategy_orders_fill_in_one_engine_at_one_price() {
         assert_eq!(f.ts, 2_000_000_060);
     }
     // The manual position and the account's cash, as the store totals them.
-    let open = store::orders::open_positions(&s.server.state.store, Some(store::orders::MANUAL))
+    let account: store::orders::AccountId = account.parse().unwrap();
+    let open = store::orders::open_positions(&s.server.state.store, Some(account))
         .await
         .unwrap();
     assert_eq!(open.len(), 1, "{open:?}");
     let n = placed.len() as f64;
     assert_eq!(open[0].quantity, n);
     assert!((open[0].avg_price - price).abs() < 1e-9);
-    let (cash_flow, fees) =
-        store::orders::cash_flow(&s.server.state.store, Some(store::orders::MANUAL))
-            .await
-            .unwrap();
+    let (cash_flow, fees) = store::orders::cash_flow(&s.server.state.store, Some(account))
+        .await
+        .unwrap();
     assert!((cash_flow + n * price).abs() < 1e-6, "{cash_flow}");
     assert!((fees - n * fee).abs() < 1e-9, "{fees}");
     // The risk views read the same book: equity at the close of bar 2.
@@ -716,7 +720,7 @@ async fn a_working_manual_limit_order_is_worked_again_after_a_restart_and_fills(
         ("filled", Some(95.0)),
         "{o:?}"
     );
-    let open = store::orders::open_positions(&s.server.state.store, Some(store::orders::MANUAL))
+    let open = store::orders::open_positions(&s.server.state.store, Some(o.account))
         .await
         .unwrap();
     assert_eq!((open.len(), open[0].quantity), (1, 2.0), "{open:?}");
@@ -778,7 +782,11 @@ async fn the_kill_switch_takes_the_manual_orders_off_the_engine() {
         .await;
     assert_eq!(st, StatusCode::OK);
     spy_bar(&s, &admin, 2_000_000_000, [55.0, 70.0, 40.0, 45.0]).await;
-    assert!(fills_of(&s, "manual").await.is_empty());
+    let account = store::orders::get(&s.server.state.store, ids[0])
+        .await
+        .unwrap()
+        .account;
+    assert!(fills_of(&s, &account.text()).await.is_empty());
     s.stop().await;
 }
 
@@ -817,9 +825,103 @@ async fn concurrent_manual_orders_cannot_both_pass_a_limit_only_one_fits() {
         assert_eq!(*st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert!(error_of(body).1.contains("max_open_orders is 3"), "{body}");
     }
-    let working = store::orders::working(&s.server.state.store, Some(store::orders::MANUAL))
+    let working = store::orders::working(&s.server.state.store, None)
         .await
         .unwrap();
     assert_eq!(working.len(), 3);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_user_trades_their_own_account_and_only_they_or_an_admin_close_its_trades() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_on(&dir.path().join("qtm.db")).await;
+    let admin = s.admin_token().await;
+    let tina = s.user_token(&admin, "tina", "trader").await;
+    let tom = s.user_token(&admin, "tom", "trader").await;
+    let buy = |q: f64| json!({"symbol": "SPY", "side": "buy", "quantity": q});
+    let (st, a) = s
+        .call(Method::POST, "/api/orders", Some(&tina), Some(buy(2.0)))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    let (st, b) = s
+        .call(Method::POST, "/api/orders", Some(&tom), Some(buy(3.0)))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let (tinas, toms) = (
+        a["account"].as_str().unwrap(),
+        b["account"].as_str().unwrap(),
+    );
+    assert!(
+        tinas.starts_with("user:") && toms.starts_with("user:"),
+        "{a} {b}"
+    );
+    assert_ne!(tinas, toms);
+    spy_bar(&s, &admin, 2_000_000_000, [PRICE; 4]).await;
+
+    // Each account holds its own position and paid for its own fills only.
+    let store = &s.server.state.store;
+    for (account, quantity) in [(tinas, 2.0), (toms, 3.0)] {
+        let fills = fills_of(&s, account).await;
+        assert_eq!(fills.len(), 1, "{account}: {fills:?}");
+        let id: store::orders::AccountId = account.parse().unwrap();
+        let open = store::orders::open_positions(store, Some(id))
+            .await
+            .unwrap();
+        assert_eq!(
+            open.iter().map(|p| p.quantity).collect::<Vec<_>>(),
+            vec![quantity],
+            "{account}"
+        );
+        let (flow, fees) = store::orders::cash_flow(store, Some(id)).await.unwrap();
+        assert!(
+            (flow + quantity * fills[0].price).abs() < 1e-6,
+            "{account}: {flow}"
+        );
+        assert!((fees - fills[0].fee).abs() < 1e-9, "{account}: {fees}");
+    }
+
+    // Tom may not close Tina's trade; Tina may, and the close is booked to her account.
+    let (st, trades) = s
+        .call(
+            Method::GET,
+            &format!("/api/trades?account={tinas}"),
+            Some(&tom),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{trades}");
+    let trade = trades["items"][0]["id"].as_i64().unwrap();
+    let close = format!("/api/trades/{trade}/close");
+    let (st, e) = s.call(Method::POST, &close, Some(&tom), None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{e}");
+    let (code, message) = error_of(&e);
+    assert_eq!(code, "forbidden");
+    assert!(
+        message.contains(&format!("another user's account ({tinas})")),
+        "{message}"
+    );
+    let (st, o) = s.call(Method::POST, &close, Some(&tina), None).await;
+    assert_eq!(st, StatusCode::OK, "{o}");
+    assert_eq!(
+        (o["account"].as_str(), o["side"].as_str()),
+        (Some(tinas), Some("sell"))
+    );
+
+    // Each trader's portfolio lists their own account, whatever else traded.
+    let (st, p) = s
+        .call(Method::GET, "/api/portfolio", Some(&tom), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    let listed: Vec<&str> = p["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["account"].as_str().unwrap())
+        .collect();
+    assert!(
+        listed.contains(&toms) && listed.contains(&tinas),
+        "{listed:?}"
+    );
     s.stop().await;
 }

@@ -323,7 +323,12 @@ async fn summaries_portfolio_and_analytics_agree_with_the_trades_they_sum() {
     assert_eq!(pnl["open_trades"], 1);
     let accounts = pnl["accounts"].as_array().unwrap();
     assert_eq!(accounts.len(), 1, "{pnl}");
-    assert_eq!(accounts[0]["account"], "manual");
+    // The trader's own account (`user:<id>`) holds the manual trades.
+    assert!(
+        seed["account"].as_str().unwrap().starts_with("user:"),
+        "{seed}"
+    );
+    assert_eq!(accounts[0]["account"], seed["account"]);
     close(f(&accounts[0]["realized_pnl"]), realized);
     close(f(&accounts[0]["unrealized_pnl"]), unrealized);
 
@@ -360,7 +365,7 @@ async fn summaries_portfolio_and_analytics_agree_with_the_trades_they_sum() {
         .sum();
     let portfolio = d.get("/api/portfolio").await;
     let manual = &portfolio["accounts"][0];
-    assert_eq!(manual["account"], "manual");
+    assert_eq!(manual["account"], seed["account"]);
     assert_eq!(portfolio["accounts"].as_array().unwrap().len(), 1);
     close(f(&manual["cash"]), initial + flow - fees);
     close(f(&manual["cash"]), initial - 1040.0 + 260.0 - 255.0);
@@ -401,7 +406,7 @@ async fn summaries_portfolio_and_analytics_agree_with_the_trades_they_sum() {
     );
     close(f(&perf["book"]["equity"]), f(&manual["equity"]));
     close(f(&perf["book"]["unrealized_pnl"]), unrealized);
-    assert_eq!(perf["accounts"][0]["account"], "manual");
+    assert_eq!(perf["accounts"][0]["account"], seed["account"]);
     assert_eq!(perf["strategies"], json!([]));
 
     // The dashboard: the same figures.
@@ -594,7 +599,7 @@ async fn a_trades_stoploss_is_placed_replaced_cancelled_and_fills() {
         (&stop["tag"], &stop["account"], &stop["status"]),
         (
             &json!(format!("stoploss:{id}")),
-            &json!("manual"),
+            &trade["account"],
             &json!("accepted")
         )
     );

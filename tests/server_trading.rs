@@ -95,6 +95,15 @@ impl Desk {
             .await
     }
 
+    /// The trader's own paper account, where their manual orders are booked.
+    async fn account(&self) -> store::orders::AccountId {
+        let tina = store::users::by_name(self.s.store(), "tina")
+            .await
+            .unwrap()
+            .unwrap();
+        store::orders::AccountId::User(tina.id)
+    }
+
     async fn buy(&self, quantity: f64) -> (StatusCode, Value) {
         self.order(json!({"symbol": "GOOG", "side": "buy", "quantity": quantity, "type": "limit", "limit_price": 800.0}))
             .await
@@ -164,7 +173,8 @@ async fn orders_are_accepted_at_each_limit_and_refused_one_past_it() {
     let (st, a) = d.buy(10.0).await;
     assert_eq!(st, StatusCode::OK, "{a}");
     assert_eq!(a["status"], "accepted");
-    assert_eq!(a["account"], "manual");
+    assert_eq!(a["account"], d.account().await.text());
+    assert!(a["account"].as_str().unwrap().starts_with("user:"), "{a}");
     assert_eq!(a["type"], "limit");
     assert_eq!(a["limit_price"], 800.0);
     // One unit above: refused with the engine's reason, stored as rejected.
@@ -1121,7 +1131,7 @@ async fn place(d: &Desk, body: Value) -> i64 {
 /// The working exits of the manual account, (type, price) by id.
 async fn working_exits(d: &Desk) -> Vec<(i64, String, f64)> {
     let mut out: Vec<(i64, String, f64)> =
-        store::orders::working(d.s.store(), Some(store::orders::MANUAL))
+        store::orders::working(d.s.store(), Some(d.account().await))
             .await
             .unwrap()
             .into_iter()
@@ -1206,7 +1216,7 @@ async fn manual_orders_fill_on_the_next_bars_with_the_engine_rules() {
     assert_eq!((f.status.as_str(), f.filled_qty), ("cancelled", 0.0));
 
     // The book: 7 at the open, 3 at 790, 2 sold at 830 (average price kept when reducing).
-    let open = store::orders::open_positions(d.s.store(), Some(store::orders::MANUAL))
+    let open = store::orders::open_positions(d.s.store(), Some(d.account().await))
         .await
         .unwrap();
     assert_eq!(open.len(), 1, "{open:?}");
@@ -1298,7 +1308,7 @@ async fn a_manual_order_the_store_cannot_keep_never_fills() {
     goog_bar(&d, 1_800_000_000, 805.0, 806.0, 804.0, 805.0).await;
     goog_bar(&d, 1_800_086_400, 806.0, 807.0, 805.0, 806.0).await;
     assert_eq!(order_of(&d, kept).await.status.as_str(), "filled");
-    let open = store::orders::open_positions(d.s.store(), Some(store::orders::MANUAL))
+    let open = store::orders::open_positions(d.s.store(), Some(d.account().await))
         .await
         .unwrap();
     assert_eq!(
@@ -1341,7 +1351,7 @@ async fn the_manual_account_out_of_money_gets_a_margin_call() {
         reason.starts_with("margin call: equity fell to -"),
         "{reason}"
     );
-    let open = store::orders::open_positions(d.s.store(), Some(store::orders::MANUAL))
+    let open = store::orders::open_positions(d.s.store(), Some(d.account().await))
         .await
         .unwrap();
     assert!(open.is_empty(), "{open:?}");

@@ -75,6 +75,12 @@ async fn orders_are_placed_modified_and_cancelled_with_the_rest_answers() {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
+    // Booked to tina's own account.
+    let tina = store::users::by_name(&s.server.state.store, "tina")
+        .await
+        .unwrap()
+        .unwrap();
+    let tinas = format!("user:{}", tina.id);
     assert_eq!(*order, stored);
     assert_eq!(
         (
@@ -86,7 +92,7 @@ async fn orders_are_placed_modified_and_cancelled_with_the_rest_answers() {
         ),
         (
             Some("accepted"),
-            Some("manual"),
+            Some(tinas.as_str()),
             Some(2.0),
             Some(50.0),
             Some("ws")

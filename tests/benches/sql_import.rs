@@ -2,7 +2,8 @@
 //! program (an SMA cross with its own default periods), from a SQLite file and from a
 //! PostgreSQL server (a throwaway one, as the tests start; skipped when none can start), into a
 //! fresh SQLite store. Prints rows/s of the whole import (read, check, compile, encode, spool,
-//! one write transaction), of a re-import (all unchanged) and the stored bytes per strategy.
+//! one write transaction), of a re-import (all unchanged), the stored bytes per strategy and
+//! the peak resident memory of each import (Linux: the peak is reset before it).
 //!
 //! `cargo bench -p qtm-tests --bench sql_import`
 
@@ -28,9 +29,11 @@ async fn run(label: &str, url: &str, rows: usize) {
     let store = Store::open(&dest).await.unwrap();
     let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
     let opts = qtm_import::ImportOptions::new(url, "SELECT name, rules, symbols FROM strategies");
+    reset_peak_rss();
     let t = Instant::now();
     let r = qtm_import::import(&store, &sandbox, &opts).await.unwrap();
     let first = t.elapsed().as_secs_f64();
+    let peak = peak_rss_mib();
     assert_eq!(
         (r.created as usize, r.rejected_count),
         (rows, 0),
@@ -45,12 +48,29 @@ async fn run(label: &str, url: &str, rows: usize) {
     let db_bytes = std::fs::metadata(dir.path().join("qtm.db")).map_or(0, |m| m.len())
         + std::fs::metadata(dir.path().join("qtm.db-wal")).map_or(0, |m| m.len());
     println!(
-        "{label}: {rows} rule rows imported in {first:.1} s = {:.0} rows/s; re-import (unchanged) {second:.1} s = {:.0} rows/s; database {:.1} MiB ({:.2} KiB a strategy)",
+        "{label}: {rows} rule rows imported in {first:.1} s = {:.0} rows/s (peak RSS {peak}); re-import (unchanged) {second:.1} s = {:.0} rows/s; database {:.1} MiB ({:.2} KiB a strategy)",
         rows as f64 / first,
         rows as f64 / second,
         db_bytes as f64 / 1048576.0,
         db_bytes as f64 / 1024.0 / rows as f64
     );
+}
+
+/// Start the process's peak resident set afresh (`/proc/self/clear_refs`, Linux 4.0+).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident set (`VmHWM`), or "unknown" off Linux.
+fn peak_rss_mib() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or("unknown".into(), |kb| format!("{:.0} MiB", kb / 1024.0))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

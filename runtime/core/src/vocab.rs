@@ -250,19 +250,29 @@ impl fmt::Display for StrategyId {
 /// Whose book an order, fill or position is kept in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AccountId {
-    /// Orders placed by hand through the API (REST, WebSocket, API keys).
+    /// The shared manual account of earlier versions (kept so their rows read back and
+    /// their positions stay booked); new manual orders go to the placing user's account.
     Manual,
+    /// A user's own paper account: the orders they place by hand through the API (REST,
+    /// WebSocket, API keys).
+    User(i64),
     /// A strategy's live trading.
     Strategy(StrategyId),
 }
 
 impl AccountId {
-    /// The text form: `manual` or `strategy:<id>`.
+    /// The text form: `manual`, `user:<id>` or `strategy:<id>`.
     pub fn text(self) -> String {
         match self {
             AccountId::Manual => "manual".to_string(),
+            AccountId::User(id) => format!("user:{id}"),
             AccountId::Strategy(id) => format!("strategy:{id}"),
         }
+    }
+
+    /// Whether orders of this account are placed by hand (not by a strategy).
+    pub fn is_manual(self) -> bool {
+        matches!(self, AccountId::Manual | AccountId::User(_))
     }
 }
 
@@ -272,12 +282,19 @@ impl FromStr for AccountId {
         if s == "manual" {
             return Ok(AccountId::Manual);
         }
-        s.strip_prefix("strategy:")
-            // Digits only, at most 18: the form the API documents (no sign, no overflow).
-            .filter(|id| (1..=18).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|id| id.parse().ok())
-            .map(|id| AccountId::Strategy(StrategyId(id)))
-            .ok_or_else(|| unknown("account", s, "manual or strategy:<id>"))
+        // Digits only, at most 18: the form the API documents (no sign, no overflow).
+        let id = |id: &str| {
+            ((1..=18).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| id.parse::<i64>().ok())
+                .flatten()
+        };
+        let strategy = s.strip_prefix("strategy:").and_then(id);
+        let user = s.strip_prefix("user:").and_then(id);
+        match (strategy, user) {
+            (Some(id), _) => Ok(AccountId::Strategy(StrategyId(id))),
+            (_, Some(id)) => Ok(AccountId::User(id)),
+            _ => Err(unknown("account", s, "manual, user:<id> or strategy:<id>")),
+        }
     }
 }
 
@@ -299,7 +316,11 @@ mod tests {
         for s in [PositionSide::Long, PositionSide::Short] {
             assert_eq!(s.as_str().parse::<PositionSide>(), Ok(s));
         }
-        for a in [AccountId::Manual, AccountId::Strategy(StrategyId(42))] {
+        for a in [
+            AccountId::Manual,
+            AccountId::User(7),
+            AccountId::Strategy(StrategyId(42)),
+        ] {
             assert_eq!(a.text().parse::<AccountId>(), Ok(a));
             assert_eq!(
                 serde_json::from_str::<AccountId>(&serde_json::to_string(&a).unwrap()).unwrap(),
@@ -307,6 +328,9 @@ mod tests {
             );
         }
         assert_eq!(AccountId::Strategy(StrategyId(7)).to_string(), "strategy:7");
+        assert_eq!(AccountId::User(3).to_string(), "user:3");
+        assert!("user:-1".parse::<AccountId>().is_err());
+        assert!("user:".parse::<AccountId>().is_err());
     }
 
     #[test]
@@ -317,7 +341,7 @@ mod tests {
         );
         assert_eq!(
             "strategy:x".parse::<AccountId>().unwrap_err().to_string(),
-            "unknown account \"strategy:x\": expected manual or strategy:<id>"
+            "unknown account \"strategy:x\": expected manual, user:<id> or strategy:<id>"
         );
         assert!("Buy".parse::<Side>().is_err());
     }

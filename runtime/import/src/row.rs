@@ -333,6 +333,8 @@ pub struct Checker<'a> {
     templates: HashMap<String, Result<Arc<CheckedCode>, String>>,
     /// Components an earlier row of this import carries already.
     spooled: std::collections::HashSet<String>,
+    /// The upload gate's verdict on the rules guest (its contract, or why it fails).
+    rules_gate: Option<Result<String, String>>,
 }
 
 impl<'a> Checker<'a> {
@@ -343,6 +345,7 @@ impl<'a> Checker<'a> {
             sandbox,
             templates: HashMap::new(),
             spooled: Default::default(),
+            rules_gate: None,
         }
     }
 
@@ -415,11 +418,32 @@ impl<'a> Checker<'a> {
     }
 
     /// A rule program's component. Its `describe` is derived here from the checked program
-    /// (what the guest computes from the same text: a test holds the two together), and the
-    /// upload gate checks the component; compiling it waits until something runs it.
-    async fn rules(&self, name: &str, text: Vec<u8>) -> Result<CheckedCode, String> {
+    /// (what the guest computes from the same text: a test holds the two together); compiling
+    /// it waits until something runs it.
+    ///
+    /// The upload gate checks the rules guest once per import, not each program: a program's
+    /// component is the reference component with only the bytes of a data segment's program
+    /// area changed, which nothing the gate checks (structure, imports, exports, sizes, counts)
+    /// can see.
+    async fn rules(&mut self, name: &str, text: Vec<u8>) -> Result<CheckedCode, String> {
+        let gate = match &self.rules_gate {
+            Some(gate) => gate.clone(),
+            None => {
+                let sandbox = self.sandbox.clone();
+                let gate = tokio::task::spawn_blocking(move || {
+                    let reference = qtm_rules_component::reference_component();
+                    qtm_sandbox::gate::check(reference, sandbox.config())
+                        .map(|g| g.contract)
+                        .map_err(|e| format!("rules: the rules guest failed the upload gate: {e}"))
+                })
+                .await
+                .map_err(|e| format!("checking the rules guest failed: {e}"))?;
+                self.rules_gate = Some(gate.clone());
+                gate
+            }
+        };
+        let contract = gate?;
         let name = name.to_string();
-        let sandbox = self.sandbox.clone();
         tokio::task::spawn_blocking(move || {
             let compiled = qtm_rules_component::compile(&name, &text).map_err(|problems| {
                 let shown: Vec<String> =
@@ -435,14 +459,12 @@ impl<'a> Checker<'a> {
                     }
                 )
             })?;
-            let gate = qtm_sandbox::gate::check(&compiled.component, sandbox.config())
-                .map_err(|e| format!("rules: the built component failed the upload gate: {e}"))?;
             let sha = hex::encode(Sha256::digest(&compiled.component));
             Ok(CheckedCode {
                 kind: "rules",
                 info: rules_info(&name, &compiled),
                 component_sha256: sha,
-                contract: gate.contract,
+                contract,
                 component: Arc::new(compiled.component),
             })
         })

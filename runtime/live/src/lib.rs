@@ -63,11 +63,11 @@ pub use worker::host_bounds;
 pub struct LiveConfig {
     /// Fill rules and costs, as in a backtest (one bar at a time: no batches live).
     pub engine: EngineConfig,
-    /// Starting capital of each instance's paper account and of the manual account.
+    /// Starting capital of each instance's paper account and of each user's manual account.
     pub initial_cash: f64,
     /// How often every running instance's state is snapshotted to the store.
     pub snapshot_every_secs: f64,
-    /// Limits of each instance's own account and of the manual account, applied before the
+    /// Limits of each instance's own account and of each manual account, applied before the
     /// account-wide ones (which
     /// the live engine reads from the store and keeps in its [`qtm_oms::oms::AccountGuard`]).
     pub limits: RiskLimits,
@@ -229,16 +229,18 @@ pub enum LiveEvent {
     OrderCancelled { order: store::orders::Order },
     /// An order the exchange placed for a manual one: the exits of a filled bracket.
     OrderAccepted { order: store::orders::Order },
-    /// The manual account's position in a symbol after one of its fills, as the fills of that
+    /// A manual account's position in a symbol after one of its fills, as the fills of that
     /// bar left it (0 once closed).
     ManualPosition {
+        /// Which manual account (`user:<id>`, or `manual` of earlier versions).
+        account: store::orders::AccountId,
         symbol: String,
         /// Signed units.
         quantity: f64,
         avg_price: f64,
         ts: i64,
     },
-    /// A risk alert about the manual account (a margin call), as stored.
+    /// A risk alert about a manual account (a margin call), as stored.
     ManualAlert { alert: store::risk::RiskAlert },
     /// The account's own loss limits fired: trading is halted as by the kill switch.
     KillSwitch {
@@ -1097,48 +1099,53 @@ fn file_series(
     Ok(series)
 }
 
-/// The manual account as the store has it: cash (the starting capital plus the cash flow of
-/// its fills), open positions (marked at their symbol's stored cursor, else their price) and
-/// working orders. An order that cannot be worked any more is cancelled with the reason.
+/// The manual accounts as the store has them: for each account with orders, cash (the
+/// starting capital plus the cash flow of its fills), open positions (marked at their
+/// symbol's stored cursor, else their price) and working orders. An order that cannot be
+/// worked any more is cancelled with the reason.
 async fn manual_setup(
     store: &Store,
     config: &LiveConfig,
     cursors: &HashMap<String, store::live::Cursor>,
 ) -> Result<manual::ManualSetup, LiveError> {
-    use store::orders::MANUAL;
-    let cash = config.initial_cash + store::orders::cash_flow(store, Some(MANUAL)).await?.0;
-    let positions = store::orders::open_positions(store, Some(MANUAL))
-        .await?
-        .into_iter()
-        .map(|p| {
-            let mark = cursors.get(&p.symbol).map_or(p.avg_price, |c| c.close);
-            (p.symbol, p.quantity, p.avg_price, mark)
-        })
-        .collect();
-    let groups = store::orders::working_oco_groups(store, MANUAL).await?;
-    let mut orders = Vec::new();
-    for order in store::orders::working(store, Some(MANUAL)).await? {
-        let request = manual::request_of(&order)
-            .and_then(|r| qtm_oms::exchange::Exchange::validate(&r).map(|()| r));
-        match request {
-            Ok(mut request) => {
-                request.oco_group = groups.get(&order.id).cloned();
-                orders.push((order, request));
-            }
-            Err(e) => {
-                let reason = format!("the live engine cannot work this order after a restart: {e}");
-                tracing::warn!(order = order.id, %reason, "manual order dropped");
-                store::orders::cancel(store, order.id, &reason).await?;
+    let mut accounts = Vec::new();
+    for account in store::orders::manual_accounts(store).await? {
+        let cash = config.initial_cash + store::orders::cash_flow(store, Some(account)).await?.0;
+        let positions = store::orders::open_positions(store, Some(account))
+            .await?
+            .into_iter()
+            .map(|p| {
+                let mark = cursors.get(&p.symbol).map_or(p.avg_price, |c| c.close);
+                (p.symbol, p.quantity, p.avg_price, mark)
+            })
+            .collect();
+        let groups = store::orders::working_oco_groups(store, account).await?;
+        let mut orders = Vec::new();
+        for order in store::orders::working(store, Some(account)).await? {
+            let request = manual::request_of(&order)
+                .and_then(|r| qtm_oms::exchange::Exchange::validate(&r).map(|()| r));
+            match request {
+                Ok(mut request) => {
+                    request.oco_group = groups.get(&order.id).cloned();
+                    orders.push((order, request));
+                }
+                Err(e) => {
+                    let reason =
+                        format!("the live engine cannot work this order after a restart: {e}");
+                    tracing::warn!(order = order.id, %reason, "manual order dropped");
+                    store::orders::cancel(store, order.id, &reason).await?;
+                }
             }
         }
+        accounts.push(manual::ManualAccountSetup {
+            account,
+            cash,
+            positions,
+            orders,
+        });
     }
     let clock = cursors.values().map(|c| c.ts).max().unwrap_or(0);
-    Ok(manual::ManualSetup {
-        cash,
-        positions,
-        orders,
-        clock,
-    })
+    Ok(manual::ManualSetup { accounts, clock })
 }
 
 /// The account-wide limits and risk state of the previous run: its saved state (the day's

@@ -1,5 +1,6 @@
-//! The manual account: orders placed through the API (account [`MANUAL`]) are an account of
-//! the live engine itself, with no strategy.
+//! The manual accounts: orders placed through the API are booked to the placing user's own
+//! account (`user:<id>`), an account of the live engine itself with no strategy; the shared
+//! account [`MANUAL`] of earlier versions is kept, with its positions and working orders.
 //!
 //! The engine thread admits each one (its own host bounds, then the account-wide limits,
 //! order-rate window and kill switch of [`qtm_oms::oms`]) and puts it on the exchange that
@@ -7,8 +8,9 @@
 //! recorder stores it and answers the caller with the stored row; fills, cancels and bracket
 //! exits of manual orders are booked by the recorder like a strategy's and published as
 //! [`super::LiveEvent::OrderFilled`], [`super::LiveEvent::OrderCancelled`] and
-//! [`super::LiveEvent::OrderAccepted`]. On start the account takes its cash and open
-//! positions from the store, and its working orders are put on the exchange again.
+//! [`super::LiveEvent::OrderAccepted`]. An account opens with the engine's starting capital
+//! on its first order; on start every manual account takes its cash and open positions from
+//! the store, and its working orders are put on the exchange again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,15 +22,16 @@ use qtm_core::model::{
     OpenOrder, OrderChange, OrderKind, OrderRequest, Quantity, Side, TimeInForce,
 };
 use qtm_oms::oms::AccountOrder;
-use qtm_store::orders::{NewOrder, Order, OrderStatus};
+use qtm_store::orders::{AccountId, NewOrder, Order, OrderStatus};
 
 pub use qtm_store::orders::MANUAL;
 
 /// An order placed through the API, for [`super::LiveEngine::place_manual`].
 #[derive(Debug, Clone)]
 pub struct ManualOrder {
-    /// The account it is stored under ([`MANUAL`]).
-    pub account: qtm_store::orders::AccountId,
+    /// The account it is stored under and trades in: the placing user's `user:<id>` (or
+    /// [`MANUAL`] for a position of earlier versions' shared account).
+    pub account: AccountId,
     /// Who placed it.
     pub user_id: Option<i64>,
     /// The order; its quantity in units.
@@ -43,6 +46,8 @@ pub struct ManualOrder {
 pub struct ManualChange {
     /// The stored order's id.
     pub id: i64,
+    /// The stored order's account.
+    pub account: AccountId,
     /// Its new total quantity and prices (absent ones stay).
     pub change: OrderChange,
     /// Its symbol.
@@ -109,10 +114,10 @@ pub(crate) type Reply = oneshot::Sender<Result<Order, LiveError>>;
 /// The answer of a change: `Ok(Err(reason))` when the risk checks refused it.
 pub(crate) type ModifyReply = oneshot::Sender<Result<Result<Order, String>, LiveError>>;
 
-/// What the engine thread hands the recorder about the manual account.
+/// What the engine thread hands the recorder about the manual accounts.
 pub(crate) enum ManualRecord {
-    /// The engine account of the manual account.
-    Account(usize),
+    /// A manual account opened on the engine as account `engine`.
+    Account { engine: usize, account: AccountId },
     /// A working order of the previous run, on the exchange again as `exchange_id`.
     Resumed { exchange_id: u64, order: Box<Order> },
     /// A new order: on the exchange as `exchange_id`, or refused (`row` says why). The reply
@@ -137,20 +142,39 @@ pub(crate) enum ManualRecord {
     /// Orders the exchange made for the account (the exits of a filled bracket), in the order
     /// it made them: stored as working orders of their own, so clients see, change and
     /// cancel them.
-    Exits(Vec<OpenOrder>),
+    Exits {
+        account: AccountId,
+        orders: Vec<OpenOrder>,
+    },
 }
 
-/// The manual account's cash, positions and working orders when the engine starts.
+/// The manual accounts when the engine starts.
 #[derive(Default)]
 pub(crate) struct ManualSetup {
+    /// Every manual account with orders in the store, in account order.
+    pub accounts: Vec<ManualAccountSetup>,
+    /// Time of the newest stored bar (the clock day orders count from).
+    pub clock: i64,
+}
+
+/// A manual account's cash, positions and working orders when the engine starts.
+pub(crate) struct ManualAccountSetup {
+    /// Which account.
+    pub account: AccountId,
     /// Cash: the starting capital plus the cash flow of its stored fills.
     pub cash: f64,
     /// Open positions: symbol, signed quantity, average price, mark.
     pub positions: Vec<(String, f64, f64, f64)>,
     /// Working orders with what is left of each as a request (with its OCO group).
     pub orders: Vec<(Order, OrderRequest)>,
-    /// Time of the newest stored bar (the clock day orders count from).
-    pub clock: i64,
+}
+
+/// The user a manual account's orders belong to, when the account is one user's.
+pub(crate) fn user_of(account: AccountId) -> Option<i64> {
+    match account {
+        AccountId::User(id) => Some(id),
+        _ => None,
+    }
 }
 
 /// The request a stored order stands for, with what is left of it.

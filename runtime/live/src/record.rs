@@ -12,12 +12,12 @@ use tokio::sync::broadcast;
 use tokio::sync::oneshot;
 
 use super::instances::account as account_name;
-use super::manual::{self, MANUAL, ManualIndex, ManualRecord, OnExchange, Reply};
+use super::manual::{self, ManualIndex, ManualRecord, OnExchange, Reply};
 use super::{LiveError, LiveEvent};
 use qtm_core::events::{Event, StrategyState};
 use qtm_core::model::{Bar, LogLevel, OrderRequest, Quantity, Side};
 use qtm_store::live::Cursor;
-use qtm_store::orders::{NewOrder, Order, OrderStatus};
+use qtm_store::orders::{AccountId, NewOrder, Order, OrderStatus};
 use qtm_store::writer::Writer;
 use qtm_store::{self as store, Store, StoreError};
 
@@ -118,19 +118,19 @@ struct Recorder {
     flushes: Vec<oneshot::Sender<()>>,
     /// Refused orders and their risk alerts kept per instance and second.
     refusals: Refusals,
-    /// The manual account's orders.
+    /// The manual accounts' orders.
     manual: ManualBook,
     /// Callers waiting for an order row of the open batch, with the order's place on the
     /// exchange: answered once it is committed.
     answers: Vec<(Reply, Order, Option<u64>)>,
 }
 
-/// The manual account as the recorder books it.
+/// The manual accounts as the recorder books them.
 #[derive(Default)]
 struct ManualBook {
-    /// Its engine account, once the engine said.
-    account: Option<usize>,
-    /// Its working orders by exchange id, as stored.
+    /// Engine account → manual account, as the engine opened them.
+    accounts: HashMap<usize, AccountId>,
+    /// Their working orders by exchange id (unique across accounts), as stored.
     orders: HashMap<u64, Order>,
     /// Stored id → exchange id, shared with the engine thread.
     index: ManualIndex,
@@ -607,9 +607,10 @@ impl Recorder {
             Record::Flush(done) => self.flushes.push(done),
             Record::Manual(m) => self.manual_record(m)?,
             Record::Engine(e)
-                if self.manual.account.is_some() && self.manual.account == event_account(&e) =>
+                if let Some(&account) =
+                    event_account(&e).and_then(|a| self.manual.accounts.get(&a)) =>
             {
-                self.manual_event(e)?
+                self.manual_event(account, e)?
             }
             Record::Engine(e) => self.engine_event(e)?,
         }
@@ -656,7 +657,9 @@ impl Recorder {
 
     fn manual_record(&mut self, m: ManualRecord) -> Result<(), StoreError> {
         match m {
-            ManualRecord::Account(account) => self.manual.account = Some(account),
+            ManualRecord::Account { engine, account } => {
+                self.manual.accounts.insert(engine, account);
+            }
             ManualRecord::Resumed { exchange_id, order } => {
                 self.manual.track(exchange_id, *order);
             }
@@ -708,10 +711,14 @@ impl Recorder {
                 }
                 let _ = reply.send(done.map(Ok).map_err(LiveError::Store));
             }
-            ManualRecord::Exits(exits) => {
-                let user = self.manual.last_fill.and_then(|(_, u)| u);
+            ManualRecord::Exits {
+                account,
+                orders: exits,
+            } => {
+                let user =
+                    manual::user_of(account).or_else(|| self.manual.last_fill.and_then(|(_, u)| u));
                 for o in exits {
-                    let row = NewOrder::from_request(MANUAL, user, &o.request);
+                    let row = NewOrder::from_request(account, user, &o.request);
                     let id = match self.db.insert_order(&row) {
                         Ok(id) => id,
                         Err(e) => {
@@ -741,7 +748,7 @@ impl Recorder {
     /// What the engine did with the manual account's orders: fills booked and published as
     /// [`LiveEvent::OrderFilled`], cancels (expiry, one-cancels-other, buying power, the kill
     /// switch) as [`LiveEvent::OrderCancelled`].
-    fn manual_event(&mut self, e: Event) -> Result<(), StoreError> {
+    fn manual_event(&mut self, account: AccountId, e: Event) -> Result<(), StoreError> {
         match e {
             Event::Fill(f) => {
                 let order = match self.manual.orders.get(&f.order_id) {
@@ -754,7 +761,7 @@ impl Recorder {
                             Quantity::Units(f.quantity),
                         );
                         r.tag = f.tag.clone().or_else(|| Some("exchange".into()));
-                        let row = NewOrder::from_request(MANUAL, None, &r);
+                        let row = NewOrder::from_request(account, manual::user_of(account), &r);
                         let id = self.db.insert_order(&row)?;
                         manual::stored(id, &row, store::now())
                     }
@@ -809,6 +816,7 @@ impl Recorder {
                 ts,
                 ..
             } => self.publish(LiveEvent::ManualPosition {
+                account,
                 symbol,
                 quantity,
                 avg_price,
@@ -817,7 +825,7 @@ impl Recorder {
             Event::RiskAlert { kind, message, .. } => {
                 let store = self.store.clone();
                 let alert = self.outside_batch(async move {
-                    store::risk::add_alert(&store, &MANUAL.text(), &kind, &message, None).await
+                    store::risk::add_alert(&store, &account.text(), &kind, &message, None).await
                 })?;
                 self.publish(LiveEvent::ManualAlert { alert });
             }

@@ -13,8 +13,8 @@ use tokio::sync::{broadcast, oneshot};
 use super::cpu::{CpuCaps, CpuMeter, over_cap_reason};
 use super::instances::Spec;
 use super::manual::{
-    MANUAL, ManualChange, ManualIndex, ManualOrder, ManualRecord, ManualSetup, ModifyReply,
-    OnExchange, Reply,
+    ManualChange, ManualIndex, ManualOrder, ManualRecord, ManualSetup, ModifyReply, OnExchange,
+    Reply,
 };
 use super::marks::Marks;
 use super::record::Record;
@@ -26,7 +26,7 @@ use qtm_oms::oms::SavedGuard;
 use qtm_oms::risk::RiskLimits;
 use qtm_store::StoreError;
 use qtm_store::live::Cursor;
-use qtm_store::orders::{NewOrder, OrderStatus};
+use qtm_store::orders::{AccountId, NewOrder, OrderStatus};
 
 /// Shortest time between two equity events of one instance: PnL watchers need a few a second,
 /// not one per tick.
@@ -304,19 +304,34 @@ struct Worker {
     listed_at: Instant,
     /// Bars dropped unhandled because the engine was stopping.
     dropped: usize,
-    /// The manual account.
+    /// The manual accounts.
     manual: Manual,
 }
 
-/// The manual account as the engine thread sees it.
+/// The manual accounts as the engine thread sees them.
 struct Manual {
-    /// Its engine account.
-    account: usize,
-    /// Its working orders by stored id (kept by the recorder).
+    /// Their working orders by stored id (kept by the recorder).
     index: ManualIndex,
+    /// Each account opened on the engine so far.
+    accounts: HashMap<AccountId, ManualAccount>,
+}
+
+/// One manual account on the engine.
+struct ManualAccount {
+    /// Its engine account.
+    engine: usize,
     /// Exchange ids of its resting orders the recorder knows of: an id not among them is an
     /// order the exchange made (a bracket's exit), to be stored.
     known: std::collections::HashSet<u64>,
+}
+
+impl Manual {
+    /// The account holding exchange order `exchange_id`, if it still rests.
+    fn holding(&mut self, exchange_id: u64) -> Option<&mut ManualAccount> {
+        self.accounts
+            .values_mut()
+            .find(|a| a.known.contains(&exchange_id))
+    }
 }
 
 /// The account-wide risk the engine thread starts with.
@@ -325,9 +340,9 @@ pub(crate) struct AccountSetup {
     pub limits: RiskLimits,
     /// The state the previous run left.
     pub saved: SavedGuard,
-    /// The manual account's cash, positions and working orders.
+    /// The manual accounts' cash, positions and working orders.
     pub manual: ManualSetup,
-    /// Where the manual account's working orders are on the exchange.
+    /// Where the manual accounts' working orders are on the exchange.
     pub manual_index: ManualIndex,
 }
 
@@ -372,20 +387,6 @@ pub(crate) fn spawn(
             engine.guard_mut().set_limits(&account.limits);
             engine.guard_mut().restore(account.saved);
             let setup = account.manual;
-            // Carried positions: start with the cash they cost, then book them at their price.
-            let carried: f64 = setup.positions.iter().map(|(_, q, p, _)| q * p).sum();
-            let manual = match engine.add_external_account(
-                &MANUAL.text(),
-                setup.cash + carried,
-                config.limits.clone(),
-            ) {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::error!(error = %e, "the manual account's limits are invalid; the live engine does not start");
-                    control.exited.store(true, Ordering::Release);
-                    return;
-                }
-            };
             let mut w = Worker {
                 running: HashMap::new(),
                 seq,
@@ -402,12 +403,15 @@ pub(crate) fn spawn(
                 listed_at: Instant::now(),
                 dropped: 0,
                 manual: Manual {
-                    account: manual,
                     index: account.manual_index,
-                    known: Default::default(),
+                    accounts: HashMap::new(),
                 },
             };
-            w.resume_manual(&mut engine, setup);
+            if let Err(e) = w.resume_manual(&mut engine, setup) {
+                tracing::error!(error = %e, "the manual accounts' limits are invalid; the live engine does not start");
+                control.exited.store(true, Ordering::Release);
+                return;
+            }
             w.run(&mut engine, commands);
             control.exited.store(true, Ordering::Release);
         })
@@ -448,8 +452,10 @@ impl Worker {
     fn drop_unstored(&mut self, engine: &mut Engine<'_>) {
         for id in self.manual.index.take_unstored() {
             // Already gone (filled or cancelled on a bar): nothing to take off.
-            let _ = engine.cancel_order(self.manual.account, id);
-            self.manual.known.remove(&id);
+            if let Some(a) = self.manual.holding(id) {
+                a.known.remove(&id);
+                let _ = engine.cancel_order(a.engine, id);
+            }
         }
     }
 
@@ -588,10 +594,12 @@ impl Worker {
                 };
                 if strategy_id.is_none() {
                     engine.guard_mut().halt(&reason);
-                    // The manual account is not halted (it has no strategy to stop): its
-                    // orders are cancelled, and the guard refuses its new ones.
-                    engine.cancel_orders(self.manual.account, KILL_SWITCH_CANCEL, self.clock);
-                    self.manual.known.clear();
+                    // The manual accounts are not halted (they have no strategy to stop):
+                    // their orders are cancelled, and the guard refuses new ones.
+                    for a in self.manual.accounts.values_mut() {
+                        engine.cancel_orders(a.engine, KILL_SWITCH_CANCEL, self.clock);
+                        a.known.clear();
+                    }
                     let _ = self.out.send(Record::AccountRisk(engine.guard().save()));
                 }
                 let mut halted = Vec::new();
@@ -619,19 +627,23 @@ impl Worker {
             } => {
                 engine.guard_mut().set_limits(&limits);
                 engine.guard_mut().set_window(window);
-                // New instances, and the manual account, take the per-account host bounds
+                // New instances, and the manual accounts, take the per-account host bounds
                 // of the new set.
                 self.config.limits = host_bounds(&limits);
-                engine.set_account_limits(self.manual.account, self.config.limits.clone());
+                for a in self.manual.accounts.values() {
+                    engine.set_account_limits(a.engine, self.config.limits.clone());
+                }
                 let _ = reply.send(());
             }
             Command::PlaceManual { order, reply } => self.place_manual(engine, *order, reply),
             Command::CancelManual { id, reason, reply } => {
-                if let Some(at) = self.manual.index.get(id) {
+                if let Some(at) = self.manual.index.get(id)
+                    && let Some(a) = self.manual.holding(at.exchange_id)
+                {
                     // Gone from the exchange already (filled or cancelled on a bar): the
                     // store says so.
-                    let _ = engine.cancel_order(self.manual.account, at.exchange_id);
-                    self.manual.known.remove(&at.exchange_id);
+                    a.known.remove(&at.exchange_id);
+                    let _ = engine.cancel_order(a.engine, at.exchange_id);
                 }
                 let _ = self
                     .out
@@ -805,40 +817,72 @@ impl Worker {
         });
     }
 
-    /// Seed the manual account with its stored positions and put its working orders on the
-    /// exchange again.
-    fn resume_manual(&mut self, engine: &mut Engine<'_>, setup: ManualSetup) {
-        let account = self.manual.account;
-        let _ = self
-            .out
-            .send(Record::Manual(ManualRecord::Account(account)));
+    /// The engine account of manual account `account`, opened with `cash` (announced to the
+    /// recorder) on its first use.
+    fn manual_account(
+        &mut self,
+        engine: &mut Engine<'_>,
+        account: AccountId,
+        cash: f64,
+    ) -> Result<usize, String> {
+        if let Some(a) = self.manual.accounts.get(&account) {
+            return Ok(a.engine);
+        }
+        let id = engine
+            .add_external_account(&account.text(), cash, self.config.limits.clone())
+            .map_err(|e| e.to_string())?;
+        self.manual.accounts.insert(
+            account,
+            ManualAccount {
+                engine: id,
+                known: Default::default(),
+            },
+        );
+        let _ = self.out.send(Record::Manual(ManualRecord::Account {
+            engine: id,
+            account,
+        }));
+        Ok(id)
+    }
+
+    /// Open each stored manual account with its cash and positions and put its working
+    /// orders on the exchange again.
+    fn resume_manual(&mut self, engine: &mut Engine<'_>, setup: ManualSetup) -> Result<(), String> {
         self.clock = self.clock.max(setup.clock);
-        for (s, q, p, mark) in &setup.positions {
-            let id = self.symbol(engine, s);
-            let book = engine.portfolio_mut(account);
-            book.apply_fill(id, *q, *p, 0.0, self.clock);
-            book.set_mark(id, *mark);
-        }
-        let n = setup.orders.len();
-        for (order, request) in setup.orders {
-            self.symbol(engine, &request.symbol);
-            let exchange_id = engine.submit_external(account, request, self.clock);
-            self.manual.index.insert(
-                order.id,
-                OnExchange {
+        for stored in setup.accounts {
+            // Carried positions: start with the cash they cost, then book them at their price.
+            let carried: f64 = stored.positions.iter().map(|(_, q, p, _)| q * p).sum();
+            let account = self.manual_account(engine, stored.account, stored.cash + carried)?;
+            for (s, q, p, mark) in &stored.positions {
+                let id = self.symbol(engine, s);
+                let book = engine.portfolio_mut(account);
+                book.apply_fill(id, *q, *p, 0.0, self.clock);
+                book.set_mark(id, *mark);
+            }
+            let n = stored.orders.len();
+            for (order, request) in stored.orders {
+                self.symbol(engine, &request.symbol);
+                let exchange_id = engine.submit_external(account, request, self.clock);
+                self.manual.index.insert(
+                    order.id,
+                    OnExchange {
+                        exchange_id,
+                        filled_before: order.filled_qty,
+                    },
+                );
+                if let Some(a) = self.manual.accounts.get_mut(&stored.account) {
+                    a.known.insert(exchange_id);
+                }
+                let _ = self.out.send(Record::Manual(ManualRecord::Resumed {
                     exchange_id,
-                    filled_before: order.filled_qty,
-                },
-            );
-            self.manual.known.insert(exchange_id);
-            let _ = self.out.send(Record::Manual(ManualRecord::Resumed {
-                exchange_id,
-                order: Box::new(order),
-            }));
+                    order: Box::new(order),
+                }));
+            }
+            if n > 0 {
+                tracing::info!(account = %stored.account, orders = n, "manual account: working orders resumed");
+            }
         }
-        if n > 0 {
-            tracing::info!(orders = n, "manual account: working orders resumed");
-        }
+        Ok(())
     }
 
     /// Admit a manual order and put it on the exchange, or refuse it; the recorder stores
@@ -846,15 +890,18 @@ impl Worker {
     fn place_manual(&mut self, engine: &mut Engine<'_>, order: ManualOrder, reply: Reply) {
         self.symbol(engine, &order.request.symbol);
         let mut row = NewOrder::from_request(order.account, order.user_id, &order.request);
-        let placed = engine.place_external(
-            self.manual.account,
-            order.request,
-            order.last_price,
-            self.clock,
-        );
+        let placed = self
+            .manual_account(engine, order.account, self.config.initial_cash)
+            .and_then(|account| {
+                engine
+                    .place_external(account, order.request, order.last_price, self.clock)
+                    .map(|id| (account, id))
+            });
         let exchange_id = match placed {
-            Ok(id) => {
-                self.manual.known.insert(id);
+            Ok((_, id)) => {
+                if let Some(a) = self.manual.accounts.get_mut(&order.account) {
+                    a.known.insert(id);
+                }
                 Some(id)
             }
             Err(reason) => {
@@ -877,9 +924,13 @@ impl Worker {
         engine: &mut Engine<'_>,
         c: &ManualChange,
     ) -> Option<Result<Result<qtm_store::orders::Order, String>, super::LiveError>> {
+        let account = match self.manual_account(engine, c.account, self.config.initial_cash) {
+            Ok(a) => a,
+            Err(reason) => return Some(Ok(Err(reason))),
+        };
         let at = self.manual.index.get(c.id);
         if let Err(reason) = engine.judge_external(
-            self.manual.account,
+            account,
             &c.symbol,
             &c.order,
             at.map(|a| a.exchange_id),
@@ -892,7 +943,7 @@ impl Worker {
             quantity: c.change.quantity.map(|q| q - at.filled_before),
             ..c.change
         };
-        match engine.modify_order(self.manual.account, at.exchange_id, on_exchange) {
+        match engine.modify_order(account, at.exchange_id, on_exchange) {
             Ok(()) => None,
             Err(e) => Some(Err(super::LiveError::Store(StoreError::Conflict(format!(
                 "order {}: {e}",
@@ -901,26 +952,30 @@ impl Worker {
         }
     }
 
-    /// Hand the recorder the orders the exchange made for the manual account on the last
+    /// Hand the recorder the orders the exchange made for the manual accounts on the last
     /// bars (a filled bracket's exits), so they are stored as working orders of their own.
     fn adopt_exits(&mut self, engine: &mut Engine<'_>) {
-        let account = self.manual.account;
-        if self.manual.known.is_empty() && engine.open_count(account) == 0 {
-            return;
+        for (&account, a) in &mut self.manual.accounts {
+            if a.known.is_empty() && engine.open_count(a.engine) == 0 {
+                continue;
+            }
+            let open = engine.open_orders(a.engine);
+            let ids: std::collections::HashSet<u64> = open.iter().map(|o| o.id).collect();
+            // Ids leave the set with their orders; exchange ids are never reused.
+            a.known.retain(|id| ids.contains(id));
+            let new: Vec<_> = open
+                .into_iter()
+                .filter(|o| !a.known.contains(&o.id))
+                .collect();
+            if new.is_empty() {
+                continue;
+            }
+            a.known.extend(new.iter().map(|o| o.id));
+            let _ = self.out.send(Record::Manual(ManualRecord::Exits {
+                account,
+                orders: new,
+            }));
         }
-        let open = engine.open_orders(account);
-        let ids: std::collections::HashSet<u64> = open.iter().map(|o| o.id).collect();
-        // Ids leave the set with their orders; exchange ids are never reused.
-        self.manual.known.retain(|id| ids.contains(id));
-        let new: Vec<_> = open
-            .into_iter()
-            .filter(|o| !self.manual.known.contains(&o.id))
-            .collect();
-        if new.is_empty() {
-            return;
-        }
-        self.manual.known.extend(new.iter().map(|o| o.id));
-        let _ = self.out.send(Record::Manual(ManualRecord::Exits(new)));
     }
 
     fn start(

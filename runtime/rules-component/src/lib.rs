@@ -47,12 +47,12 @@ pub fn compile(name: &str, source: &[u8]) -> Result<Compiled, Vec<Diagnostic>> {
     };
     // `check_bytes` accepted it, so it is UTF-8.
     let text = std::str::from_utf8(source).map_err(|e| internal(e.to_string()))?;
-    let mut module = RULES_MODULE.to_vec();
-    qtm_rules::embed::write_into(&mut module, name, text).map_err(internal)?;
-    let component = wit_component::ComponentEncoder::default()
-        .module(&module)
-        .and_then(|e| e.validate(true).encode())
-        .map_err(|e| internal(format!("componentizing the rules guest failed: {e:#}")))?;
+    // The reference component holds the core module verbatim, program area included, so the
+    // program is written straight into a copy of it: the same bytes as componentizing a
+    // module with the program in it (a test holds the two together), without re-encoding
+    // the whole guest for each program.
+    let mut component = reference_component().to_vec();
+    qtm_rules::embed::write_into(&mut component, name, text).map_err(internal)?;
     Ok(Compiled { component, program })
 }
 
@@ -90,6 +90,18 @@ mod tests {
         let area =
             &RULES_MODULE[at[0] + magic.len()..][..qtm_rules::embed::AREA_BYTES - magic.len()];
         assert!(area.iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn writing_into_the_reference_is_componentizing_the_written_module() {
+        let text = "param n = int(3, 1, 9)\nentry_long = close > open[n]\nsize = units(1)\n";
+        let mut module = RULES_MODULE.to_vec();
+        qtm_rules::embed::write_into(&mut module, "gap", text).unwrap();
+        let encoded = wit_component::ComponentEncoder::default()
+            .module(&module)
+            .and_then(|e| e.validate(true).encode())
+            .unwrap();
+        assert_eq!(compile("gap", text.as_bytes()).unwrap().component, encoded);
     }
 
     #[test]

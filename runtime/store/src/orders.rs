@@ -337,6 +337,19 @@ pub async fn working(store: &Store, account: Option<AccountId>) -> StoreResult<V
     )
 }
 
+/// The manual accounts with orders: the shared `manual` account of earlier versions and each
+/// user's own (`user:<id>`), in account order.
+pub async fn manual_accounts(store: &Store) -> StoreResult<Vec<AccountId>> {
+    let texts: Vec<String> = with_pool!(store, p => sqlx::query_scalar(
+        "SELECT DISTINCT account FROM orders WHERE account = 'manual' OR account LIKE 'user:%'",
+    )
+    .fetch_all(p)
+    .await)?;
+    let mut accounts: Vec<AccountId> = texts.iter().filter_map(|t| t.parse().ok()).collect();
+    accounts.sort();
+    Ok(accounts)
+}
+
 /// Creation times (unix seconds) of the orders of every account created at or after `since`
 /// and not rejected, oldest first: the account-wide order-rate window after a restart.
 pub async fn accepted_since_any(store: &Store, since: i64) -> StoreResult<Vec<i64>> {

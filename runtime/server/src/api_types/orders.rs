@@ -11,7 +11,9 @@ use qtm_store::orders as rows;
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Order {
     pub id: i64,
-    /// `manual` for orders placed through the API, `strategy:<id>` for a strategy's.
+    /// `user:<id>` for orders a user placed through the API (their own paper account),
+    /// `strategy:<id>` for a strategy's, `manual` for the shared manual account of earlier
+    /// versions.
     #[schema(value_type = String, example = "manual")]
     pub account: AccountId,
     /// The strategy instance that placed it, if any.

@@ -372,7 +372,7 @@ async fn cancel_backtest(
     if !store::backtests::cancel(&state.store, id, &reason).await? {
         let now = store::backtests::summary(&state.store, id).await?;
         return Err(ApiError::conflict(format!(
-            "backtest {id} has already ended ({}); only a queued or running backtest can be              cancelled",
+            "backtest {id} has already ended ({}); only a queued or running backtest can be cancelled",
             now.status
         )));
     }

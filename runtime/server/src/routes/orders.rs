@@ -33,7 +33,7 @@ use qtm_core::model::{OrderChange, OrderKind, OrderRequest, Quantity, Side, Time
 use qtm_live::{ManualChange, ManualOrder};
 use qtm_oms::exchange::Exchange;
 use qtm_oms::oms::AccountOrder;
-use qtm_store::orders::{AccountId, FillFilter, MANUAL, OrderFilter, OrderStatus, PositionFilter};
+use qtm_store::orders::{AccountId, FillFilter, OrderFilter, OrderStatus, PositionFilter};
 use qtm_store::{self as store, risk::ACCOUNT};
 
 /// The order and trade routes.
@@ -387,6 +387,7 @@ pub(crate) async fn modify(
         .live
         .modify_manual(ManualChange {
             id,
+            account: order.account,
             change: OrderChange {
                 quantity: req.quantity,
                 limit_price: req.limit_price,
@@ -430,8 +431,9 @@ pub struct OrderQuery {
     #[param(pattern = "^(working|accepted|partially_filled|filled|cancelled|rejected)$")]
     pub status: Option<String>,
     pub symbol: Option<String>,
-    /// `manual`, or a strategy account.
-    #[param(pattern = "^(manual|strategy:[0-9]{1,18})$")]
+    /// `user:<id>` (a user's own manual orders), `strategy:<id>`, or `manual` (the shared
+    /// manual account of earlier versions).
+    #[param(pattern = "^(manual|(user|strategy):[0-9]{1,18})$")]
     pub account: Option<String>,
     /// At most this many, newest first (1–1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -445,7 +447,7 @@ fn limit_of(limit: Option<i64>) -> ApiResult<i64> {
     paging::limit(limit, paging::MAX_LIMIT)
 }
 
-/// The `account` of a query: `manual` or `strategy:<id>`; anything else is a 422 that says so.
+/// The `account` of a query: `manual`, `user:<id>` or `strategy:<id>`; anything else is a 422 that says so.
 fn account_filter(account: Option<String>) -> ApiResult<Option<AccountId>> {
     account
         .map(|a| {
@@ -539,7 +541,8 @@ pub(crate) async fn place_manual(
     req: &PlaceOrder,
 ) -> ApiResult<store::orders::Order> {
     let request = to_request(req)?;
-    place(state, MANUAL, caller, request).await
+    // Each user trades their own paper account: its own cash, positions and host bounds.
+    place(state, AccountId::User(caller.user_id), caller, request).await
 }
 
 /// Orders a live strategy placed are held by the live engine's paper exchange; changing only
@@ -603,7 +606,7 @@ pub(crate) async fn cancel_by(
 /// A trader acts only on the manual orders they placed; admins on all. Strategy orders are
 /// left to the caller's own refusal (they are changed through their instance, not here).
 pub(crate) fn require_order_owner(p: &Principal, order: &store::orders::Order) -> ApiResult<()> {
-    let strategy_order = !matches!(order.account, AccountId::Manual);
+    let strategy_order = !order.account.is_manual();
     if strategy_order || p.role >= crate::auth::Role::Admin || order.user_id == Some(p.user_id) {
         return Ok(());
     }
@@ -611,6 +614,23 @@ pub(crate) fn require_order_owner(p: &Principal, order: &store::orders::Order) -
         "order {} was placed by another user: only they or an admin may change it",
         order.id
     )))
+}
+
+/// A trader acts only on the positions of their own account (`user:<id>`) and of the shared
+/// manual account of earlier versions; admins on every manual account.
+pub(crate) fn require_account_owner(
+    p: &Principal,
+    account: AccountId,
+    what: &str,
+) -> ApiResult<()> {
+    match account {
+        AccountId::User(owner) if owner != p.user_id && p.role < crate::auth::Role::Admin => {
+            Err(ApiError::forbidden(format!(
+                "{what} is in another user's account ({account}): only they or an admin may trade it"
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A JSON body that may be absent (empty body means the defaults).
@@ -684,8 +704,9 @@ pub struct TradeQuery {
     #[param(pattern = "^(open|closed|all)$")]
     pub status: Option<String>,
     pub symbol: Option<String>,
-    /// `manual`, or a strategy account (`strategy:<id>`).
-    #[param(pattern = "^(manual|strategy:[0-9]{1,18})$")]
+    /// `user:<id>` (a user's manual trades), `strategy:<id>`, or `manual` (earlier
+    /// versions' shared manual account).
+    #[param(pattern = "^(manual|(user|strategy):[0-9]{1,18})$")]
     pub account: Option<String>,
     /// 1–1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
@@ -767,8 +788,9 @@ pub(crate) async fn list_trades(
 #[into_params(parameter_in = Query)]
 pub struct FillQuery {
     pub symbol: Option<String>,
-    /// `manual`, or a strategy account (`strategy:<id>`).
-    #[param(pattern = "^(manual|strategy:[0-9]{1,18})$")]
+    /// `user:<id>` (a user's manual trades), `strategy:<id>`, or `manual` (earlier
+    /// versions' shared manual account).
+    #[param(pattern = "^(manual|(user|strategy):[0-9]{1,18})$")]
     pub account: Option<String>,
     pub order_id: Option<i64>,
     /// Trade id.
@@ -849,7 +871,7 @@ async fn get_trade(
 #[utoipa::path(post, path = "/api/trades/{id}/close", tag = "orders",
     params(("id" = i64, Path, description = "trade (position) id")),
     security(("bearer" = ["trader"]), ("api_key" = ["trader"])),
-    responses((status = 200, description = "the closing order", body = Order), (status = 404, body = ErrorBody),
+    responses((status = 200, description = "the closing order", body = Order), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn close_trade(
     State(state): State<AppState>,
@@ -868,6 +890,7 @@ async fn close_trade(
             "trade {id} belongs to live strategy {strategy}; the live engine holds its position: disable the strategy or let it close the trade"
         )));
     }
+    require_account_owner(&caller, p.account, &format!("trade {id}"))?;
     let tag = format!("close-trade:{id}");
     let pending = store::orders::list(
         &state.store,

@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 
 use super::orders::Trade;
 use super::summaries::{book, live_data};
+use crate::auth::access::Caller;
 use crate::error::{ApiJson, ApiResult};
 use crate::marks::PriceSource;
 use crate::state::AppState;
@@ -73,7 +74,7 @@ impl From<&Trade> for Holding {
 /// One paper account's balances.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AccountBalance {
-    /// `manual` or `strategy:<id>`.
+    /// `user:<id>` (a user's manual orders), `strategy:<id>`, or `manual` (earlier versions' shared manual account).
     #[schema(example = "manual")]
     pub account: String,
     /// What it started with: the live engine's `initial_cash`.
@@ -113,7 +114,9 @@ pub struct Portfolio {
     pub as_of: i64,
     /// Whether the live market moved in the last minute (marks are live prices then).
     pub live_data: bool,
-    /// `manual` first (always listed), then each strategy account that traded, by id.
+    /// Every account that traded, in this order: `manual` (earlier versions' shared manual
+    /// account), users' accounts by id (a trader's own always listed), strategy accounts by
+    /// id.
     pub accounts: Vec<AccountBalance>,
     pub totals: PortfolioTotals,
 }
@@ -125,10 +128,18 @@ pub struct Portfolio {
 #[utoipa::path(get, path = "/api/portfolio", tag = "summaries",
     security(("bearer" = ["viewer"]), ("api_key" = ["viewer"])),
     responses((status = 200, body = Portfolio)))]
-async fn portfolio(State(state): State<AppState>) -> ApiResult<ApiJson<Portfolio>> {
+async fn portfolio(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> ApiResult<ApiJson<Portfolio>> {
     let initial = state.live.config().initial_cash;
     let mut b = book(&state).await?;
-    b.accounts.entry(AccountId::Manual).or_default();
+    if caller.role >= crate::auth::Role::Trader {
+        // A trader sees their own account before they first trade.
+        b.accounts
+            .entry(AccountId::User(caller.user_id))
+            .or_default();
+    }
     let mut accounts = Vec::with_capacity(b.accounts.len());
     for (account, (totals, unrealized, _)) in &b.accounts {
         let mut positions: Vec<Holding> = b
@@ -234,7 +245,7 @@ fn max_opt(a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64) -> Option<
 /// Paper (live) results of an account.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PaperPerformance {
-    /// `manual`, `strategy:<id>`, or `book` for every account together.
+    /// `user:<id>`, `strategy:<id>`, `manual`, or `book` for every account together.
     pub account: String,
     /// Starting capital: the live engine's `initial_cash` (per account; for the book, once
     /// per account).

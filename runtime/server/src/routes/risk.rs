@@ -143,8 +143,8 @@ pub struct RiskMetrics {
     pub open_positions: usize,
     /// Working (accepted or partially filled) orders.
     pub open_orders: usize,
-    /// Manual orders accepted in the last `order_window_secs` (default 60): what the
-    /// order-rate limit counts for the next manual order.
+    /// Orders (every account's) accepted in the last `order_window_secs` (default 60): what
+    /// the account-wide order-rate limit counts for the next order.
     pub orders_in_window: usize,
     /// Symbols held without any price (valued at their entry price).
     pub unpriced_symbols: Vec<String>,
@@ -233,10 +233,9 @@ pub(crate) async fn snapshot(state: &AppState) -> ApiResult<Snapshot> {
 
     let working = store::orders::working(&state.store, None).await?;
     let window = limits.order_window_secs.unwrap_or(60);
-    let in_window =
-        store::orders::accepted_since(&state.store, store::orders::MANUAL, now - window + 1)
-            .await?
-            .len();
+    let in_window = store::orders::accepted_since_any(&state.store, now - window + 1)
+        .await?
+        .len();
     let (alerts_24h, last_alert_at) = store::risk::alert_stats(&state.store, now - 86_400).await?;
     let halt = store::risk::halted(&state.store, ACCOUNT).await?;
     let drawdown_pct = (ratio(initial - equity, initial) * 100.0).max(0.0);

@@ -326,6 +326,7 @@ async fn set_stoploss(
             "trade {id} belongs to live strategy {strategy}; the live engine holds its position: the strategy manages its exits"
         )));
     }
+    super::orders::require_account_owner(caller, p.account, &format!("trade {id}"))?;
     let long = p.quantity > 0.0;
     if let Some(mark) = crate::marks::mark(state, &p.symbol).await? {
         let wrong_side = if long {
@@ -447,6 +448,9 @@ async fn delete_stoploss(
     Caller(p): Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ApiJson<Order>> {
+    // Whose trade it is decides before whether it has a stop (no probing others' trades).
+    let trade = store::orders::position(&state.store, id).await?;
+    super::orders::require_account_owner(&p, trade.account, &format!("trade {id}"))?;
     let Some(order) = working_stop(&state, id).await? else {
         return Err(ApiError::not_found(format!(
             "trade {id} has no working stop-loss order"

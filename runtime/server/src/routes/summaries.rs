@@ -87,7 +87,7 @@ impl PnlFigures {
 /// One account's PnL.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AccountPnl {
-    /// `manual` or `strategy:<id>`.
+    /// `user:<id>` (a user's manual orders), `strategy:<id>`, or `manual` (earlier versions' shared manual account).
     #[schema(example = "manual")]
     pub account: String,
     pub realized_pnl: f64,
