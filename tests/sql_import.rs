@@ -680,3 +680,37 @@ async fn the_cli_and_the_api_import_and_report_in_the_issues_json() {
         String::from_utf8_lossy(&out.stderr).contains("1 of 1 rows rejected; nothing was imported")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_rows_stream_through_counted_with_their_errors_capped() {
+    let (dir, store, sandbox) = dest().await;
+    let src = dir.path().join("many.db");
+    sqlite_source(&src, &[]).await;
+    // 100,000 rows made by the query itself: all but the last a program cut short.
+    let good = example("sma-cross.rules").replace('\'', "''");
+    let query = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) \
+         SELECT 'row ' || i AS name, CASE WHEN i = 100000 THEN '{good}' ELSE 'entry_long = (' END AS rules, \
+         'SPY' AS symbols FROM n"
+    );
+    let mut o = qtm_import::ImportOptions::new(format!("sqlite://{}", src.display()), query);
+    o.partial = true;
+    let r = qtm_import::import(&store, &sandbox, &o).await.unwrap();
+    assert_eq!(
+        (r.rows, r.created, r.rejected_count, r.committed),
+        (100_000, 1, 99_999, true)
+    );
+    // The report keeps the first errors, not every one.
+    assert_eq!(r.rejected.len(), qtm_import::MAX_REPORTED_REJECTIONS);
+    assert_eq!(r.rejected[0].row, "row 1");
+    assert!(
+        r.rejected[0].error.starts_with("rules: 1:"),
+        "{:?}",
+        r.rejected[0]
+    );
+    assert_eq!(r.strategies[0].row, "row 100000");
+    // A row cap stops a query past it, before anything is stored.
+    o.max_rows = 50_000;
+    let e = qtm_import::import(&store, &sandbox, &o).await.unwrap_err();
+    assert!(e.to_string().contains("more than 50000 rows"), "{e}");
+}

@@ -775,17 +775,6 @@ mod tests {
         out
     }
 
-    fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-        // Howard Hinnant's algorithm: days since 1970-01-01.
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let mp = (m + 9) % 12;
-        let doy = (153 * mp + 2) / 5 + d - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
-    }
-
     /// The worked example of docs/metrics.md: daily points 110, 99, 121 after 100 of cash.
     fn example() -> (Vec<EquityPoint>, Vec<Trade>) {
         let mut eq = curve(DAY, &[110.0, 99.0, 121.0]);
@@ -967,7 +956,13 @@ mod tests {
         // Calendar month starts of 2024: steps of 29, 30 and 31 days, 31 the most common
         // (31/30.4375 rounds to 1 month) → 12. Quarter starts (90–92 days) → 4.
         let month_starts: Vec<EquityPoint> = (1..=12)
-            .map(|m| pt(days_from_civil(2024, m, 1) * DAY, 1.0, false))
+            .map(|m| {
+                pt(
+                    qtm_core::calendar::days_from_civil(2024, m, 1) * DAY,
+                    1.0,
+                    false,
+                )
+            })
             .collect();
         assert_eq!(infer_interval(&month_starts), Some(31 * DAY));
         assert_eq!(

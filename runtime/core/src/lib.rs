@@ -5,6 +5,7 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod calendar;
 pub mod config;
 pub mod events;
 pub mod model;
