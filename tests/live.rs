@@ -1173,9 +1173,9 @@ async fn book_fills(store: &Store, strategy_id: i64, fills: &[(&str, f64, f64, f
                 instance_id: Some(instance.id),
                 symbol: "GOOG".into(),
                 side: side.parse().unwrap(),
-                order_type: "market".into(),
+                order_type: store::orders::OrderType::Market,
                 quantity,
-                time_in_force: "gtc".into(),
+                time_in_force: qtm_runtime::model::TimeInForce::Gtc,
                 status: store::orders::OrderStatus::Accepted,
                 ..Default::default()
             },

@@ -805,9 +805,9 @@ async fn every_view_values_positions_at_the_live_markets_last_price() {
             account: qtm_runtime::live::strategy_account(sid),
             symbol: "SPY".into(),
             side: qtm_runtime::model::Side::Buy,
-            order_type: "market".into(),
+            order_type: qtm_runtime::store::orders::OrderType::Market,
             quantity: 4.0,
-            time_in_force: "gtc".into(),
+            time_in_force: qtm_runtime::model::TimeInForce::Gtc,
             status: store::orders::OrderStatus::Accepted,
             ..Default::default()
         },

@@ -882,9 +882,9 @@ async fn orders_modify_and_trades_close_through_the_same_checks() {
             instance_id: Some(strategy.instance.id),
             symbol: "GOOG".into(),
             side: qtm_runtime::model::Side::Buy,
-            order_type: "market".into(),
+            order_type: qtm_runtime::store::orders::OrderType::Market,
             quantity: 3.0,
-            time_in_force: "gtc".into(),
+            time_in_force: qtm_runtime::model::TimeInForce::Gtc,
             status: store::orders::OrderStatus::Accepted,
             ..Default::default()
         },
@@ -1138,7 +1138,7 @@ async fn working_exits(d: &Desk) -> Vec<(i64, String, f64)> {
             .filter(|o| o.side == qtm_runtime::model::Side::Sell)
             .map(|o| {
                 let price = o.limit_price.or(o.stop_price).unwrap();
-                (o.id, o.order_type, price)
+                (o.id, o.order_type.to_string(), price)
             })
             .collect();
     out.sort_by(|a, b| a.1.cmp(&b.1));

@@ -236,6 +236,114 @@ impl FromStr for PositionSide {
 
 text_form!(PositionSide);
 
+/// The kind of an order as it is stored and shown (the prices it carries are beside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderType {
+    Market,
+    Limit,
+    Stop,
+    StopLimit,
+    TrailingStop,
+}
+
+impl OrderType {
+    /// Every value, in the order the API documents them.
+    pub const ALL: [OrderType; 5] = [
+        OrderType::Market,
+        OrderType::Limit,
+        OrderType::Stop,
+        OrderType::StopLimit,
+        OrderType::TrailingStop,
+    ];
+
+    /// Its text form: `market`, `limit`, `stop`, `stop_limit` or `trailing_stop`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderType::Market => "market",
+            OrderType::Limit => "limit",
+            OrderType::Stop => "stop",
+            OrderType::StopLimit => "stop_limit",
+            OrderType::TrailingStop => "trailing_stop",
+        }
+    }
+
+    fn text(self) -> &'static str {
+        self.as_str()
+    }
+
+    /// The type of an order of kind `kind`.
+    pub const fn of(kind: &crate::model::OrderKind) -> OrderType {
+        use crate::model::OrderKind;
+        match kind {
+            OrderKind::Market => OrderType::Market,
+            OrderKind::Limit(_) => OrderType::Limit,
+            OrderKind::Stop(_) => OrderType::Stop,
+            OrderKind::StopLimit { .. } => OrderType::StopLimit,
+            OrderKind::TrailingStop(_) => OrderType::TrailingStop,
+        }
+    }
+}
+
+impl FromStr for OrderType {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, UnknownValue> {
+        OrderType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                unknown(
+                    "order type",
+                    s,
+                    "market, limit, stop, stop_limit or trailing_stop",
+                )
+            })
+    }
+}
+
+text_form!(OrderType);
+
+impl crate::model::TimeInForce {
+    /// Its text form: `gtc`, `day`, `ioc` or `fok`.
+    pub const fn as_str(self) -> &'static str {
+        use crate::model::TimeInForce;
+        match self {
+            TimeInForce::Gtc => "gtc",
+            TimeInForce::Day => "day",
+            TimeInForce::Ioc => "ioc",
+            TimeInForce::Fok => "fok",
+        }
+    }
+}
+
+impl FromStr for crate::model::TimeInForce {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, UnknownValue> {
+        use crate::model::TimeInForce;
+        [
+            TimeInForce::Gtc,
+            TimeInForce::Day,
+            TimeInForce::Ioc,
+            TimeInForce::Fok,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+        .ok_or_else(|| unknown("time in force", s, "gtc, day, ioc or fok"))
+    }
+}
+
+impl fmt::Display for crate::model::TimeInForce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for crate::model::TimeInForce {
+    type Error = UnknownValue;
+    fn try_from(s: String) -> Result<Self, UnknownValue> {
+        s.parse()
+    }
+}
+
 /// A strategy's id, as the store numbers strategies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -313,6 +421,22 @@ mod tests {
         for s in [Side::Buy, Side::Sell] {
             assert_eq!(s.as_str().parse::<Side>(), Ok(s));
         }
+        for t in OrderType::ALL {
+            assert_eq!(t.as_str().parse::<OrderType>(), Ok(t));
+            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{t}\""));
+        }
+        use crate::model::TimeInForce;
+        for t in [
+            TimeInForce::Gtc,
+            TimeInForce::Day,
+            TimeInForce::Ioc,
+            TimeInForce::Fok,
+        ] {
+            assert_eq!(t.as_str().parse::<TimeInForce>(), Ok(t));
+            // The serde form (the contract's) and the text form agree.
+            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{t}\""));
+        }
+        assert!("GTC".parse::<TimeInForce>().is_err());
         for s in [PositionSide::Long, PositionSide::Short] {
             assert_eq!(s.as_str().parse::<PositionSide>(), Ok(s));
         }

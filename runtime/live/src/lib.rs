@@ -164,7 +164,7 @@ pub enum LiveEvent {
         symbol: String,
         side: Side,
         quantity: f64,
-        order_type: String,
+        order_type: store::orders::OrderType,
         status: OrderStatus,
         reason: Option<String>,
         ts: i64,

@@ -18,11 +18,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::oneshot;
 
 use super::LiveError;
-use qtm_core::model::{
-    OpenOrder, OrderChange, OrderKind, OrderRequest, Quantity, Side, TimeInForce,
-};
+use qtm_core::model::{OpenOrder, OrderChange, OrderKind, OrderRequest, Quantity};
 use qtm_oms::oms::AccountOrder;
-use qtm_store::orders::{AccountId, NewOrder, Order, OrderStatus};
+use qtm_store::orders::{AccountId, NewOrder, Order, OrderStatus, OrderType};
 
 pub use qtm_store::orders::MANUAL;
 
@@ -179,30 +177,18 @@ pub(crate) fn user_of(account: AccountId) -> Option<i64> {
 
 /// The request a stored order stands for, with what is left of it.
 pub(crate) fn request_of(o: &Order) -> Result<OrderRequest, String> {
-    let side = match o.side.as_str() {
-        "buy" => Side::Buy,
-        "sell" => Side::Sell,
-        other => return Err(format!("side {other:?}")),
-    };
     let need = |v: Option<f64>, what: &str| {
         v.ok_or_else(|| format!("a {} order without {what}", o.order_type))
     };
-    let kind = match o.order_type.as_str() {
-        "market" => OrderKind::Market,
-        "limit" => OrderKind::Limit(need(o.limit_price, "limit_price")?),
-        "stop" => OrderKind::Stop(need(o.stop_price, "stop_price")?),
-        "stop_limit" => OrderKind::StopLimit {
+    let kind = match o.order_type {
+        OrderType::Market => OrderKind::Market,
+        OrderType::Limit => OrderKind::Limit(need(o.limit_price, "limit_price")?),
+        OrderType::Stop => OrderKind::Stop(need(o.stop_price, "stop_price")?),
+        OrderType::StopLimit => OrderKind::StopLimit {
             stop: need(o.stop_price, "stop_price")?,
             limit: need(o.limit_price, "limit_price")?,
         },
         other => return Err(format!("order type {other:?} is not taken from the API")),
-    };
-    let time_in_force = match o.time_in_force.as_str() {
-        "gtc" => TimeInForce::Gtc,
-        "day" => TimeInForce::Day,
-        "ioc" => TimeInForce::Ioc,
-        "fok" => TimeInForce::Fok,
-        other => return Err(format!("time in force {other:?}")),
     };
     let left = o.quantity - o.filled_qty;
     if left.is_nan() || left <= 0.0 {
@@ -213,10 +199,10 @@ pub(crate) fn request_of(o: &Order) -> Result<OrderRequest, String> {
     }
     Ok(OrderRequest {
         symbol: o.symbol.clone(),
-        side,
+        side: o.side,
         quantity: Quantity::Units(left),
         kind,
-        time_in_force,
+        time_in_force: o.time_in_force,
         take_profit: o.take_profit,
         stop_loss: o.stop_loss,
         oco_group: None,
@@ -233,11 +219,11 @@ pub(crate) fn stored(id: i64, row: &NewOrder, ts: i64) -> Order {
         user_id: row.user_id,
         symbol: row.symbol.clone(),
         side: row.side,
-        order_type: row.order_type.clone(),
+        order_type: row.order_type,
         quantity: row.quantity,
         limit_price: row.limit_price,
         stop_price: row.stop_price,
-        time_in_force: row.time_in_force.clone(),
+        time_in_force: row.time_in_force,
         take_profit: row.take_profit,
         stop_loss: row.stop_loss,
         status: row.status,
@@ -266,6 +252,7 @@ pub(crate) fn after_fill(o: &mut Order, quantity: f64, price: f64, ts: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use qtm_core::model::Side;
 
     fn limit_buy() -> NewOrder {
         NewOrder::from_request(
@@ -304,7 +291,7 @@ mod tests {
         assert_eq!(r.tag.as_deref(), Some("t"));
         o.filled_qty = 4.0;
         assert!(request_of(&o).unwrap_err().contains("nothing left"));
-        o.order_type = "trailing_stop".into();
+        o.order_type = OrderType::TrailingStop;
         o.filled_qty = 0.0;
         assert!(request_of(&o).is_err());
     }

@@ -89,7 +89,7 @@ struct OrderView {
     symbol: String,
     side: Side,
     quantity: f64,
-    order_type: String,
+    order_type: store::orders::OrderType,
 }
 
 struct Recorder {
@@ -646,7 +646,7 @@ impl Recorder {
             symbol: view.symbol.clone(),
             side: view.side,
             quantity: view.quantity,
-            order_type: view.order_type.clone(),
+            order_type: view.order_type,
             status: o.status,
             reason: None,
             ts,

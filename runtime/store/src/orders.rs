@@ -13,7 +13,7 @@ use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 
 use super::{Store, StoreError, StoreResult, now, with_pool};
 use qtm_core::model::{OrderKind, OrderRequest, Quantity, Side, TimeInForce};
-pub use qtm_core::vocab::{AccountId, OrderStatus, PositionSide, StrategyId};
+pub use qtm_core::vocab::{AccountId, OrderStatus, OrderType, PositionSide, StrategyId};
 
 /// Account of orders placed by hand through the API.
 pub const MANUAL: AccountId = AccountId::Manual;
@@ -35,16 +35,17 @@ pub struct Order {
     /// `buy` or `sell`.
     #[sqlx(try_from = "String")]
     pub side: Side,
-    /// `market`, `limit`, `stop` or `stop_limit`.
+    /// `market`, `limit`, `stop`, `stop_limit` or `trailing_stop`.
     #[serde(rename = "type")]
-    #[sqlx(rename = "order_type")]
-    pub order_type: String,
+    #[sqlx(rename = "order_type", try_from = "String")]
+    pub order_type: OrderType,
     /// Units.
     pub quantity: f64,
     pub limit_price: Option<f64>,
     pub stop_price: Option<f64>,
     /// `gtc`, `day`, `ioc` or `fok`.
-    pub time_in_force: String,
+    #[sqlx(try_from = "String")]
+    pub time_in_force: TimeInForce,
     pub take_profit: Option<f64>,
     pub stop_loss: Option<f64>,
     /// `accepted`, `partially_filled`, `filled`, `cancelled` or `rejected`.
@@ -76,11 +77,11 @@ pub struct NewOrder {
     pub user_id: Option<i64>,
     pub symbol: String,
     pub side: Side,
-    pub order_type: String,
+    pub order_type: OrderType,
     pub quantity: f64,
     pub limit_price: Option<f64>,
     pub stop_price: Option<f64>,
-    pub time_in_force: String,
+    pub time_in_force: TimeInForce,
     pub take_profit: Option<f64>,
     pub stop_loss: Option<f64>,
     /// [`OrderStatus::Accepted`] or [`OrderStatus::Rejected`].
@@ -98,11 +99,11 @@ impl Default for NewOrder {
             user_id: None,
             symbol: String::new(),
             side: Side::Buy,
-            order_type: "market".into(),
+            order_type: OrderType::Market,
             quantity: 0.0,
             limit_price: None,
             stop_price: None,
-            time_in_force: "gtc".into(),
+            time_in_force: TimeInForce::Gtc,
             take_profit: None,
             stop_loss: None,
             status: OrderStatus::Accepted,
@@ -116,12 +117,11 @@ impl NewOrder {
     /// An accepted order of `account` as a strategy or client asked for it. Quantities that
     /// are fractions of equity are stored as given (the fill says how many units they were).
     pub fn from_request(account: AccountId, user: Option<i64>, r: &OrderRequest) -> NewOrder {
-        let (order_type, limit_price, stop_price) = match r.kind {
-            OrderKind::Market => ("market", None, None),
-            OrderKind::Limit(p) => ("limit", Some(p), None),
-            OrderKind::Stop(p) => ("stop", None, Some(p)),
-            OrderKind::StopLimit { stop, limit } => ("stop_limit", Some(limit), Some(stop)),
-            OrderKind::TrailingStop(_) => ("trailing_stop", None, None),
+        let (limit_price, stop_price) = match r.kind {
+            OrderKind::Market | OrderKind::TrailingStop(_) => (None, None),
+            OrderKind::Limit(p) => (Some(p), None),
+            OrderKind::Stop(p) => (None, Some(p)),
+            OrderKind::StopLimit { stop, limit } => (Some(limit), Some(stop)),
         };
         let quantity = match r.quantity {
             Quantity::Units(q) => q,
@@ -133,17 +133,11 @@ impl NewOrder {
             user_id: user,
             symbol: r.symbol.clone(),
             side: r.side,
-            order_type: order_type.to_string(),
+            order_type: OrderType::of(&r.kind),
             quantity,
             limit_price,
             stop_price,
-            time_in_force: match r.time_in_force {
-                TimeInForce::Gtc => "gtc",
-                TimeInForce::Day => "day",
-                TimeInForce::Ioc => "ioc",
-                TimeInForce::Fok => "fok",
-            }
-            .to_string(),
+            time_in_force: r.time_in_force,
             take_profit: r.take_profit,
             stop_loss: r.stop_loss,
             status: OrderStatus::Accepted,
@@ -184,11 +178,11 @@ macro_rules! bind_new_order {
             .bind(o.user_id)
             .bind(&o.symbol)
             .bind(o.side.as_str())
-            .bind(&o.order_type)
+            .bind(o.order_type.as_str())
             .bind(o.quantity)
             .bind(o.limit_price)
             .bind(o.stop_price)
-            .bind(&o.time_in_force)
+            .bind(o.time_in_force.as_str())
             .bind(o.take_profit)
             .bind(o.stop_loss)
             .bind(o.status.as_str())
@@ -599,7 +593,8 @@ pub struct FillRecord {
     /// Time of the execution, unix seconds.
     pub ts: i64,
     /// The order's type, tag and placer.
-    pub order_type: String,
+    #[sqlx(try_from = "String")]
+    pub order_type: OrderType,
     pub tag: Option<String>,
     pub user_id: Option<i64>,
 }
@@ -1134,7 +1129,7 @@ mod tests {
             .await
             .unwrap();
             assert_eq!(listed.len(), 3);
-            assert_eq!(listed[0].order_type, "market");
+            assert_eq!(listed[0].order_type, OrderType::Market);
         }
     }
 

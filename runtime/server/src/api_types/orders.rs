@@ -3,8 +3,8 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use qtm_core::model::Side;
-use qtm_core::vocab::{AccountId, OrderStatus, PositionSide};
+use qtm_core::model::{Side, TimeInForce};
+use qtm_core::vocab::{AccountId, OrderStatus, OrderType, PositionSide};
 use qtm_store::orders as rows;
 
 /// A stored order.
@@ -14,7 +14,7 @@ pub struct Order {
     /// `user:<id>` for orders a user placed through the API (their own paper account),
     /// `strategy:<id>` for a strategy's, `manual` for the shared manual account of earlier
     /// versions.
-    #[schema(value_type = String, example = "manual")]
+    #[schema(value_type = String, example = "user:1")]
     pub account: AccountId,
     /// The strategy instance that placed it, if any.
     pub instance_id: Option<i64>,
@@ -24,15 +24,17 @@ pub struct Order {
     /// `buy` or `sell`.
     #[schema(value_type = String, example = "buy")]
     pub side: Side,
-    /// `market`, `limit`, `stop` or `stop_limit`.
+    /// `market`, `limit`, `stop`, `stop_limit` or `trailing_stop`.
     #[serde(rename = "type")]
-    pub order_type: String,
+    #[schema(value_type = String, example = "limit")]
+    pub order_type: OrderType,
     /// Units.
     pub quantity: f64,
     pub limit_price: Option<f64>,
     pub stop_price: Option<f64>,
     /// `gtc`, `day`, `ioc` or `fok`.
-    pub time_in_force: String,
+    #[schema(value_type = String, example = "gtc")]
+    pub time_in_force: TimeInForce,
     pub take_profit: Option<f64>,
     pub stop_loss: Option<f64>,
     /// `accepted`, `partially_filled`, `filled`, `cancelled` or `rejected`.
@@ -87,7 +89,7 @@ impl From<&rows::Order> for Order {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Position {
     pub id: i64,
-    #[schema(value_type = String, example = "manual")]
+    #[schema(value_type = String, example = "user:1")]
     pub account: AccountId,
     pub symbol: String,
     /// `long` or `short`: the direction it was opened in.
@@ -133,7 +135,7 @@ pub struct FillRecord {
     pub order_id: i64,
     /// The trade (position) it belongs to.
     pub position_id: Option<i64>,
-    #[schema(value_type = String, example = "manual")]
+    #[schema(value_type = String, example = "user:1")]
     pub account: AccountId,
     pub symbol: String,
     /// `buy` or `sell`.
@@ -145,7 +147,8 @@ pub struct FillRecord {
     /// Time of the execution, unix seconds.
     pub ts: i64,
     /// The order's type, tag and placer.
-    pub order_type: String,
+    #[schema(value_type = String, example = "market")]
+    pub order_type: OrderType,
     pub tag: Option<String>,
     pub user_id: Option<i64>,
 }
@@ -191,11 +194,11 @@ pub(crate) mod tests {
             user_id: Some(2),
             symbol: "SPY".into(),
             side: Side::Buy,
-            order_type: "limit".into(),
+            order_type: OrderType::Limit,
             quantity: 3.0,
             limit_price: Some(99.5),
             stop_price: None,
-            time_in_force: "gtc".into(),
+            time_in_force: TimeInForce::Gtc,
             take_profit: Some(110.0),
             stop_loss: Some(90.0),
             status: OrderStatus::PartiallyFilled,
@@ -221,7 +224,7 @@ pub(crate) mod tests {
             price: 99.4,
             fee: 0.1,
             ts: 101,
-            order_type: "limit".into(),
+            order_type: OrderType::Limit,
             tag: Some("t".into()),
             user_id: Some(2),
         }

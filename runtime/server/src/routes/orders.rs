@@ -33,7 +33,9 @@ use qtm_core::model::{OrderChange, OrderKind, OrderRequest, Quantity, Side, Time
 use qtm_live::{ManualChange, ManualOrder};
 use qtm_oms::exchange::Exchange;
 use qtm_oms::oms::AccountOrder;
-use qtm_store::orders::{AccountId, FillFilter, OrderFilter, OrderStatus, PositionFilter};
+use qtm_store::orders::{
+    AccountId, FillFilter, OrderFilter, OrderStatus, OrderType, PositionFilter,
+};
 use qtm_store::{self as store, risk::ACCOUNT};
 
 /// The order and trade routes.
@@ -354,14 +356,14 @@ pub(crate) async fn modify(
     }
     positive("limit_price", req.limit_price)?;
     positive("stop_price", req.stop_price)?;
-    let t = order.order_type.as_str();
-    if req.limit_price.is_some() && !matches!(t, "limit" | "stop_limit") {
+    let t = order.order_type;
+    if req.limit_price.is_some() && !matches!(t, OrderType::Limit | OrderType::StopLimit) {
         return Err(ApiError::validation(
             "limit_price",
             format!("a {t} order has no limit_price"),
         ));
     }
-    if req.stop_price.is_some() && !matches!(t, "stop" | "stop_limit") {
+    if req.stop_price.is_some() && !matches!(t, OrderType::Stop | OrderType::StopLimit) {
         return Err(ApiError::validation(
             "stop_price",
             format!("a {t} order has no stop_price"),
@@ -374,10 +376,10 @@ pub(crate) async fn modify(
         symbol: order.symbol.clone(),
         side: order.side.to_string(),
         quantity,
-        order_type: Some(order.order_type.clone()),
+        order_type: Some(order.order_type.to_string()),
         limit_price: limit,
         stop_price: stop,
-        time_in_force: Some(order.time_in_force.clone()),
+        time_in_force: Some(order.time_in_force.to_string()),
         take_profit: order.take_profit,
         stop_loss: order.stop_loss,
         tag: order.tag.clone(),

@@ -75,7 +75,7 @@ impl From<&Trade> for Holding {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AccountBalance {
     /// `user:<id>` (a user's manual orders), `strategy:<id>`, or `manual` (earlier versions' shared manual account).
-    #[schema(example = "manual")]
+    #[schema(example = "user:1")]
     pub account: String,
     /// What it started with: the live engine's `initial_cash`.
     pub initial_cash: f64,

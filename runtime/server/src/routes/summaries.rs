@@ -88,7 +88,7 @@ impl PnlFigures {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AccountPnl {
     /// `user:<id>` (a user's manual orders), `strategy:<id>`, or `manual` (earlier versions' shared manual account).
-    #[schema(example = "manual")]
+    #[schema(example = "user:1")]
     pub account: String,
     pub realized_pnl: f64,
     pub unrealized_pnl: f64,

@@ -394,11 +394,11 @@ fn order_from(row: &[sqlite_direct::Value]) -> StoreResult<Order> {
         user_id: c.opt_int()?,
         symbol: c.text()?,
         side: c.parse()?,
-        order_type: c.text()?,
+        order_type: c.parse()?,
         quantity: c.real()?,
         limit_price: c.opt_real()?,
         stop_price: c.opt_real()?,
-        time_in_force: c.text()?,
+        time_in_force: c.parse()?,
         take_profit: c.opt_real()?,
         stop_loss: c.opt_real()?,
         status: c.parse()?,
@@ -721,11 +721,11 @@ impl Writer {
             user_id: o.user_id,
             symbol: o.symbol.clone(),
             side: o.side,
-            order_type: o.order_type.clone(),
+            order_type: o.order_type,
             quantity: o.quantity,
             limit_price: o.limit_price,
             stop_price: o.stop_price,
-            time_in_force: o.time_in_force.clone(),
+            time_in_force: o.time_in_force,
             take_profit: o.take_profit,
             stop_loss: o.stop_loss,
             status: o.status,
@@ -810,7 +810,7 @@ impl Writer {
             price,
             fee,
             ts,
-            order_type: o.order_type.clone(),
+            order_type: o.order_type,
             tag: o.tag.clone(),
             user_id: o.user_id,
         };
@@ -1182,11 +1182,11 @@ async fn pg_commit(
         .bind(col(o, |o| o.user_id))
         .bind(col(o, |o| pg_text(&o.symbol)))
         .bind(col(o, |o| o.side.as_str()))
-        .bind(col(o, |o| pg_text(&o.order_type)))
+        .bind(col(o, |o| pg_text(o.order_type.as_str())))
         .bind(col(o, |o| o.quantity))
         .bind(col(o, |o| o.limit_price))
         .bind(col(o, |o| o.stop_price))
-        .bind(col(o, |o| pg_text(&o.time_in_force)))
+        .bind(col(o, |o| pg_text(o.time_in_force.as_str())))
         .bind(col(o, |o| o.take_profit))
         .bind(col(o, |o| o.stop_loss))
         .bind(col(o, |o| o.status.as_str()))
