@@ -714,3 +714,107 @@ async fn a_hundred_thousand_rows_stream_through_counted_with_their_errors_capped
     let e = qtm_import::import(&store, &sandbox, &o).await.unwrap_err();
     assert!(e.to_string().contains("more than 50000 rows"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_strategy_backtests_trades_live_clones_swaps_and_deletes() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    qtm_runtime::store::market::import_csv(
+        &s.server.state.store,
+        &qtm_tests::bundled_slice(400),
+        &qtm_runtime::store::market::ImportOptions {
+            symbol: "SPY".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("SPY imports");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("team.db");
+    let cross = example("sma-cross.rules");
+    sqlite_source(&src, &[rules_row("desk sma", &cross, "SPY")]).await;
+    let import =
+        json!({"url": format!("sqlite://{}", src.display()), "query": "SELECT * FROM strategies"});
+    let (st, r) = s
+        .call(
+            Method::POST,
+            "/api/strategies/import",
+            Some(&admin),
+            Some(import.clone()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let id = r["strategies"][0]["id"].as_i64().unwrap();
+    let call = |method: Method, path: String, body: Option<Value>| {
+        let (s, admin) = (&s, &admin);
+        async move { s.call(method, &path, Some(admin), body).await }
+    };
+
+    // A backtest over the stored bars, as for an uploaded strategy.
+    let (st, q) = call(
+        Method::POST,
+        "/api/backtests".into(),
+        Some(json!({"strategy_id": id, "symbols": ["SPY"]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{q}");
+    let bt = q["id"].as_i64().unwrap();
+    let done = loop {
+        let (_, b) = call(Method::GET, format!("/api/backtests/{bt}"), None).await;
+        match b["status"].as_str() {
+            Some("queued" | "running") => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            _ => break b,
+        }
+    };
+    assert_eq!(done["status"], "done", "{done}");
+
+    // Live: enabled, then a clone, which is a strategy of its own.
+    let (st, e) = call(Method::POST, format!("/api/strategies/{id}/enable"), None).await;
+    assert_eq!(st, StatusCode::OK, "{e}");
+    let (st, c) = call(
+        Method::POST,
+        format!("/api/strategies/{id}/clone"),
+        Some(json!({"name": "desk sma copy"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{c}");
+    assert_ne!(c["id"].as_i64(), Some(id));
+
+    // Changed rows become version 2, which the running instance swaps to.
+    sqlite_source(
+        &src,
+        &[rules_row(
+            "desk sma",
+            &cross.replace("int(10,", "int(12,"),
+            "SPY",
+        )],
+    )
+    .await;
+    let (st, r) = call(Method::POST, "/api/strategies/import".into(), Some(import)).await;
+    assert_eq!(
+        (st, r["updated"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{r}"
+    );
+    let (_, view) = call(Method::GET, format!("/api/strategies/{id}"), None).await;
+    let instance = view["instance"]["id"].as_i64().expect("an instance");
+    let (st, swapped) = call(
+        Method::POST,
+        format!("/api/strategy-instances/{instance}/swap"),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{swapped}");
+    assert_eq!(
+        (&swapped["from_version"], &swapped["to_version"]),
+        (&json!(1), &json!(2))
+    );
+
+    let (st, d) = call(Method::DELETE, format!("/api/strategies/{id}"), None).await;
+    assert_eq!(st, StatusCode::OK, "{d}");
+    let (st, _) = call(Method::GET, format!("/api/strategies/{id}"), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
