@@ -17,6 +17,7 @@ pub use qtm_backtest as backtest;
 pub use qtm_backtest::{metrics, spill};
 pub use qtm_core::{events, model, strategy, vocab};
 pub use qtm_engine as engine;
+pub use qtm_evolve as evolve;
 pub use qtm_import as import;
 pub use qtm_live as live;
 pub use qtm_market as market;

@@ -2,6 +2,7 @@
 
 mod backtest;
 mod data;
+mod evolve;
 mod import;
 mod out;
 mod rules;
@@ -33,6 +34,9 @@ enum Command {
     Strategy(strategy::StrategyCommand),
     /// Backtest a strategy component (or a rule program) over CSV bars.
     Backtest(Box<backtest::BacktestArgs>),
+    /// Breed strategy parameters or rule programs by genetic search; report the champion with
+    /// the statistics of overfitting (docs/evolution.md).
+    Evolve(Box<evolve::EvolveArgs>),
     /// Check rule programs (.rules; docs/rules.md).
     #[command(subcommand)]
     Rules(rules::RulesCommand),
@@ -53,14 +57,17 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // A server logs its life (start, shutdown, errors); one-shot commands only warnings.
-    init_tracing(if matches!(cli.command, Command::Serve(_)) {
-        "warn,qtm_runtime=info"
-    } else {
-        "warn"
+    init_tracing(match cli.command {
+        Command::Serve(_) => "warn,qtm_runtime=info",
+        // Thousands of candidates stop on their own (out of money, a trap): the ledger
+        // records why; a warning line each would bury the progress bar.
+        Command::Evolve(_) => "warn,qtm_engine=error,qtm_sandbox=error",
+        _ => "warn",
     });
     let result = match cli.command {
         Command::Strategy(cmd) => strategy::run(cmd),
         Command::Backtest(args) => backtest::run(*args),
+        Command::Evolve(args) => evolve::run(*args),
         Command::Rules(cmd) => rules::run(cmd),
         Command::Serve(args) => serve::run(args),
         Command::Data(cmd) => data::run(cmd),
