@@ -152,6 +152,10 @@ pub struct Candidate {
     pub generation: usize,
     /// Times it was bred (1 + duplicates, which are counted but not re-evaluated).
     pub seen: u32,
+    /// Hashes of the two parents it was first bred from (none for the random first
+    /// generation): the lineage.
+    #[serde(default)]
+    pub parents: Vec<String>,
     /// Fitness; `None` when the candidate could not run.
     pub fitness: Option<f64>,
     /// The objectives NSGA-II compares (all maximized).
@@ -338,12 +342,14 @@ impl Search<'_> {
                 return Err(Stopped::Cancelled(state.generation));
             }
             let generation = state.generation + 1;
-            let mut bred: Vec<Vec<Genome>> = Vec::new();
+            let mut bred: Vec<Vec<(Genome, [String; 2])>> = Vec::new();
             for (island, members) in state.islands.iter().enumerate() {
                 bred.push(self.breed(&state.ledger, members, generation, island));
             }
-            let all: Vec<Genome> = bred.iter().flatten().cloned().collect();
-            let admitted = self.admit_indexed(&pool, &mut state, &mut index, all, generation);
+            let (all, parents): (Vec<Genome>, Vec<[String; 2]>) =
+                bred.iter().flatten().cloned().unzip();
+            let admitted =
+                self.admit_indexed(&pool, &mut state, &mut index, all, Some(&parents), generation);
             let mut it = admitted.into_iter();
             let children: Vec<Vec<usize>> = bred
                 .iter()
@@ -398,7 +404,7 @@ impl Search<'_> {
         members: &[usize],
         generation: usize,
         island: usize,
-    ) -> Vec<Genome> {
+    ) -> Vec<(Genome, [String; 2])> {
         let multi = self.config.objective == Objective::Multi;
         let wanted = if multi {
             members.len()
@@ -435,9 +441,13 @@ impl Search<'_> {
                 self.config.crossover,
                 &mut rng,
             );
-            out.push(x);
+            let parents = [
+                ledger[members[a]].hash.clone(),
+                ledger[members[b]].hash.clone(),
+            ];
+            out.push((x, parents.clone()));
             if out.len() < wanted {
-                out.push(y);
+                out.push((y, parents));
             }
             pair += 1;
         }
@@ -493,7 +503,7 @@ impl Search<'_> {
         generation: usize,
     ) -> Vec<usize> {
         let mut index = HashMap::new();
-        self.admit_indexed(pool, state, &mut index, genomes, generation)
+        self.admit_indexed(pool, state, &mut index, genomes, None, generation)
     }
 
     /// Evaluate the genomes not in the ledger yet (in parallel), add them in order, count
@@ -504,6 +514,7 @@ impl Search<'_> {
         state: &mut SearchState,
         index: &mut HashMap<String, usize>,
         genomes: Vec<Genome>,
+        parents: Option<&[[String; 2]]>,
         generation: usize,
     ) -> Vec<usize> {
         let texts: Vec<String> = genomes.iter().map(|g| self.space.text(g)).collect();
@@ -526,7 +537,10 @@ impl Search<'_> {
         });
         state.eval_seconds += started.elapsed().as_secs_f64();
         for (&i, e) in fresh.iter().zip(evaluations) {
-            let c = self.candidate(&genomes[i], &texts[i], &hashes[i], generation, &e);
+            let mut c = self.candidate(&genomes[i], &texts[i], &hashes[i], generation, &e);
+            if let Some(p) = parents {
+                c.parents = p[i].to_vec();
+            }
             index.insert(hashes[i].clone(), state.ledger.len());
             state.ledger.push(c);
         }
@@ -588,6 +602,7 @@ impl Search<'_> {
             text: text.to_string(),
             generation,
             seen: 1,
+            parents: Vec::new(),
             fitness,
             objectives,
             total_return_pct: cap(m.total_return_pct),
