@@ -13,7 +13,7 @@ use qtm_backtest::metrics::{self, Metrics, MetricsInput};
 use qtm_backtest::{BacktestConfig, BacktestOutcome, DataSource};
 use qtm_core::model::{Bar, EquityPoint, Trade};
 use qtm_market::IntervalEstimator;
-use qtm_sandbox::{Sandbox, StrategyCode};
+use qtm_sandbox::{DataVariants, Sandbox, StrategyCode};
 
 /// The market of a search: each symbol's bars, in memory, oldest first.
 #[derive(Debug, Clone)]
@@ -84,7 +84,8 @@ impl Market {
                 h.update(b.ts.to_le_bytes());
             }
             m.hashes.push(hex::encode(h.finalize()));
-            m.files.push(PathBuf::from(format!("{symbol} (stored bars)")));
+            m.files
+                .push(PathBuf::from(format!("{symbol} (stored bars)")));
             m.symbols.push(symbol);
             m.bars.push(bars.into());
         }
@@ -182,6 +183,19 @@ pub struct Period {
     pub to: i64,
 }
 
+impl Subject {
+    /// The subject of `--gp`: rule programs run in `sandbox`.
+    pub fn rules(sandbox: Arc<Sandbox>) -> Result<Self, String> {
+        let variants = sandbox
+            .data_variants(qtm_rules_component::reference_component())
+            .map_err(|e| format!("compiling the rules guest: {e}"))?;
+        Ok(Subject::Rules {
+            sandbox,
+            variants: Arc::new(variants),
+        })
+    }
+}
+
 /// How candidates become strategy instances.
 pub enum Subject {
     /// A component whose parameters are the genome.
@@ -191,10 +205,13 @@ pub enum Subject {
         /// Its genes.
         space: ParamSpace,
     },
-    /// Rule programs (`--gp`), each compiled into a component of its own.
+    /// Rule programs (`--gp`), each a component of its own, loaded from the rules guest's
+    /// compiled code with the program written into its data (no compiling per program).
     Rules {
-        /// Compiles and runs them (no component cache: every program is new).
+        /// Runs them.
         sandbox: Arc<Sandbox>,
+        /// The rules guest, compiled once.
+        variants: Arc<DataVariants>,
     },
 }
 
@@ -257,7 +274,7 @@ impl Evaluator {
                     Err(e) => return Evaluation::failed(e.to_string()),
                 }
             }
-            (Subject::Rules { sandbox }, Genome::Rules(r)) => {
+            (Subject::Rules { sandbox, variants }, Genome::Rules(r)) => {
                 let text = r.to_rules();
                 let compiled = match qtm_rules_component::compile("evolved", text.as_bytes()) {
                     Ok(c) => c,
@@ -266,7 +283,7 @@ impl Evaluator {
                         return Evaluation::failed(format!("program does not check: {first}"));
                     }
                 };
-                let code = match sandbox.load(&compiled.component) {
+                let code = match sandbox.load_variant(variants, &compiled.component) {
                     Ok(c) => c,
                     Err(e) => return Evaluation::failed(e.to_string()),
                 };

@@ -348,8 +348,14 @@ impl Search<'_> {
             }
             let (all, parents): (Vec<Genome>, Vec<[String; 2]>) =
                 bred.iter().flatten().cloned().unzip();
-            let admitted =
-                self.admit_indexed(&pool, &mut state, &mut index, all, Some(&parents), generation);
+            let admitted = self.admit_indexed(
+                &pool,
+                &mut state,
+                &mut index,
+                all,
+                Some(&parents),
+                generation,
+            );
             let mut it = admitted.into_iter();
             let children: Vec<Vec<usize>> = bred
                 .iter()

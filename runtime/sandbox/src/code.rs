@@ -53,7 +53,7 @@ impl Drop for EpochTicker {
 
 /// The strategy runtime: one wasmtime engine, its linker and settings. Cheap to share.
 pub struct Sandbox {
-    engine: Engine,
+    pub(super) engine: Engine,
     linker: Linker<HostState>,
     config: Arc<SandboxConfig>,
     _ticker: EpochTicker,
@@ -127,7 +127,24 @@ impl Sandbox {
                 (c, false)
             }
         };
-        let compile_time = started.elapsed();
+        let mut code = self.load_compiled(bytes, component, report)?;
+        if let Some(c) = Arc::get_mut(&mut code) {
+            c.compile_time = started.elapsed();
+            c.from_cache = from_cache;
+        }
+        Ok(code)
+    }
+
+    /// Link and describe a component compiled (or deserialized) from `bytes`, which passed
+    /// the gate with `report`.
+    pub(super) fn load_compiled(
+        &self,
+        bytes: &[u8],
+        component: Component,
+        report: GateReport,
+    ) -> Result<Arc<StrategyCode>, SandboxError> {
+        let started = Instant::now();
+        let sha256 = hex::encode(Sha256::digest(bytes));
         // The gate matched the component to an entry of `SUPPORTED_VERSIONS`, which are
         // exactly the versions with bindings (a unit test of the gate holds them equal).
         let version = ContractVersion::compatible(report.supported_version).ok_or_else(|| {
@@ -139,8 +156,9 @@ impl Sandbox {
             sha256,
             report,
             info: None,
-            compile_time,
-            from_cache,
+            compile_time: started.elapsed(),
+            from_cache: false,
+            from_variant: false,
             pre,
             engine: self.engine.clone(),
             config: self.config.clone(),
@@ -167,6 +185,7 @@ pub struct StrategyCode {
     info: Option<StrategyInfo>,
     compile_time: Duration,
     from_cache: bool,
+    pub(super) from_variant: bool,
     pub(super) pre: StrategyPre,
     pub(super) engine: Engine,
     pub(super) config: Arc<SandboxConfig>,
@@ -205,6 +224,11 @@ impl StrategyCode {
     /// Whether the compiled code came from the on-disk cache.
     pub fn from_cache(&self) -> bool {
         self.from_cache
+    }
+    /// Whether the code was not compiled but made from a base's compiled code with other
+    /// data ([`Sandbox::load_variant`]).
+    pub fn from_variant(&self) -> bool {
+        self.from_variant
     }
 
     /// The strategy's description, refused when the call fails or breaks the caps.

@@ -22,6 +22,7 @@ pub mod gate;
 mod host;
 mod instance;
 mod runner;
+mod variants;
 
 pub use bindings::ContractVersion;
 pub use code::{Sandbox, StrategyCode};
@@ -29,6 +30,7 @@ pub use config::{Limits, SandboxConfig, default_cache_dir};
 pub use error::{SandboxError, TrapReason};
 pub use host::{DetachedHost, StrategyHost};
 pub use instance::{InstanceStats, InstanceStatus, StrategyInstance};
+pub use variants::DataVariants;
 
 /// The contract this host implements (`wit/since_v*/strategy.wit`).
 pub const CONTRACT_PACKAGE: &str = "qtm:strategy";

@@ -318,9 +318,7 @@ pub fn run(mut args: EvolveArgs) -> Result<()> {
             ..GpConfig::default()
         };
         (
-            Subject::Rules {
-                sandbox: sandbox.clone(),
-            },
+            Subject::rules(sandbox.clone()).map_err(anyhow::Error::msg)?,
             Space::Rules(gp),
             String::new(),
             "gp".to_string(),
@@ -530,14 +528,15 @@ fn write_outputs(
     };
     write("result.json", serde_json::to_string_pretty(doc)?.as_bytes())?;
     let mut csv = String::from(
-        "hash,generation,seen,fitness,total_return_pct,sharpe,daily_sharpe,max_drawdown_pct,trades,size,error,candidate\n",
+        "hash,generation,seen,parents,fitness,total_return_pct,sharpe,daily_sharpe,max_drawdown_pct,trades,size,error,candidate\n",
     );
     for c in &result.ledger {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             c.hash,
             c.generation,
             c.seen,
+            c.parents.join(" "),
             c.fitness.map_or(String::new(), |f| f.to_string()),
             c.total_return_pct,
             c.sharpe,

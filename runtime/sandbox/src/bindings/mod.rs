@@ -92,6 +92,14 @@ impl StrategyPre {
         })
     }
 
+    /// The compiled component.
+    pub fn component(&self) -> &Component {
+        match self {
+            Self::V0_1(p) => p.instance_pre().component(),
+            Self::V0_2(p) => p.instance_pre().component(),
+        }
+    }
+
     /// The contract version.
     pub fn version(&self) -> ContractVersion {
         match self {
