@@ -44,6 +44,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "qtm-live",
             "qtm-rules-component",
             "qtm-import",
+            "qtm-evolve",
+        ],
+    ),
+    (
+        "qtm-evolve",
+        &[
+            "qtm-core",
+            "qtm-market",
+            "qtm-backtest",
+            "qtm-sandbox",
+            "qtm-rules",
+            "qtm-rules-component",
         ],
     ),
     (
@@ -59,6 +71,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "qtm-runtime",
         &[
             "qtm-import",
+            "qtm-evolve",
             "qtm-core",
             "qtm-market",
             "qtm-oms",
