@@ -7,31 +7,8 @@ use std::time::{Duration, Instant};
 
 use qtm_tests::{component, guests};
 
-/// The `qtm` binary beside this test's own executable (built by `cargo test --workspace`).
 fn qtm() -> Command {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join(format!("qtm{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is built by `cargo test --workspace` (./test.sh); with `-p qtm-tests` alone, run \
-         `cargo build -p qtm-runtime` first",
-        bin.display()
-    );
-    let mut cmd = Command::new(bin);
-    for var in [
-        "QTM_CONFIG",
-        "QTM_DATABASE_URL",
-        "QTM_ADMIN_PASSWORD",
-        "QTM_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
+    qtm_tests::qtm_command()
 }
 
 /// Start `cmd` with stdout a pipe whose read end is closed at once, before the child can write.

@@ -10,24 +10,8 @@ use std::time::{Duration, Instant};
 use qtm_tests::{component, guests, require_peer};
 use serde_json::Value;
 
-/// The `qtm` binary beside this test's own executable (built by `cargo test --workspace`).
 fn qtm() -> Command {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join(format!("qtm{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is built by `cargo test --workspace` (./test.sh); with `-p qtm-tests` alone, run \
-         `cargo build -p qtm-runtime` first",
-        bin.display()
-    );
-    let mut cmd = Command::new(bin);
-    cmd.env_remove("QTM_LOG");
-    cmd
+    qtm_tests::qtm_command()
 }
 
 /// sma-cross as a component file in `dir`.
@@ -262,7 +246,6 @@ fn csv_lines(path: &Path) -> (String, Vec<String>) {
 fn selection_never_sees_the_test_period_and_its_result_is_an_ordinary_backtest() {
     let goog = require_peer!("goog_1d.csv");
     let dir = tempfile::tempdir().unwrap();
-    let wasm = sma_cross(dir.path());
     let (header, rows) = csv_lines(&goog);
     // The default split trains on the first 70 % of the bar times.
     let cut = (rows.len() as f64 * 0.7) as usize;

@@ -375,23 +375,8 @@ fn programs_at_the_token_cap_fit_the_default_budget() {
     }
 }
 
-/// The `qtm` binary beside this test's own executable (built by `cargo test --workspace`).
 fn qtm() -> Command {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join(format!("qtm{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is built by `cargo test --workspace`; with `-p qtm-tests` alone, run `cargo build -p qtm-runtime` first",
-        bin.display()
-    );
-    let mut cmd = Command::new(bin);
-    cmd.env_remove("QTM_LOG");
-    cmd
+    qtm_tests::qtm_command()
 }
 
 #[test]

@@ -268,3 +268,30 @@ pub async fn store_strategy(
     .strategy
     .id
 }
+
+/// The `qtm` binary beside the running test's executable (built by `cargo test --workspace`),
+/// with the caller's logging settings removed so its output is what the test expects.
+pub fn qtm_command() -> std::process::Command {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let bin = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("the test runs from the target dir")
+        .join(format!("qtm{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is built by `cargo test --workspace` (./test.sh); with `-p qtm-tests` alone, run \
+         `cargo build -p qtm-runtime` first",
+        bin.display()
+    );
+    let mut cmd = std::process::Command::new(bin);
+    for var in [
+        "QTM_CONFIG",
+        "QTM_DATABASE_URL",
+        "QTM_ADMIN_PASSWORD",
+        "QTM_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}

@@ -145,7 +145,9 @@ pub struct BacktestArgs {
     no_cache: bool,
 }
 
-fn parse_params(raw: &[String]) -> Result<Vec<Param>> {
+/// `--param NAME=VALUE` flags as parameters (values as text; the strategy's declared types
+/// convert them).
+pub(super) fn parse_params(raw: &[String]) -> Result<Vec<Param>> {
     raw.iter()
         .map(|p| {
             let (name, value) = p

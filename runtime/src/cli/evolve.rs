@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use super::out::outln;
 use crate::backtest::RunSettings;
 use crate::exchange::FillMode;
-use crate::model::{Param, ParamValue};
 use crate::report::{self, ReportInput};
 use crate::sandbox::{Limits, Sandbox, SandboxConfig};
 use qtm_evolve::evaluate::{Evaluator, Market, Period, Subject, symbol_of};
@@ -155,20 +154,6 @@ struct SavedRun {
     /// search the same thing over the same bars.
     inputs: Value,
     checkpoint: Checkpoint,
-}
-
-fn parse_params(raw: &[String]) -> Result<Vec<Param>> {
-    raw.iter()
-        .map(|p| {
-            let (name, value) = p
-                .split_once('=')
-                .with_context(|| format!("--param `{p}`: expected NAME=VALUE"))?;
-            Ok(Param {
-                name: name.trim().to_string(),
-                value: ParamValue::Choice(value.trim().to_string()),
-            })
-        })
-        .collect()
 }
 
 fn parse_genes(raw: &[String]) -> Result<Vec<(String, f64, f64)>> {
@@ -338,7 +323,7 @@ pub fn run(mut args: EvolveArgs) -> Result<()> {
         };
         let space = ParamSpace::new(
             &code.info().params,
-            &parse_params(&args.params)?,
+            &super::backtest::parse_params(&args.params)?,
             &parse_genes(&args.genes)?,
         )
         .map_err(anyhow::Error::msg)?;
