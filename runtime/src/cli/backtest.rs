@@ -145,6 +145,27 @@ pub struct BacktestArgs {
     no_cache: bool,
 }
 
+/// The strategy of `--strategy FILE.wasm` or `--rules FILE.rules` (checked and built into a
+/// component), loaded into `sandbox`.
+pub(super) fn load_code(
+    sandbox: &Sandbox,
+    strategy: Option<&std::path::Path>,
+    rules: Option<&std::path::Path>,
+) -> Result<std::sync::Arc<crate::sandbox::StrategyCode>> {
+    Ok(match (strategy, rules) {
+        (_, Some(rules)) => {
+            let component = super::rules::compile_file(rules)?;
+            sandbox
+                .load(&component.component)
+                .with_context(|| format!("loading the component of {}", rules.display()))?
+        }
+        (Some(path), None) => sandbox
+            .load_file(path)
+            .with_context(|| format!("loading {}", path.display()))?,
+        (None, None) => bail!("give --strategy FILE.wasm or --rules FILE.rules"),
+    })
+}
+
 /// `--param NAME=VALUE` flags as parameters (values as text; the strategy's declared types
 /// convert them).
 pub(super) fn parse_params(raw: &[String]) -> Result<Vec<Param>> {
@@ -251,18 +272,7 @@ pub fn run(args: BacktestArgs) -> Result<()> {
         },
         ..Default::default()
     })?;
-    let code = match (&args.strategy, &args.rules) {
-        (_, Some(rules)) => {
-            let component = super::rules::compile_file(rules)?;
-            sandbox
-                .load(&component.component)
-                .with_context(|| format!("loading the component of {}", rules.display()))?
-        }
-        (Some(path), None) => sandbox
-            .load_file(path)
-            .with_context(|| format!("loading {}", path.display()))?,
-        (None, None) => bail!("give --strategy FILE.wasm or --rules FILE.rules"),
-    };
+    let code = load_code(&sandbox, args.strategy.as_deref(), args.rules.as_deref())?;
     let params = parse_params(&args.params)?;
     let symbols: Vec<String> = sources.iter().map(|s| s.symbol.clone()).collect();
     let instance = code.instantiate(&params, &symbols)?;

@@ -309,18 +309,8 @@ pub fn run(mut args: EvolveArgs) -> Result<()> {
             "gp".to_string(),
         )
     } else {
-        let code = match (&args.strategy, &args.rules) {
-            (_, Some(rules)) => {
-                let component = super::rules::compile_file(rules)?;
-                sandbox
-                    .load(&component.component)
-                    .with_context(|| format!("loading the component of {}", rules.display()))?
-            }
-            (Some(path), None) => sandbox
-                .load_file(path)
-                .with_context(|| format!("loading {}", path.display()))?,
-            (None, None) => unreachable!("checked above"),
-        };
+        let code =
+            super::backtest::load_code(&sandbox, args.strategy.as_deref(), args.rules.as_deref())?;
         let space = ParamSpace::new(
             &code.info().params,
             &super::backtest::parse_params(&args.params)?,
